@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RecipeError } from '../errors.js';
+import type { ImageEntry } from '../image-tree.js';
+import type { Recipe } from '../recipe/recipe.js';
+import type { ImagePlan } from '../resolve/plan-image.js';
+import { resolveInRoot } from '../resolve/root-path.js';
+import { DirectoryRootView } from '../resolve/root-view.js';
+import { selectAccounts, type Account } from './accounts.js';
+import { INIT_APPLETS, generateInit } from './init-script.js';
+
+export interface AssembledRoot {
+  entries: ImageEntry[];
+  /** Regular files with their digests, for the manifest. */
+  files: { path: string; size: number; sha256: string; mode: number; package: string | null; reason: string }[];
+  user: Account;
+}
+
+/** Directories every image has, with their modes; /tmp is world-writable and sticky. */
+/** BusyBox in the install root, from busybox-static (part of every base). */
+export const BUSYBOX_PATH = '/bin/busybox';
+
+const SKELETON_DIRS: [string, number][] = [
+  ['/dev', 0o755],
+  ['/proc', 0o555],
+  ['/sys', 0o555],
+  ['/run', 0o755],
+  ['/tmp', 0o1777],
+  ['/root', 0o700],
+  ['/var/tmp', 0o1777],
+];
+
+/**
+ * Turns the plan into the image's entries: the resolved files, BusyBox with the
+ * applet links /init calls, a minimal /etc, the generated /init, the recipe's
+ * directories and fix-ups, and /dev/console (the kernel opens it for PID 1
+ * before any devtmpfs is mounted).
+ */
+export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan): Promise<AssembledRoot> {
+  const view = new DirectoryRootView(root);
+  const entries = new Map<string, ImageEntry>();
+  const add = (entry: ImageEntry): void => {
+    entries.set(entry.path, entry);
+  };
+
+  // The merged-/usr links (/bin -> usr/bin, /lib64 -> usr/lib64, ...) as the base has them.
+  for (const top of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
+    const node = await view.lstat(top);
+    if (node?.kind === 'symlink') add({ type: 'symlink', path: top, target: node.target });
+  }
+  for (const [path, target] of plan.symlinks) add({ type: 'symlink', path, target });
+
+  // The planner always includes BusyBox (BUSYBOX_PATH); /init's applets are links to it.
+  const busybox = await resolveInRoot(view, BUSYBOX_PATH);
+  for (const applet of INIT_APPLETS) {
+    const path = `/usr/${['mount', 'ip', 'hostname', 'poweroff', 'start-stop-daemon'].includes(applet) ? 'sbin' : 'bin'}/${applet}`;
+    if (!entries.has(path)) add({ type: 'symlink', path, target: busybox.path });
+  }
+
+  const owners = recipe.directories.map((d) => d.owner);
+  const accounts = selectAccounts(
+    await readFile(join(root, 'etc/passwd'), 'utf8'),
+    await readFile(join(root, 'etc/group'), 'utf8'),
+    [recipe.entrypoint.user, ...recipe.users, ...owners],
+    recipe.source,
+  );
+  const user = accounts.users.get(recipe.entrypoint.user)!;
+  // Files keep an owner the image has an account for (redis.conf is redis:redis 0640); the rest belong to root.
+  const keptUids = new Set([...accounts.users.values()].map((a) => a.uid));
+  const keptGids = new Set([...accounts.users.values()].map((a) => a.gid));
+  for (const file of plan.files.values()) {
+    const uid = keptUids.has(file.uid) ? file.uid : 0;
+    const gid = keptGids.has(file.gid) ? file.gid : 0;
+    add({ type: 'file', path: file.path, mode: file.mode, uid, gid, source: { path: join(root, file.path) } });
+  }
+  const text = (path: string, content: string, mode = 0o644): void => add({ type: 'file', path, mode, source: { content: Buffer.from(content) } });
+  text('/etc/passwd', accounts.passwd);
+  text('/etc/group', accounts.group);
+  text('/etc/hosts', `127.0.0.1\tlocalhost ${recipe.name}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+  // glibc reads nsswitch.conf for every user and host lookup; "files" is built into libc.so.6 since glibc 2.34.
+  text('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\nprotocols: files\n');
+  text(
+    '/init',
+    generateInit({ name: recipe.name, cmd: recipe.entrypoint.cmd.map((c, i) => (i === 0 ? plan.entrypoint : c)), user, env: recipe.entrypoint.env, readiness: recipe.readiness, libraryPath: plan.libraryPath }),
+    0o755,
+  );
+
+  for (const [path, mode] of SKELETON_DIRS) if (!entries.has(path)) add({ type: 'dir', path, mode });
+  add({ type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 });
+  add({ type: 'char', path: '/dev/null', mode: 0o666, major: 1, minor: 3 });
+  for (const dir of recipe.directories) {
+    const owner = accounts.users.get(dir.owner)!;
+    // /var/run is a link to /run in Debian: the directory goes where the link leads.
+    const { path } = await resolveInRoot(view, dir.path);
+    add({ type: 'dir', path, mode: dir.mode, uid: owner.uid, gid: owner.gid });
+  }
+
+  for (const [i, fixup] of recipe.fixups.entries()) {
+    const resolved = await resolveInRoot(view, fixup.file);
+    const existing = entries.get(resolved.path);
+    let content: string;
+    if ('write' in fixup) content = fixup.write;
+    else {
+      if (existing?.type !== 'file') throw new RecipeError(recipe.source, `fixups[${i}].file`, `${fixup.file} is not a file of the image`, 'a fix-up edits a file the image already has; use `write` to create one');
+      const before = 'content' in existing.source ? Buffer.from(existing.source.content).toString('utf8') : await readFile(existing.source.path, 'utf8');
+      content =
+        'deleteLines' in fixup
+          ? before
+              .split('\n')
+              .filter((line) => !new RegExp(fixup.deleteLines).test(line))
+              .join('\n')
+          : before.replace(new RegExp(fixup.replace, 'gm'), fixup.with);
+      if (content === before) throw new RecipeError(recipe.source, `fixups[${i}]`, `changes nothing in ${fixup.file}`, 'the file may have changed upstream; update the pattern or drop the fix-up');
+    }
+    const owner = existing?.type === 'file' ? { mode: existing.mode, uid: existing.uid ?? 0, gid: existing.gid ?? 0 } : { mode: 0o644 };
+    add({ type: 'file', path: resolved.path, ...owner, source: { content: Buffer.from(content) } });
+  }
+
+  const sorted = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const files: AssembledRoot['files'] = [];
+  for (const entry of sorted) {
+    if (entry.type !== 'file') continue;
+    const planned = plan.files.get(entry.path);
+    const { size, sha256 } = await digest(entry.source);
+    files.push({ path: entry.path, size, sha256, mode: entry.mode, package: planned?.package ?? null, reason: planned?.reason ?? 'tinyx' });
+  }
+  return { entries: sorted, files, user };
+}
+
+async function digest(source: { path: string } | { content: Uint8Array }): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  if ('content' in source) return { size: source.content.length, sha256: hash.update(source.content).digest('hex') };
+  let size = 0;
+  for await (const chunk of createReadStream(source.path)) {
+    size += (chunk as Buffer).length;
+    hash.update(chunk as Buffer);
+  }
+  return { size, sha256: hash.digest('hex') };
+}

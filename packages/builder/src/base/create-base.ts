@@ -1,0 +1,66 @@
+import { join } from 'node:path';
+import type { Cache } from '../cache.js';
+import { cacheKey } from '../cache.js';
+import { removeTree, unmountBelow } from '../mounts.js';
+import { run } from '../run.js';
+
+/** What a base root is made from; its cache key. */
+export interface BaseSpec {
+  suite: string;
+  mirror: string;
+  architecture: string;
+  /** Packages added to minbase: BusyBox for the image's /init and shell. */
+  include: string[];
+  keyring: string | undefined;
+}
+
+export interface BaseRoot {
+  key: string;
+  /** The root directory; read-only from now on (the OverlayFS lower layer). */
+  root: string;
+  cached: boolean;
+}
+
+/** Packages every base includes. busybox-static: the image's only userland, static so it needs no libraries. */
+export const BASE_INCLUDE = ['busybox-static'];
+
+export function baseKey(spec: BaseSpec): string {
+  // The keyring decides nothing about the content, so it is not part of the key.
+  return cacheKey('base', { suite: spec.suite, mirror: spec.mirror, architecture: spec.architecture, include: [...spec.include].sort(), variant: 'minbase' });
+}
+
+/**
+ * `debootstrap --variant=minbase` into the cache, once per key. It runs in a
+ * temporary directory that is renamed into place when complete, so a base that
+ * was interrupted half-way is never used; the temporary tree (and what
+ * debootstrap mounted in it) is removed on every path.
+ */
+export async function createBase(
+  cache: Cache,
+  spec: BaseSpec,
+  options: { signal?: AbortSignal | undefined; onLine?: (line: string) => void },
+): Promise<BaseRoot> {
+  const key = baseKey(spec);
+  const hit = await cache.lookup('bases', key);
+  if (hit) return { key, root: join(hit, 'root'), cached: true };
+
+  const temp = await cache.makeTemp('base');
+  try {
+    const args = ['--variant=minbase', `--arch=${spec.architecture}`, `--include=${spec.include.join(',')}`];
+    if (spec.keyring) args.push(`--keyring=${spec.keyring}`);
+    args.push(spec.suite, join(temp, 'root'), spec.mirror);
+    const onLine = options.onLine;
+    await run('debootstrap', args, {
+      signal: options.signal,
+      ...(onLine ? { onLine } : {}),
+      hint: `check that ${spec.mirror} serves ${spec.suite} for ${spec.architecture} (override with --mirror and --suite)`,
+    });
+    // debootstrap's second stage mounts /proc and /sys in the target; an entry must hold no mounts.
+    await unmountBelow(temp);
+    const version = (await run('dpkg-query', ['-W', '-f=${Version}', 'debootstrap'], { allowFailure: true })).stdout;
+    const dir = await cache.publish('bases', key, temp, { ...spec, key, debootstrap: version || 'unknown', created: new Date().toISOString() });
+    return { key, root: join(dir, 'root'), cached: false };
+  } finally {
+    await removeTree(temp);
+  }
+}

@@ -1,0 +1,80 @@
+import { access, constants, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MissingToolError, TinyxError } from './errors.js';
+
+/** A program the pipeline runs on the host, and the Debian package that provides it. */
+export interface HostTool {
+  command: string;
+  debianPackage: string;
+  /** What the pipeline uses it for, shown by `tinyx doctor`. */
+  purpose: string;
+}
+
+/** Every host program the build pipeline runs. `tinyx doctor` checks exactly this list. */
+export const HOST_TOOLS: readonly HostTool[] = [
+  { command: 'debootstrap', debianPackage: 'debootstrap', purpose: 'creates the Debian base root' },
+  { command: 'gpgv', debianPackage: 'gpgv', purpose: 'debootstrap checks the archive signature with it' },
+  { command: 'objdump', debianPackage: 'binutils', purpose: 'reads the ELF dynamic section (NEEDED, RUNPATH)' },
+  { command: 'mount', debianPackage: 'mount', purpose: 'mounts the OverlayFS and /proc, /sys, /dev' },
+  { command: 'umount', debianPackage: 'mount', purpose: 'undoes those mounts' },
+  { command: 'chroot', debianPackage: 'coreutils', purpose: 'runs apt-get inside the image root' },
+  { command: 'dpkg', debianPackage: 'dpkg', purpose: 'tells the host architecture' },
+];
+
+/** Files the pipeline reads on the host, and the package that provides them. */
+export const HOST_FILES: readonly { path: string; debianPackage: string; purpose: string }[] = [
+  {
+    path: '/usr/share/keyrings/debian-archive-keyring.gpg',
+    debianPackage: 'debian-archive-keyring',
+    purpose: "verifies the mirror's signatures",
+  },
+];
+
+export function debianPackageFor(command: string): string | undefined {
+  const name = command.includes('/') ? command.slice(command.lastIndexOf('/') + 1) : command;
+  return HOST_TOOLS.find((tool) => tool.command === name)?.debianPackage;
+}
+
+/** The absolute path of a command on PATH, or undefined. */
+export async function findOnPath(command: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
+  const dirs = new Set([...path.split(':'), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']);
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const candidate = join(dir, command);
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Throws MissingToolError for the first of `commands` that is not installed. */
+export async function requireTools(commands: readonly string[]): Promise<void> {
+  for (const command of commands) {
+    if (!(await findOnPath(command))) {
+      throw new MissingToolError(command, debianPackageFor(command) ?? command);
+    }
+  }
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+export function requireRoot(what: string): void {
+  if (!isRoot()) {
+    throw new TinyxError('E_NOT_ROOT', `${what} needs root (debootstrap, chroot and OverlayFS mounts do)`, {
+      kind: 'host',
+      hint: 'run it as root, for example: sudo npx tinyx build nginx',
+    });
+  }
+}
+
+/** True when the running kernel knows the overlay filesystem (built in, or its module loaded). */
+export async function hasOverlayFs(): Promise<boolean> {
+  const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+  return /\boverlay$/m.test(filesystems);
+}

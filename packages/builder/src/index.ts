@@ -1,0 +1,22 @@
+/**
+ * @tinyx/builder: turn an application recipe into a minimal VM image directory,
+ * the TinyX way (LightVM, SOSP 2017).
+ */
+export { build, createBuild, Build, PLATFORMS, formatBytes } from './build.js';
+export type { BuildOptions, BuildEvent, BuildStep, StepId, StepResult, Platform } from './build.js';
+export type { Manifest } from './manifest.js';
+export { MANIFEST_VERSION } from './manifest.js';
+export type { Recipe, Readiness, Fixup, DirectorySpec } from './recipe/recipe.js';
+export { loadRecipe, loadRecipeFile, parseRecipe, recipeFromPackage, listRecipes, BUNDLED_RECIPES_DIR } from './recipe/load-recipe.js';
+export type { PackageRecipeOptions } from './recipe/load-recipe.js';
+export { KERNEL_FEATURES } from './kernel-features.js';
+export type { KernelFeature } from './kernel-features.js';
+export { OUTPUT_FORMATS } from './pack/formats.js';
+export type { OutputFormat } from './pack/formats.js';
+export { TinyxError, RecipeError, MissingToolError, CommandFailedError, InterruptedError } from './errors.js';
+export type { ErrorKind } from './errors.js';
+export { HOST_TOOLS, HOST_FILES, findOnPath, isRoot, hasOverlayFs } from './host-tools.js';
+export type { HostTool } from './host-tools.js';
+export { defaultCacheDir } from './cache.js';
+export { setCommandLog } from './run.js';
+export { READY_LINE } from './assemble/init-script.js';

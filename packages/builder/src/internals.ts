@@ -1,0 +1,28 @@
+/**
+ * The builder's building blocks, for tests and for tools that want one piece
+ * of the pipeline (the planner, the cpio writer) without the rest. Not part of
+ * the stable API: `@tinyx/builder` is.
+ */
+export * from './pack/cpio.js';
+export * from './pack/tar.js';
+export * from './pack/formats.js';
+export * from './pack/archive-entries.js';
+export * from './dpkg/control.js';
+export * from './dpkg/depends.js';
+export * from './dpkg/status.js';
+export * from './dpkg/version.js';
+export * from './resolve/plan-image.js';
+export * from './resolve/root-view.js';
+export * from './resolve/root-path.js';
+export * from './resolve/objdump.js';
+export * from './resolve/elf.js';
+export * from './resolve/ld-so-conf.js';
+export * from './recipe/validate-recipe.js';
+export * from './blacklist.js';
+export * from './base/apt-sources.js';
+export * from './assemble/accounts.js';
+export * from './assemble/init-script.js';
+export * from './cache.js';
+export * from './mounts.js';
+export * from './run.js';
+export type { ImageEntry } from './image-tree.js';

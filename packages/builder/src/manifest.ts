@@ -1,0 +1,57 @@
+import type { KernelFeature } from './kernel-features.js';
+import type { OutputFormat } from './pack/formats.js';
+import type { Readiness, Recipe } from './recipe/recipe.js';
+
+/** The manifest format version; bumped when a field changes meaning. */
+export const MANIFEST_VERSION = 1;
+
+/**
+ * manifest.json: what an image directory holds and how it was made. It is the
+ * contract with the toolstack (which reads only this and the files next to
+ * it), the SBOM, and what `tinyx inspect` shows.
+ */
+export interface Manifest {
+  manifestVersion: typeof MANIFEST_VERSION;
+  name: string;
+  /** The normalized recipe (defaults filled in). */
+  recipe: Omit<Recipe, 'source'> & { source: string };
+  platform: string;
+  format: OutputFormat;
+  entrypoint: { cmd: string[]; user: string; uid: number; gid: number };
+  readiness: Readiness | null;
+  /** File names inside the image directory. */
+  artifacts: { rootfs: string; kernel: string | null; kernelConfig: string | null };
+  sizes: {
+    /** The kernel image in bytes; null until the image has a kernel. */
+    kernel: number | null;
+    /** The root filesystem artifact (compressed, as written). */
+    initrd: number;
+    /** The root filesystem archive before compression. */
+    initrdUncompressed: number;
+    /** The sum of the regular files' sizes in the root. */
+    rootFiles: number;
+    total: number;
+  };
+  /** The packages the files came from, with versions: the SBOM. */
+  packages: { name: string; version: string; files: number }[];
+  /** Packages the blacklist cut from the Depends closure. */
+  excludedPackages: string[];
+  /** Every regular file of the root, sorted by path. */
+  files: { path: string; size: number; sha256: string; mode: string; package: string | null; reason: string }[];
+  symlinks: { path: string; target: string }[];
+  kernel: { version: string; configSha256: string; features: KernelFeature[] } | null;
+  build: {
+    tinyx: string;
+    sourceDateEpoch: number;
+    suite: string;
+    mirror: string;
+    architecture: string;
+    /** Seconds per pipeline step. */
+    seconds: Record<string, number>;
+    /** Steps answered from the cache. */
+    cached: string[];
+    tools: Record<string, string>;
+    /** When the build ran (not part of the image bytes). */
+    finishedAt: string;
+  };
+}

@@ -1,0 +1,86 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { MANIFEST_VERSION, TinyxError, formatBytes, type Manifest } from '@tinyx/builder';
+import { globalOptions, type GlobalArgs } from '../global-options.js';
+import { makeOutput, reportError } from '../output.js';
+
+interface InspectArgs extends GlobalArgs {
+  image: string;
+  files?: boolean;
+}
+
+export const inspectCommand: CommandModule<object, InspectArgs> = {
+  command: 'inspect <image>',
+  describe: 'Show what is inside an image directory: sizes, packages, files',
+  builder: (yargs) =>
+    globalOptions(yargs as Argv<object>)
+      .positional('image', { type: 'string', demandOption: true, describe: 'an image directory (out/<name>)' })
+      .option('files', { type: 'boolean', describe: 'list every file with its size and package' })
+      .example('$0 inspect out/nginx', 'sizes, the entrypoint, packages and the largest files')
+      .example('$0 inspect out/nginx --files', 'every file')
+      .example('$0 inspect out/nginx --json | jq .packages', 'the manifest, for scripts') as unknown as Argv<InspectArgs>,
+  handler: async (args) => {
+    const out = makeOutput(args);
+    try {
+      const manifest = await readManifest(args.image);
+      if (out.json) out.result(manifest);
+      else printManifest(manifest, args.image, !!args.files, out.line);
+      process.exitCode = 0;
+    } catch (error) {
+      process.exitCode = reportError(error, out);
+    }
+  },
+};
+
+export async function readManifest(imageDir: string): Promise<Manifest> {
+  const file = join(imageDir, 'manifest.json');
+  let text: string;
+  try {
+    await stat(imageDir);
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new TinyxError('E_NO_IMAGE', `${imageDir} is not an image directory (no manifest.json)`, { kind: 'user', hint: 'build one with: tinyx build nginx   (it writes out/nginx)' });
+  }
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(text) as Manifest;
+  } catch (error) {
+    throw new TinyxError('E_BAD_MANIFEST', `${file} is not valid JSON: ${(error as Error).message}`, { kind: 'user', hint: 'build the image again' });
+  }
+  if (manifest.manifestVersion !== MANIFEST_VERSION) {
+    throw new TinyxError('E_BAD_MANIFEST', `${file} has manifestVersion ${String(manifest.manifestVersion)}, this tinyx reads ${MANIFEST_VERSION}`, { kind: 'user', hint: 'build the image again with this tinyx' });
+  }
+  return manifest;
+}
+
+function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?: string) => void): void {
+  const s = m.sizes;
+  line(`${m.name}  (${dir})`);
+  if (m.recipe.description) line(`  ${m.recipe.description}`);
+  line();
+  line(`entrypoint   ${m.entrypoint.cmd.join(' ')}  (as ${m.entrypoint.user}, uid ${m.entrypoint.uid})`);
+  line(`readiness    ${m.readiness ? JSON.stringify(m.readiness) : 'none'}`);
+  line(`platform     ${m.platform}    format ${m.format}`);
+  line();
+  line('sizes');
+  line(`  kernel             ${s.kernel === null ? '(none yet)' : formatBytes(s.kernel)}`);
+  line(`  ${m.artifacts.rootfs.padEnd(18)} ${formatBytes(s.initrd)}  (${formatBytes(s.initrdUncompressed)} unpacked)`);
+  line(`  files              ${m.files.length} files, ${formatBytes(s.rootFiles)}; ${m.symlinks.length} symlinks`);
+  line(`  total              ${formatBytes(s.total)}`);
+  line();
+  line(`packages (${m.packages.length})`);
+  const bytesByPackage = new Map<string, number>();
+  for (const f of m.files) bytesByPackage.set(f.package ?? '(tinyx)', (bytesByPackage.get(f.package ?? '(tinyx)') ?? 0) + f.size);
+  for (const p of m.packages) line(`  ${p.name.padEnd(28)} ${p.version.padEnd(28)} ${String(p.files).padStart(4)} files ${formatBytes(bytesByPackage.get(p.name) ?? 0).padStart(10)}`);
+  if (m.excludedPackages.length > 0) line(`  not shipped (blacklist): ${m.excludedPackages.join(', ')}`);
+  line();
+  const files = allFiles ? m.files : [...m.files].sort((a, b) => b.size - a.size).slice(0, 10);
+  line(allFiles ? `files (${m.files.length})` : 'largest files');
+  for (const f of files) line(`  ${formatBytes(f.size).padStart(10)}  ${f.mode}  ${f.path}  [${f.package ?? 'tinyx'}: ${f.reason}]`);
+  line();
+  line(`built with tinyx ${m.build.tinyx} from ${m.build.suite} (${m.build.architecture}), SOURCE_DATE_EPOCH=${m.build.sourceDateEpoch}`);
+  line(`  steps: ${Object.entries(m.build.seconds)
+    .map(([step, sec]) => `${step} ${sec}s${m.build.cached.includes(step) ? ' (cached)' : ''}`)
+    .join(', ')}`);
+}

@@ -1,0 +1,62 @@
+import { Listr } from 'listr2';
+import type { Build, BuildEvent } from '@tinyx/builder';
+import type { Output } from './output.js';
+
+export type ProgressMode = 'tasks' | 'lines' | 'silent';
+
+/** The one place that picks how progress is shown: a task list on a terminal, plain lines elsewhere, nothing under --json. */
+export function progressMode(out: Output): ProgressMode {
+  if (out.json) return 'silent';
+  if (process.stderr.isTTY && !process.env.CI && process.env.TERM !== 'dumb') return 'tasks';
+  return 'lines';
+}
+
+/** A listener for build events that prints plain lines (CI logs, pipes, tests). */
+export function lineProgress(out: Output): (event: BuildEvent) => void {
+  return (event) => {
+    if (event.type === 'step-start') out.note(`[${event.step}] ${event.title}...`);
+    else if (event.type === 'step-end') {
+      const how = event.cached ? 'cached' : `${event.seconds.toFixed(2)} s`;
+      out.note(`[${event.step}] ${event.cached ? 'cache hit' : 'done'} (${how})${event.summary ? `: ${event.summary}` : ''}`);
+    } else if (out.verbose) out.note(`  ${event.line}`);
+  };
+}
+
+/**
+ * Runs a build's steps: as a listr2 task list (one task per step, cache hits
+ * marked, the running command's last line under the task), or in a plain
+ * loop. Cleanup always runs, also when a step fails or the user interrupts.
+ */
+export async function runSteps(build: Build, mode: ProgressMode, events: { current?: (event: BuildEvent) => void }): Promise<void> {
+  if (mode !== 'tasks') {
+    try {
+      for (const step of build.steps) await build.runStep(step);
+    } finally {
+      await build.cleanup();
+    }
+    return;
+  }
+  const tasks = new Listr(
+    build.steps.map((step) => ({
+      title: step.title,
+      task: async (_ctx: unknown, task: { title: string; output: string }) => {
+        events.current = (event) => {
+          if (event.type === 'output' && event.line.trim()) task.output = event.line.trim();
+        };
+        const result = await build.runStep(step);
+        task.title = `${step.title}${result.cached ? ' (cache hit)' : ''}${result.summary ? `: ${result.summary}` : ''}`;
+      },
+    })),
+    {
+      concurrent: false,
+      exitOnError: true,
+      rendererOptions: { collapseSubtasks: false, showErrorMessage: false, timer: { condition: true, format: () => 'dim' as never } } as never,
+    },
+  );
+  try {
+    await tasks.run();
+  } finally {
+    events.current = undefined;
+    await build.cleanup();
+  }
+}

@@ -1,0 +1,99 @@
+import test from 'ava';
+import { generateInit, globToRegExp, makeBlacklist, loadBlacklist, parseDeb822Sources, parseOneLineSources, pickBaseSource, selectAccounts } from '@tinyx/builder/internals';
+import { TinyxError } from '@tinyx/builder';
+
+test('deb822 sources: the real shape of a Debian 12 debian.sources, comments and all', async (t) => {
+  const text = `Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://mirror.example/debian
+Suites: trixie
+Components: main
+`;
+  const sources = await parseDeb822Sources(text, 'debian.sources');
+  t.deepEqual(
+    sources.map((s) => `${s.uri} ${s.suite}`),
+    ['http://deb.debian.org/debian bookworm', 'http://deb.debian.org/debian bookworm-updates', 'http://deb.debian.org/debian-security bookworm-security'],
+  );
+  const pick = pickBaseSource(sources);
+  t.is(pick.uri, 'http://deb.debian.org/debian');
+  t.is(pick.suite, 'bookworm');
+  t.is(pick.keyring, '/usr/share/keyrings/debian-archive-keyring.gpg');
+  const disabled = await parseDeb822Sources(`Enabled: no\n${text}`, 'x.sources');
+  t.deepEqual(disabled.map((s) => s.suite), ['bookworm-security'], 'the disabled paragraph is skipped');
+});
+
+test('one-line sources.list with options; the release suite is picked over updates and security', (t) => {
+  const sources = parseOneLineSources(
+    `# comment
+deb http://security.debian.org/debian-security bookworm-security main
+deb [arch=amd64 signed-by=/etc/apt/keyrings/x.gpg] http://ftp.example.org/debian bookworm-updates main
+deb [arch=amd64 signed-by=/etc/apt/keyrings/x.gpg] http://ftp.example.org/debian bookworm main contrib
+deb-src http://ftp.example.org/debian bookworm main
+`,
+    'sources.list',
+  );
+  t.is(sources.length, 3);
+  const pick = pickBaseSource(sources);
+  t.deepEqual([pick.uri, pick.suite, pick.keyring], ['http://ftp.example.org/debian', 'bookworm', '/etc/apt/keyrings/x.gpg']);
+  const none = t.throws(() => pickBaseSource(sources.filter((s) => s.suite !== 'bookworm')), { instanceOf: TinyxError });
+  t.is(none?.code, 'E_NO_MIRROR');
+  t.regex(none?.hint ?? '', /--mirror .* --suite/);
+});
+
+test('the bundled blacklists parse, and patterns match as documented', async (t) => {
+  const blacklist = await loadBlacklist();
+  for (const pkg of ['dpkg', 'apt', 'debconf', 'perl-base', 'init-system-helpers', 'perl-modules-5.36', 'perl:any']) t.true(blacklist.isPackageExcluded(pkg), pkg);
+  for (const pkg of ['libc6', 'libssl3', 'nginx', 'nginx-common', 'busybox-static']) t.false(blacklist.isPackageExcluded(pkg), pkg);
+  for (const path of ['/usr/share/doc/nginx/copyright', '/usr/share/man/man8/nginx.8.gz', '/usr/share/locale/de/LC_MESSAGES/x.mo', '/var/lib/dpkg/status', '/lib/systemd/system/nginx.service', '/etc/rc2.d/S01nginx'])
+    t.true(blacklist.isPathExcluded(path), path);
+  for (const path of ['/etc/nginx/nginx.conf', '/usr/share/nginx/html/index.html', '/usr/lib/x86_64-linux-gnu/libc.so.6']) t.false(blacklist.isPathExcluded(path), path);
+  t.true(globToRegExp('/etc/*.conf', true).test('/etc/a.conf'));
+  t.false(globToRegExp('/etc/*.conf', true).test('/etc/x/a.conf'), '* stays inside one component');
+  t.true(makeBlacklist(['lib*-dev'], []).isPackageExcluded('libssl-dev'));
+});
+
+test('accounts: root plus the wanted ones, their primary groups, no login shells', (t) => {
+  const passwd = 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nredis:x:100:101::/var/lib/redis:/usr/sbin/nologin\n';
+  const group = 'root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nredis:x:101:\nadm:x:4:syslog,redis\n';
+  const accounts = selectAccounts(passwd, group, ['www-data', 'root'], 'recipes/nginx.yaml');
+  t.is(accounts.passwd, 'root:x:0:0:root:/root:/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\n');
+  t.is(accounts.group, 'root:x:0:\nwww-data:x:33:\n');
+  t.deepEqual(accounts.users.get('www-data'), { name: 'www-data', uid: 33, gid: 33 });
+  const error = t.throws(() => selectAccounts(passwd, group, ['nginx'], 'recipes/nginx.yaml'), { instanceOf: TinyxError });
+  t.regex(error?.message ?? '', /recipes\/nginx\.yaml: the account "nginx" does not exist/);
+});
+
+test('/init: network from the command line, the app under its uid, readiness from /proc/net/tcp', (t) => {
+  const init = generateInit({
+    name: 'redis',
+    cmd: ['/usr/bin/redis-server', '/etc/redis/redis.conf', '--logfile', '', '--save', "it's"],
+    user: { name: 'redis', uid: 100, gid: 101 },
+    env: { TZ: 'UTC' },
+    readiness: { tcp: { port: 6379 } },
+    libraryPath: ['/opt/lib'],
+  });
+  t.true(init.startsWith('#!/bin/sh\n'));
+  t.regex(init, /tinyx\.ip=\*\) addr=/);
+  t.regex(init, /start-stop-daemon -S -c 100:101 -x \/usr\/bin\/redis-server -- \/etc\/redis\/redis\.conf --logfile '' --save 'it'\\''s' &/);
+  // 6379 = 0x18EB, as /proc/net/tcp writes it; 0A is LISTEN.
+  t.regex(init, /grep -qE ':18EB \[0-9A-F\]\+:0000 0A' \/proc\/net\/tcp \/proc\/net\/tcp6/);
+  t.regex(init, /export TZ=UTC/);
+  t.regex(init, /export LD_LIBRARY_PATH=\/opt\/lib/);
+  t.regex(init, /poweroff -f\n$/);
+  const asRoot = generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, readiness: null, libraryPath: [] });
+  t.regex(asRoot, /^\/x &$/m);
+  t.notRegex(asRoot, /start-stop-daemon/);
+  t.notRegex(asRoot, /LD_LIBRARY_PATH/);
+});
