@@ -6,11 +6,13 @@ import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 
+class UsageError extends Error {}
+
 /** The tinyx command line. Returns the exit code; bin/tinyx.js sets it. */
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes('--verbose')) setCommandLog((line) => process.stderr.write(`${line}\n`));
-  let usageError = false;
-  await yargs(hideBin(['node', 'tinyx', ...argv]))
+  let usage: string | undefined;
+  const parser = yargs(hideBin(['node', 'tinyx', ...argv]))
     .scriptName('tinyx')
     .usage('tinyx: minimal single-application Linux VMs, the TinyX way (LightVM, SOSP 2017)\n\nUsage: $0 <command> [options]')
     .command(buildCommand)
@@ -24,14 +26,20 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 inspect out/nginx', 'see what is inside')
     .epilog(`${EXIT_CODES_HELP}\nCache: $TINYX_CACHE or ~/.cache/tinyx. Docs: README.md.`)
     .wrap(Math.min(110, process.stdout.columns || 100))
+    // Handlers catch their own errors and set the exit code, so whatever reaches
+    // here is a usage error (a bad option, a failed check): stop before any handler runs.
     .fail((message, error) => {
-      if (error) throw error;
-      usageError = true;
-      process.stderr.write(`tinyx: ${message}\nrun "tinyx --help" or "tinyx <command> --help" for usage\n`);
+      usage = message || error?.message || 'bad usage';
+      throw new UsageError(usage);
     })
     .help()
-    .version(false)
-    .parseAsync();
-  if (usageError) return EXIT.user;
+    .version(false);
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`tinyx: ${usage}\nrun "tinyx --help" or "tinyx <command> --help" for usage\n`);
+    return EXIT.user;
+  }
   return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
 }

@@ -1,0 +1,109 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build, loadRecipe, type Manifest } from '@tinyx/builder';
+import { mountsBelow, removeTree } from '@tinyx/builder/internals';
+import { integrationTest } from '../helpers/capabilities.js';
+import { runCli } from '../helpers/cli.js';
+import { runInRoot, sha256File, unpackInitrd } from '../helpers/image.js';
+
+const test = integrationTest();
+const work = await mkdtemp(join(tmpdir(), 'tinyx-it-build-'));
+test.after.always(() => removeTree(work));
+
+/** The shared build cache ($TINYX_CACHE or ~/.cache/tinyx): warm after the first build, as a user's would be. */
+async function buildRecipe(name: string, out: string, sourceDateEpoch?: number): Promise<Manifest> {
+  return build({ recipe: name, outDir: join(work, out), ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
+}
+
+test('nginx: the image directory, its manifest, and `nginx -t` inside the assembled root', async (t) => {
+  const manifest = await buildRecipe('nginx', 'nginx');
+  const dir = join(work, 'nginx');
+  t.deepEqual((await readdir(dir)).sort(), ['initrd.cpio.gz', 'manifest.json']);
+  const onDisk = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+  t.deepEqual(onDisk.files, manifest.files);
+  t.is(manifest.name, 'nginx');
+  t.is(manifest.sizes.initrd, (await stat(join(dir, 'initrd.cpio.gz'))).size);
+  t.true(manifest.sizes.initrdUncompressed > manifest.sizes.initrd);
+  t.deepEqual(manifest.entrypoint.cmd.slice(0, 1), ['/usr/sbin/nginx']);
+  t.true(manifest.packages.some((p) => p.name === 'nginx' && /^1\.22/.test(p.version)));
+  t.true(manifest.files.some((f) => f.path === '/usr/lib/x86_64-linux-gnu/libssl.so.3' && /^[0-9a-f]{64}$/.test(f.sha256)));
+  t.false(manifest.files.some((f) => f.path.startsWith('/usr/share/doc/')), 'no docs');
+  t.false(manifest.files.some((f) => f.path.startsWith('/var/lib/dpkg/')), 'no dpkg state');
+  t.deepEqual(Object.keys(manifest.build.seconds), ['load', 'base', 'install', 'resolve', 'assemble', 'pack']);
+  t.truthy(manifest.build.tools.objdump);
+
+  const root = await unpackInitrd(t, join(dir, 'initrd.cpio.gz'));
+  const check = runInRoot(root, (await loadRecipe('nginx')).check!);
+  t.is(check.code, 0, check.output);
+  t.regex(check.output, /syntax is ok/);
+  // The fix-up took the IPv6 listener out of the default site.
+  t.notRegex(await readFile(join(root, 'etc/nginx/sites-available/default'), 'utf8'), /listen \[::\]:80/);
+  t.regex(await readFile(join(root, 'etc/passwd'), 'utf8'), /^www-data:x:33:33:/m);
+  t.is((await stat(join(root, 'init'))).mode & 0o777, 0o755);
+  t.true((await stat(join(root, 'dev/console'))).isCharacterDevice());
+  // The image's /bin/sh is BusyBox and runs the generated /init's syntax check.
+  t.is(runInRoot(root, ['/bin/sh', '-n', '/init']).code, 0);
+  t.deepEqual(await mountsBelow(tmpdir()), [], 'no mount left behind');
+});
+
+test('nginx twice gives the same bytes; another SOURCE_DATE_EPOCH gives other bytes', async (t) => {
+  const first = await buildRecipe('nginx', 'nginx-a');
+  const second = await buildRecipe('nginx', 'nginx-b');
+  t.deepEqual(second.build.cached, ['base', 'install'], 'the second build reuses base and app layer');
+  const a = await sha256File(join(work, 'nginx-a', 'initrd.cpio.gz'));
+  t.is(await sha256File(join(work, 'nginx-b', 'initrd.cpio.gz')), a);
+  t.deepEqual(second.files, first.files);
+  await buildRecipe('nginx', 'nginx-c', 1_700_000_000);
+  t.not(await sha256File(join(work, 'nginx-c', 'initrd.cpio.gz')), a);
+});
+
+test('redis: runs as its own account, and `redis-server --version` works inside the root', async (t) => {
+  const manifest = await buildRecipe('redis', 'redis');
+  t.is(manifest.entrypoint.user, 'redis');
+  t.not(manifest.entrypoint.uid, 0);
+  const root = await unpackInitrd(t, join(work, 'redis', 'initrd.cpio.gz'));
+  const check = runInRoot(root, (await loadRecipe('redis')).check!);
+  t.is(check.code, 0, check.output);
+  t.regex(check.output, /Redis server v=7/);
+  // Debian makes redis.conf readable by redis only; the image keeps that owner.
+  const conf = await stat(join(root, 'etc/redis/redis.conf'));
+  t.is(conf.uid, manifest.entrypoint.uid);
+  t.is(conf.mode & 0o777, 0o640);
+  t.is((await stat(join(root, 'var/lib/redis'))).uid, manifest.entrypoint.uid);
+  t.regex(await readFile(join(root, 'init'), 'utf8'), new RegExp(`start-stop-daemon -S -c ${manifest.entrypoint.uid}:${manifest.entrypoint.gid} -x /usr/bin/redis-server`));
+});
+
+test('memcached without a recipe, through the CLI with --json, and `memcached -h` inside the root', async (t) => {
+  const out = join(work, 'memcached');
+  const result = await runCli(['build', '--package', 'memcached', '--cmd', '/usr/bin/memcached -u nobody -p 11211', '--port', '11211', '--out', out, '--json']);
+  t.is(result.code, 0, result.stderr);
+  const json = JSON.parse(result.stdout) as { ok: boolean; imageDir: string; manifest: Manifest };
+  t.true(json.ok);
+  t.is(json.imageDir, out);
+  t.deepEqual(json.manifest.readiness, { tcp: { port: 11211 } });
+  t.is(json.manifest.recipe.source, '--package memcached');
+  t.false(json.manifest.packages.some((p) => p.name.startsWith('perl')), 'memcached Depends on perl; the blacklist cuts it');
+  const root = await unpackInitrd(t, join(out, 'initrd.cpio.gz'));
+  const check = runInRoot(root, ['/usr/bin/memcached', '-h']);
+  t.is(check.code, 0, check.output);
+  t.regex(check.output, /^memcached 1\./);
+});
+
+test('--format tar writes rootfs.tar, and inspect reads the image back', async (t) => {
+  const out = join(work, 'nginx-tar');
+  const built = await runCli(['build', 'nginx', '--format', 'tar', '--out', out]);
+  t.is(built.code, 0, built.stderr);
+  t.regex(built.stderr, /\[base\] cache hit/);
+  t.regex(built.stdout, /rootfs\.tar/);
+  const listing = execFileSync('tar', ['-tvf', join(out, 'rootfs.tar')], { encoding: 'utf8' });
+  t.regex(listing, /^-rwxr-xr-x 0\/0 .* usr\/sbin\/nginx$/m);
+  t.regex(listing, /^crw------- 0\/0 +5,1 .* dev\/console$/m);
+  const inspect = await runCli(['inspect', out]);
+  t.is(inspect.code, 0, inspect.stderr);
+  t.regex(inspect.stdout, /^packages \(\d+\)$/m);
+  t.regex(inspect.stdout, /nginx-common/);
+  const json = await runCli(['inspect', out, '--json']);
+  t.is((JSON.parse(json.stdout) as Manifest).format, 'tar');
+});

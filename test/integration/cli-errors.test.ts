@@ -1,0 +1,95 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mountsBelow, removeTree } from '@tinyx/builder/internals';
+import { integrationTest } from '../helpers/capabilities.js';
+import { runCli } from '../helpers/cli.js';
+
+const test = integrationTest(['debootstrap', 'objdump', 'chroot', 'setpriv', 'unshare']);
+const work = await mkdtemp(join(tmpdir(), 'tinyx-it-errors-'));
+test.after.always(() => removeTree(work));
+
+async function recipeFile(name: string, yaml: string): Promise<string> {
+  const file = join(work, `${name}.yaml`);
+  await writeFile(file, yaml);
+  return file;
+}
+
+test('an unknown application name: exit 2, the recipes there are, a close match', async (t) => {
+  const result = await runCli(['build', 'ngnix']);
+  t.is(result.code, 2);
+  t.regex(result.stderr, /no recipe named "ngnix" \(recipes: .*nginx.*redis.*\); did you mean "nginx"\?/);
+  t.regex(result.stderr, /hint: .*tinyx build --package ngnix/);
+});
+
+test('a recipe with an unknown key: exit 2, the file and the field', async (t) => {
+  const file = await recipeFile('typo', 'packages: [nginx]\nentrypoint:\n  cmd: [/usr/sbin/nginx]\n  usr: www-data\n');
+  const result = await runCli(['build', file, '--json']);
+  t.is(result.code, 2);
+  const json = JSON.parse(result.stdout) as { ok: boolean; error: { code: string; message: string; hint: string } };
+  t.false(json.ok);
+  t.is(json.error.code, 'E_RECIPE');
+  t.regex(json.error.message, /typo\.yaml: entrypoint\.usr: unknown key$/);
+  t.regex(json.error.hint, /did you mean "user"/);
+});
+
+test('a recipe with a wrong type: exit 2, the file and the field', async (t) => {
+  const file = await recipeFile('wrongtype', 'packages: nginx\nentrypoint: { cmd: [/usr/sbin/nginx] }\n');
+  const result = await runCli(['build', file]);
+  t.is(result.code, 2);
+  t.regex(result.stderr, /wrongtype\.yaml: packages: must be a list, not the string "nginx"/);
+});
+
+test('a Debian package that does not exist: exit 2, naming the package and the recipe', async (t) => {
+  const file = await recipeFile('nosuchpkg', 'packages: [tinyx-no-such-package]\nentrypoint: { cmd: [/usr/bin/true] }\n');
+  const result = await runCli(['build', file, '--out', join(work, 'nosuchpkg')]);
+  t.is(result.code, 2, result.stderr);
+  t.regex(result.stderr, /nosuchpkg\.yaml: packages: Debian has no package "tinyx-no-such-package"/);
+  t.deepEqual(await mountsBelow(tmpdir()), []);
+});
+
+test('an entrypoint no installed package provides: exit 2, with the programs the package has', async (t) => {
+  const missing = await runCli(['build', '--package', 'memcached', '--cmd', '/usr/bin/no-such-daemon', '--out', join(work, 'm1')]);
+  t.is(missing.code, 2, missing.stderr);
+  t.regex(missing.stderr, /--package memcached: entrypoint\.cmd: \/usr\/bin\/no-such-daemon does not exist in the install root/);
+  t.regex(missing.stderr, /hint: .*\/usr\/bin\/memcached/);
+  // /etc/passwd exists in the root, but a postinst made it: no package owns it.
+  const unowned = await runCli(['build', '--package', 'memcached', '--cmd', '/etc/passwd', '--out', join(work, 'm2')]);
+  t.is(unowned.code, 2, unowned.stderr);
+  t.regex(unowned.stderr, /--package memcached: entrypoint\.cmd: \/etc\/passwd is not in any installed package/);
+});
+
+test('not root: exit 3 and how to fix it', async (t) => {
+  const result = await runCli(['build', 'nginx'], {
+    wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
+    env: { TINYX_CACHE: join(work, 'nobody-cache'), HOME: work },
+  });
+  t.is(result.code, 3, result.stderr);
+  t.regex(result.stderr, /tinyx build needs root/);
+  t.regex(result.stderr, /hint: run it as root/);
+});
+
+test('a missing host tool: exit 3, naming the Debian package that provides it', async (t) => {
+  // A private mount namespace in which debootstrap is not executable: the host's stays as it is.
+  const result = await runCli(['build', 'nginx', '--json'], { wrap: ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'PATH="$PATH:/usr/sbin:/sbin"; mount --bind /dev/null "$(command -v debootstrap)" && exec "$@"', 'sh'] });
+  t.is(result.code, 3, result.stderr);
+  const json = JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } };
+  t.is(json.error.code, 'E_MISSING_TOOL');
+  t.is(json.error.message, 'debootstrap is not installed on this host');
+  t.regex(json.error.hint, /apt-get install debootstrap/);
+});
+
+test('bad arguments: exit 2 with usage help', async (t) => {
+  const both = await runCli(['build', 'nginx', '--package', 'memcached']);
+  t.is(both.code, 2);
+  t.regex(both.stderr, /give a recipe or --package, not both/);
+  const noCmd = await runCli(['build', '--package', 'memcached']);
+  t.is(noCmd.code, 2);
+  t.regex(noCmd.stderr, /--package needs --cmd/);
+  const badFormat = await runCli(['build', 'nginx', '--format', 'zip']);
+  t.is(badFormat.code, 2);
+  t.regex(badFormat.stderr, /Invalid values:[\s\S]*format/);
+  const noImage = await runCli(['inspect', join(work, 'nothing-here')]);
+  t.is(noImage.code, 2);
+  t.regex(noImage.stderr, /is not an image directory \(no manifest\.json\)/);
+});
