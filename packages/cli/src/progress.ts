@@ -1,4 +1,4 @@
-import { Listr } from 'listr2';
+import { Listr, PRESET_TIMER } from 'listr2';
 import type { Build, BuildEvent } from '@tinyx/builder';
 import type { Output } from './output.js';
 
@@ -50,7 +50,8 @@ export async function runSteps(build: Build, mode: ProgressMode, events: { curre
     {
       concurrent: false,
       exitOnError: true,
-      rendererOptions: { collapseSubtasks: false, showErrorMessage: false, timer: { condition: true, format: () => 'dim' as never } } as never,
+      // The error is printed once, by the CLI, with its hint; the task list only marks the step that failed.
+      rendererOptions: { showErrorMessage: false, timer: PRESET_TIMER },
     },
   );
   try {
