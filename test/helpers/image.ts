@@ -5,11 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeTree } from '@tinyx/builder/internals';
 
-/** Unpacks an initrd with GNU cpio (an independent reader) into a fresh directory; removed at teardown. */
+/** Unpacks an initrd (gz, xz, zst or plain) with GNU cpio (an independent reader) into a fresh directory; removed at teardown. */
 export async function unpackInitrd(t: { teardown(fn: () => Promise<void>): void }, initrd: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tinyx-root-'));
   t.teardown(() => removeTree(dir));
-  execFileSync('sh', ['-c', `gzip -dc "$1" | cpio -idm --quiet`, 'sh', initrd], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const decompress = initrd.endsWith('.xz') ? 'xz -dc' : initrd.endsWith('.zst') ? 'zstd -dcq' : initrd.endsWith('.gz') ? 'gzip -dc' : 'cat';
+  execFileSync('sh', ['-c', `${decompress} "$1" | cpio -idm --quiet`, 'sh', initrd], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   return dir;
 }
 

@@ -51,7 +51,7 @@ test('nginx: the image directory, its manifest, and `nginx -t` inside the assemb
 test('nginx twice gives the same bytes; another SOURCE_DATE_EPOCH gives other bytes', async (t) => {
   const first = await buildRecipe('nginx', 'nginx-a');
   const second = await buildRecipe('nginx', 'nginx-b');
-  t.deepEqual(second.build.cached, ['base', 'install'], 'the second build reuses base and app layer');
+  t.deepEqual(second.build.cached, ['base', 'install', 'pack'], 'the second build reuses base, app layer and the compressed archive');
   const a = await sha256File(join(work, 'nginx-a', 'initrd.cpio.gz'));
   t.is(await sha256File(join(work, 'nginx-b', 'initrd.cpio.gz')), a);
   t.deepEqual(second.files, first.files);
@@ -89,6 +89,18 @@ test('memcached without a recipe, through the CLI with --json, and `memcached -h
   const check = runInRoot(root, ['/usr/bin/memcached', '-h']);
   t.is(check.code, 0, check.output);
   t.regex(check.output, /^memcached 1\./);
+});
+
+test('--compression xz: a smaller initrd that GNU cpio reads back, with CRC32 checks for the kernel', async (t) => {
+  const gzip = await buildRecipe('nginx', 'nginx-gz');
+  const xz = await build({ recipe: 'nginx', outDir: join(work, 'nginx-xz'), compression: 'xz' });
+  t.is(xz.artifacts.rootfs, 'initrd.cpio.xz');
+  t.is(xz.compression, 'xz');
+  t.true(xz.sizes.initrd < gzip.sizes.initrd * 0.85, `${xz.sizes.initrd} vs gzip ${gzip.sizes.initrd}`);
+  t.is(xz.sizes.initrdUncompressed, gzip.sizes.initrdUncompressed);
+  const root = await unpackInitrd(t, join(work, 'nginx-xz', 'initrd.cpio.xz'));
+  t.is(runInRoot(root, ['/usr/sbin/nginx', '-t']).code, 0);
+  t.regex(execFileSync('xz', ['--robot', '--list', join(work, 'nginx-xz', 'initrd.cpio.xz')], { encoding: 'utf8' }), /\tCRC32\t/);
 });
 
 test('--format tar writes rootfs.tar, and inspect reads the image back', async (t) => {

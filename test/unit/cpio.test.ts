@@ -2,7 +2,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, truncateSync } from 'node:fs';
-import { lstat, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -348,8 +348,12 @@ test('rejects with the output stream’s error instead of hanging', async (t) =>
 test('packImage writes a reproducible gzip that decompresses to the raw cpio', async (t) => {
   const dir = await tempDir(t);
   t.is(OUTPUT_FORMATS.initramfs.fileName, 'initrd.cpio.gz');
-  const first = await packImage(sampleEntries(), 'initramfs', join(dir, 'one.cpio.gz'), { mtime: MTIME });
-  const second = await packImage([...sampleEntries()].reverse(), 'initramfs', join(dir, 'two.cpio.gz'), { mtime: MTIME });
+  await mkdir(join(dir, 'one'));
+  await mkdir(join(dir, 'two'));
+  const first = await packImage(sampleEntries(), 'initramfs', join(dir, 'one'), { mtime: MTIME });
+  const second = await packImage([...sampleEntries()].reverse(), 'initramfs', join(dir, 'two'), { mtime: MTIME });
+  t.is(first.file, join(dir, 'one', 'initrd.cpio.gz'));
+  t.is(first.compression, 'gzip');
 
   const firstBytes = await readFile(first.file);
   t.true(firstBytes.equals(await readFile(second.file)));
@@ -361,8 +365,8 @@ test('packImage writes a reproducible gzip that decompresses to the raw cpio', a
   t.true(gunzipSync(firstBytes).equals(raw));
   t.is(first.uncompressedBytes, raw.length);
   t.is(first.entries, SAMPLE_NAMES.length);
-  // Only the two finished files: the temporary files were renamed away.
-  t.deepEqual((await readdir(dir)).sort(), ['one.cpio.gz', 'two.cpio.gz']);
+  // Only the finished file: the raw archive and the temporary file are gone.
+  t.deepEqual(await readdir(join(dir, 'one')), ['initrd.cpio.gz']);
 });
 
 test('packImage leaves neither the file nor its temporary behind when packing fails', async (t) => {
@@ -371,6 +375,8 @@ test('packImage leaves neither the file nor its temporary behind when packing fa
     { type: 'file', path: '/a', mode: 0o644, source: { content: Buffer.from('a') } },
     { type: 'file', path: '/b', mode: 0o644, source: { path: join(dir, 'missing') } },
   ];
-  await t.throwsAsync(packImage(entries, 'initramfs', join(dir, 'initrd.cpio.gz'), { mtime: MTIME }), { code: 'ENOENT' });
-  t.deepEqual(await readdir(dir), []);
+  const out = join(dir, 'out');
+  await mkdir(out);
+  await t.throwsAsync(packImage(entries, 'initramfs', out, { mtime: MTIME }), { code: 'ENOENT' });
+  t.deepEqual(await readdir(out), []);
 });

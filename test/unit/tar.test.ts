@@ -270,8 +270,12 @@ test('stops with InterruptedError when the signal has fired', async (t) => {
 test('packImage writes the tar as is, reproducibly, with its sha256', async (t) => {
   const dir = await tempDir(t);
   t.is(OUTPUT_FORMATS.tar.fileName, 'rootfs.tar');
-  const first = await packImage(sampleEntries(), 'tar', join(dir, 'one.tar'), { mtime: MTIME });
-  const second = await packImage([...sampleEntries()].reverse(), 'tar', join(dir, 'two.tar'), { mtime: MTIME });
+  await mkdir(join(dir, 'one'));
+  await mkdir(join(dir, 'two'));
+  const first = await packImage(sampleEntries(), 'tar', join(dir, 'one'), { mtime: MTIME });
+  const second = await packImage([...sampleEntries()].reverse(), 'tar', join(dir, 'two'), { mtime: MTIME });
+  t.is(first.file, join(dir, 'one', 'rootfs.tar'));
+  t.is(first.compression, null);
 
   const bytes = await readFile(first.file);
   t.true(bytes.equals(await tarBytes(sampleEntries())));
@@ -281,5 +285,6 @@ test('packImage writes the tar as is, reproducibly, with its sha256', async (t) 
   t.is(first.bytes, bytes.length);
   t.is(first.uncompressedBytes, bytes.length);
   t.is(first.entries, SAMPLE_NAMES.length);
-  t.deepEqual((await readdir(dir)).sort(), ['one.tar', 'two.tar']);
+  t.deepEqual(await readdir(join(dir, 'one')), ['rootfs.tar']);
+  await t.throwsAsync(packImage(sampleEntries(), 'tar', join(dir, 'one'), { mtime: MTIME, compression: 'xz' }), { message: /not compressed/ });
 });

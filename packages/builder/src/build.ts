@@ -13,6 +13,7 @@ import { installPackages, type AppLayer } from './install/install-packages.js';
 import { MANIFEST_VERSION, type Manifest } from './manifest.js';
 import { mount, removeTree } from './mounts.js';
 import { OUTPUT_FORMATS, packImage, type OutputFormat } from './pack/formats.js';
+import { COMPRESSIONS, type Compression } from './pack/compressions.js';
 import { loadRecipe } from './recipe/load-recipe.js';
 import type { Recipe } from './recipe/recipe.js';
 import { planImage, type ImagePlan } from './resolve/plan-image.js';
@@ -34,6 +35,8 @@ export interface BuildOptions {
   /** Debian suite for the base; default the host's own. */
   suite?: string;
   format?: OutputFormat;
+  /** How the initramfs is compressed; default gzip. */
+  compression?: Compression;
   platform?: Platform;
   /** The mtime of every file in the image; default $SOURCE_DATE_EPOCH, else 0. */
   sourceDateEpoch?: number;
@@ -163,8 +166,12 @@ export class Build {
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {
       throw new TinyxError('E_FORMAT', `unknown output format "${format}"`, { kind: 'user', hint: `formats: ${Object.keys(OUTPUT_FORMATS).join(', ')}` });
     }
+    const compression = options.compression;
+    if (compression !== undefined && !Object.hasOwn(COMPRESSIONS, compression)) {
+      throw new TinyxError('E_FORMAT', `unknown compression "${compression}"`, { kind: 'user', hint: `compressions: ${Object.keys(COMPRESSIONS).join(', ')}` });
+    }
     requireRoot('tinyx build');
-    await requireTools(['debootstrap', 'gpgv', 'objdump', 'mount', 'umount', 'chroot', 'dpkg']);
+    await requireTools(['debootstrap', 'gpgv', 'objdump', 'mount', 'umount', 'chroot', 'dpkg', ...(compression === 'xz' || compression === 'zstd' ? [compression] : [])]);
     if (!(await hasOverlayFs())) {
       await run('modprobe', ['overlay'], { allowFailure: true }).catch(() => undefined);
       if (!(await hasOverlayFs())) {
@@ -245,11 +252,14 @@ export class Build {
     this.cleanups.push(() => removeTree(staging));
     await mkdir(staging);
     const format = this.options.format ?? 'initramfs';
-    this.packed = await packImage(this.assembled!.entries, format, join(staging, OUTPUT_FORMATS[format].fileName), {
+    this.packed = await packImage(this.assembled!.entries, format, staging, {
       mtime: this.sourceDateEpoch(),
+      compression: this.options.compression,
+      store: this.cache.compressedStore(),
       ...(this.signal ? { signal: this.signal } : {}),
     });
-    return { summary: `${OUTPUT_FORMATS[format].fileName}: ${formatBytes(this.packed.bytes)} (${formatBytes(this.packed.uncompressedBytes)} unpacked)` };
+    const p = this.packed;
+    return { cached: p.cached, summary: `${p.fileName}: ${formatBytes(p.bytes)} (${formatBytes(p.uncompressedBytes)} unpacked)` };
   }
 
   private async emit(): Promise<StepResult> {
@@ -269,7 +279,8 @@ export class Build {
       format,
       entrypoint: { cmd: [plan.entrypoint, ...recipe.entrypoint.cmd.slice(1)], user: recipe.entrypoint.user, uid: assembled.user.uid, gid: assembled.user.gid },
       readiness: recipe.readiness,
-      artifacts: { rootfs: OUTPUT_FORMATS[format].fileName, kernel: null, kernelConfig: null },
+      artifacts: { rootfs: packed.fileName, kernel: null, kernelConfig: null },
+      compression: packed.compression,
       sizes: { kernel: null, initrd: packed.bytes, initrdUncompressed: packed.uncompressedBytes, rootFiles, total: packed.bytes },
       packages: plan.packages,
       excludedPackages: plan.excludedPackages,

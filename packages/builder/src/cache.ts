@@ -1,8 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { removeTree } from './mounts.js';
+import type { CompressedStore } from './pack/formats.js';
+
+/** The kinds of cache entry, each a directory of the cache. */
+export type CacheKind = 'bases' | 'layers' | 'kernels' | 'packed';
 
 /** Bumped when the layout or content of a cache entry changes, so that old entries are not reused. */
 const CACHE_FORMAT = 1;
@@ -12,6 +16,7 @@ const CACHE_FORMAT = 1;
  *
  *   bases/<key>/       a debootstrapped root (read-only once published)
  *   layers/<key>/      an install step's OverlayFS upper directory
+ *   packed/<key>/      a compressed archive, by the hash of the raw archive and the compression
  *   tmp/<random>/      work in progress; an entry is built here and renamed into place
  */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -37,12 +42,12 @@ export function stableJson(value: unknown): string {
 export class Cache {
   constructor(readonly dir: string) {}
 
-  entryDir(kind: 'bases' | 'layers' | 'kernels', key: string): string {
+  entryDir(kind: CacheKind, key: string): string {
     return join(this.dir, kind, key);
   }
 
   /** The entry's directory when it is complete (its meta.json exists), else undefined. */
-  async lookup(kind: 'bases' | 'layers' | 'kernels', key: string): Promise<string | undefined> {
+  async lookup(kind: CacheKind, key: string): Promise<string | undefined> {
     const dir = this.entryDir(kind, key);
     try {
       await stat(join(dir, 'meta.json'));
@@ -54,6 +59,25 @@ export class Cache {
 
   async readMeta<T>(entryDir: string): Promise<T> {
     return JSON.parse(await readFile(join(entryDir, 'meta.json'), 'utf8')) as T;
+  }
+
+  /** Compressed archives in packed/, for packImage: a warm rebuild of the same content does not compress again. */
+  compressedStore(): CompressedStore {
+    return {
+      get: async (key) => {
+        const dir = await this.lookup('packed', key);
+        return dir ? join(dir, 'archive') : undefined;
+      },
+      put: async (key, file) => {
+        const temp = await this.makeTemp('packed');
+        try {
+          await copyFile(file, join(temp, 'archive'));
+          await this.publish('packed', key, temp, { key });
+        } finally {
+          await removeTree(temp);
+        }
+      },
+    };
   }
 
   /** A fresh directory under tmp/, to build in; the caller removes it (removeTree) in `finally`. */
@@ -69,7 +93,7 @@ export class Cache {
    * When another build published the same key meanwhile, ours is discarded and
    * theirs is used (same key, same inputs): two concurrent builds both succeed.
    */
-  async publish(kind: 'bases' | 'layers' | 'kernels', key: string, built: string, meta: object): Promise<string> {
+  async publish(kind: CacheKind, key: string, built: string, meta: object): Promise<string> {
     await writeFile(join(built, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
     const target = this.entryDir(kind, key);
     await mkdir(join(this.dir, kind), { recursive: true });

@@ -8,6 +8,8 @@ export interface HostTool {
   debianPackage: string;
   /** What the pipeline uses it for, shown by `tinyx doctor`. */
   purpose: string;
+  /** Needed only for an option (doctor reports it without failing). */
+  optional?: boolean;
 }
 
 /** Every host program the build pipeline runs. `tinyx doctor` checks exactly this list. */
@@ -19,6 +21,8 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'umount', debianPackage: 'mount', purpose: 'undoes those mounts' },
   { command: 'chroot', debianPackage: 'coreutils', purpose: 'runs apt-get inside the image root' },
   { command: 'dpkg', debianPackage: 'dpkg', purpose: 'tells the host architecture' },
+  { command: 'xz', debianPackage: 'xz-utils', purpose: 'compresses the initramfs with --compression xz', optional: true },
+  { command: 'zstd', debianPackage: 'zstd', purpose: 'compresses the initramfs with --compression zstd', optional: true },
 ];
 
 /** Files the pipeline reads on the host, and the package that provides them. */

@@ -11,7 +11,9 @@ export { loadRecipe, loadRecipeFile, parseRecipe, recipeFromPackage, listRecipes
 export type { PackageRecipeOptions } from './recipe/load-recipe.js';
 export { KERNEL_FEATURES } from './kernel-features.js';
 export type { KernelFeature } from './kernel-features.js';
-export { OUTPUT_FORMATS } from './pack/formats.js';
+export { OUTPUT_FORMATS, packedFileName } from './pack/formats.js';
+export { COMPRESSIONS } from './pack/compressions.js';
+export type { Compression } from './pack/compressions.js';
 export type { OutputFormat } from './pack/formats.js';
 export { TinyxError, RecipeError, MissingToolError, CommandFailedError, InterruptedError } from './errors.js';
 export type { ErrorKind } from './errors.js';

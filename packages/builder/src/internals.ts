@@ -6,6 +6,7 @@
 export * from './pack/cpio.js';
 export * from './pack/tar.js';
 export * from './pack/formats.js';
+export * from './pack/compressions.js';
 export * from './pack/archive-entries.js';
 export * from './dpkg/control.js';
 export * from './dpkg/depends.js';

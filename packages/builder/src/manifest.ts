@@ -1,5 +1,6 @@
 import type { KernelFeature } from './kernel-features.js';
 import type { OutputFormat } from './pack/formats.js';
+import type { Compression } from './pack/compressions.js';
 import type { Readiness, Recipe } from './recipe/recipe.js';
 
 /** The manifest format version; bumped when a field changes meaning. */
@@ -17,6 +18,8 @@ export interface Manifest {
   recipe: Omit<Recipe, 'source'> & { source: string };
   platform: string;
   format: OutputFormat;
+  /** How the root filesystem file is compressed (null: not at all). */
+  compression: Compression | null;
   entrypoint: { cmd: string[]; user: string; uid: number; gid: number };
   readiness: Readiness | null;
   /** File names inside the image directory. */

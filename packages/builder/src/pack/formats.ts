@@ -1,12 +1,15 @@
 import { createHash } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { copyFile, open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PassThrough, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { TinyxError } from '../errors.js';
 import type { ImageEntry } from '../image-tree.js';
 import type { ArchiveOptions, ArchiveSummary } from './archive-entries.js';
 import { writeCpio } from './cpio.js';
 import { writeTar } from './tar.js';
+import { COMPRESSIONS, compressFile, type Compression } from './compressions.js';
 
 /** Writes entries as one archive into a stream it does not end: {@link writeCpio}, {@link writeTar}. */
 export type ArchiveWriter = (
@@ -17,13 +20,15 @@ export type ArchiveWriter = (
 
 /** One way to ship an image's root filesystem. */
 export interface OutputFormatSpec {
-  /** The output file's name in the build's output directory. */
+  /** The archive's name before a compression suffix: initrd.cpio, rootfs.tar. */
+  baseName: string;
+  /** The file name with the default compression, for help texts. */
   fileName: string;
   /** One line for `--help` and error messages. */
   describe: string;
   write: ArchiveWriter;
-  /** Whether the archive is gzip-compressed on its way to the file. */
-  gzip: boolean;
+  /** The compression used when none is asked for; null when the format is never compressed. */
+  defaultCompression: Compression | null;
 }
 
 /**
@@ -32,61 +37,127 @@ export interface OutputFormatSpec {
  */
 export const OUTPUT_FORMATS = {
   initramfs: {
+    baseName: 'initrd.cpio',
     fileName: 'initrd.cpio.gz',
-    describe: "gzip-compressed newc cpio, for the kernel's initramfs",
+    describe: "a compressed newc cpio, for the kernel's initramfs",
     write: writeCpio,
-    gzip: true,
+    defaultCompression: 'gzip',
   },
   tar: {
+    baseName: 'rootfs.tar',
     fileName: 'rootfs.tar',
     describe: 'an uncompressed POSIX tar of the root filesystem',
     write: writeTar,
-    gzip: false,
+    defaultCompression: null,
   },
 } as const satisfies Record<string, OutputFormatSpec>;
 
 export type OutputFormat = keyof typeof OUTPUT_FORMATS;
 
+/** Compressed archives kept by the hash of the raw archive, so that a rebuild with the same content skips compressing. */
+export interface CompressedStore {
+  /** The path of a stored file for the key, or undefined. */
+  get(key: string): Promise<string | undefined>;
+  /** Takes a copy of `file` under the key. */
+  put(key: string, file: string): Promise<void>;
+}
+
+export interface PackOptions extends ArchiveOptions {
+  /** Default: the format's own (gzip for initramfs). */
+  compression?: Compression | undefined;
+  store?: CompressedStore | undefined;
+}
+
 /** What {@link packImage} made. */
 export interface PackedImage {
-  /** The path written: `outFile`. */
+  /** The path written. */
   file: string;
-  /** Size of the file, after compression if the format compresses. */
+  /** Its name in the image directory: initrd.cpio.gz, initrd.cpio.xz, rootfs.tar. */
+  fileName: string;
+  compression: Compression | null;
+  /** Size of the file, after compression. */
   bytes: number;
-  /** Size of the archive before compression; equal to `bytes` for tar. */
+  /** Size of the archive before compression. */
   uncompressedBytes: number;
-  /** Hex SHA-256 of the file's bytes, computed while they were written. */
+  /** Hex SHA-256 of the file's bytes. */
   sha256: string;
+  /** Hex SHA-256 of the archive before compression: the content's identity. */
+  archiveSha256: string;
   /** Archive entries, counting implicit parent directories. */
   entries: number;
+  /** The compressed file came from the store. */
+  cached: boolean;
+}
+
+/** The file name a format and compression give: initrd.cpio.xz. */
+export function packedFileName(format: OutputFormat, compression: Compression | null): string {
+  const spec: OutputFormatSpec = OUTPUT_FORMATS[format];
+  return `${spec.baseName}${compression ? COMPRESSIONS[compression].suffix : ''}`;
 }
 
 /**
- * Packs the entries into `outFile` in the given format.
+ * Packs the entries into `outDir` in the given format and compression.
  *
- * The file appears whole or not at all: the archive is written to
- * `outFile.tmp-<pid>` and renamed over `outFile` once it is complete and
- * flushed; on any error the temporary file is removed. The output is
- * byte-for-byte reproducible for the same entries and mtime — Node's gzip
- * header carries no timestamp or file name.
- *
- * @throws whatever the format's writer throws (see {@link writeCpio}), or the
- *   error of writing the file.
+ * The archive is first written whole to a temporary file (hashing it on the
+ * way), then compressed, or taken from the store when the same archive was
+ * compressed before. The result appears whole or not at all; the temporary
+ * files are removed on every path. The bytes are reproducible for the same
+ * entries and mtime: every compressor runs single-threaded with fixed settings.
  */
 export async function packImage(
   entries: Iterable<ImageEntry> | AsyncIterable<ImageEntry>,
   format: OutputFormat,
-  outFile: string,
-  options: ArchiveOptions,
+  outDir: string,
+  options: PackOptions,
 ): Promise<PackedImage> {
   const spec: OutputFormatSpec = OUTPUT_FORMATS[format];
+  const compression = options.compression === undefined ? spec.defaultCompression : options.compression === 'none' ? null : options.compression;
+  if (compression && !spec.defaultCompression) throw new TinyxError('E_FORMAT', `the ${format} format is not compressed; leave out --compression`, { kind: 'user' });
+  const fileName = packedFileName(format, compression);
+  const outFile = join(outDir, fileName);
+  const rawFile = join(outDir, `.${spec.baseName}.raw-${process.pid}`);
   const tempFile = `${outFile}.tmp-${process.pid}`;
+  try {
+    const raw = await writeArchive(entries, spec, rawFile, options);
+    const key = `${raw.sha256}-${compression ?? 'none'}`;
+    const stored = compression ? await options.store?.get(key) : undefined;
+    if (stored) await copyFile(stored, tempFile);
+    else if (compression) {
+      await compressFile(compression, rawFile, tempFile, options.signal);
+      await options.store?.put(key, tempFile);
+    } else await rename(rawFile, tempFile);
+    const { size, sha256 } = await hashFile(tempFile);
+    await rename(tempFile, outFile);
+    return { file: outFile, fileName, compression, bytes: size, uncompressedBytes: raw.bytes, sha256, archiveSha256: raw.sha256, entries: raw.entries, cached: !!stored };
+  } finally {
+    await rm(rawFile, { force: true });
+    await rm(tempFile, { force: true });
+  }
+}
+
+async function hashFile(path: string): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path)) {
+    size += (chunk as Buffer).length;
+    hash.update(chunk as Buffer);
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+/** Writes the uncompressed archive to `file`, hashing it on the way. */
+async function writeArchive(
+  entries: Iterable<ImageEntry> | AsyncIterable<ImageEntry>,
+  spec: OutputFormatSpec,
+  file: string,
+  options: ArchiveOptions,
+): Promise<{ bytes: number; sha256: string; entries: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
   // Opened here rather than by createWriteStream, whose open may finish after a
   // failure's cleanup and leave the temporary file behind.
-  const handle = await open(tempFile, 'w');
-  const head = spec.gzip ? createGzip({ level: 9 }) : new PassThrough();
+  const handle = await open(file, 'w');
+  const head = new PassThrough();
 
   // The writer feeds `head` while the pipeline carries it to the file; both
   // run at once so that backpressure, not memory, bounds what is in flight.
@@ -99,28 +170,21 @@ export async function packImage(
         yield chunk;
       }
     },
-    // flush: fsync before close, so the rename below never publishes a file whose data is not on disk.
-    handle.createWriteStream({ flush: true }),
+    handle.createWriteStream(),
   );
   // Observed below; this keeps an early failure from being reported as unhandled meanwhile.
   flowing.catch(() => {});
 
+  let summary: ArchiveSummary;
   try {
-    let summary: ArchiveSummary;
-    try {
-      summary = await spec.write(entries, head, options);
-      head.end();
-    } catch (error) {
-      head.destroy(error instanceof Error ? error : new Error(String(error)));
-      // If the file side failed first, its error is the cause and the writer's is a consequence.
-      await flowing;
-      throw error;
-    }
-    await flowing;
-    await rename(tempFile, outFile);
-    return { file: outFile, bytes, uncompressedBytes: summary.bytes, sha256: hash.digest('hex'), entries: summary.entries };
+    summary = await spec.write(entries, head, options);
+    head.end();
   } catch (error) {
-    await rm(tempFile, { force: true });
+    head.destroy(error instanceof Error ? error : new Error(String(error)));
+    // If the file side failed first, its error is the cause and the writer's is a consequence.
+    await flowing;
     throw error;
   }
+  await flowing;
+  return { bytes, sha256: hash.digest('hex'), entries: summary.entries };
 }

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { OUTPUT_FORMATS, PLATFORMS, createBuild, formatBytes, recipeFromPackage, type BuildEvent, type OutputFormat, type Platform } from '@tinyx/builder';
+import { COMPRESSIONS, OUTPUT_FORMATS, PLATFORMS, createBuild, formatBytes, recipeFromPackage, type BuildEvent, type Compression, type OutputFormat, type Platform } from '@tinyx/builder';
 import { interruptSignal } from '../interrupt.js';
 import { makeOutput, reportError } from '../output.js';
 import { lineProgress, progressMode, runSteps } from '../progress.js';
@@ -15,6 +15,7 @@ interface BuildArgs extends GlobalArgs {
   out?: string;
   platform: Platform;
   format: OutputFormat;
+  compression?: Compression;
   mirror?: string;
   suite?: string;
   cache?: string;
@@ -40,6 +41,13 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
           .map(([name, f]) => `${name} (${f.fileName})`)
           .join(', ')}`,
       })
+      .option('compression', {
+        choices: Object.keys(COMPRESSIONS) as Compression[],
+        describe: `how the initramfs is compressed: ${Object.entries(COMPRESSIONS)
+          .map(([name, c]) => `${name}: ${c.describe}`)
+          .join('; ')}`,
+        defaultDescription: 'gzip',
+      })
       .option('mirror', { type: 'string', describe: 'Debian mirror for the base', defaultDescription: "the host's apt source" })
       .option('suite', { type: 'string', describe: 'Debian suite for the base', defaultDescription: "the host's" })
       .option('cache', { type: 'string', describe: 'the build cache directory', defaultDescription: '$TINYX_CACHE or ~/.cache/tinyx' })
@@ -54,6 +62,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .example('$0 build nginx', 'build out/nginx from recipes/nginx.yaml')
       .example('$0 build ./myapp.yaml --out images/myapp', 'build from your own recipe file')
       .example('$0 build --package memcached --cmd "/usr/bin/memcached -u nobody -p 11211" --port 11211', 'no recipe: one package, its command, its port')
+      .example('$0 build nginx --compression xz', 'the smallest initrd (the kernel needs CONFIG_RD_XZ)')
       .example('$0 build redis --format tar --json', 'a tar of the root, and the manifest as JSON on stdout')
       .epilog(
         'The steps: load the recipe, bootstrap a Debian base (cached), install the packages in an OverlayFS (cached), resolve what the app needs at run time (ELF closure + package data), assemble the root with BusyBox and a generated /init, pack it, write the image directory. Needs root.',
@@ -81,6 +90,7 @@ async function buildHandler(args: BuildArgs): Promise<number> {
       ...(args.suite ? { suite: args.suite } : {}),
       platform: args.platform,
       format: args.format,
+      ...(args.compression ? { compression: args.compression } : {}),
       signal: interrupt.signal,
       onEvent: (event) => {
         plain?.(event);

@@ -18,6 +18,8 @@ export interface Check {
   debianPackage?: string;
   /** What to do by hand when no package fixes it. */
   fix?: string;
+  /** Needed only for an option: reported, but the host is ready without it. */
+  optional?: boolean;
 }
 
 export const doctorCommand: CommandModule<object, DoctorArgs> = {
@@ -31,6 +33,7 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
   handler: async (args) => {
     const out = makeOutput(args);
     let checks = await runChecks();
+    // --fix installs the optional tools too: they are small, and the options then just work.
     const missing = [...new Set(checks.filter((c) => !c.ok && c.debianPackage).map((c) => c.debianPackage!))];
     if (args.fix && missing.length > 0) {
       if (!isRoot()) {
@@ -45,11 +48,11 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
       await execa('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env, stdio });
       checks = await runChecks();
     }
-    const ok = checks.every((c) => c.ok);
+    const ok = checks.every((c) => c.ok || c.optional);
     if (out.json) out.result({ ok, checks });
     else {
-      for (const c of checks) out.line(`${c.ok ? 'ok  ' : 'MISS'}  ${c.name.padEnd(22)} ${c.detail}${!c.ok && c.debianPackage ? `  (apt-get install ${c.debianPackage})` : ''}${!c.ok && c.fix ? `  (${c.fix})` : ''}`);
-      const stillMissing = [...new Set(checks.filter((c) => !c.ok && c.debianPackage).map((c) => c.debianPackage!))];
+      for (const c of checks) out.line(`${c.ok ? 'ok  ' : c.optional ? 'opt ' : 'MISS'}  ${c.name.padEnd(22)} ${c.detail}${!c.ok && c.debianPackage ? `  (apt-get install ${c.debianPackage})` : ''}${!c.ok && c.fix ? `  (${c.fix})` : ''}`);
+      const stillMissing = [...new Set(checks.filter((c) => !c.ok && !c.optional && c.debianPackage).map((c) => c.debianPackage!))];
       if (!ok) out.line(stillMissing.length > 0 ? `\nfix it with: tinyx doctor --fix   (apt-get install ${stillMissing.join(' ')})` : '\nsee the notes above');
       else out.line('\nthis host can build tinyx images');
     }
@@ -64,7 +67,7 @@ export async function runChecks(): Promise<Check[]> {
   checks.push({ name: 'overlayfs', ok: overlay, detail: overlay ? 'the kernel has OverlayFS' : 'no "overlay" in /proc/filesystems', fix: 'modprobe overlay' });
   for (const tool of HOST_TOOLS) {
     const path = await findOnPath(tool.command);
-    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage });
+    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.optional ? { optional: true } : {}) });
   }
   for (const file of HOST_FILES) {
     const ok = await access(file.path).then(
