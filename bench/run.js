@@ -5,18 +5,20 @@
 //
 //   cold build   nginx from an empty cache (debootstrap + apt + the rest)
 //   warm build   nginx again with base and app layer cached (median of 5)
-//   sizes        initrd compressed and unpacked, file count, and the Debian root it was cut from
+//   sizes        initrd compressed (gzip, and xz) and unpacked, file count, and the Debian root it was cut from
+//   kernels      nginx's kernel per platform: bzImage and vmlinux sizes, options, cold build and cache hit
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, formatBytes } from '@tinyx/builder';
+import { build, createBuild, formatBytes } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const WARM_RUNS = 5;
 const APPS = ['nginx', 'redis'];
+const PLATFORMS = ['kvm', 'xen-pvh', 'xen-pv'];
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const seconds = async (fn) => {
@@ -33,14 +35,15 @@ for (const app of APPS) {
   const cache = await mkdtemp('/var/tmp/tinyx-bench-cache-');
   const out = await mkdtemp('/var/tmp/tinyx-bench-out-');
   try {
-    const cold = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'cold') }));
+    const cold = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'cold'), kernel: false }));
     const warm = [];
     let manifest = cold.value;
     for (let i = 0; i < WARM_RUNS; i++) {
-      const run = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'warm') }));
+      const run = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'warm'), kernel: false }));
       warm.push(run.s);
       manifest = run.value;
     }
+    const xz = await build({ recipe: app, cacheDir: cache, outDir: join(out, 'xz'), kernel: false, compression: 'xz' });
     // The full Debian root the image was cut from: the base plus the app layer (the only ones in this cache).
     const [base] = await readdir(join(cache, 'bases'));
     const [layer] = await readdir(join(cache, 'layers'));
@@ -53,6 +56,7 @@ for (const app of APPS) {
       warmSteps: manifest.build.seconds,
       initrdBytes: manifest.sizes.initrd,
       initrdUncompressedBytes: manifest.sizes.initrdUncompressed,
+      initrdXzBytes: xz.sizes.initrd,
       files: manifest.files.length,
       packages: manifest.packages.length,
       debianRootBytes: debianRoot,
@@ -62,6 +66,58 @@ for (const app of APPS) {
   } finally {
     await removeTree(cache);
     await removeTree(out);
+  }
+}
+
+// Kernels: nginx's, per platform, built cold in a cache that shares the base,
+// the app layer and the extracted source with the default one but has no kernels.
+results.kernels = {};
+{
+  const shared = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME || join(process.env.HOME, '.cache'), 'tinyx');
+  await build({ recipe: 'nginx', cacheDir: shared, outDir: await mkdtemp('/var/tmp/tinyx-bench-out-'), kernel: false });
+  for (const platform of PLATFORMS) {
+    const cache = await mkdtemp('/var/tmp/tinyx-bench-kcache-');
+    try {
+      for (const kind of ['bases', 'layers', 'kernel-src']) {
+        await mkdir(join(shared, kind), { recursive: true });
+        await symlink(join(shared, kind), join(cache, kind));
+      }
+      const kernel = async () => {
+        let stepSeconds = 0;
+        const b = createBuild({
+          recipe: 'nginx',
+          cacheDir: cache,
+          goal: 'kernel',
+          platform,
+          onEvent: (e) => {
+            if (e.type === 'step-end' && e.step === 'kernel') stepSeconds = e.seconds;
+          },
+        });
+        try {
+          for (const step of b.steps) await b.runStep(step);
+        } finally {
+          await b.cleanup();
+        }
+        return { ...b.kernelOutcome, stepSeconds };
+      };
+      const cold = await seconds(kernel);
+      const warm = await seconds(kernel);
+      const built = cold.value.built;
+      results.kernels[platform] = {
+        version: built.version,
+        bzImageBytes: (await stat(built.bzImage)).size,
+        vmlinuxBytes: (await stat(built.vmlinux)).size,
+        enabledOptions: cold.value.config.enabled,
+        coldBuildSeconds: cold.value.stepSeconds,
+        compileSeconds: built.buildSeconds,
+        // The kernel step alone (features, config and build lookups), not the steps before it.
+        cacheHitSeconds: warm.value.stepSeconds,
+        cacheHit: warm.value.built.cached,
+      };
+      console.log(`kernel ${platform}: bzImage ${formatBytes(results.kernels[platform].bzImageBytes)}, cold ${cold.value.stepSeconds} s, cache hit ${warm.value.stepSeconds} s`);
+    } finally {
+      await removeTree(cache);
+    }
   }
 }
 
@@ -77,14 +133,26 @@ function renderTable(r) {
   const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
   const rows = Object.entries(r.apps).map(
     ([app, a]) =>
-      `| ${app} | ${a.coldBuildSeconds} s | ${a.warmBuildSeconds} s | ${mib(a.initrdBytes)} | ${mib(a.initrdUncompressedBytes)} | ${a.files} | ${a.packages} | ${mib(a.debianRootBytes)} (${a.ratio}x) |`,
+      `| ${app} | ${a.coldBuildSeconds} s | ${a.warmBuildSeconds} s | ${mib(a.initrdBytes)} | ${mib(a.initrdXzBytes)} | ${mib(a.initrdUncompressedBytes)} | ${a.files} | ${a.packages} | ${mib(a.debianRootBytes)} (${a.ratio}x) |`,
+  );
+  const kernelRows = Object.entries(r.kernels ?? {}).map(
+    ([platform, k]) =>
+      `| ${platform} | ${k.version} | ${mib(k.bzImageBytes)} (${k.bzImageBytes} B) | ${mib(k.vmlinuxBytes)} | ${k.enabledOptions} | ${k.coldBuildSeconds} s | ${k.cacheHitSeconds} s${k.cacheHit ? '' : ' (miss!)'} |`,
   );
   return [
     `Measured ${r.date.slice(0, 10)} on ${r.machine} by \`npm run bench\` (bench/results.json).`,
     '',
-    '| app | cold build | warm rebuild (median of 5) | initrd (gzip) | unpacked | files | packages | Debian root it was cut from |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    'Root filesystems (`--no-kernel`); cold = empty cache, debootstrap and apt included:',
+    '',
+    '| app | cold build | warm rebuild (median of 5) | initrd (gzip) | initrd (xz) | unpacked | files | packages | Debian root it was cut from |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
+    '',
+    "nginx's kernel per platform; cold = the kernel step from an extracted source (features, tinyconfig + fragments + olddefconfig, compile); cache hit = the same step when the configuration and kernel are cached:",
+    '',
+    '| platform | Linux | bzImage | vmlinux (stripped) | options set | cold build | cache hit |',
+    '|---|---|---:|---:|---:|---:|---:|',
+    ...kernelRows,
   ].join('\n');
 }
 

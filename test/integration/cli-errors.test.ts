@@ -42,19 +42,19 @@ test('a recipe with a wrong type: exit 2, the file and the field', async (t) => 
 
 test('a Debian package that does not exist: exit 2, naming the package and the recipe', async (t) => {
   const file = await recipeFile('nosuchpkg', 'packages: [tinyx-no-such-package]\nentrypoint: { cmd: [/usr/bin/true] }\n');
-  const result = await runCli(['build', file, '--out', join(work, 'nosuchpkg')]);
+  const result = await runCli(['build', file, '--no-kernel', '--out', join(work, 'nosuchpkg')]);
   t.is(result.code, 2, result.stderr);
   t.regex(result.stderr, /nosuchpkg\.yaml: packages: Debian has no package "tinyx-no-such-package"/);
   t.deepEqual(await mountsBelow(tmpdir()), []);
 });
 
 test('an entrypoint no installed package provides: exit 2, with the programs the package has', async (t) => {
-  const missing = await runCli(['build', '--package', 'memcached', '--cmd', '/usr/bin/no-such-daemon', '--out', join(work, 'm1')]);
+  const missing = await runCli(['build', '--package', 'memcached', '--cmd', '/usr/bin/no-such-daemon', '--no-kernel', '--out', join(work, 'm1')]);
   t.is(missing.code, 2, missing.stderr);
   t.regex(missing.stderr, /--package memcached: entrypoint\.cmd: \/usr\/bin\/no-such-daemon does not exist in the install root/);
   t.regex(missing.stderr, /hint: .*\/usr\/bin\/memcached/);
   // /etc/passwd exists in the root, but a postinst made it: no package owns it.
-  const unowned = await runCli(['build', '--package', 'memcached', '--cmd', '/etc/passwd', '--out', join(work, 'm2')]);
+  const unowned = await runCli(['build', '--package', 'memcached', '--cmd', '/etc/passwd', '--no-kernel', '--out', join(work, 'm2')]);
   t.is(unowned.code, 2, unowned.stderr);
   t.regex(unowned.stderr, /--package memcached: entrypoint\.cmd: \/etc\/passwd is not in any installed package/);
 });

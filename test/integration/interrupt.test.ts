@@ -48,7 +48,7 @@ async function waitForMount(below: string, timeoutMs: number): Promise<boolean> 
 }
 
 test.serial('Ctrl-C while debootstrap runs: its mounts go, the half-made base is not kept', async (t) => {
-  const cli = startCli(['build', 'nginx', '--out', join(out, 'a')], { env });
+  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'a')], { env });
   await cli.waitForLine(/^\[base\] Bootstrap/, 60_000);
   // Wait for debootstrap's second stage, which mounts /proc in the target: the hardest moment to stop.
   t.true(await waitForMount(join(cache, 'tmp'), 240_000), 'debootstrap mounted /proc in the target');
@@ -58,8 +58,8 @@ test.serial('Ctrl-C while debootstrap runs: its mounts go, the half-made base is
 });
 
 test.serial('two builds at once on the same (cold) cache both succeed, with the same bytes', async (t) => {
-  const first = startCli(['build', 'nginx', '--out', join(out, 'one')], { env });
-  const second = startCli(['build', 'nginx', '--out', join(out, 'two')], { env });
+  const first = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'one')], { env });
+  const second = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'two')], { env });
   const [one, two] = await Promise.all([first.done, second.done]);
   t.is(one.code, 0, one.stderr.slice(-3000));
   t.is(two.code, 0, two.stderr.slice(-3000));
@@ -71,7 +71,7 @@ test.serial('two builds at once on the same (cold) cache both succeed, with the 
 });
 
 test.serial('SIGTERM while apt-get installs: the overlay and its binds are unmounted, no layer is kept', async (t) => {
-  const cli = startCli(['build', 'redis', '--out', join(out, 'r')], { env });
+  const cli = startCli(['build', 'redis', '--no-kernel', '--out', join(out, 'r')], { env });
   await cli.waitForLine(/^\[install\] Install/, 60_000);
   t.true(await waitForMount(join(cache, 'tmp'), 60_000), 'the install overlay was mounted');
   await new Promise((r) => setTimeout(r, 1500));
@@ -81,14 +81,14 @@ test.serial('SIGTERM while apt-get installs: the overlay and its binds are unmou
 });
 
 test.serial('Ctrl-C while resolving: the read-only root view is unmounted', async (t) => {
-  const cli = startCli(['build', 'nginx', '--out', join(out, 'c')], { env });
+  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'c')], { env });
   await cli.waitForLine(/^\[resolve\] Resolve/, 120_000);
   cli.child.kill('SIGINT');
   await assertCleanAfterInterrupt(t, await cli.done);
 });
 
 test.serial('after all that, the next build succeeds from the same cache', async (t) => {
-  const cli = startCli(['build', 'redis', '--out', join(out, 'r')], { env });
+  const cli = startCli(['build', 'redis', '--no-kernel', '--out', join(out, 'r')], { env });
   const result = await cli.done;
   t.is(result.code, 0, result.stderr.slice(-3000));
   t.regex(result.stderr, /\[base\] cache hit/);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
 import { BASE_INCLUDE, createBase, type BaseRoot, type BaseSpec } from './base/create-base.js';
@@ -7,20 +7,32 @@ import { pickBaseSource, readAptSources } from './base/apt-sources.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir } from './cache.js';
 import { readDpkgStatus, readPackageFileList } from './dpkg/status.js';
-import { TinyxError, throwIfAborted } from './errors.js';
-import { HOST_FILES, hasOverlayFs, requireRoot, requireTools } from './host-tools.js';
+import { MissingToolError, TinyxError, throwIfAborted } from './errors.js';
+import { HOST_FILES, hasOverlayFs, missingHostFiles, requireRoot, requireTools } from './host-tools.js';
 import { installPackages, type AppLayer } from './install/install-packages.js';
 import { MANIFEST_VERSION, type Manifest } from './manifest.js';
 import { mount, removeTree } from './mounts.js';
 import { OUTPUT_FORMATS, packImage, type OutputFormat } from './pack/formats.js';
 import { COMPRESSIONS, type Compression } from './pack/compressions.js';
+import { buildKernel, configureKernel, type BuiltKernel, type KernelConfig } from './kernel/build-kernel.js';
+import type { KernelPlatform, KernelRequest } from './kernel/fragments.js';
+import { imageKernelFeatures } from './kernel/kernel-step.js';
+import { prepareKernelSource, type KernelSource } from './kernel/kernel-source.js';
+
+/** The kernel step's outcome: what was asked, what Kconfig made of it, and the built files (none for 'kernel-config'). */
+export interface KernelResult {
+  source: KernelSource;
+  request: KernelRequest;
+  config: KernelConfig;
+  built: BuiltKernel | undefined;
+}
 import { loadRecipe } from './recipe/load-recipe.js';
 import type { Recipe } from './recipe/recipe.js';
 import { planImage, type ImagePlan } from './resolve/plan-image.js';
 import { DirectoryRootView } from './resolve/root-view.js';
 import { run } from './run.js';
 
-export type Platform = 'kvm' | 'xen-pvh' | 'xen-pv';
+export type Platform = KernelPlatform;
 export const PLATFORMS: readonly Platform[] = ['kvm', 'xen-pvh', 'xen-pv'];
 
 export interface BuildOptions {
@@ -40,6 +52,15 @@ export interface BuildOptions {
   platform?: Platform;
   /** The mtime of every file in the image; default $SOURCE_DATE_EPOCH, else 0. */
   sourceDateEpoch?: number;
+  /** Build the image's kernel (default true); false gives a root filesystem only. */
+  kernel?: boolean;
+  /** A kernel tree or tarball instead of Debian's linux-source. */
+  kernelSource?: string;
+  /**
+   * What to make: the whole image directory (default), or only the kernel
+   * ('kernel'), or only its configuration ('kernel-config'), for `tinyx kernel`.
+   */
+  goal?: 'image' | 'kernel' | 'kernel-config';
   recipesDir?: string;
   blacklistsDir?: string;
   signal?: AbortSignal;
@@ -47,12 +68,14 @@ export interface BuildOptions {
   onEvent?: (event: BuildEvent) => void;
 }
 
-export type StepId = 'load' | 'base' | 'install' | 'resolve' | 'assemble' | 'pack' | 'emit';
+export type StepId = 'load' | 'base' | 'install' | 'resolve' | 'assemble' | 'kernel' | 'pack' | 'emit';
 
 export type BuildEvent =
   | { type: 'step-start'; step: StepId; title: string }
   | { type: 'step-end'; step: StepId; title: string; seconds: number; cached: boolean; summary: string | undefined }
-  | { type: 'output'; step: StepId; line: string };
+  | { type: 'output'; step: StepId; line: string }
+  /** Countable progress of a long step: the kernel's files compiled so far (`total` from an earlier build of the same tree). */
+  | { type: 'progress'; step: StepId; done: number; total: number | undefined; unit: string };
 
 export interface StepResult {
   cached?: boolean;
@@ -102,6 +125,7 @@ export class Build {
   private assembled?: AssembledRoot;
   private staging?: string;
   private packed?: Awaited<ReturnType<typeof packImage>>;
+  private kernelResult?: KernelResult;
   private result?: Manifest;
   /** The image directory, known once the recipe is loaded. */
   outDir?: string;
@@ -110,15 +134,23 @@ export class Build {
     this.options = options;
     this.signal = options.signal;
     this.cache = new Cache(resolve(options.cacheDir ?? defaultCacheDir()));
-    this.steps = [
+    const goal = options.goal ?? 'image';
+    const all: BuildStep[] = [
       { id: 'load', title: 'Load the recipe and check the host', run: () => this.load() },
       { id: 'base', title: 'Bootstrap the Debian base', run: () => this.bootstrapBase() },
       { id: 'install', title: 'Install the packages', run: () => this.install() },
       { id: 'resolve', title: 'Resolve the runtime closure', run: () => this.resolveClosure() },
       { id: 'assemble', title: 'Assemble the root filesystem', run: () => this.assemble() },
+      { id: 'kernel', title: goal === 'kernel-config' ? 'Configure the kernel' : 'Build the kernel', run: () => this.kernel() },
       { id: 'pack', title: 'Pack the image', run: () => this.pack() },
       { id: 'emit', title: 'Write the image directory', run: () => this.emit() },
     ];
+    const wanted: Record<string, StepId[]> = {
+      image: options.kernel === false ? ['load', 'base', 'install', 'resolve', 'assemble', 'pack', 'emit'] : all.map((step) => step.id),
+      kernel: ['load', 'base', 'install', 'resolve', 'kernel'],
+      'kernel-config': ['load', 'base', 'install', 'resolve', 'kernel'],
+    };
+    this.steps = all.filter((step) => wanted[goal]!.includes(step.id));
   }
 
   /** Runs one step: timing, progress events, and a cancellation check before it starts. */
@@ -189,6 +221,11 @@ export class Build {
       keyring = source.keyring;
     }
     keyring ??= HOST_FILES[0]!.path;
+    if (this.steps.some((step) => step.id === 'kernel')) {
+      await requireTools(['make', 'gcc', 'bc', 'bison', 'flex', 'xz']);
+      const missing = (await missingHostFiles()).filter((f) => f.debianPackage !== 'linux-source' || !options.kernelSource);
+      if (missing[0]) throw new MissingToolError(missing[0].path, missing[0].debianPackage);
+    }
     this.baseSpec = { suite, mirror, architecture, include: BASE_INCLUDE, keyring };
     this.outDir = resolve(options.outDir ?? join('out', this.recipe.name));
     return { summary: `${this.recipe.name}: ${this.recipe.packages.join(' ')} (${suite}, ${architecture})` };
@@ -243,14 +280,62 @@ export class Build {
     return { summary: `${this.assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
   }
 
-  private async pack(): Promise<StepResult> {
+  /** The kernel: its features (declared + inferred), its configuration, and unless only that is wanted, the build. */
+  private async kernel(): Promise<StepResult> {
+    const recipe = this.recipe!;
+    const features = await imageKernelFeatures(this.root!, this.plan!, recipe.kernel.features, this.signal);
+    const platform = this.options.platform ?? 'kvm';
+    const compression = this.compression();
+    const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
+    const request: KernelRequest = { platform, features, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null };
+    const config = await configureKernel(this.cache, source, request, { signal: this.signal });
+    if (this.options.goal === 'kernel-config') {
+      this.kernelResult = { source, request, config, built: undefined };
+      return { cached: config.cached, summary: `${config.enabled} options for ${platform}` };
+    }
+    const built = await buildKernel(this.cache, source, config, {
+      signal: this.signal,
+      sourceDateEpoch: this.sourceDateEpoch(),
+      onProgress: ({ compiled, expected }) => this.options.onEvent?.({ type: 'progress', step: 'kernel', done: compiled, total: expected, unit: 'files compiled' }),
+    });
+    this.kernelResult = { source, request, config, built };
+    if (this.options.goal !== 'kernel') {
+      const staging = await this.stagingDir();
+      await copyFile(built.bzImage, join(staging, 'vmlinuz'));
+      if (platform !== 'xen-pv') await copyFile(built.vmlinux, join(staging, 'vmlinux'));
+      await writeFile(join(staging, 'kernel.config'), config.text);
+    }
+    const size = (await stat(built.bzImage)).size;
+    return { cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options` };
+  }
+
+  /** What `tinyx kernel` shows: the source, the request with each option's origin, the final config, the built files. */
+  get kernelOutcome(): KernelResult {
+    if (!this.kernelResult) throw new TinyxError('E_INTERNAL', 'the kernel step has not run');
+    return this.kernelResult;
+  }
+
+  private compression(): Compression | null {
+    const format = this.options.format ?? 'initramfs';
+    const fallback = OUTPUT_FORMATS[format].defaultCompression;
+    const chosen = this.options.compression ?? fallback;
+    return chosen === 'none' || chosen === null ? null : chosen;
+  }
+
+  /** The new image directory, built beside the old one and swapped in by emit. */
+  private async stagingDir(): Promise<string> {
+    if (this.staging) return this.staging;
     const out = this.outDir!;
     await mkdir(dirname(out), { recursive: true });
-    // The new image directory is built beside the old one and swapped in by emit.
-    this.staging = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
-    const staging = this.staging;
+    const staging = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
     this.cleanups.push(() => removeTree(staging));
     await mkdir(staging);
+    this.staging = staging;
+    return staging;
+  }
+
+  private async pack(): Promise<StepResult> {
+    const staging = await this.stagingDir();
     const format = this.options.format ?? 'initramfs';
     this.packed = await packImage(this.assembled!.entries, format, staging, {
       mtime: this.sourceDateEpoch(),
@@ -270,6 +355,9 @@ export class Build {
     const format = this.options.format ?? 'initramfs';
     const spec = this.baseSpec!;
     const rootFiles = assembled.files.reduce((sum, f) => sum + f.size, 0);
+    const kernel = this.kernelResult;
+    const kernelBytes = kernel?.built ? (await stat(kernel.built.bzImage)).size : null;
+    const vmlinuxBytes = kernel?.built && kernel.request.platform !== 'xen-pv' ? (await stat(kernel.built.vmlinux)).size : null;
     const { source: _source, ...normalized } = recipe;
     const manifest: Manifest = {
       manifestVersion: MANIFEST_VERSION,
@@ -279,14 +367,38 @@ export class Build {
       format,
       entrypoint: { cmd: [plan.entrypoint, ...recipe.entrypoint.cmd.slice(1)], user: recipe.entrypoint.user, uid: assembled.user.uid, gid: assembled.user.gid },
       readiness: recipe.readiness,
-      artifacts: { rootfs: packed.fileName, kernel: null, kernelConfig: null },
+      artifacts: {
+        rootfs: packed.fileName,
+        kernel: kernel ? 'vmlinuz' : null,
+        vmlinux: kernel && kernel.request.platform !== 'xen-pv' ? 'vmlinux' : null,
+        kernelConfig: kernel ? 'kernel.config' : null,
+      },
       compression: packed.compression,
-      sizes: { kernel: null, initrd: packed.bytes, initrdUncompressed: packed.uncompressedBytes, rootFiles, total: packed.bytes },
+      sizes: {
+        kernel: kernelBytes,
+        vmlinux: vmlinuxBytes,
+        initrd: packed.bytes,
+        initrdUncompressed: packed.uncompressedBytes,
+        rootFiles,
+        total: (kernelBytes ?? 0) + packed.bytes,
+      },
       packages: plan.packages,
       excludedPackages: plan.excludedPackages,
       files: assembled.files.map((f) => ({ ...f, mode: f.mode.toString(8).padStart(4, '0') })),
       symlinks: assembled.entries.flatMap((e) => (e.type === 'symlink' ? [{ path: e.path, target: e.target }] : [])),
-      kernel: null,
+      kernel: kernel
+        ? {
+            version: kernel.built!.version,
+            source: kernel.source.id,
+            platform: kernel.request.platform,
+            configSha256: kernel.config.sha256,
+            enabledOptions: kernel.config.enabled,
+            features: [...kernel.request.features].map(([name, from]) => ({ name, from: [...from] })),
+            decompressor: kernel.request.decompressor,
+            couldNotDisable: kernel.config.stuckOn.map((s) => s.symbol),
+            buildSeconds: kernel.built!.buildSeconds,
+          }
+        : null,
       build: {
         tinyx: await tinyxVersion(),
         sourceDateEpoch: this.sourceDateEpoch(),

@@ -6,7 +6,7 @@ import { removeTree } from './mounts.js';
 import type { CompressedStore } from './pack/formats.js';
 
 /** The kinds of cache entry, each a directory of the cache. */
-export type CacheKind = 'bases' | 'layers' | 'kernels' | 'packed';
+export type CacheKind = 'bases' | 'layers' | 'kernel-src' | 'kernel-configs' | 'kernels' | 'packed';
 
 /** Bumped when the layout or content of a cache entry changes, so that old entries are not reused. */
 const CACHE_FORMAT = 1;
@@ -16,6 +16,9 @@ const CACHE_FORMAT = 1;
  *
  *   bases/<key>/       a debootstrapped root (read-only once published)
  *   layers/<key>/      an install step's OverlayFS upper directory
+ *   kernel-src/<key>/  an extracted kernel source tree
+ *   kernel-configs/<key>/  a final .config, by source and fragments
+ *   kernels/<key>/     a built kernel (bzImage, vmlinux, .config), by source and final .config
  *   packed/<key>/      a compressed archive, by the hash of the raw archive and the compression
  *   tmp/<random>/      work in progress; an entry is built here and renamed into place
  */

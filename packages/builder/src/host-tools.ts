@@ -1,4 +1,4 @@
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MissingToolError, TinyxError } from './errors.js';
 
@@ -21,7 +21,12 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'umount', debianPackage: 'mount', purpose: 'undoes those mounts' },
   { command: 'chroot', debianPackage: 'coreutils', purpose: 'runs apt-get inside the image root' },
   { command: 'dpkg', debianPackage: 'dpkg', purpose: 'tells the host architecture' },
-  { command: 'xz', debianPackage: 'xz-utils', purpose: 'compresses the initramfs with --compression xz', optional: true },
+  { command: 'make', debianPackage: 'make', purpose: 'builds the kernel' },
+  { command: 'gcc', debianPackage: 'gcc', purpose: 'compiles the kernel' },
+  { command: 'bc', debianPackage: 'bc', purpose: "the kernel build's timeconst generator" },
+  { command: 'bison', debianPackage: 'bison', purpose: "the kernel's Kconfig parser" },
+  { command: 'flex', debianPackage: 'flex', purpose: "the kernel's Kconfig lexer" },
+  { command: 'xz', debianPackage: 'xz-utils', purpose: 'unpacks linux-source; compresses the initramfs with --compression xz' },
   { command: 'zstd', debianPackage: 'zstd', purpose: 'compresses the initramfs with --compression zstd', optional: true },
 ];
 
@@ -32,6 +37,10 @@ export const HOST_FILES: readonly { path: string; debianPackage: string; purpose
     debianPackage: 'debian-archive-keyring',
     purpose: "verifies the mirror's signatures",
   },
+  // objtool, which the x86 kernel build runs, reads ELF files through libelf.
+  { path: '/usr/include/libelf.h', debianPackage: 'libelf-dev', purpose: "the kernel's objtool is built against it" },
+  // A glob: the package is versioned (linux-source-6.1); any version will do.
+  { path: '/usr/src/linux-source-*.tar.xz', debianPackage: 'linux-source', purpose: "Debian's kernel source, for the kernel step" },
 ];
 
 export function debianPackageFor(command: string): string | undefined {
@@ -62,6 +71,19 @@ export async function requireTools(commands: readonly string[]): Promise<void> {
       throw new MissingToolError(command, debianPackageFor(command) ?? command);
     }
   }
+}
+
+/** The host files (HOST_FILES, globs allowed in the last component) that are missing. */
+export async function missingHostFiles(): Promise<(typeof HOST_FILES)[number][]> {
+  const missing: (typeof HOST_FILES)[number][] = [];
+  for (const file of HOST_FILES) {
+    const dir = file.path.slice(0, file.path.lastIndexOf('/'));
+    const base = file.path.slice(file.path.lastIndexOf('/') + 1);
+    const re = new RegExp(`^${base.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    if (!names.some((name) => re.test(name))) missing.push(file);
+  }
+  return missing;
 }
 
 export function isRoot(): boolean {

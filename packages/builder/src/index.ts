@@ -3,7 +3,7 @@
  * the TinyX way (LightVM, SOSP 2017).
  */
 export { build, createBuild, Build, PLATFORMS, formatBytes } from './build.js';
-export type { BuildOptions, BuildEvent, BuildStep, StepId, StepResult, Platform } from './build.js';
+export type { BuildOptions, BuildEvent, BuildStep, StepId, StepResult, Platform, KernelResult } from './build.js';
 export type { Manifest } from './manifest.js';
 export { MANIFEST_VERSION } from './manifest.js';
 export type { Recipe, Readiness, Fixup, DirectorySpec } from './recipe/recipe.js';
@@ -17,7 +17,7 @@ export type { Compression } from './pack/compressions.js';
 export type { OutputFormat } from './pack/formats.js';
 export { TinyxError, RecipeError, MissingToolError, CommandFailedError, InterruptedError } from './errors.js';
 export type { ErrorKind } from './errors.js';
-export { HOST_TOOLS, HOST_FILES, findOnPath, isRoot, hasOverlayFs } from './host-tools.js';
+export { HOST_TOOLS, HOST_FILES, findOnPath, isRoot, hasOverlayFs, missingHostFiles } from './host-tools.js';
 export type { HostTool } from './host-tools.js';
 export { defaultCacheDir } from './cache.js';
 export { setCommandLog } from './run.js';

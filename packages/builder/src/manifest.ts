@@ -23,10 +23,18 @@ export interface Manifest {
   entrypoint: { cmd: string[]; user: string; uid: number; gid: number };
   readiness: Readiness | null;
   /** File names inside the image directory. */
-  artifacts: { rootfs: string; kernel: string | null; kernelConfig: string | null };
+  artifacts: {
+    rootfs: string;
+    /** The bzImage ("vmlinuz"), or null for an image built with --no-kernel. */
+    kernel: string | null;
+    /** The uncompressed ELF kernel with its PVH entry note, for direct boot (kvm, xen-pvh). */
+    vmlinux: string | null;
+    kernelConfig: string | null;
+  };
   sizes: {
-    /** The kernel image in bytes; null until the image has a kernel. */
+    /** The bzImage in bytes; null without a kernel. */
     kernel: number | null;
+    vmlinux: number | null;
     /** The root filesystem artifact (compressed, as written). */
     initrd: number;
     /** The root filesystem archive before compression. */
@@ -42,7 +50,21 @@ export interface Manifest {
   /** Every regular file of the root, sorted by path. */
   files: { path: string; size: number; sha256: string; mode: string; package: string | null; reason: string }[];
   symlinks: { path: string; target: string }[];
-  kernel: { version: string; configSha256: string; features: KernelFeature[] } | null;
+  kernel: {
+    version: string;
+    /** What the tree came from: Debian's linux-source package and version, a tarball's sha256, a directory. */
+    source: string;
+    platform: string;
+    configSha256: string;
+    enabledOptions: number;
+    /** Each feature with where the need came from: "recipe", or "inferred: epoll_create (/usr/sbin/nginx)". */
+    features: { name: KernelFeature; from: string[] }[];
+    /** The initramfs decompressor built in (RD_GZIP...). */
+    decompressor: string | null;
+    /** Options the trim list asked to switch off that something else selects. */
+    couldNotDisable: string[];
+    buildSeconds: number;
+  } | null;
   build: {
     tinyx: string;
     sourceDateEpoch: number;

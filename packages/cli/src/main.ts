@@ -4,6 +4,7 @@ import { setCommandLog } from '@tinyx/builder';
 import { buildCommand } from './commands/build.js';
 import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
+import { kernelCommand } from './commands/kernel.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 
 class UsageError extends Error {}
@@ -17,8 +18,9 @@ export async function main(argv: string[]): Promise<number> {
     .usage('tinyx: minimal single-application Linux VMs, the TinyX way (LightVM, SOSP 2017)\n\nUsage: $0 <command> [options]')
     .command(buildCommand)
     .command(inspectCommand)
+    .command(kernelCommand)
     .command(doctorCommand)
-    .demandCommand(1, 'name a command: build, inspect or doctor')
+    .demandCommand(1, 'name a command: build, inspect, kernel or doctor')
     .strict()
     .recommendCommands()
     .example('$0 doctor --fix', 'install what the host needs')

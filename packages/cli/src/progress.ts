@@ -16,8 +16,12 @@ export function lineProgress(out: Output): (event: BuildEvent) => void {
   return (event) => {
     if (event.type === 'step-start') out.note(`[${event.step}] ${event.title}...`);
     else if (event.type === 'step-end') {
-      const how = event.cached ? 'cached' : `${event.seconds.toFixed(2)} s`;
-      out.note(`[${event.step}] ${event.cached ? 'cache hit' : 'done'} (${how})${event.summary ? `: ${event.summary}` : ''}`);
+      const how = event.cached ? 'cache hit' : `done (${event.seconds.toFixed(2)} s)`;
+      out.note(`[${event.step}] ${how}${event.summary ? `: ${event.summary}` : ''}`);
+    } else if (event.type === 'progress') {
+      // One line per 10%, or per 100 files when the total is not known: a log, not a spinner.
+      const step = event.total ? Math.max(1, Math.round(event.total / 10)) : 100;
+      if (event.done % step === 0) out.note(`[${event.step}] ${event.done}${event.total ? ` of ~${event.total}` : ''} ${event.unit}`);
     } else if (out.verbose) out.note(`  ${event.line}`);
   };
 }
@@ -42,6 +46,7 @@ export async function runSteps(build: Build, mode: ProgressMode, events: { curre
       task: async (_ctx: unknown, task: { title: string; output: string }) => {
         events.current = (event) => {
           if (event.type === 'output' && event.line.trim()) task.output = event.line.trim();
+          if (event.type === 'progress') task.output = `${event.done}${event.total ? ` of ~${event.total}` : ''} ${event.unit}`;
         };
         const result = await build.runStep(step);
         task.title = `${step.title}${result.cached ? ' (cache hit)' : ''}${result.summary ? `: ${result.summary}` : ''}`;

@@ -1,6 +1,5 @@
-import { access } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
-import { HOST_FILES, HOST_TOOLS, findOnPath, hasOverlayFs, isRoot } from '@tinyx/builder';
+import { HOST_FILES, HOST_TOOLS, findOnPath, hasOverlayFs, isRoot, missingHostFiles } from '@tinyx/builder';
 import { execa } from 'execa';
 import { EXIT } from '../exit-codes.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
@@ -69,12 +68,10 @@ export async function runChecks(): Promise<Check[]> {
     const path = await findOnPath(tool.command);
     checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.optional ? { optional: true } : {}) });
   }
+  const missingFiles = await missingHostFiles();
   for (const file of HOST_FILES) {
-    const ok = await access(file.path).then(
-      () => true,
-      () => false,
-    );
-    checks.push({ name: file.path.split('/').pop()!, ok, detail: `${file.path}: ${file.purpose}`, debianPackage: file.debianPackage });
+    const ok = !missingFiles.includes(file);
+    checks.push({ name: file.debianPackage, ok, detail: `${file.path}: ${file.purpose}`, debianPackage: file.debianPackage });
   }
   return checks;
 }

@@ -64,11 +64,18 @@ function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?
   line(`platform     ${m.platform}    format ${m.format}`);
   line();
   line('sizes');
-  line(`  kernel             ${s.kernel === null ? '(none yet)' : formatBytes(s.kernel)}`);
+  line(`  kernel             ${s.kernel === null ? '(none: built with --no-kernel)' : `vmlinuz ${formatBytes(s.kernel)}${s.vmlinux ? `, vmlinux ${formatBytes(s.vmlinux)}` : ''}`}`);
   line(`  ${m.artifacts.rootfs.padEnd(18)} ${formatBytes(s.initrd)}  (${formatBytes(s.initrdUncompressed)} unpacked)`);
   line(`  files              ${m.files.length} files, ${formatBytes(s.rootFiles)}; ${m.symlinks.length} symlinks`);
   line(`  total              ${formatBytes(s.total)}`);
   line();
+  if (m.kernel) {
+    const k = m.kernel;
+    line(`kernel       Linux ${k.version} for ${k.platform}: ${k.enabledOptions} options, initramfs via ${k.decompressor ?? 'no decompressor'} (${k.source})`);
+    for (const f of k.features) line(`  ${f.name.padEnd(14)} ${f.from.join('; ')}`);
+    if (k.couldNotDisable.length > 0) line(`  could not switch off: ${k.couldNotDisable.join(', ')}`);
+    line();
+  }
   line(`packages (${m.packages.length})`);
   const bytesByPackage = new Map<string, number>();
   for (const f of m.files) bytesByPackage.set(f.package ?? '(tinyx)', (bytesByPackage.get(f.package ?? '(tinyx)') ?? 0) + f.size);

@@ -1,0 +1,220 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { appendFile, copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join, relative } from 'node:path';
+import { cacheKey, type Cache } from '../cache.js';
+import { CommandFailedError, TinyxError } from '../errors.js';
+import { removeTree } from '../mounts.js';
+import { run } from '../run.js';
+import { checkConfig, findDependencies, mergeFragments, parseKconfig, renderKconfig, type ConfigCheck, type RequestedOption } from './kconfig.js';
+import { kernelFragments, type KernelRequest } from './fragments.js';
+import type { KernelSource } from './kernel-source.js';
+
+/** A kernel configuration, as olddefconfig made it from the fragments, and what became of each request. */
+export interface KernelConfig {
+  /** The final .config text. */
+  text: string;
+  sha256: string;
+  requested: Map<string, RequestedOption>;
+  /** Options asked to be off that something selects anyway (reported once). */
+  stuckOn: ConfigCheck['stuckOn'];
+  /** How many options are set (=y, =m or a value). */
+  enabled: number;
+  cached: boolean;
+}
+
+export interface BuiltKernel {
+  /** The bzImage. */
+  bzImage: string;
+  /** The uncompressed ELF with its PVH note, for direct boot. */
+  vmlinux: string;
+  config: KernelConfig;
+  version: string;
+  cached: boolean;
+  /** Seconds the compile took (now, or when it was cached). */
+  buildSeconds: number;
+}
+
+export interface KernelProgress {
+  /** Source files compiled so far. */
+  compiled: number;
+  /** How many a build of this tree compiled last time, when known. */
+  expected: number | undefined;
+}
+
+/** Fixed build metadata, so that the same source and .config give the same kernel bytes. */
+function reproducibleEnv(sourceDateEpoch: number): Record<string, string> {
+  return {
+    KBUILD_BUILD_TIMESTAMP: `@${sourceDateEpoch}`,
+    KBUILD_BUILD_USER: 'tinyx',
+    KBUILD_BUILD_HOST: 'tinyx',
+    KBUILD_BUILD_VERSION: '1',
+  };
+}
+
+/**
+ * The key of a configuration: the source and the merged request. Looked up
+ * before any Kconfig runs, so that a cache hit costs no `make`.
+ */
+export function kernelConfigKey(sourceId: string, requested: ReadonlyMap<string, RequestedOption>): string {
+  // Origins are left out: the same options asked by another fragment make the same .config.
+  return cacheKey('kernel-config', { source: sourceId, requested: renderKconfig(requested) });
+}
+
+/** The key of a built kernel: the source and the final .config, so recipes whose configs match share a kernel. */
+export function kernelBuildKey(sourceId: string, finalConfig: string): string {
+  return cacheKey('kernel', { source: sourceId, config: sha256(finalConfig) });
+}
+
+/**
+ * tinyconfig + fragments, then olddefconfig, then the check that every option
+ * asked for is set as asked. A dropped option is an error naming the option,
+ * its fragment and its unmet `depends on`. Cached by source + fragments, so a
+ * cache hit runs no Kconfig at all.
+ */
+export async function configureKernel(cache: Cache, source: KernelSource, request: KernelRequest, options: { signal?: AbortSignal | undefined }): Promise<KernelConfig> {
+  const fragments = await kernelFragments(request);
+  const requested = mergeFragments(fragments);
+  const key = kernelConfigKey(source.id, requested);
+  const hit = await cache.lookup('kernel-configs', key);
+  if (hit) {
+    const meta = await cache.readMeta<{ stuckOn: ConfigCheck['stuckOn'] }>(hit);
+    const text = await readFile(join(hit, 'config'), 'utf8');
+    return { text, sha256: sha256(text), requested, stuckOn: meta.stuckOn, enabled: countEnabled(text), cached: true };
+  }
+  const temp = await cache.makeTemp('kconfig');
+  try {
+    const make = (target: string) => run('make', ['-C', source.dir, `O=${temp}`, target], { signal: options.signal });
+    await make('tinyconfig');
+    await appendFile(join(temp, '.config'), `\n# tinyx fragments\n${renderKconfig(requested)}`);
+    await make('olddefconfig');
+    const text = await readFile(join(temp, '.config'), 'utf8');
+    const check = checkConfig(requested, parseKconfig(text));
+    if (check.dropped.length > 0) throw await droppedOptionsError(source, check.dropped);
+    const entry = await cache.makeTemp('kernel-config');
+    try {
+      await copyFile(join(temp, '.config'), join(entry, 'config'));
+      await cache.publish('kernel-configs', key, entry, { source: source.id, stuckOn: check.stuckOn });
+    } finally {
+      await removeTree(entry);
+    }
+    return { text, sha256: sha256(text), requested, stuckOn: check.stuckOn, enabled: countEnabled(text), cached: false };
+  } finally {
+    await removeTree(temp);
+  }
+}
+
+async function droppedOptionsError(source: KernelSource, dropped: ConfigCheck['dropped']): Promise<TinyxError> {
+  const deps = findDependencies(await readKconfigFiles(source.dir), dropped.map((d) => d.symbol));
+  const lines = dropped.map((d) => {
+    const dep = deps.get(d.symbol);
+    const why = dep ? (dep.dependsOn.length > 0 ? `it depends on ${dep.dependsOn.join(' && ')} (${dep.file})` : `see ${dep.file}`) : 'no such option in this kernel';
+    return `  CONFIG_${d.symbol}=${d.wanted} (from ${d.origin}) ended up ${d.got === 'n' ? 'unset' : `=${d.got}`}: ${why}`;
+  });
+  return new TinyxError('E_KERNEL_CONFIG', `Kconfig dropped ${dropped.length} requested option${dropped.length > 1 ? 's' : ''} of kernel ${source.version}:\n${lines.join('\n')}`, {
+    kind: 'user',
+    hint: 'add what they depend on to the same fragment, or drop them; `tinyx kernel config` shows where every option came from',
+  });
+}
+
+/** Every Kconfig file of a tree, by path relative to it. */
+async function readKconfigFiles(dir: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  const walk = async (at: string): Promise<void> => {
+    for (const entry of await readdir(at, { withFileTypes: true })) {
+      const path = join(at, entry.name);
+      if (entry.isDirectory()) {
+        if (!entry.name.startsWith('.')) await walk(path);
+      } else if (entry.name.startsWith('Kconfig')) files.set(relative(dir, path), await readFile(path, 'utf8'));
+    }
+  };
+  await walk(dir);
+  return files;
+}
+
+/**
+ * `make bzImage` out of tree, cached by source + final .config: two recipes
+ * whose configs match share one kernel, and the same config is built once.
+ * The compiler's output goes to a log; progress counts the files compiled.
+ */
+export async function buildKernel(
+  cache: Cache,
+  source: KernelSource,
+  config: KernelConfig,
+  options: { signal?: AbortSignal | undefined; sourceDateEpoch: number; onProgress?: (progress: KernelProgress) => void },
+): Promise<BuiltKernel> {
+  const key = kernelBuildKey(source.id, config.text);
+  const hit = await cache.lookup('kernels', key);
+  if (hit) {
+    const meta = await cache.readMeta<{ seconds: number }>(hit);
+    return { bzImage: join(hit, 'bzImage'), vmlinux: join(hit, 'vmlinux'), config, version: source.version, cached: true, buildSeconds: meta.seconds };
+  }
+  const expected = await expectedCompileCount(cache, source.id);
+  const temp = await cache.makeTemp('kernel');
+  const build = join(temp, 'build');
+  const entry = join(temp, 'entry');
+  await mkdir(build);
+  await mkdir(entry);
+  const logFile = join(temp, 'build.log');
+  const log = createWriteStream(logFile);
+  try {
+    const started = performance.now();
+    let compiled = 0;
+    await writeFile(join(build, '.config'), config.text);
+    const make = (args: string[]) =>
+      run('make', ['-C', source.dir, `O=${build}`, ...args], {
+        signal: options.signal,
+        env: reproducibleEnv(options.sourceDateEpoch),
+        onLine: (line) => {
+          log.write(`${line}\n`);
+          if (/^\s+CC\s/.test(line)) options.onProgress?.({ compiled: ++compiled, expected });
+        },
+      });
+    try {
+      // olddefconfig again is a no-op for a config made by configureKernel, and sets up the tree's generated headers.
+      await make(['olddefconfig']);
+      await make([`-j${cpus().length}`, 'bzImage']);
+    } catch (error) {
+      if (error instanceof CommandFailedError) {
+        throw new TinyxError('E_KERNEL_BUILD', `the kernel ${source.version} did not build:\n${lastCompilerLines(error.outputTail)}`, { hint: `the whole log: ${logFile} (kept until the next build)`, cause: error });
+      }
+      throw error;
+    }
+    const seconds = Math.round(performance.now() - started) / 1000;
+    await copyFile(join(build, 'arch/x86/boot/bzImage'), join(entry, 'bzImage'));
+    // The symbol table is for debuggers; QEMU and Xen load the rest (the PVH note survives stripping).
+    await run('objcopy', ['--strip-all', join(build, 'vmlinux'), join(entry, 'vmlinux')], { signal: options.signal });
+    await copyFile(join(build, '.config'), join(entry, 'config'));
+    const dir = await cache.publish('kernels', key, entry, { source: source.id, version: source.version, configSha256: config.sha256, compiled, seconds });
+    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), config, version: source.version, cached: false, buildSeconds: seconds };
+  } finally {
+    log.end();
+    await removeTree(temp);
+  }
+}
+
+/** How many files an earlier build of the same tree compiled: the denominator of the progress. */
+async function expectedCompileCount(cache: Cache, sourceId: string): Promise<number | undefined> {
+  const dir = join(cache.dir, 'kernels');
+  let best: number | undefined;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const meta = await cache.readMeta<{ source?: string; compiled?: number }>(join(dir, name)).catch(() => undefined);
+    if (meta?.source === sourceId && meta.compiled) best = Math.max(best ?? 0, meta.compiled);
+  }
+  return best;
+}
+
+/** The compiler's complaint without make's own noise. */
+function lastCompilerLines(tail: string): string {
+  const lines = tail.split('\n').filter((l) => !/^make(\[\d+\])?: /.test(l) && l.trim());
+  return lines.slice(-15).map((l) => `  | ${l}`).join('\n');
+}
+
+function countEnabled(text: string): number {
+  return text.split('\n').filter((l) => /^CONFIG_\w+=/.test(l)).length;
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}

@@ -1,0 +1,36 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KERNEL_FEATURES, type KernelFeature } from '../kernel-features.js';
+import type { Fragment } from './kconfig.js';
+
+/** The fragments that ship with tinyx: <repo>/kernel (base.config, trim.config, platforms/). */
+export const BUNDLED_KERNEL_DIR = fileURLToPath(new URL('../../../../kernel/', import.meta.url));
+
+export type KernelPlatform = 'kvm' | 'xen-pvh' | 'xen-pv';
+
+export interface KernelRequest {
+  platform: KernelPlatform;
+  /** The features the kernel must have, each with where the need came from (the recipe, or the symbols that showed it). */
+  features: ReadonlyMap<KernelFeature, readonly string[]>;
+  /** The Kconfig symbol of the initramfs decompressor the image needs (RD_GZIP...), or null. */
+  decompressor: string | null;
+}
+
+/**
+ * The fragments of one kernel, in order of precedence (a later one wins):
+ * base, the platform, its network card (with the `net` feature), the trim
+ * list, the features, and the initramfs decompressor.
+ */
+export async function kernelFragments(request: KernelRequest, dir = BUNDLED_KERNEL_DIR): Promise<Fragment[]> {
+  const file = async (name: string): Promise<Fragment> => ({ name, text: await readFile(join(dir, name), 'utf8') });
+  const fragments = [await file('base.config'), await file(`platforms/${request.platform}.config`)];
+  if (request.features.has('net')) fragments.push(await file(`platforms/${request.platform}.net.config`));
+  fragments.push(await file('trim.config'));
+  for (const [feature, from] of request.features) {
+    const symbols = KERNEL_FEATURES[feature].symbols;
+    fragments.push({ name: `feature ${feature} (${from.join(', ')})`, text: symbols.map((s) => `CONFIG_${s}=y`).join('\n') });
+  }
+  if (request.decompressor) fragments.push({ name: 'the initramfs compression', text: `CONFIG_${request.decompressor}=y` });
+  return fragments;
+}

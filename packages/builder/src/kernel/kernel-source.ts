@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import type { Cache } from '../cache.js';
+import { TinyxError } from '../errors.js';
+import { removeTree } from '../mounts.js';
+import { run } from '../run.js';
+
+/** A kernel tree ready for out-of-tree builds (make O=...), and what identifies it in cache keys. */
+export interface KernelSource {
+  /** The top of the tree (where the Makefile is). */
+  dir: string;
+  /** "6.1.192", from the Makefile. */
+  version: string;
+  /** What the tree was made from: "linux-source-6.1 6.1.192-2", a tarball's sha256, or a directory. */
+  id: string;
+  cached: boolean;
+}
+
+/** Where Debian's linux-source package puts its tarball. */
+const DEBIAN_SOURCE_DIR = '/usr/src';
+
+/**
+ * The kernel source: a user-given directory (used in place, built out of
+ * tree), a user-given tarball, or by default the tarball of Debian's
+ * linux-source package; a tarball is extracted once into the cache.
+ */
+export async function prepareKernelSource(cache: Cache, given: string | undefined, signal?: AbortSignal): Promise<KernelSource> {
+  if (given) {
+    const path = resolve(given);
+    const info = await stat(path).catch(() => undefined);
+    if (!info) throw new TinyxError('E_KERNEL_SOURCE', `--kernel-source ${given} does not exist`, { kind: 'user', hint: 'give a kernel tree (with its Makefile) or a .tar.xz/.tar.gz of one' });
+    if (info.isDirectory()) {
+      const version = await kernelVersion(path);
+      // A tree the user may edit between builds: its id covers every file's size and mtime, so an edit is a new kernel.
+      return { dir: path, version, id: `dir:${path}:${version}:${await treeFingerprint(path)}`, cached: true };
+    }
+    const id = `tarball:${await sha256File(path)}`;
+    return extractOnce(cache, path, id, signal);
+  }
+  const tarball = await findDebianSource();
+  const pkg = basename(tarball).replace(/\.tar\.\w+$/, '');
+  const version = (await run('dpkg-query', ['-W', '-f=${Version}', pkg], { allowFailure: true })).stdout.trim() || `size ${(await stat(tarball)).size}`;
+  return extractOnce(cache, tarball, `debian:${pkg} ${version}`, signal);
+}
+
+async function findDebianSource(): Promise<string> {
+  const names = (await readdir(DEBIAN_SOURCE_DIR).catch(() => [] as string[])).filter((n) => /^linux-source-[\d.]+\.tar\.(xz|bz2|gz)$/.test(n)).sort();
+  const newest = names.pop();
+  if (!newest) {
+    throw new TinyxError('E_NO_KERNEL_SOURCE', `no linux-source tarball in ${DEBIAN_SOURCE_DIR}`, {
+      kind: 'host',
+      hint: 'install it with: apt-get install linux-source   (or run: tinyx doctor --fix; or give --kernel-source DIR|TARBALL)',
+    });
+  }
+  return join(DEBIAN_SOURCE_DIR, newest);
+}
+
+/** Extracts a tarball into cache/kernel-src/<key>/src once; later builds reuse the tree read-only. */
+async function extractOnce(cache: Cache, tarball: string, id: string, signal?: AbortSignal): Promise<KernelSource> {
+  const key = cacheKeyOf(id);
+  const hit = await cache.lookup('kernel-src', key);
+  if (hit) {
+    const meta = await cache.readMeta<{ top: string }>(hit);
+    const dir = join(hit, 'src', meta.top);
+    return { dir, version: await kernelVersion(dir), id, cached: true };
+  }
+  const temp = await cache.makeTemp('kernel-src');
+  try {
+    await mkdir(join(temp, 'src'));
+    await run('tar', ['-xf', tarball, '-C', join(temp, 'src')], { signal, hint: `is ${tarball} a kernel source tarball?` });
+    const [top, ...others] = await readdir(join(temp, 'src'));
+    if (!top || others.length > 0) throw new TinyxError('E_KERNEL_SOURCE', `${tarball} does not hold one top directory`, { kind: 'user' });
+    const version = await kernelVersion(join(temp, 'src', top));
+    const dir = await cache.publish('kernel-src', key, temp, { id, version, top, tarball });
+    return { dir: join(dir, 'src', top), version, id, cached: false };
+  } finally {
+    await removeTree(temp);
+  }
+}
+
+function cacheKeyOf(id: string): string {
+  return createHash('sha256').update(id).digest('hex').slice(0, 24);
+}
+
+/** VERSION.PATCHLEVEL.SUBLEVEL from the tree's Makefile. */
+export async function kernelVersion(dir: string): Promise<string> {
+  const makefile = await readFile(join(dir, 'Makefile'), 'utf8').catch(() => '');
+  // [ \t]*, not \s*: an empty EXTRAVERSION must not swallow the next line.
+  const field = (name: string): string | undefined => makefile.match(new RegExp(`^${name}[ \\t]*=[ \\t]*(\\S*)`, 'm'))?.[1];
+  const [version, patch, sub] = [field('VERSION'), field('PATCHLEVEL'), field('SUBLEVEL')];
+  if (!version || patch === undefined) throw new TinyxError('E_KERNEL_SOURCE', `${dir} is not a kernel tree (no VERSION in its Makefile)`, { kind: 'user' });
+  return `${version}.${patch}.${sub || 0}${field('EXTRAVERSION') ?? ''}`;
+}
+
+/** A hash of every file's path, size and mtime below `dir` (.git left out): changes when anything is edited. */
+async function treeFingerprint(dir: string): Promise<string> {
+  const hash = createHash('sha256');
+  const walk = async (at: string): Promise<void> => {
+    const entries = (await readdir(at, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const entry of entries) {
+      if (entry.name === '.git') continue;
+      const path = join(at, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else {
+        const st = await lstat(path);
+        hash.update(`${path}\0${st.size}\0${st.mtimeMs}\n`);
+      }
+    }
+  };
+  await walk(dir);
+  return hash.digest('hex').slice(0, 16);
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}

@@ -1,0 +1,102 @@
+import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { formatBytes, type KernelResult } from '@tinyx/builder';
+import { recipeFrom, recipeOptions, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
+import { globalOptions, type GlobalArgs } from '../global-options.js';
+import { makeOutput, reportError, type Output } from '../output.js';
+
+interface KernelArgs extends GlobalArgs, RecipeArgs, SourceArgs {
+  out?: string;
+}
+
+function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, KernelArgs> {
+  return {
+    command: `${action} [recipe]`,
+    describe:
+      action === 'config'
+        ? "Print the kernel's final .config for an app, and where each option came from"
+        : 'Build the kernel for an app (cached by its .config), without the rest of the image',
+    builder: (yargs) => {
+      let y = sourceOptions(recipeOptions(globalOptions(yargs as Argv<object>), `kernel ${action}`));
+      if (action === 'build') y = y.option('out', { type: 'string', describe: 'copy vmlinuz, vmlinux and kernel.config into this directory' }) as typeof y;
+      return (action === 'config'
+        ? y
+            .example('$0 kernel config nginx', 'the .config, each requested option with its fragment or feature')
+            .example('$0 kernel config redis --platform xen-pvh --json', 'the same as JSON')
+        : y.example('$0 kernel build nginx --out /tmp/k', 'build (or take from the cache) and copy the files out')
+      ).epilog(
+        'The kernel is tinyconfig + kernel/base.config + kernel/platforms/<platform>.config (+ .net.config with the net feature) + kernel/trim.config + the features (the recipe\'s, and those inferred from the symbols the app imports) + the initramfs decompressor, then olddefconfig. Every requested option is checked afterwards: one Kconfig dropped is an error naming its unmet dependencies.',
+      ) as unknown as Argv<KernelArgs>;
+    },
+    handler: async (args) => {
+      const out = makeOutput(args);
+      try {
+        const build = await runBuild(out, { recipe: recipeFrom(args), ...sourceFrom(args), goal: action === 'config' ? 'kernel-config' : 'kernel' });
+        const kernel = build.kernelOutcome;
+        if (action === 'config') printConfig(kernel, out);
+        else await reportBuild(kernel, args.out, out);
+        process.exitCode = 0;
+      } catch (error) {
+        process.exitCode = reportError(error, out);
+      }
+    },
+  };
+}
+
+function printConfig(kernel: KernelResult, out: Output): void {
+  const { config, request, source } = kernel;
+  if (out.json) {
+    out.result({
+      ok: true,
+      version: source.version,
+      source: source.id,
+      platform: request.platform,
+      features: [...request.features].map(([name, from]) => ({ name, from })),
+      requested: [...config.requested].map(([symbol, r]) => ({ symbol, value: r.value, origin: r.origin })),
+      couldNotDisable: config.stuckOn,
+      enabledOptions: config.enabled,
+      configSha256: config.sha256,
+      config: config.text,
+    });
+    return;
+  }
+  out.line(`# Linux ${source.version} for ${request.platform} (${source.id}); ${config.enabled} options set`);
+  for (const [feature, from] of request.features) out.line(`# feature ${feature}: ${from.join('; ')}`);
+  for (const stuck of config.stuckOn) out.line(`# could not switch off CONFIG_${stuck.symbol} (asked by ${stuck.origin}): something selects it`);
+  for (const line of config.text.split('\n')) {
+    const symbol = line.match(/^(?:# )?CONFIG_(\w+)[= ]/)?.[1];
+    const origin = symbol ? config.requested.get(symbol)?.origin : undefined;
+    if (line.startsWith('#') && !symbol) continue;
+    if (!line) continue;
+    out.line(origin ? `${line.padEnd(48)} # ${origin}` : line);
+  }
+}
+
+async function reportBuild(kernel: KernelResult, outDir: string | undefined, out: Output): Promise<void> {
+  const built = kernel.built!;
+  if (outDir) {
+    const dir = resolve(outDir);
+    await mkdir(dir, { recursive: true });
+    await copyFile(built.bzImage, join(dir, 'vmlinuz'));
+    await copyFile(built.vmlinux, join(dir, 'vmlinux'));
+    await writeFile(join(dir, 'kernel.config'), kernel.config.text);
+  }
+  const sizes = { bzImage: (await stat(built.bzImage)).size, vmlinux: (await stat(built.vmlinux)).size };
+  if (out.json) {
+    out.result({ ok: true, version: built.version, platform: kernel.request.platform, cached: built.cached, buildSeconds: built.buildSeconds, bzImage: built.bzImage, vmlinux: built.vmlinux, sizes, configSha256: kernel.config.sha256, enabledOptions: kernel.config.enabled, out: outDir ?? null });
+    return;
+  }
+  out.line(`Linux ${built.version} for ${kernel.request.platform}${built.cached ? ' (cache hit)' : ` (built in ${built.buildSeconds} s)`}`);
+  out.line(`  bzImage  ${formatBytes(sizes.bzImage)}  ${built.bzImage}`);
+  out.line(`  vmlinux  ${formatBytes(sizes.vmlinux)}  ${built.vmlinux}`);
+  out.line(`  ${kernel.config.enabled} options, config sha256 ${kernel.config.sha256.slice(0, 16)}`);
+  if (outDir) out.line(`  copied to ${outDir}`);
+}
+
+export const kernelCommand: CommandModule = {
+  command: 'kernel <command>',
+  describe: "Configure or build an app's kernel on its own",
+  builder: (yargs) => yargs.command(kernelSubcommand('config')).command(kernelSubcommand('build')).demandCommand(1, 'name a kernel command: config or build'),
+  handler: () => undefined,
+};

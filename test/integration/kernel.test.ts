@@ -1,0 +1,123 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build, type Manifest } from '@tinyx/builder';
+import { mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
+import { integrationTest } from '../helpers/capabilities.js';
+import { runCli } from '../helpers/cli.js';
+
+// The real thing: Debian's linux-source, tinyconfig + fragments, make, and a
+// boot under QEMU (TCG on a host whose KVM cannot run a Linux guest). The
+// shared build cache keeps the kernels, so a second run costs nothing.
+const test = integrationTest(['debootstrap', 'objdump', 'make', 'gcc', 'qemu-system-x86_64']);
+const work = await mkdtemp(join(tmpdir(), 'tinyx-it-kernel-'));
+test.after.always(() => removeTree(work));
+
+/** A BusyBox initramfs whose /init prints a marker and reboots (QEMU exits with -no-reboot). */
+async function markerInitramfs(marker: string): Promise<string> {
+  const dir = join(work, 'marker');
+  await mkdir(dir, { recursive: true });
+  await packImage(
+    [
+      { type: 'file', path: '/bin/busybox', mode: 0o755, source: { path: '/bin/busybox' } },
+      { type: 'file', path: '/init', mode: 0o755, source: { content: Buffer.from(`#!/bin/busybox sh\n/bin/busybox echo ${marker}\n/bin/busybox reboot -f\n`) } },
+      { type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 },
+    ],
+    'initramfs',
+    dir,
+    { mtime: 0 },
+  );
+  return join(dir, 'initrd.cpio.gz');
+}
+
+function bootQemu(kernel: string, initrd: string, machine: string): { output: string; status: number | null; seconds: number } {
+  const started = performance.now();
+  const result = spawnSync(
+    'qemu-system-x86_64',
+    ['-M', machine, '-accel', 'tcg', '-m', '128', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 reboot=t panic=-1'],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  return { output: `${result.stdout}${result.stderr}`, status: result.status, seconds: (performance.now() - started) / 1000 };
+}
+
+let nginx: Manifest;
+
+test.serial('tinyx build nginx: vmlinuz, vmlinux and kernel.config next to the initrd, with the features recorded', async (t) => {
+  const out = join(work, 'nginx');
+  nginx = await build({ recipe: 'nginx', outDir: out });
+  const kernel = nginx.kernel!;
+  t.truthy(kernel);
+  t.regex(kernel.version, /^6\.1\./);
+  t.is(kernel.platform, 'kvm');
+  t.is(nginx.artifacts.kernel, 'vmlinuz');
+  t.is(nginx.artifacts.vmlinux, 'vmlinux');
+  t.is(nginx.sizes.kernel, (await stat(join(out, 'vmlinuz'))).size);
+  t.is(nginx.sizes.total, nginx.sizes.kernel! + nginx.sizes.initrd);
+  t.regex(execFileSync('file', ['-b', join(out, 'vmlinuz')], { encoding: 'utf8' }), /Linux kernel x86 boot executable bzImage/);
+  const config = parseKconfig(await readFile(join(out, 'kernel.config'), 'utf8'));
+  for (const symbol of ['VIRTIO_NET', 'VIRTIO_MMIO_CMDLINE_DEVICES', 'PVH', 'SERIAL_8250_CONSOLE', 'EPOLL', 'EVENTFD', 'UNIX', 'INET', 'RD_GZIP', 'BLK_DEV_INITRD']) t.is(config.get(symbol), 'y', symbol);
+  for (const symbol of ['VT', 'INPUT', 'IPV6', 'RD_XZ', 'RD_BZIP2', 'SERIAL_8250_PCI', 'XEN']) t.is(config.get(symbol) ?? 'n', 'n', symbol);
+  t.is(kernel.configSha256, execFileSync('sha256sum', [join(out, 'kernel.config')], { encoding: 'utf8' }).split(' ')[0]!);
+  const epoll = kernel.features.find((f) => f.name === 'epoll')!;
+  t.deepEqual(epoll.from.slice(0, 1), ['recipe']);
+  t.true(epoll.from.some((f) => f === 'inferred: epoll_create (/usr/sbin/nginx)'), epoll.from.join('; '));
+  t.is(kernel.decompressor, 'RD_GZIP');
+});
+
+test.serial('the nginx kernel boots under QEMU (microvm, vmlinux through the PVH entry) and runs a BusyBox /init', async (t) => {
+  const marker = `tinyx-marker-${process.pid}`;
+  const initrd = await markerInitramfs(marker);
+  const boot = bootQemu(join(work, 'nginx', 'vmlinux'), initrd, 'microvm');
+  t.is(boot.status, 0, boot.output.slice(-2000));
+  t.regex(boot.output, new RegExp(`^${marker}\\r?$`, 'm'));
+  t.regex(boot.output, /Run \/init as init process/);
+  const q35 = bootQemu(join(work, 'nginx', 'vmlinuz'), initrd, 'q35');
+  t.is(q35.status, 0, q35.output.slice(-2000));
+  t.regex(q35.output, new RegExp(`^${marker}\\r?$`, 'm'), 'and the bzImage on q35 (virtio-pci)');
+});
+
+test.serial('a second build with the same config is a cache hit; redis gets its own config', async (t) => {
+  const again = await runCli(['kernel', 'build', 'nginx', '--json']);
+  t.is(again.code, 0, again.stderr);
+  const json = JSON.parse(again.stdout) as { cached: boolean; configSha256: string; bzImage: string };
+  t.true(json.cached);
+  t.is(json.configSha256, nginx.kernel!.configSha256);
+  const config = await runCli(['kernel', 'config', 'redis', '--json']);
+  t.is(config.code, 0, config.stderr);
+  const redis = JSON.parse(config.stdout) as { features: { name: string; from: string[] }[]; requested: { symbol: string; origin: string }[]; config: string };
+  t.true(redis.features.some((f) => f.name === 'file-locking' && f.from.some((e) => e.includes('flock'))));
+  t.is(redis.requested.find((r) => r.symbol === 'VIRTIO_NET')?.origin, 'platforms/kvm.net.config');
+  t.regex(redis.config, /^CONFIG_FILE_LOCKING=y$/m);
+  const text = await runCli(['kernel', 'config', 'nginx']);
+  t.regex(text.stdout, /^CONFIG_PVH=y +# platforms\/kvm\.config$/m);
+  t.regex(text.stdout, /^# CONFIG_VT is not set +# trim\.config$/m);
+});
+
+test.serial('the xen-pvh kernel carries the PVH entry ELF note (XEN_ELFNOTE_PHYS32_ENTRY) and Xen frontends', async (t) => {
+  const out = join(work, 'xen-pvh');
+  const result = await runCli(['kernel', 'build', 'nginx', '--platform', 'xen-pvh', '--out', out, '--json']);
+  t.is(result.code, 0, result.stderr.slice(-3000));
+  const notes = execFileSync('readelf', ['--notes', join(out, 'vmlinux')], { encoding: 'utf8' });
+  // Type 0x12 (18) of owner "Xen" is XEN_ELFNOTE_PHYS32_ENTRY: where Xen (and QEMU) enter a PVH guest.
+  t.regex(notes, /^\s+Xen\s+0x[0-9a-f]+\s+Unknown note type: \(0x00000012\)$/m);
+  const config = parseKconfig(await readFile(join(out, 'kernel.config'), 'utf8'));
+  for (const symbol of ['XEN', 'XEN_PVH', 'ACPI', 'HVC_XEN', 'XEN_NETDEV_FRONTEND']) t.is(config.get(symbol), 'y', symbol);
+  t.is(config.get('VIRTIO_NET') ?? 'n', 'n');
+});
+
+test.serial('a kernel source whose Kconfig drops a requested option: an error naming it, its fragment and its dependencies', async (t) => {
+  // The cached kernel tree seen through an OverlayFS in which XEN_PVH needs a symbol that does not exist.
+  const tree = execFileSync('sh', ['-c', 'ls -d "${TINYX_CACHE:-$HOME/.cache/tinyx}"/kernel-src/*/src/*/ | head -1'], { encoding: 'utf8' }).trim();
+  const source = join(work, 'broken-source');
+  for (const dir of ['upper', 'work', 'merged']) await mkdir(join(work, `broken-${dir}`));
+  await mount(['-t', 'overlay', 'overlay', '-o', `lowerdir=${tree},upperdir=${join(work, 'broken-upper')},workdir=${join(work, 'broken-work')}`, join(work, 'broken-merged')]);
+  t.teardown(() => unmountBelow(join(work, 'broken-merged')));
+  await symlink(join(work, 'broken-merged'), source);
+  const kconfig = join(source, 'arch/x86/xen/Kconfig');
+  await writeFile(kconfig, (await readFile(kconfig, 'utf8')).replace('depends on XEN && XEN_PVHVM && ACPI', 'depends on XEN && XEN_PVHVM && ACPI && TINYX_NO_SUCH_OPTION'));
+  const result = await runCli(['kernel', 'config', 'nginx', '--platform', 'xen-pvh', '--kernel-source', source]);
+  t.is(result.code, 2, result.stderr);
+  t.regex(result.stderr, /Kconfig dropped 1 requested option/);
+  t.regex(result.stderr, /CONFIG_XEN_PVH=y \(from platforms\/xen-pvh\.config\) ended up unset: it depends on XEN && XEN_PVHVM && ACPI && TINYX_NO_SUCH_OPTION \(arch\/x86\/xen\/Kconfig\)/);
+});
