@@ -7,8 +7,8 @@ import { pickBaseSource, readAptSources } from './base/apt-sources.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir } from './cache.js';
 import { readDpkgStatus, readPackageFileList } from './dpkg/status.js';
-import { MissingToolError, TinyxError, throwIfAborted } from './errors.js';
-import { HOST_FILES, hasOverlayFs, missingHostFiles, requireRoot, requireTools } from './host-tools.js';
+import { TinyxError, throwIfAborted } from './errors.js';
+import { HOST_FILES, checkBuildHost } from './host-tools.js';
 import { installPackages, type AppLayer } from './install/install-packages.js';
 import { MANIFEST_VERSION, type Manifest } from './manifest.js';
 import { mount, removeTree } from './mounts.js';
@@ -16,7 +16,7 @@ import { OUTPUT_FORMATS, packImage, type OutputFormat } from './pack/formats.js'
 import { COMPRESSIONS, type Compression } from './pack/compressions.js';
 import { buildKernel, configureKernel, type BuiltKernel, type KernelConfig } from './kernel/build-kernel.js';
 import type { KernelPlatform, KernelRequest } from './kernel/fragments.js';
-import { imageKernelFeatures } from './kernel/kernel-step.js';
+import { imageKernelFeatures } from './kernel/image-features.js';
 import { prepareKernelSource, type KernelSource } from './kernel/kernel-source.js';
 
 /** The kernel step's outcome: what was asked, what Kconfig made of it, and the built files (none for 'kernel-config'). */
@@ -202,14 +202,7 @@ export class Build {
     if (compression !== undefined && !Object.hasOwn(COMPRESSIONS, compression)) {
       throw new TinyxError('E_FORMAT', `unknown compression "${compression}"`, { kind: 'user', hint: `compressions: ${Object.keys(COMPRESSIONS).join(', ')}` });
     }
-    requireRoot('tinyx build');
-    await requireTools(['debootstrap', 'gpgv', 'objdump', 'mount', 'umount', 'chroot', 'dpkg', ...(compression === 'xz' || compression === 'zstd' ? [compression] : [])]);
-    if (!(await hasOverlayFs())) {
-      await run('modprobe', ['overlay'], { allowFailure: true }).catch(() => undefined);
-      if (!(await hasOverlayFs())) {
-        throw new TinyxError('E_NO_OVERLAYFS', 'this kernel has no OverlayFS (no "overlay" in /proc/filesystems)', { kind: 'host', hint: 'load it with: modprobe overlay' });
-      }
-    }
+    await checkBuildHost({ kernel: this.steps.some((step) => step.id === 'kernel'), kernelSource: options.kernelSource, compression });
     const architecture = (await run('dpkg', ['--print-architecture'])).stdout.trim();
     let mirror = options.mirror;
     let suite = options.suite;
@@ -221,11 +214,6 @@ export class Build {
       keyring = source.keyring;
     }
     keyring ??= HOST_FILES[0]!.path;
-    if (this.steps.some((step) => step.id === 'kernel')) {
-      await requireTools(['make', 'gcc', 'bc', 'bison', 'flex', 'xz']);
-      const missing = (await missingHostFiles()).filter((f) => f.debianPackage !== 'linux-source' || !options.kernelSource);
-      if (missing[0]) throw new MissingToolError(missing[0].path, missing[0].debianPackage);
-    }
     this.baseSpec = { suite, mirror, architecture, include: BASE_INCLUDE, keyring };
     this.outDir = resolve(options.outDir ?? join('out', this.recipe.name));
     return { summary: `${this.recipe.name}: ${this.recipe.packages.join(' ')} (${suite}, ${architecture})` };
@@ -306,7 +294,9 @@ export class Build {
       await writeFile(join(staging, 'kernel.config'), config.text);
     }
     const size = (await stat(built.bzImage)).size;
-    return { cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options` };
+    // Said once, when the configuration is first made; the manifest keeps it (kernel.couldNotDisable).
+    const stuck = !config.cached && config.stuckOn.length > 0 ? `; could not switch off ${config.stuckOn.map((s) => s.symbol).join(', ')}` : '';
+    return { cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}` };
   }
 
   /** What `tinyx kernel` shows: the source, the request with each option's origin, the final config, the built files. */

@@ -66,7 +66,7 @@ export async function runChecks(): Promise<Check[]> {
   checks.push({ name: 'overlayfs', ok: overlay, detail: overlay ? 'the kernel has OverlayFS' : 'no "overlay" in /proc/filesystems', fix: 'modprobe overlay' });
   for (const tool of HOST_TOOLS) {
     const path = await findOnPath(tool.command);
-    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.optional ? { optional: true } : {}) });
+    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.neededFor === 'xz' || tool.neededFor === 'zstd' ? { optional: true } : {}) });
   }
   const missingFiles = await missingHostFiles();
   for (const file of HOST_FILES) {
