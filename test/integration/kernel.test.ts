@@ -107,8 +107,8 @@ test.serial('the xen-pvh kernel carries the PVH entry ELF note (XEN_ELFNOTE_PHYS
 });
 
 test.serial('a kernel source whose Kconfig drops a requested option: an error naming it, its fragment and its dependencies', async (t) => {
-  // The cached kernel tree seen through an OverlayFS in which XEN_PVH needs a symbol that does not exist.
-  const tree = execFileSync('sh', ['-c', 'ls -d "${TINYX_CACHE:-$HOME/.cache/tinyx}"/kernel-src/*/src/*/ | head -1'], { encoding: 'utf8' }).trim();
+  // The kernel tree tinyx uses, seen through an OverlayFS in which XEN_PVH needs a symbol that does not exist.
+  const tree = (JSON.parse((await runCli(['kernel', 'config', 'nginx', '--platform', 'xen-pvh', '--json'])).stdout) as { sourceDir: string }).sourceDir;
   const source = join(work, 'broken-source');
   for (const dir of ['upper', 'work', 'merged']) await mkdir(join(work, `broken-${dir}`));
   await mount(['-t', 'overlay', 'overlay', '-o', `lowerdir=${tree},upperdir=${join(work, 'broken-upper')},workdir=${join(work, 'broken-work')}`, join(work, 'broken-merged')]);

@@ -432,6 +432,7 @@ export class Build {
       debootstrap: base.debootstrap ?? 'unknown',
       objdump: await firstLine('objdump', ['--version']),
       busybox: busybox?.version ?? 'unknown',
+      ...(this.kernelResult ? { gcc: await firstLine('gcc', ['--version']), make: await firstLine('make', ['--version']) } : {}),
     };
   }
 }

@@ -117,7 +117,7 @@ class Planner {
     for (const pkg of closure.kept) await this.addPackageData(pkg.name);
 
     return {
-      entrypoint: argv0.startsWith('/') ? argv0 : entry.requested,
+      entrypoint: entry.requested,
       files: new Map([...this.files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
       symlinks: new Map([...this.symlinks].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
       packages: this.contributingPackages(),

@@ -51,6 +51,7 @@ function printConfig(kernel: KernelResult, out: Output): void {
       ok: true,
       version: source.version,
       source: source.id,
+      sourceDir: source.dir,
       platform: request.platform,
       features: [...request.features].map(([name, from]) => ({ name, from })),
       requested: [...config.requested].map(([symbol, r]) => ({ symbol, value: r.value, origin: r.origin })),
