@@ -5,6 +5,7 @@ import { buildCommand } from './commands/build.js';
 import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { kernelCommand } from './commands/kernel.js';
+import { runCommand } from './commands/run.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 
 class UsageError extends Error {}
@@ -18,14 +19,16 @@ export async function main(argv: string[]): Promise<number> {
     .usage('tinyx: minimal single-application Linux VMs, the TinyX way (LightVM, SOSP 2017)\n\nUsage: $0 <command> [options]')
     .command(buildCommand)
     .command(inspectCommand)
+    .command(runCommand)
     .command(kernelCommand)
     .command(doctorCommand)
-    .demandCommand(1, 'name a command: build, inspect, kernel or doctor')
+    .demandCommand(1, 'name a command: build, run, inspect, kernel or doctor')
     .strict()
     .recommendCommands()
     .example('$0 doctor --fix', 'install what the host needs')
     .example('$0 build nginx', 'build out/nginx')
     .example('$0 inspect out/nginx', 'see what is inside')
+    .example('$0 run out/nginx --check', 'boot it and wait until nginx answers')
     .epilog(`${EXIT_CODES_HELP}\nCache: $TINYX_CACHE or ~/.cache/tinyx. Docs: README.md.`)
     .wrap(Math.min(110, process.stdout.columns || 100))
     // Handlers catch their own errors and set the exit code, so whatever reaches

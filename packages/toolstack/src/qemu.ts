@@ -1,0 +1,251 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { access, constants, mkdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
+import { ToolstackError } from './errors.js';
+import { readImage, type ImageDirectory, type ReadinessProbe } from './image.js';
+import { probeHttp, probeTcp } from './probe.js';
+import { QmpClient } from './qmp.js';
+import type { Backend, CreateOptions, Vm, VmState } from './vm.js';
+
+/** What the image's /init prints once the app listens (the builder's READY_LINE). */
+const READY_LINE = 'tinyx: ready';
+const QEMU = 'qemu-system-x86_64';
+/** QEMU's user-mode network: the guest's address and gateway, given to /init on the command line. */
+const GUEST_NET = 'tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2';
+
+export interface QemuOptions extends CreateOptions {
+  /** auto: KVM when the host can run a Linux guest with it, else TCG. */
+  accel?: Accelerator | 'auto';
+  /** microvm (virtio-mmio, the default) or q35 (virtio-pci). */
+  machine?: 'microvm' | 'q35';
+}
+
+export function runtimeDir(): string {
+  if (process.env.TINYX_RUNTIME_DIR) return process.env.TINYX_RUNTIME_DIR;
+  if (process.env.XDG_RUNTIME_DIR) return join(process.env.XDG_RUNTIME_DIR, 'tinyx');
+  return process.getuid?.() === 0 ? '/run/tinyx' : join(tmpdir(), `tinyx-${process.getuid?.() ?? 'user'}`);
+}
+
+/** A free TCP port on the loopback, for a forward the user did not name. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export class QemuBackend implements Backend {
+  readonly name = 'qemu';
+  private readonly vms = new Set<QemuVm>();
+
+  async unavailable(): Promise<string | undefined> {
+    for (const dir of ['/usr/bin', '/usr/local/bin']) {
+      if (await access(join(dir, QEMU), constants.X_OK).then(() => true, () => false)) return undefined;
+    }
+    return `${QEMU} is not installed (apt-get install qemu-system-x86)`;
+  }
+
+  async create(imageDir: string, options: QemuOptions = {}): Promise<QemuVm> {
+    const image = await readImage(imageDir);
+    if (image.platform !== 'kvm') {
+      throw new ToolstackError('E_PLATFORM', `${image.name} was built for ${image.platform}; the qemu backend boots kvm images`, { kind: 'user', hint: `build it for QEMU: tinyx build ${image.name} --platform kvm` });
+    }
+    const missing = await this.unavailable();
+    if (missing) throw new ToolstackError('E_NO_QEMU', missing, { kind: 'host', hint: 'tinyx doctor --fix' });
+    const accel = options.accel && options.accel !== 'auto' ? { accel: options.accel, reason: 'chosen with --accel' } : await detectAccel();
+    const vm = await QemuVm.start(image, accel, options);
+    this.vms.add(vm);
+    vm.exited.then(() => this.vms.delete(vm)).catch(() => undefined);
+    return vm;
+  }
+
+  async list(): Promise<Vm[]> {
+    return [...this.vms];
+  }
+
+  async restore(): Promise<Vm> {
+    throw new ToolstackError('E_UNSUPPORTED', 'restore is not implemented in the qemu backend yet', { kind: 'user' });
+  }
+}
+
+export class QemuVm implements Vm {
+  readonly backend = 'qemu';
+  /** Resolves with QEMU's exit code when the process ends. */
+  readonly exited: Promise<number | null>;
+  private exitCode: number | null | undefined;
+  private destroyed = false;
+
+  private constructor(
+    readonly id: string,
+    readonly image: ImageDirectory,
+    readonly accel: AccelChoice,
+    readonly forwards: { host: number; guest: number }[],
+    readonly dir: string,
+    private readonly process: ChildProcess,
+    private readonly qmp: QmpClient,
+    /** performance.now() when QEMU was started: the origin of every boot time. */
+    readonly startedAt: number,
+    private readonly stderr: { text: string },
+  ) {
+    this.exited = new Promise((resolve) => {
+      if (process.exitCode !== null) resolve(process.exitCode);
+      process.once('exit', (code) => resolve(code));
+    });
+    void this.exited.then((code) => (this.exitCode = code));
+  }
+
+  get imageDir(): string {
+    return this.image.dir;
+  }
+
+  get consoleFile(): string {
+    return join(this.dir, 'console.log');
+  }
+
+  static async start(image: ImageDirectory, accel: AccelChoice, options: QemuOptions): Promise<QemuVm> {
+    const id = `${image.name}-${randomBytes(3).toString('hex')}`;
+    const dir = join(runtimeDir(), id);
+    await mkdir(dir, { recursive: true });
+    const forwards = [...(options.publish ?? [])];
+    const guestPort = probePort(image.readiness);
+    if (guestPort !== undefined && !forwards.some((f) => f.guest === guestPort)) forwards.push({ host: await freePort(), guest: guestPort });
+    const machine = options.machine ?? 'microvm';
+    const kernel = machine === 'microvm' && image.vmlinux ? image.vmlinux : (image.kernel ?? image.vmlinux)!;
+    const hostfwd = forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
+    const args = [
+      '-M', machine === 'microvm' ? 'microvm,acpi=off' : 'q35',
+      '-accel', accel.accel,
+      ...(accel.accel === 'kvm' ? ['-cpu', 'host'] : []),
+      '-m', String(options.memoryMiB ?? 128),
+      '-smp', String(options.vcpus ?? 1),
+      '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+      '-serial', `file:${join(dir, 'console.log')}`,
+      '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
+      '-kernel', kernel,
+      '-initrd', image.initrd,
+      // reboot=t: the guest's reboot resets the CPU, and -no-reboot turns that into QEMU exiting.
+      '-append', `console=ttyS0 quiet reboot=t panic=-1 ${GUEST_NET}`,
+      '-netdev', `user,id=net0${hostfwd}`,
+      '-device', machine === 'microvm' ? 'virtio-net-device,netdev=net0' : 'virtio-net-pci,netdev=net0',
+      ...(options.paused ? ['-S'] : []),
+    ];
+    const startedAt = performance.now();
+    const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const stderr = { text: '' };
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr.text = (stderr.text + chunk).slice(-4000)));
+    const early = new Promise<never>((_, reject) =>
+      child.once('exit', (code) => reject(new ToolstackError('E_QEMU', `QEMU exited at start (status ${code}): ${stderr.text.trim() || 'no message'}`))),
+    );
+    child.once('error', () => undefined);
+    let qmp: QmpClient;
+    try {
+      qmp = await Promise.race([QmpClient.connect(join(dir, 'qmp.sock')), early]);
+    } catch (error) {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+    return new QemuVm(id, image, accel, forwards, dir, child, qmp, startedAt, stderr);
+  }
+
+  async state(): Promise<VmState> {
+    if (this.exitCode !== undefined) return this.exitCode === 0 ? 'stopped' : 'crashed';
+    const status = (await this.qmp.execute('query-status')) as { status: string; running: boolean };
+    return status.running ? 'running' : status.status === 'guest-panicked' ? 'crashed' : 'paused';
+  }
+
+  async pause(): Promise<void> {
+    await this.qmp.execute('stop');
+  }
+
+  async unpause(): Promise<void> {
+    await this.qmp.execute('cont');
+  }
+
+  async console(): Promise<string> {
+    return readFile(this.consoleFile, 'utf8').catch(() => '');
+  }
+
+  async save(): Promise<void> {
+    throw new ToolstackError('E_UNSUPPORTED', 'save is not implemented in the qemu backend yet', { kind: 'user' });
+  }
+
+  /** The host port that forwards to a guest port. */
+  hostPort(guest: number): number | undefined {
+    return this.forwards.find((f) => f.guest === guest)?.host;
+  }
+
+  /**
+   * Waits until the app answers: the console's ready line, then the probe
+   * through the forwarded port (TCP connect, or HTTP GET answered 2xx). Fails
+   * with the console's tail when QEMU exits (a panic or the app's end) or
+   * the time runs out.
+   */
+  async waitReady(probe: ReadinessProbe | null = this.image.readiness, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ ms: number; consoleMs: number | undefined }> {
+    const deadline = this.startedAt + (options.timeoutMs ?? 60_000);
+    let consoleMs: number | undefined;
+    for (;;) {
+      if (options.signal?.aborted) throw new ToolstackError('E_INTERRUPTED', 'interrupted', { kind: 'interrupted' });
+      if (this.exitCode !== undefined) throw await this.failure(`the VM stopped before it was ready (QEMU exit status ${this.exitCode})`);
+      const console = await this.console();
+      if (consoleMs === undefined && console.includes(READY_LINE)) consoleMs = performance.now() - this.startedAt;
+      if (/Kernel panic/.test(console)) throw await this.failure('the guest kernel panicked');
+      const wanted = probe && 'console' in probe ? probe.console.line : READY_LINE;
+      let ok = console.includes(wanted);
+      if (ok && probe && !('console' in probe)) {
+        const guest = 'tcp' in probe ? probe.tcp.port : probe.http.port;
+        const host = this.hostPort(guest);
+        if (host !== undefined) {
+          if ('tcp' in probe) ok = await probeTcp('127.0.0.1', host);
+          else {
+            const status = await probeHttp('127.0.0.1', host, probe.http.path);
+            ok = status !== undefined && status >= 200 && status < 300;
+          }
+        }
+      }
+      if (ok) return { ms: Math.round(performance.now() - this.startedAt), consoleMs: consoleMs === undefined ? undefined : Math.round(consoleMs) };
+      if (performance.now() > deadline) throw await this.failure(`not ready within ${Math.round((options.timeoutMs ?? 60_000) / 1000)} s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private async failure(what: string): Promise<ToolstackError> {
+    const tail = (await this.console()).trim().split('\n').slice(-20).map((l) => `  | ${l}`).join('\n');
+    return new ToolstackError('E_NOT_READY', `${this.image.name}: ${what}\nconsole (last lines):\n${tail || '  | (empty)'}${this.stderr.text.trim() ? `\nqemu: ${this.stderr.text.trim()}` : ''}`, {
+      hint: `the whole console: ${this.consoleFile}`,
+    });
+  }
+
+  /** Stops QEMU (QMP quit, then SIGKILL) and removes the VM's runtime files. Safe to call twice. */
+  async destroy(): Promise<void> {
+    if (!this.destroyed) {
+      this.destroyed = true;
+      if (this.exitCode === undefined) {
+        await Promise.race([this.qmp.execute('quit').catch(() => undefined), delay(2000)]);
+        const quit = await Promise.race([this.exited.then(() => true), delay(3000).then(() => false)]);
+        if (!quit) this.process.kill('SIGKILL');
+        await this.exited;
+      }
+      this.qmp.close();
+    }
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A timer that does not keep the process alive once everything else is done. */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function probePort(probe: ReadinessProbe | null): number | undefined {
+  if (!probe || 'console' in probe) return undefined;
+  return 'tcp' in probe ? probe.tcp.port : probe.http.port;
+}
