@@ -104,3 +104,24 @@ test.serial('a broken image is a named error, not a hang: no kernel; a truncated
   t.is(cli.code, 1, cli.stderr);
   t.regex(cli.stderr, /truncated|nginx: the (guest kernel panicked|VM stopped before it was ready)/);
 });
+
+test.serial('save nginx to a file, destroy it, restore it: it answers again', async (t) => {
+  const vm = await qemu.create(nginxDir);
+  started.push(vm);
+  await vm.waitReady();
+  const state = join(work, 'nginx.state');
+  await vm.save(state);
+  t.is(await vm.state(), 'paused', 'saving leaves the source paused');
+  t.true((await stat(state)).size > 1024 * 1024, 'the state holds guest memory');
+  await vm.destroy();
+  const restored = await qemu.restore(state);
+  started.push(restored);
+  t.true(restored.restored);
+  await restored.waitReady(undefined, { timeoutMs: 30_000 });
+  const page = await get(restored.hostPort(80)!);
+  t.is(page.status, 200);
+  t.regex(page.body, /Welcome to nginx/);
+  await restored.destroy();
+  t.is(qemuProcessesOf(restored.id), '');
+  await t.throwsAsync(qemu.restore(join(work, 'no-such.state')), { instanceOf: ToolstackError, message: /is not a state saved by tinyx/ });
+});

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, readFile, rm } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,8 +71,19 @@ export class QemuBackend implements Backend {
     return [...this.vms];
   }
 
-  async restore(): Promise<Vm> {
-    throw new ToolstackError('E_UNSUPPORTED', 'restore is not implemented in the qemu backend yet', { kind: 'user' });
+  /**
+   * Starts a VM from a file written by `save`: the same image and machine,
+   * QEMU started with -incoming, running again once the state is loaded.
+   */
+  async restore(file: string, options: QemuOptions = {}): Promise<QemuVm> {
+    const saved = await readSaved(file);
+    const image = await readImage(saved.imageDir);
+    const accel = options.accel && options.accel !== 'auto' ? { accel: options.accel, reason: 'chosen with --accel' } : await detectAccel();
+    const vm = await QemuVm.start(image, accel, { ...options, memoryMiB: saved.memoryMiB, machine: saved.machine, vcpus: saved.vcpus, incoming: file });
+    this.vms.add(vm);
+    vm.exited.then(() => this.vms.delete(vm)).catch(() => undefined);
+    await vm.waitForIncoming();
+    return vm;
   }
 }
 
@@ -94,6 +105,9 @@ export class QemuVm implements Vm {
     /** performance.now() when QEMU was started: the origin of every boot time. */
     readonly startedAt: number,
     private readonly stderr: { text: string },
+    private readonly shape: { memoryMiB: number; vcpus: number; machine: 'microvm' | 'q35' },
+    /** Started from a saved state: its console begins after the ready line, so only the network probe counts. */
+    readonly restored: boolean,
   ) {
     this.exited = new Promise((resolve) => {
       if (process.exitCode !== null) resolve(process.exitCode);
@@ -110,7 +124,7 @@ export class QemuVm implements Vm {
     return join(this.dir, 'console.log');
   }
 
-  static async start(image: ImageDirectory, accel: AccelChoice, options: QemuOptions): Promise<QemuVm> {
+  static async start(image: ImageDirectory, accel: AccelChoice, options: QemuOptions & { incoming?: string }): Promise<QemuVm> {
     const id = `${image.name}-${randomBytes(3).toString('hex')}`;
     const dir = join(runtimeDir(), id);
     await mkdir(dir, { recursive: true });
@@ -136,6 +150,8 @@ export class QemuVm implements Vm {
       '-netdev', `user,id=net0${hostfwd}`,
       '-device', machine === 'microvm' ? 'virtio-net-device,netdev=net0' : 'virtio-net-pci,netdev=net0',
       ...(options.paused ? ['-S'] : []),
+      // A saved state: QEMU loads it before running (the machine must be the same, hence the same arguments).
+      ...(options.incoming ? ['-incoming', `exec:cat ${shellQuote(options.incoming)}`] : []),
     ];
     const startedAt = performance.now();
     const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -153,7 +169,11 @@ export class QemuVm implements Vm {
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
-    return new QemuVm(id, image, accel, forwards, dir, child, qmp, startedAt, stderr);
+    return new QemuVm(id, image, accel, forwards, dir, child, qmp, startedAt, stderr, {
+      memoryMiB: options.memoryMiB ?? 128,
+      vcpus: options.vcpus ?? 1,
+      machine,
+    }, !!options.incoming);
   }
 
   async state(): Promise<VmState> {
@@ -174,8 +194,41 @@ export class QemuVm implements Vm {
     return readFile(this.consoleFile, 'utf8').catch(() => '');
   }
 
-  async save(): Promise<void> {
-    throw new ToolstackError('E_UNSUPPORTED', 'save is not implemented in the qemu backend yet', { kind: 'user' });
+  /**
+   * Writes the VM's whole state to `file` (QMP migrate to a file; the VM is
+   * paused first and stays paused), and `file.json` with what restore needs.
+   */
+  async save(file: string): Promise<void> {
+    await this.qmp.execute('stop');
+    await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
+    await this.waitMigration('save');
+    const saved: SavedVm = { imageDir: this.image.dir, ...this.shape };
+    await writeFile(`${file}.json`, `${JSON.stringify(saved, null, 2)}\n`);
+  }
+
+  /** After -incoming: waits until the state is loaded and the guest runs. */
+  async waitForIncoming(timeoutMs = 60_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      if (this.exitCode !== undefined) throw await this.failure(`QEMU exited while loading the saved state (status ${this.exitCode})`);
+      const status = (await this.qmp.execute('query-status')) as { status: string; running: boolean };
+      if (status.running) return;
+      if (status.status === 'paused' || status.status === 'postmigrate') {
+        await this.qmp.execute('cont');
+        return;
+      }
+      if (performance.now() > deadline) throw await this.failure('the saved state did not load in time');
+      await delay(20);
+    }
+  }
+
+  private async waitMigration(what: string): Promise<void> {
+    for (;;) {
+      const info = (await this.qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
+      if (info.status === 'completed') return;
+      if (info.status === 'failed' || info.status === 'cancelled') throw new ToolstackError('E_SAVE', `${what} of ${this.id} failed: ${info['error-desc'] ?? info.status}`);
+      await delay(20);
+    }
   }
 
   /** The host port that forwards to a guest port. */
@@ -199,7 +252,7 @@ export class QemuVm implements Vm {
       if (consoleMs === undefined && console.includes(READY_LINE)) consoleMs = performance.now() - this.startedAt;
       if (/Kernel panic/.test(console)) throw await this.failure('the guest kernel panicked');
       const wanted = probe && 'console' in probe ? probe.console.line : READY_LINE;
-      let ok = console.includes(wanted);
+      let ok = this.restored || console.includes(wanted);
       if (ok && probe && !('console' in probe)) {
         const guest = 'tcp' in probe ? probe.tcp.port : probe.http.port;
         const host = this.hostPort(guest);
@@ -243,6 +296,27 @@ export class QemuVm implements Vm {
 /** A timer that does not keep the process alive once everything else is done. */
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** What `save` writes next to the state file, and `restore` reads. */
+interface SavedVm {
+  imageDir: string;
+  memoryMiB: number;
+  vcpus: number;
+  machine: 'microvm' | 'q35';
+}
+
+async function readSaved(file: string): Promise<SavedVm> {
+  try {
+    await access(file);
+    return JSON.parse(await readFile(`${file}.json`, 'utf8')) as SavedVm;
+  } catch {
+    throw new ToolstackError('E_NO_SAVED_STATE', `${file} (and ${file}.json) is not a state saved by tinyx`, { kind: 'user', hint: 'save one with the toolstack: vm.save(file)' });
+  }
+}
+
+function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 function probePort(probe: ReadinessProbe | null): number | undefined {
