@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { cp, mkdtemp, readdir, rm, truncate, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -124,4 +124,23 @@ test.serial('save nginx to a file, destroy it, restore it: it answers again', as
   await restored.destroy();
   t.is(qemuProcessesOf(restored.id), '');
   await t.throwsAsync(qemu.restore(join(work, 'no-such.state')), { instanceOf: ToolstackError, message: /is not a state saved by tinyx/ });
+});
+
+test.serial("the app's exit ends the VM, and is reported with the console's tail", async (t) => {
+  // nginx -t checks its configuration and exits: the VM must end rather than wait for a probe that cannot answer.
+  const recipe = join(work, 'nginx-exits.yaml');
+  await writeFile(
+    recipe,
+    'packages: [nginx]\nentrypoint: { cmd: [/usr/sbin/nginx, -t] }\nusers: [www-data]\ndirectories: [/var/lib/nginx, /var/log/nginx]\nreadiness: { http: { port: 80, path: / } }\n' +
+      '# the same features as recipes/nginx.yaml: the same kernel, from the cache\nkernel: { features: [net, unix, epoll, eventfd, futex, file-locking, shmem] }\n',
+  );
+  const out = join(work, 'nginx-exits');
+  await build({ recipe, outDir: out });
+  const vm = await qemu.create(out);
+  started.push(vm);
+  const failure = await t.throwsAsync(vm.waitReady(undefined, { timeoutMs: 60_000 }), { instanceOf: ToolstackError });
+  t.regex(failure?.message ?? '', /the VM stopped before it was ready \(QEMU exit status 0\)/);
+  t.regex(failure?.message ?? '', /tinyx: nginx-exits exited with status 0/);
+  t.is(await vm.state(), 'stopped');
+  await vm.destroy();
 });

@@ -91,7 +91,7 @@ test('/init: network from the command line, the app under its uid, readiness fro
   t.regex(init, /grep -qE ':18EB \[0-9A-F\]\+:0000 0A' \/proc\/net\/tcp \/proc\/net\/tcp6/);
   t.regex(init, /export TZ=UTC/);
   t.regex(init, /export LD_LIBRARY_PATH=\/opt\/lib/);
-  t.regex(init, /poweroff -f\n$/);
+  t.regex(init, /reboot -f\n$/);
   const asRoot = generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, readiness: null, libraryPath: [] });
   t.regex(asRoot, /^\/x &$/m);
   t.notRegex(asRoot, /start-stop-daemon/);

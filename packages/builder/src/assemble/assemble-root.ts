@@ -55,7 +55,7 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
   // The planner always includes BusyBox (BUSYBOX_PATH); /init's applets are links to it.
   const busybox = await resolveInRoot(view, BUSYBOX_PATH);
   for (const applet of INIT_APPLETS) {
-    const path = `/usr/${['mount', 'ip', 'hostname', 'poweroff', 'start-stop-daemon'].includes(applet) ? 'sbin' : 'bin'}/${applet}`;
+    const path = `/usr/${['mount', 'ip', 'hostname', 'reboot', 'start-stop-daemon'].includes(applet) ? 'sbin' : 'bin'}/${applet}`;
     if (!entries.has(path)) add({ type: 'symlink', path, target: busybox.path });
   }
 

@@ -12,7 +12,7 @@ export interface InitOptions {
 }
 
 /** The BusyBox applets the generated /init calls; the image gets a link for each. */
-export const INIT_APPLETS = ['sh', 'mount', 'mkdir', 'ip', 'cat', 'grep', 'sleep', 'hostname', 'poweroff', 'start-stop-daemon'] as const;
+export const INIT_APPLETS = ['sh', 'mount', 'mkdir', 'ip', 'cat', 'grep', 'sleep', 'hostname', 'reboot', 'start-stop-daemon'] as const;
 
 /** The console line /init prints once the app listens (or has started, for a console probe). */
 export const READY_LINE = 'tinyx: ready';
@@ -22,7 +22,7 @@ export const READY_LINE = 'tinyx: ready';
  * the kernel filesystems, brings up lo and eth0 from the kernel command line
  * (tinyx.ip=ADDR/PREFIX tinyx.gw=GATEWAY), starts the app, prints READY_LINE
  * when the app really listens on its port (read from /proc/net/tcp, so no
- * client is needed in the image), and powers the VM off when the app exits.
+ * client is needed in the image), and ends the VM when the app exits.
  */
 export function generateInit(options: InitOptions): string {
   const { cmd, user, readiness } = options;
@@ -79,7 +79,10 @@ app=$!
 ${waitReady.join('\n')}
 wait $app
 echo "tinyx: ${options.name} exited with status $?"
-poweroff -f
+# Ends the VM: a reset, which the toolstack turns into the VMM exiting (QEMU
+# -no-reboot with reboot=t, Xen on_reboot=destroy). A power-off would need
+# ACPI, which the kvm kernel leaves out.
+reboot -f
 `;
 }
 
