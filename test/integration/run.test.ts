@@ -144,3 +144,36 @@ test.serial("the app's exit ends the VM, and is reported with the console's tail
   t.is(await vm.state(), 'stopped');
   await vm.destroy();
 });
+
+test.serial('--detach leaves the VM running: ps, logs, pause, unpause, stop; a VM whose QEMU died shows as stopped and stop cleans it', async (t) => {
+  const run = await runCli(['run', nginxDir, '--detach', '--json']);
+  t.is(run.code, 0, run.stderr);
+  const { id, forwards } = JSON.parse(run.stdout) as { id: string; forwards: { host: number; guest: number }[] };
+  const port = forwards.find((f) => f.guest === 80)!.host;
+  t.teardown(() => runCli(['stop', id]).then(() => undefined));
+  t.not(qemuProcessesOf(id), '', 'QEMU outlives the tinyx process');
+  const vm = await qemu.get(id);
+  await vm.waitReady();
+  t.is((await get(port)).status, 200);
+
+  const listed = JSON.parse((await runCli(['ps', '--json'])).stdout) as { vms: { id: string; state: string }[] };
+  t.is(listed.vms.find((v) => v.id === id)?.state, 'running');
+  t.is((await runCli(['pause', id])).code, 0);
+  t.is((JSON.parse((await runCli(['ps', '--json'])).stdout) as { vms: { id: string; state: string }[] }).vms.find((v) => v.id === id)?.state, 'paused');
+  t.is((await runCli(['unpause', id])).code, 0);
+  t.is((await get(port)).status, 200);
+  t.regex((await runCli(['logs', id])).stdout, /tinyx: ready \(listening on 80\)/);
+
+  // QEMU killed behind tinyx's back: ps says so, stop removes what is left.
+  execFileSync('pkill', ['-9', '-f', `${runtimeDir()}/${id}/`]);
+  await new Promise((r) => setTimeout(r, 300));
+  t.is((JSON.parse((await runCli(['ps', '--json'])).stdout) as { vms: { id: string; state: string }[] }).vms.find((v) => v.id === id)?.state, 'stopped');
+  const pause = await runCli(['pause', id]);
+  t.is(pause.code, 2);
+  t.regex(pause.stderr, /its QEMU is no longer running/);
+  t.is((await runCli(['stop', id])).code, 0);
+  t.false((await readdir(runtimeDir()).catch(() => [] as string[])).includes(id));
+  const unknown = await runCli(['stop', 'no-such-vm']);
+  t.is(unknown.code, 2);
+  t.regex(unknown.stderr, /no VM with id no-such-vm/);
+});

@@ -6,6 +6,7 @@ import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { kernelCommand } from './commands/kernel.js';
 import { runCommand } from './commands/run.js';
+import { logsCommand, pauseCommand, psCommand, stopCommand, unpauseCommand } from './commands/vms.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 
 class UsageError extends Error {}
@@ -20,6 +21,11 @@ export async function main(argv: string[]): Promise<number> {
     .command(buildCommand)
     .command(inspectCommand)
     .command(runCommand)
+    .command(psCommand)
+    .command(pauseCommand)
+    .command(unpauseCommand)
+    .command(stopCommand)
+    .command(logsCommand)
     .command(kernelCommand)
     .command(doctorCommand)
     .demandCommand(1, 'name a command: build, run, inspect, kernel or doctor')

@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,8 @@ const QEMU = 'qemu-system-x86_64';
 const GUEST_NET = 'tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2';
 
 export interface QemuOptions extends CreateOptions {
+  /** Leave QEMU running when this process exits (tinyx run --detach). */
+  detach?: boolean;
   /** auto: KVM when the host can run a Linux guest with it, else TCG. */
   accel?: Accelerator | 'auto';
   /** microvm (virtio-mmio, the default) or q35 (virtio-pci). */
@@ -67,8 +70,21 @@ export class QemuBackend implements Backend {
     return vm;
   }
 
-  async list(): Promise<Vm[]> {
-    return [...this.vms];
+  /** Every VM in the runtime directory: this process's and those started with --detach elsewhere. */
+  async list(): Promise<QemuVm[]> {
+    const ids = await readdir(runtimeDir()).catch(() => [] as string[]);
+    const vms: QemuVm[] = [];
+    for (const id of ids.sort()) {
+      const own = [...this.vms].find((vm) => vm.id === id);
+      if (own) vms.push(own);
+      else vms.push(...(await QemuVm.attach(id).then((vm) => [vm], () => [] as QemuVm[])));
+    }
+    return vms;
+  }
+
+  /** A VM by id (see list). */
+  async get(id: string): Promise<QemuVm> {
+    return [...this.vms].find((vm) => vm.id === id) ?? QemuVm.attach(id);
   }
 
   /**
@@ -87,33 +103,73 @@ export class QemuBackend implements Backend {
   }
 }
 
+/** What a VM's runtime directory says about it (vm.json): enough to find it again from another process. */
+export interface VmRecord {
+  id: string;
+  pid: number;
+  imageDir: string;
+  name: string;
+  accel: AccelChoice;
+  forwards: { host: number; guest: number }[];
+  memoryMiB: number;
+  vcpus: number;
+  machine: 'microvm' | 'q35';
+  restored: boolean;
+  /** Wall-clock start, for `tinyx ps`. */
+  startedAtEpochMs: number;
+}
+
 export class QemuVm implements Vm {
   readonly backend = 'qemu';
-  /** Resolves with QEMU's exit code when the process ends. */
-  readonly exited: Promise<number | null>;
   private exitCode: number | null | undefined;
+  private exitWatch: Promise<number | null> | undefined;
   private destroyed = false;
 
   private constructor(
-    readonly id: string,
+    readonly record: VmRecord,
     readonly image: ImageDirectory,
-    readonly accel: AccelChoice,
-    readonly forwards: { host: number; guest: number }[],
     readonly dir: string,
-    private readonly process: ChildProcess,
-    private readonly qmp: QmpClient,
-    /** performance.now() when QEMU was started: the origin of every boot time. */
+    private readonly qmp: QmpClient | undefined,
+    /** performance.now() when QEMU was started (or attached to): the origin of every boot time. */
     readonly startedAt: number,
-    private readonly stderr: { text: string },
-    private readonly shape: { memoryMiB: number; vcpus: number; machine: 'microvm' | 'q35' },
-    /** Started from a saved state: its console begins after the ready line, so only the network probe counts. */
-    readonly restored: boolean,
+    /** Our child's exit, or undefined for a VM attached to by id (then watched by polling, and only when asked). */
+    childExit: Promise<number | null> | undefined,
   ) {
-    this.exited = new Promise((resolve) => {
-      if (process.exitCode !== null) resolve(process.exitCode);
-      process.once('exit', (code) => resolve(code));
+    if (childExit) {
+      this.exitWatch = childExit;
+      void childExit.then((code) => (this.exitCode = code));
+    }
+  }
+
+  /** Resolves with QEMU's exit code (null when it is not our child) once the process is gone. */
+  get exited(): Promise<number | null> {
+    this.exitWatch ??= new Promise<number | null>((resolve) => {
+      const poll = (): void => {
+        if (!isAlive(this.record.pid, this.dir)) {
+          this.exitCode ??= null;
+          resolve(null);
+        } else setTimeout(poll, 100);
+      };
+      poll();
     });
-    void this.exited.then((code) => (this.exitCode = code));
+    return this.exitWatch;
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get accel(): AccelChoice {
+    return this.record.accel;
+  }
+
+  get forwards(): { host: number; guest: number }[] {
+    return this.record.forwards;
+  }
+
+  /** Started from a saved state: its console begins after the ready line, so only the network probe counts. */
+  get restored(): boolean {
+    return this.record.restored;
   }
 
   get imageDir(): string {
@@ -124,7 +180,7 @@ export class QemuVm implements Vm {
     return join(this.dir, 'console.log');
   }
 
-  static async start(image: ImageDirectory, accel: AccelChoice, options: QemuOptions & { incoming?: string }): Promise<QemuVm> {
+  static async start(image: ImageDirectory, accel: AccelChoice, options: QemuOptions & { incoming?: string; detach?: boolean }): Promise<QemuVm> {
     const id = `${image.name}-${randomBytes(3).toString('hex')}`;
     const dir = join(runtimeDir(), id);
     await mkdir(dir, { recursive: true });
@@ -142,7 +198,10 @@ export class QemuVm implements Vm {
       '-smp', String(options.vcpus ?? 1),
       '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
       '-serial', `file:${join(dir, 'console.log')}`,
+      // Two monitors, as QMP serves one client at a time: qmp.sock for the process that started
+      // the VM (it keeps the connection), ctl.sock for short commands from others (tinyx ps, pause, stop).
       '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
+      '-qmp', `unix:${join(dir, 'ctl.sock')},server=on,wait=off`,
       '-kernel', kernel,
       '-initrd', image.initrd,
       // reboot=t: the guest's reboot resets the CPU, and -no-reboot turns that into QEMU exiting.
@@ -154,13 +213,16 @@ export class QemuVm implements Vm {
       ...(options.incoming ? ['-incoming', `exec:cat ${shellQuote(options.incoming)}`] : []),
     ];
     const startedAt = performance.now();
-    const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-    const stderr = { text: '' };
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr.text = (stderr.text + chunk).slice(-4000)));
-    const early = new Promise<never>((_, reject) =>
-      child.once('exit', (code) => reject(new ToolstackError('E_QEMU', `QEMU exited at start (status ${code}): ${stderr.text.trim() || 'no message'}`))),
-    );
+    // QEMU's own messages go to a file, so that a detached VM outlives this process without a broken pipe.
+    const log = await open(join(dir, 'qemu.log'), 'w');
+    const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', log.fd], detached: true });
+    await log.close();
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.once('error', () => undefined);
+    if (options.detach) child.unref();
+    const early = exited.then(async (code) => {
+      throw new ToolstackError('E_QEMU', `QEMU exited at start (status ${code}): ${(await readFile(join(dir, 'qemu.log'), 'utf8').catch(() => '')).trim() || 'no message'}`);
+    });
     let qmp: QmpClient;
     try {
       qmp = await Promise.race([QmpClient.connect(join(dir, 'qmp.sock')), early]);
@@ -169,25 +231,67 @@ export class QemuVm implements Vm {
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
-    return new QemuVm(id, image, accel, forwards, dir, child, qmp, startedAt, stderr, {
+    early.catch(() => undefined);
+    const record: VmRecord = {
+      id,
+      pid: child.pid!,
+      imageDir: image.dir,
+      name: image.name,
+      accel,
+      forwards,
       memoryMiB: options.memoryMiB ?? 128,
       vcpus: options.vcpus ?? 1,
       machine,
-    }, !!options.incoming);
+      restored: !!options.incoming,
+      startedAtEpochMs: Date.now(),
+    };
+    await writeFile(join(dir, 'vm.json'), `${JSON.stringify(record, null, 2)}\n`);
+    return new QemuVm(record, image, dir, qmp, startedAt, exited);
+  }
+
+  /**
+   * Finds a VM by its id in the runtime directory (started by another
+   * process, with --detach). A VM whose QEMU died is returned too: its state
+   * says so, and destroy() removes what it left.
+   */
+  static async attach(id: string): Promise<QemuVm> {
+    const dir = join(runtimeDir(), id);
+    let record: VmRecord;
+    try {
+      record = JSON.parse(await readFile(join(dir, 'vm.json'), 'utf8')) as VmRecord;
+    } catch {
+      throw new ToolstackError('E_NO_VM', `no VM with id ${id}`, { kind: 'user', hint: 'list them with: tinyx ps' });
+    }
+    const image = await readImage(record.imageDir).catch(() => ({ dir: record.imageDir, name: record.name, platform: 'kvm', readiness: null, kernel: null, vmlinux: null, initrd: '' }));
+    return new QemuVm(record, image, dir, undefined, performance.now(), undefined);
+  }
+
+  /** One QMP command: on the owner's connection, or for a VM attached to by id, on a short connection of its own. */
+  private async command(name: string, args?: Record<string, unknown>): Promise<unknown> {
+    if (this.exitCode !== undefined || !isAlive(this.record.pid, this.dir)) {
+      throw new ToolstackError('E_VM_GONE', `${this.id}: its QEMU is no longer running`, { kind: 'user', hint: `remove what it left with: tinyx stop ${this.id}` });
+    }
+    if (this.qmp) return this.qmp.execute(name, args);
+    const client = await QmpClient.connect(join(this.dir, 'ctl.sock'), 5000);
+    try {
+      return await client.execute(name, args);
+    } finally {
+      client.close();
+    }
   }
 
   async state(): Promise<VmState> {
-    if (this.exitCode !== undefined) return this.exitCode === 0 ? 'stopped' : 'crashed';
-    const status = (await this.qmp.execute('query-status')) as { status: string; running: boolean };
+    if (this.exitCode !== undefined || !isAlive(this.record.pid, this.dir)) return this.exitCode ? 'crashed' : 'stopped';
+    const status = (await this.command('query-status')) as { status: string; running: boolean };
     return status.running ? 'running' : status.status === 'guest-panicked' ? 'crashed' : 'paused';
   }
 
   async pause(): Promise<void> {
-    await this.qmp.execute('stop');
+    await this.command('stop');
   }
 
   async unpause(): Promise<void> {
-    await this.qmp.execute('cont');
+    await this.command('cont');
   }
 
   async console(): Promise<string> {
@@ -199,10 +303,10 @@ export class QemuVm implements Vm {
    * paused first and stays paused), and `file.json` with what restore needs.
    */
   async save(file: string): Promise<void> {
-    await this.qmp.execute('stop');
-    await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
+    await this.command('stop');
+    await this.command('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
     await this.waitMigration('save');
-    const saved: SavedVm = { imageDir: this.image.dir, ...this.shape };
+    const saved: SavedVm = { imageDir: this.image.dir, memoryMiB: this.record.memoryMiB, vcpus: this.record.vcpus, machine: this.record.machine };
     await writeFile(`${file}.json`, `${JSON.stringify(saved, null, 2)}\n`);
   }
 
@@ -211,10 +315,10 @@ export class QemuVm implements Vm {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       if (this.exitCode !== undefined) throw await this.failure(`QEMU exited while loading the saved state (status ${this.exitCode})`);
-      const status = (await this.qmp.execute('query-status')) as { status: string; running: boolean };
+      const status = (await this.command('query-status')) as { status: string; running: boolean };
       if (status.running) return;
       if (status.status === 'paused' || status.status === 'postmigrate') {
-        await this.qmp.execute('cont');
+        await this.command('cont');
         return;
       }
       if (performance.now() > deadline) throw await this.failure('the saved state did not load in time');
@@ -224,7 +328,7 @@ export class QemuVm implements Vm {
 
   private async waitMigration(what: string): Promise<void> {
     for (;;) {
-      const info = (await this.qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
+      const info = (await this.command('query-migrate')) as { status?: string; 'error-desc'?: string };
       if (info.status === 'completed') return;
       if (info.status === 'failed' || info.status === 'cancelled') throw new ToolstackError('E_SAVE', `${what} of ${this.id} failed: ${info['error-desc'] ?? info.status}`);
       await delay(20);
@@ -272,24 +376,39 @@ export class QemuVm implements Vm {
 
   private async failure(what: string): Promise<ToolstackError> {
     const tail = (await this.console()).trim().split('\n').slice(-20).map((l) => `  | ${l}`).join('\n');
-    return new ToolstackError('E_NOT_READY', `${this.image.name}: ${what}\nconsole (last lines):\n${tail || '  | (empty)'}${this.stderr.text.trim() ? `\nqemu: ${this.stderr.text.trim()}` : ''}`, {
+    const qemuLog = (await readFile(join(this.dir, 'qemu.log'), 'utf8').catch(() => '')).trim();
+    return new ToolstackError('E_NOT_READY', `${this.image.name}: ${what}\nconsole (last lines):\n${tail || '  | (empty)'}${qemuLog ? `\nqemu: ${qemuLog}` : ''}`, {
       hint: `the whole console: ${this.consoleFile}`,
     });
+  }
+
+  /** Lets go of the VM without stopping it (closes the QMP connection): it runs on, detached. */
+  release(): void {
+    this.qmp?.close();
   }
 
   /** Stops QEMU (QMP quit, then SIGKILL) and removes the VM's runtime files. Safe to call twice. */
   async destroy(): Promise<void> {
     if (!this.destroyed) {
       this.destroyed = true;
-      if (this.exitCode === undefined) {
-        await Promise.race([this.qmp.execute('quit').catch(() => undefined), delay(2000)]);
+      if (this.exitCode === undefined && isAlive(this.record.pid, this.dir)) {
+        await Promise.race([this.command('quit').catch(() => undefined), delay(2000)]);
         const quit = await Promise.race([this.exited.then(() => true), delay(3000).then(() => false)]);
-        if (!quit) this.process.kill('SIGKILL');
+        if (!quit) process.kill(this.record.pid, 'SIGKILL');
         await this.exited;
       }
-      this.qmp.close();
+      this.qmp?.close();
     }
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The QEMU of a VM is alive: the pid exists and is still that VM's QEMU (its command line names the VM's directory). */
+function isAlive(pid: number, dir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
+  } catch {
+    return false;
   }
 }
 

@@ -30,7 +30,13 @@ export class QmpClient {
           s.once('error', reject);
         });
         const client = new QmpClient(socket);
-        await client.greeting();
+        // QMP serves one client at a time: a busy monitor accepts the connection but never greets.
+        const left = Math.max(100, deadline - Date.now());
+        const greeted = await Promise.race([client.greeting().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), left).unref())]);
+        if (!greeted) {
+          client.close();
+          throw new ToolstackError('E_QMP_BUSY', `the QMP socket ${path} is busy (another client holds it)`);
+        }
         await client.execute('qmp_capabilities');
         return client;
       } catch (error) {

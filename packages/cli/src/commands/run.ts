@@ -13,6 +13,7 @@ interface RunArgs extends GlobalArgs {
   accel: 'auto' | 'kvm' | 'tcg';
   machine: 'microvm' | 'q35';
   check?: boolean;
+  detach?: boolean;
   timeout: number;
 }
 
@@ -27,14 +28,17 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .option('accel', { choices: ['auto', 'kvm', 'tcg'] as const, default: 'auto' as const, describe: 'auto: KVM when the host can run a Linux guest with it, else TCG' })
       .option('machine', { choices: ['microvm', 'q35'] as const, default: 'microvm' as const, describe: 'microvm boots vmlinux through PVH (fastest); q35 boots the bzImage' })
       .option('check', { type: 'boolean', describe: "boot, wait for the image's readiness probe, print the time to ready, stop the VM" })
+      .option('detach', { type: 'boolean', describe: 'leave the VM running and return its id (see tinyx ps, logs, pause, stop)' })
       .option('timeout', { type: 'number', default: 60, describe: 'seconds --check waits for the probe' })
       .check((args) => {
+        if (args.check && args.detach) throw new Error('--check stops the VM when it is ready; --detach leaves it running: give one');
         for (const p of args.publish) if (!/^\d{1,5}:\d{1,5}$/.test(p)) throw new Error(`--publish ${p}: give HOST:GUEST, for example 8080:80`);
         return true;
       })
       .example('$0 run out/nginx --check', 'boot, wait until nginx answers HTTP, print the boot time, stop')
       .example('$0 run out/nginx --publish 8080:80', 'boot and serve on localhost:8080 until Ctrl-C; the console goes to stdout')
       .example('$0 run out/redis --check --json', 'the same, as JSON (accelerator, times, console file)')
+      .example('$0 run out/nginx --detach --publish 8080:80', 'in the background; then tinyx ps, tinyx logs ID, tinyx stop ID')
       .epilog('Networking is QEMU user-mode: the guest is 10.0.2.15, reachable through --publish forwards on 127.0.0.1.') as unknown as Argv<RunArgs>,
   handler: async (args) => {
     const out = makeOutput(args);
@@ -50,9 +54,18 @@ export const runCommand: CommandModule<object, RunArgs> = {
         }),
         accel: args.accel,
         machine: args.machine,
+        detach: !!args.detach,
       });
       out.note(`${vm.id}: QEMU ${args.machine}, ${vm.accel.accel} (${vm.accel.reason}), ${args.memory} MiB; console: ${vm.consoleFile}`);
       for (const f of vm.forwards) out.note(`  127.0.0.1:${f.host} -> guest:${f.guest}`);
+      if (args.detach) {
+        if (out.json) out.result({ ok: true, id: vm.id, accel: vm.accel, forwards: vm.forwards, console: vm.consoleFile });
+        else out.line(vm.id);
+        vm.release();
+        vm = undefined; // left running on purpose
+        process.exitCode = 0;
+        return;
+      }
       if (args.check) {
         const ready = await vm.waitReady(undefined, { timeoutMs: args.timeout * 1000, signal: interrupt.signal });
         const result = { ok: true, id: vm.id, accel: vm.accel, machine: args.machine, readyMs: ready.ms, consoleReadyMs: ready.consoleMs ?? null, forwards: vm.forwards, probe: vm.image.readiness };

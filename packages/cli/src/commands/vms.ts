@@ -1,0 +1,83 @@
+import type { Argv, CommandModule } from 'yargs';
+import { getBackend, type QemuBackend, type QemuVm } from '@tinyx/toolstack';
+import { globalOptions, type GlobalArgs } from '../global-options.js';
+import { makeOutput, reportError, type Output } from '../output.js';
+
+interface IdArgs extends GlobalArgs {
+  id: string;
+}
+
+const qemu = (): QemuBackend => getBackend('qemu') as QemuBackend;
+
+/** One command acting on a VM found by id: pause, unpause, stop, logs. */
+function vmCommand(name: string, describe: string, act: (vm: QemuVm, out: Output) => Promise<unknown>): CommandModule<object, IdArgs> {
+  return {
+    command: `${name} <id>`,
+    describe,
+    builder: (yargs) =>
+      globalOptions(yargs as Argv<object>)
+        .positional('id', { type: 'string', demandOption: true, describe: 'a VM id, as tinyx ps lists them' })
+        .example(`$0 ${name} nginx-1a2b3c`, describe) as unknown as Argv<IdArgs>,
+    handler: async (args) => {
+      const out = makeOutput(args);
+      try {
+        const vm = await qemu().get(args.id);
+        const result = await act(vm, out);
+        if (out.json) out.result({ ok: true, id: vm.id, ...(result && typeof result === 'object' ? result : {}) });
+        process.exitCode = 0;
+      } catch (error) {
+        process.exitCode = reportError(error, out);
+      }
+    },
+  };
+}
+
+export const pauseCommand = vmCommand('pause', 'Pause a running VM (QMP stop)', async (vm, out) => {
+  await vm.pause();
+  out.line(`${vm.id}: paused`);
+});
+
+export const unpauseCommand = vmCommand('unpause', 'Run a paused VM again (QMP cont)', async (vm, out) => {
+  await vm.unpause();
+  out.line(`${vm.id}: running`);
+});
+
+export const stopCommand = vmCommand('stop', "Stop a VM and remove its socket and files (also a VM whose QEMU died)", async (vm, out) => {
+  await vm.destroy();
+  out.line(`${vm.id}: stopped`);
+});
+
+export const logsCommand = vmCommand('logs', "Print a VM's serial console", async (vm, out) => {
+  const console = await vm.console();
+  if (!out.json) process.stdout.write(console);
+  return { console };
+});
+
+export const psCommand: CommandModule<object, GlobalArgs> = {
+  command: 'ps',
+  describe: 'List the VMs tinyx started, with their state (a VM whose QEMU died shows as stopped)',
+  builder: (yargs) => globalOptions(yargs as Argv<object>).example('$0 ps --json', 'the same as JSON') as unknown as Argv<GlobalArgs>,
+  handler: async (args) => {
+    const out = makeOutput(args);
+    try {
+      const rows = [];
+      for (const vm of await qemu().list()) {
+        rows.push({
+          id: vm.id,
+          image: vm.imageDir,
+          state: await vm.state(),
+          accel: vm.accel.accel,
+          pid: vm.record.pid,
+          forwards: vm.forwards.map((f) => `127.0.0.1:${f.host}->${f.guest}`),
+          started: new Date(vm.record.startedAtEpochMs).toISOString(),
+        });
+      }
+      if (out.json) out.result({ ok: true, vms: rows });
+      else if (rows.length === 0) out.line('no VMs');
+      else for (const r of rows) out.line(`${r.id.padEnd(22)} ${r.state.padEnd(8)} ${r.accel.padEnd(4)} ${r.forwards.join(',').padEnd(26)} ${r.image}`);
+      process.exitCode = 0;
+    } catch (error) {
+      process.exitCode = reportError(error, out);
+    }
+  },
+};
