@@ -97,7 +97,7 @@ test('bad arguments: exit 2 with usage help', async (t) => {
 test('doctor: every host tool with its Debian package; a missing one fails with exit 3 and names the package', async (t) => {
   const ready = await runCli(['doctor', '--json']);
   t.is(ready.code, 0, ready.stdout);
-  const report = JSON.parse(ready.stdout) as { ok: boolean; checks: { name: string; ok: boolean; debianPackage?: string }[] };
+  const report = JSON.parse(ready.stdout) as { ok: boolean; checks: { name: string; ok: boolean; detail: string; debianPackage?: string }[] };
   t.true(report.ok);
   t.deepEqual(
     report.checks.filter((c) => ['debootstrap', 'objdump', 'chroot'].includes(c.name)).map((c) => [c.name, c.ok, c.debianPackage]),
@@ -107,6 +107,7 @@ test('doctor: every host tool with its Debian package; a missing one fails with 
       ['chroot', true, 'coreutils'],
     ],
   );
+  t.regex(report.checks.find((c) => c.name === 'accelerator')?.detail ?? '', /^tinyx run will use (kvm|tcg): /);
   const broken = await runCli(['doctor'], { wrap: ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'PATH="$PATH:/usr/sbin:/sbin"; mount --bind /dev/null "$(command -v objdump)" && exec "$@"', 'sh'] });
   t.is(broken.code, 3);
   t.regex(broken.stdout, /^MISS +objdump .*\(apt-get install binutils\)$/m);

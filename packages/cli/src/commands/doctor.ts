@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { HOST_FILES, HOST_TOOLS, findOnPath, hasOverlayFs, isRoot, missingHostFiles } from '@tinyx/builder';
+import { detectAccel, getBackend } from '@tinyx/toolstack';
 import { execa } from 'execa';
 import { EXIT } from '../exit-codes.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
@@ -68,6 +69,11 @@ export async function runChecks(): Promise<Check[]> {
     const path = await findOnPath(tool.command);
     checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.neededFor === 'xz' || tool.neededFor === 'zstd' ? { optional: true } : {}) });
   }
+  // Booting: QEMU itself, and which accelerator tinyx run will pick (TCG is slower, never wrong).
+  const qemuMissing = await getBackend('qemu')?.unavailable();
+  checks.push({ name: 'qemu', ok: !qemuMissing, detail: qemuMissing ?? 'qemu-system-x86_64: boots images (tinyx run)', debianPackage: 'qemu-system-x86', optional: true });
+  const accel = await detectAccel();
+  checks.push({ name: 'accelerator', ok: true, detail: `tinyx run will use ${accel.accel}: ${accel.reason}` });
   const missingFiles = await missingHostFiles();
   for (const file of HOST_FILES) {
     const ok = !missingFiles.includes(file);
