@@ -74,7 +74,9 @@ for (const app of APPS) {
 results.kernels = {};
 {
   const shared = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME || join(process.env.HOME, '.cache'), 'tinyx');
-  await build({ recipe: 'nginx', cacheDir: shared, outDir: await mkdtemp('/var/tmp/tinyx-bench-out-'), kernel: false });
+  const rootOut = await mkdtemp('/var/tmp/tinyx-bench-out-');
+  await build({ recipe: 'nginx', cacheDir: shared, outDir: rootOut, kernel: false });
+  await removeTree(rootOut);
   for (const platform of PLATFORMS) {
     const cache = await mkdtemp('/var/tmp/tinyx-bench-kcache-');
     try {
