@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, loadRecipe, type Manifest } from '@tinyx/builder';
 import { mountsBelow, removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
-import { runCli } from '../helpers/cli.js';
+import { TINYX_BIN, runCli } from '../helpers/cli.js';
 import { runInRoot, sha256File, unpackInitrd } from '../helpers/image.js';
 
 const test = integrationTest();
@@ -117,6 +117,11 @@ test('--format tar writes rootfs.tar, and inspect reads the image back', async (
   t.is(inspect.code, 0, inspect.stderr);
   t.regex(inspect.stdout, /^packages \(\d+\)$/m);
   t.regex(inspect.stdout, /nginx-common/);
+  // A reader that leaves early (head) ends tinyx quietly, without a stack trace.
+  const piped = spawnSync('sh', ['-c', `"${process.execPath}" "${TINYX_BIN}" inspect "${out}" --files | head -1`], { encoding: 'utf8' });
+  t.is(piped.status, 0);
+  t.regex(piped.stdout, /^nginx /);
+  t.is(piped.stderr, '');
   const json = await runCli(['inspect', out, '--json']);
   t.is((JSON.parse(json.stdout) as Manifest).format, 'tar');
 });

@@ -13,6 +13,11 @@ class UsageError extends Error {}
 
 /** The tinyx command line. Returns the exit code; bin/tinyx.js sets it. */
 export async function main(argv: string[]): Promise<number> {
+  // `tinyx inspect out/nginx | head`: the reader left; stop quietly instead of a stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   if (argv.includes('--verbose')) setCommandLog((line) => process.stderr.write(`${line}\n`));
   let usage: string | undefined;
   const parser = yargs(hideBin(['node', 'tinyx', ...argv]))
