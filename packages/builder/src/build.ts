@@ -348,11 +348,10 @@ export class Build {
     const kernel = this.kernelResult;
     const kernelBytes = kernel?.built ? (await stat(kernel.built.bzImage)).size : null;
     const vmlinuxBytes = kernel?.built && kernel.request.platform !== 'xen-pv' ? (await stat(kernel.built.vmlinux)).size : null;
-    const { source: _source, ...normalized } = recipe;
     const manifest: Manifest = {
       manifestVersion: MANIFEST_VERSION,
       name: recipe.name,
-      recipe: { ...normalized, source: typeof this.options.recipe === 'string' ? recipe.source : recipe.source },
+      recipe,
       platform: this.options.platform ?? 'kvm',
       format,
       entrypoint: { cmd: [plan.entrypoint, ...recipe.entrypoint.cmd.slice(1)], user: recipe.entrypoint.user, uid: assembled.user.uid, gid: assembled.user.gid },

@@ -13,7 +13,7 @@ export interface HostTool {
    * When the pipeline needs it: for every build, for the kernel step, or only
    * for an option (doctor reports those without failing).
    */
-  neededFor: 'build' | 'kernel' | 'xz' | 'zstd';
+  neededFor: 'build' | 'kernel' | 'zstd';
 }
 
 /** What a build needs of the host, from its options. */
@@ -108,7 +108,8 @@ export async function checkBuildHost(needs: HostNeeds): Promise<void> {
   requireRoot('tinyx build');
   const wanted = (neededFor: string): boolean =>
     neededFor === 'build' || (neededFor === 'kernel' && needs.kernel) || neededFor === needs.compression;
-  await requireTools(HOST_TOOLS.filter((tool) => wanted(tool.neededFor)).map((tool) => tool.command));
+  // The chosen compressor counts whatever it is tagged with: xz is a kernel tool, and --compression xz needs it too.
+  await requireTools(HOST_TOOLS.filter((tool) => wanted(tool.neededFor) || tool.command === needs.compression).map((tool) => tool.command));
   const missing = (await missingHostFiles()).filter((f) => wanted(f.neededFor) && !(f.debianPackage === 'linux-source' && needs.kernelSource));
   if (missing[0]) throw new MissingToolError(missing[0].path, missing[0].debianPackage);
   if (!(await hasOverlayFs())) {

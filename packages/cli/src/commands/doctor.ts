@@ -67,7 +67,7 @@ export async function runChecks(): Promise<Check[]> {
   checks.push({ name: 'overlayfs', ok: overlay, detail: overlay ? 'the kernel has OverlayFS' : 'no "overlay" in /proc/filesystems', fix: 'modprobe overlay' });
   for (const tool of HOST_TOOLS) {
     const path = await findOnPath(tool.command);
-    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.neededFor === 'xz' || tool.neededFor === 'zstd' ? { optional: true } : {}) });
+    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.neededFor === 'zstd' ? { optional: true } : {}) });
   }
   // Booting: QEMU itself, and which accelerator tinyx run will pick (TCG is slower, never wrong).
   const qemuMissing = await getBackend('qemu')?.unavailable();
