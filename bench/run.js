@@ -1,168 +1,200 @@
 #!/usr/bin/env node
-// `npm run bench`: build figures for the README, measured here and now. Never a test:
-// the tests assert correctness, this reports numbers (bench/results.json, and the
-// table between the bench markers in README.md).
+// `npm run bench [-- SECTION...]`: the figures for the README, measured here and
+// now. Never a test: the tests assert correctness, this reports numbers
+// (bench/results.json, and the tables between the bench markers in README.md).
 //
-//   cold build   nginx from an empty cache (debootstrap + apt + the rest)
-//   warm build   nginx again with base and app layer cached (median of 5)
-//   sizes        initrd compressed (gzip, and xz) and unpacked, file count, and the Debian root it was cut from
-//   kernels      nginx's kernel per platform: bzImage and vmlinux sizes, options, cold build and cache hit
+//   build      root filesystems: cold and warm builds, sizes        (bench/build.js)
+//   kernels    nginx's kernel per platform, cold and cache hit      (bench/build.js)
+//   boot       tinyx nginx and redis under QEMU: boot time, smallest memory,
+//              pause/unpause, save/restore                          (bench/boot.js)
+//   baselines  the same app as a Debian VM, and Debian's kernel with the tinyx root (bench/baselines.js)
+//   density    50 nginx VMs at once                                 (bench/density.js)
+//
+// With no section named, all run (about an hour here). A run of some sections
+// keeps the others' figures from bench/results.json.
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, createBuild, formatBytes } from '@tinyx/builder';
-import { removeTree } from '@tinyx/builder/internals';
+import { build } from '@tinyx/builder';
+import { detectAccel, freePort } from '@tinyx/toolstack';
+import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
+import { kernelFigures, rootFigures } from './build.js';
+import { density } from './density.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
-const WARM_RUNS = 5;
+const SECTIONS = ['build', 'kernels', 'boot', 'baselines', 'density'];
 const APPS = ['nginx', 'redis'];
-const PLATFORMS = ['kvm', 'xen-pvh', 'xen-pv'];
+const sharedCache = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME || join(process.env.HOME, '.cache'), 'tinyx');
+/** Where the benchmark keeps its images, state files and baseline VMs between runs. */
+const work = process.env.TINYX_BENCH_DIR || '/var/tmp/tinyx-bench';
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const seconds = async (fn) => {
+const wanted = process.argv.slice(2);
+for (const name of wanted) if (!SECTIONS.includes(name)) throw new Error(`no bench section "${name}" (sections: ${SECTIONS.join(', ')})`);
+const sections = wanted.length ? wanted : SECTIONS;
+
+const resultsPath = join(repo, 'bench/results.json');
+const results = JSON.parse(await readFile(resultsPath, 'utf8').catch(() => '{}'));
+results.machine = machine();
+results.accel = await detectAccel();
+await mkdir(work, { recursive: true });
+
+/** The image of an app, built (kernel included) with the shared cache: a cache hit after the first run. */
+const images = {};
+async function image(app) {
+  images[app] ??= (async () => {
+    const outDir = join(work, 'images', app);
+    await build({ recipe: app, outDir });
+    return outDir;
+  })();
+  return images[app];
+}
+
+async function section(name, fn) {
+  if (!sections.includes(name)) return;
+  console.log(`== ${name}`);
   const t0 = performance.now();
-  const value = await fn();
-  return { value, s: (performance.now() - t0) / 1000 };
-};
-/** Apparent size of a directory tree in bytes (what the files hold, not the blocks). */
-const treeBytes = (dir) => Number(execFileSync('du', ['-sb', dir], { encoding: 'utf8' }).split('\t')[0]);
+  const figures = await fn();
+  results[name] = { date: new Date().toISOString(), seconds: Math.round((performance.now() - t0) / 1000), ...figures };
+  // Written after each section, so that a long run interrupted later keeps what it measured.
+  await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+}
 
-const results = { date: new Date().toISOString(), machine: machine(), apps: {} };
-for (const app of APPS) {
-  // Each app starts from an empty cache, so "cold" means debootstrap and apt included.
-  const cache = await mkdtemp('/var/tmp/tinyx-bench-cache-');
-  const out = await mkdtemp('/var/tmp/tinyx-bench-out-');
-  try {
-    const cold = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'cold'), kernel: false }));
-    const warm = [];
-    let manifest = cold.value;
-    for (let i = 0; i < WARM_RUNS; i++) {
-      const run = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'warm'), kernel: false }));
-      warm.push(run.s);
-      manifest = run.value;
-    }
-    const xz = await build({ recipe: app, cacheDir: cache, outDir: join(out, 'xz'), kernel: false, compression: 'xz' });
-    // The full Debian root the image was cut from: the base plus the app layer (the only ones in this cache).
-    const [base] = await readdir(join(cache, 'bases'));
-    const [layer] = await readdir(join(cache, 'layers'));
-    const debianRoot = treeBytes(join(cache, 'bases', base, 'root')) + treeBytes(join(cache, 'layers', layer, 'upper'));
-    results.apps[app] = {
-      coldBuildSeconds: round(cold.s),
-      coldSteps: cold.value.build.seconds,
-      warmBuildSeconds: round(median(warm)),
-      warmRuns: warm.map(round),
-      warmSteps: manifest.build.seconds,
-      initrdBytes: manifest.sizes.initrd,
-      initrdUncompressedBytes: manifest.sizes.initrdUncompressed,
-      initrdXzBytes: xz.sizes.initrd,
-      files: manifest.files.length,
-      packages: manifest.packages.length,
-      debianRootBytes: debianRoot,
-      ratio: round(debianRoot / manifest.sizes.initrdUncompressed, 1),
+await section('build', async () => ({ apps: await rootFigures(APPS) }));
+await section('kernels', async () => ({ platforms: await kernelFigures(sharedCache) }));
+
+await section('boot', async () => {
+  const apps = {};
+  for (const app of APPS) {
+    const dir = await image(app);
+    const figures = { sizes: await imageSizes(dir) };
+    figures.microvm = await bootTimes(app, dir);
+    console.log(`${app} microvm: ready line ${figures.microvm.readyLineMs.median} ms, first answer ${figures.microvm.firstAnswerMs.median} ms`);
+    // q35 boots the bzImage like the baselines do (Debian's kernel has no PVH entry): the like-for-like figure.
+    figures.q35 = await bootTimes(app, dir, { machine: 'q35' });
+    console.log(`${app} q35: first answer ${figures.q35.firstAnswerMs.median} ms`);
+    figures.smallestMemory = await smallestMemory(app, dir);
+    console.log(`${app}: serves 200 requests with ${figures.smallestMemory.memoryMiB} MiB`);
+    figures.pauseSave = await pauseAndSave(app, dir, work);
+    console.log(`${app}: pause ${figures.pauseSave.pauseMs.median} ms, unpause ${figures.pauseSave.unpauseMs.median} ms, save ${figures.pauseSave.saveMs.median} ms, restore ${figures.pauseSave.restoreToAnswerMs.median} ms`);
+    apps[app] = figures;
+  }
+  return { apps };
+});
+
+await section('baselines', async () => {
+  const { prepareDebianVm, debianVmQemuArgs, prepareStockKernelTinyxRoot } = await import('./baselines.js');
+  const apps = {};
+  for (const app of APPS) {
+    const port = app === 'redis' ? 6379 : 80;
+    const debian = await prepareDebianVm({ cacheDir: work, app });
+    const hostPort = await freePort();
+    const debianArgs = debianVmQemuArgs({ ...debian, memoryMiB: 512, hostPort, guestPort: port, consoleFile: join(work, `debian-${app}.console`) });
+    const debianBoot = await rawBootTimes(app, debianArgs, hostPort, 5);
+    console.log(`${app} Debian VM: first answer ${debianBoot.median} ms`);
+    const dir = await image(app);
+    const stock = await prepareStockKernelTinyxRoot({ cacheDir: work, imageDir: dir });
+    const stockPort = await freePort();
+    const stockArgs = tinyxRootArgs(stock, stockPort, port, join(work, `stock-${app}.console`));
+    const stockBoot = await rawBootTimes(app, stockArgs, stockPort);
+    console.log(`${app} Debian kernel + tinyx root: first answer ${stockBoot.median} ms`);
+    apps[app] = {
+      debianVm: { firstAnswerMs: debianBoot, kernelVersion: debian.kernelVersion, rootBytes: debian.rootBytes, diskBytes: debian.diskBytes, memoryMiB: 512 },
+      stockKernelTinyxRoot: { firstAnswerMs: stockBoot, kernelVersion: debian.kernelVersion },
     };
-    console.log(`${app}: cold ${round(cold.s)} s, warm ${round(median(warm))} s, initrd ${formatBytes(manifest.sizes.initrd)}`);
-  } finally {
-    await removeTree(cache);
-    await removeTree(out);
   }
-}
+  return { apps };
+});
 
-// Kernels: nginx's, per platform, built cold in a cache that shares the base,
-// the app layer and the extracted source with the default one but has no kernels.
-results.kernels = {};
-{
-  const shared = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME || join(process.env.HOME, '.cache'), 'tinyx');
-  const rootOut = await mkdtemp('/var/tmp/tinyx-bench-out-');
-  await build({ recipe: 'nginx', cacheDir: shared, outDir: rootOut, kernel: false });
-  await removeTree(rootOut);
-  for (const platform of PLATFORMS) {
-    const cache = await mkdtemp('/var/tmp/tinyx-bench-kcache-');
-    try {
-      for (const kind of ['bases', 'layers', 'kernel-src']) {
-        await mkdir(join(shared, kind), { recursive: true });
-        await symlink(join(shared, kind), join(cache, kind));
-      }
-      const kernel = async () => {
-        let stepSeconds = 0;
-        const b = createBuild({
-          recipe: 'nginx',
-          cacheDir: cache,
-          goal: 'kernel',
-          platform,
-          onEvent: (e) => {
-            if (e.type === 'step-end' && e.step === 'kernel') stepSeconds = e.seconds;
-          },
-        });
-        try {
-          for (const step of b.steps) await b.runStep(step);
-        } finally {
-          await b.cleanup();
-        }
-        return { ...b.kernelOutcome, stepSeconds };
-      };
-      const cold = await seconds(kernel);
-      const warm = await seconds(kernel);
-      const built = cold.value.built;
-      results.kernels[platform] = {
-        version: built.version,
-        bzImageBytes: (await stat(built.bzImage)).size,
-        vmlinuxBytes: (await stat(built.vmlinux)).size,
-        enabledOptions: cold.value.config.enabled,
-        coldBuildSeconds: cold.value.stepSeconds,
-        compileSeconds: built.buildSeconds,
-        // The kernel step alone (features, config and build lookups), not the steps before it.
-        cacheHitSeconds: warm.value.stepSeconds,
-        cacheHit: warm.value.built.cached,
-      };
-      console.log(`kernel ${platform}: bzImage ${formatBytes(results.kernels[platform].bzImageBytes)}, cold ${cold.value.stepSeconds} s, cache hit ${warm.value.stepSeconds} s`);
-    } finally {
-      await removeTree(cache);
-    }
-  }
-}
+await section('density', async () => {
+  const dir = await image('nginx');
+  const runs = [];
+  // Guest memory: what nginx was measured to need, with room to spare; the TCG cache bounded to 16 MiB.
+  const memoryMiB = Math.max(32, Math.ceil(((results.boot?.apps?.nginx?.smallestMemory?.memoryMiB ?? 24) * 1.5) / 4) * 4);
+  runs.push(await density('nginx', dir, { count: 50, memoryMiB, tcgCacheMiB: 16 }));
+  const last = runs.at(-1);
+  console.log(`density: ${last.serving}/${last.count} serving, first ready ${last.firstReadyMs} ms, last ${last.lastReadyMs} ms, PSS ${last.pssPerVmMiB.median} MiB per VM`);
+  return { runs };
+});
 
-await writeFile(join(repo, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
-const table = renderTable(results);
+await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+const table = renderTables(results);
 console.log(`\n${table}`);
 const readmePath = join(repo, 'README.md');
 const readme = await readFile(readmePath, 'utf8');
 const updated = readme.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`);
 if (updated !== readme) await writeFile(readmePath, updated);
 
-function renderTable(r) {
-  const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
-  const rows = Object.entries(r.apps).map(
-    ([app, a]) =>
-      `| ${app} | ${a.coldBuildSeconds} s | ${a.warmBuildSeconds} s | ${mib(a.initrdBytes)} | ${mib(a.initrdXzBytes)} | ${mib(a.initrdUncompressedBytes)} | ${a.files} | ${a.packages} | ${mib(a.debianRootBytes)} (${a.ratio}x) |`,
-  );
-  const kernelRows = Object.entries(r.kernels ?? {}).map(
-    ([platform, k]) =>
-      `| ${platform} | ${k.version} | ${mib(k.bzImageBytes)} (${k.bzImageBytes} B) | ${mib(k.vmlinuxBytes)} | ${k.enabledOptions} | ${k.coldBuildSeconds} s | ${k.cacheHitSeconds} s${k.cacheHit ? '' : ' (miss!)'} |`,
-  );
+/** QEMU arguments for Debian's kernel with the tinyx root (q35, as Debian's kernel has no PVH entry). */
+function tinyxRootArgs(stock, hostPort, guestPort, consoleFile) {
   return [
-    `Measured ${r.date.slice(0, 10)} on ${r.machine} by \`npm run bench\` (bench/results.json).`,
-    '',
-    'Root filesystems (`--no-kernel`); cold = empty cache, debootstrap and apt included:',
-    '',
-    '| app | cold build | warm rebuild (median of 5) | initrd (gzip) | initrd (xz) | unpacked | files | packages | Debian root it was cut from |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows,
-    '',
-    "nginx's kernel per platform; cold = the kernel step from an extracted source (features, tinyconfig + fragments + olddefconfig, compile); cache hit = the same step when the configuration and kernel are cached:",
-    '',
-    '| platform | Linux | bzImage | vmlinux (stripped) | options set | cold build | cache hit |',
-    '|---|---|---:|---:|---:|---:|---:|',
-    ...kernelRows,
-  ].join('\n');
+    '-M', 'q35', '-accel', results.accel.accel, '-m', '128', '-smp', '1',
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    '-serial', `file:${consoleFile}`,
+    '-kernel', stock.kernel, '-initrd', stock.initrd,
+    '-append', `console=ttyS0 quiet reboot=t panic=-1 tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2 ${stock.append}`,
+    '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${hostPort}-:${guestPort}`,
+    '-device', 'virtio-net-pci,netdev=n0',
+  ];
+}
+
+function renderTables(r) {
+  const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
+  const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+  const out = [`Measured on ${r.machine}, QEMU with ${r.accel.accel} (${r.accel.reason}), by \`npm run bench\` (all figures in bench/results.json).`];
+  if (r.boot) {
+    out.push('', `### Boot (${r.boot.date.slice(0, 10)}; medians of ${r.boot.apps.nginx?.microvm.firstAnswerMs.runs.length ?? '?'} runs)`, '');
+    out.push('Boot time is from QEMU\'s start to the console\'s ready line (the app listens) and to the first answer to a real request from the host (HTTP 200; redis PONG). The smallest memory is the least guest RAM at which the app boots and answers 200 requests.', '');
+    out.push('| app | image (bzImage + initrd) | microvm: ready line | microvm: first answer | q35: first answer | smallest memory | pause / unpause | save / restore to answer |');
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const [app, a] of Object.entries(r.boot.apps)) {
+      out.push(
+        `| ${app} | ${mib(a.sizes.totalBytes)} (${mib(a.sizes.bzImageBytes)} + ${mib(a.sizes.initrdBytes)}) | ${s(a.microvm.readyLineMs.median)} | **${s(a.microvm.firstAnswerMs.median)}** | ${s(a.q35.firstAnswerMs.median)} | **${a.smallestMemory.memoryMiB} MiB** | ${a.pauseSave.pauseMs.median} ms / ${a.pauseSave.unpauseMs.median} ms | ${a.pauseSave.saveMs.median} ms / ${a.pauseSave.restoreToAnswerMs.median} ms |`,
+      );
+    }
+  }
+  if (r.baselines) {
+    out.push('', `### Against Debian (${r.baselines.date.slice(0, 10)}; same QEMU, same accelerator, q35)`, '');
+    out.push('| app | Debian VM (cloud kernel, full root on virtio disk, systemd) | Debian kernel + tinyx root | tinyx on q35 | tinyx on microvm | Debian VM / tinyx | Debian kernel / tinyx kernel (same root, q35) |');
+    out.push('|---|---:|---:|---:|---:|---:|---:|');
+    for (const [app, b] of Object.entries(r.baselines.apps)) {
+      const t = r.boot?.apps?.[app];
+      const micro = t?.microvm.firstAnswerMs.median;
+      const q35 = t?.q35.firstAnswerMs.median;
+      out.push(
+        `| ${app} | ${s(b.debianVm.firstAnswerMs.median)} (root ${mib(b.debianVm.rootBytes)}) | ${s(b.stockKernelTinyxRoot.firstAnswerMs.median)} | ${q35 ? s(q35) : '?'} | ${micro ? s(micro) : '?'} | **${micro ? round(b.debianVm.firstAnswerMs.median / micro, 1) : '?'}x** | **${q35 ? round(b.stockKernelTinyxRoot.firstAnswerMs.median / q35, 1) : '?'}x** |`,
+      );
+    }
+  }
+  if (r.density) {
+    out.push('', `### Density (${r.density.date.slice(0, 10)})`, '');
+    out.push('| VMs | guest memory | TCG cache | all started | first ready | last ready | serving | host memory per VM (PSS, median) | MemAvailable drop per VM |');
+    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const d of r.density.runs) {
+      out.push(`| ${d.count} | ${d.memoryMiB} MiB | ${d.tcgCacheMiB ?? 'default'} MiB | ${s(d.startedAllMs)} | ${s(d.firstReadyMs)} | ${s(d.lastReadyMs)} | ${d.serving}/${d.count} | **${d.pssPerVmMiB.median} MiB** | ${d.memAvailableDropPerVmMiB} MiB |`);
+    }
+  }
+  if (r.build) {
+    out.push('', `### Root filesystems (${r.build.date.slice(0, 10)}; \`--no-kernel\`; cold = empty cache, debootstrap and apt included)`, '');
+    out.push('| app | cold build | warm rebuild (median of 5) | initrd (gzip) | initrd (xz) | unpacked | files | packages | Debian root it was cut from |');
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const [app, a] of Object.entries(r.build.apps)) {
+      out.push(`| ${app} | ${a.coldBuildSeconds} s | ${a.warmBuildSeconds} s | ${mib(a.initrdBytes)} | ${mib(a.initrdXzBytes)} | ${mib(a.initrdUncompressedBytes)} | ${a.files} | ${a.packages} | ${mib(a.debianRootBytes)} (${a.ratio}x) |`);
+    }
+  }
+  if (r.kernels) {
+    out.push('', `### nginx's kernel per platform (${r.kernels.date.slice(0, 10)}; cold = the kernel step from an extracted source: features, tinyconfig + fragments + olddefconfig, compile; cache hit = the same step with configuration and kernel cached)`, '');
+    out.push('| platform | Linux | bzImage | vmlinux (stripped) | options set | cold build | cache hit |');
+    out.push('|---|---|---:|---:|---:|---:|---:|');
+    for (const [platform, k] of Object.entries(r.kernels.platforms)) {
+      out.push(`| ${platform} | ${k.version} | ${mib(k.bzImageBytes)} (${k.bzImageBytes} B) | ${mib(k.vmlinuxBytes)} | ${k.enabledOptions} | ${k.coldBuildSeconds} s | ${k.cacheHitSeconds} s${k.cacheHit ? '' : ' (miss!)'} |`);
+    }
+  }
+  return out.join('\n');
 }
 
 function machine() {
   const os = execFileSync('sh', ['-c', '. /etc/os-release && echo "$PRETTY_NAME"'], { encoding: 'utf8' }).trim();
   return `${os}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-}
-
-function round(x, digits = 2) {
-  return Math.round(x * 10 ** digits) / 10 ** digits;
 }

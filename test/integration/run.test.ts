@@ -3,11 +3,12 @@ import { cp, mkdtemp, readdir, rm, stat, truncate, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
-import { build } from '@tinyx/builder';
+import { build, recipeFromPackage } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { ToolstackError, getBackend, probeTcp, runtimeDir, type QemuBackend, type QemuVm } from '@tinyx/toolstack';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli } from '../helpers/cli.js';
+import { memcachedCommand, redisCommand } from '../helpers/clients.js';
 
 // Boots real images under QEMU (TCG here: this host's KVM cannot run a Linux
 // guest) and talks to the app over the network with a real client.
@@ -25,9 +26,9 @@ test.after.always(async () => {
   await removeTree(work);
 });
 
-function get(port: number, path = '/'): Promise<{ status: number; body: string }> {
+function get(port: number, path = '/', host = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
+    const req = request({ host, port, path, agent: false, timeout: 5000 }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (c: string) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -69,6 +70,38 @@ test.serial('nginx boots, answers HTTP 200 with its page, stops answering when p
   t.is(qemuProcessesOf(vm.id), '', 'no QEMU left');
   t.false((await readdir(runtimeDir()).catch(() => [] as string[])).includes(vm.id), 'no runtime files left');
   t.false(await probeTcp('127.0.0.1', port), 'the forward is gone');
+});
+
+test.serial('redis boots with its own kernel: PING is answered PONG, a SET is read back by GET', async (t) => {
+  // redis's kernel differs from nginx's (it imports signalfd, timerfd and inotify): built here, or a cache hit.
+  const out = join(work, 'redis');
+  const built = await build({ recipe: 'redis', outDir: out });
+  t.true(built.kernel!.features.some((f) => f.name === 'signalfd'), 'signalfd is inferred from redis-server');
+  const vm = await qemu.create(out);
+  started.push(vm);
+  await vm.waitReady();
+  t.regex(await vm.console(), /tinyx: ready \(listening on 6379\)/);
+  const port = vm.hostPort(6379)!;
+  t.is(await redisCommand(port, 'PING'), '+PONG\r\n');
+  t.is(await redisCommand(port, 'SET', 'tinyx', 'lighter than a container'), '+OK\r\n');
+  t.is(await redisCommand(port, 'GET', 'tinyx'), '$24\r\nlighter than a container\r\n');
+  t.is(await redisCommand(port, 'GET', 'absent'), '$-1\r\n');
+  await vm.destroy();
+  t.is(qemuProcessesOf(vm.id), '');
+});
+
+test.serial('memcached, built without a recipe, boots: set, then get returns the value', async (t) => {
+  const out = join(work, 'memcached');
+  await build({ recipe: recipeFromPackage({ package: 'memcached', cmd: '/usr/bin/memcached -u nobody -p 11211', port: 11211 }), outDir: out });
+  const vm = await qemu.create(out);
+  started.push(vm);
+  await vm.waitReady();
+  const port = vm.hostPort(11211)!;
+  t.is(await memcachedCommand(port, 'set tinyx 7 0 5\r\nhello\r\n'), 'STORED\r\n');
+  t.is(await memcachedCommand(port, 'get tinyx\r\n'), 'VALUE tinyx 7 5\r\nhello\r\nEND\r\n');
+  t.is(await memcachedCommand(port, 'get absent\r\n'), 'END\r\n');
+  await vm.destroy();
+  t.is(qemuProcessesOf(vm.id), '');
 });
 
 test.serial('tinyx run --check: boots, probes, prints the time to ready, stops', async (t) => {
@@ -176,4 +209,55 @@ test.serial('--detach leaves the VM running: ps, logs, pause, unpause, stop; a V
   const unknown = await runCli(['stop', 'no-such-vm']);
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /no VM with id no-such-vm/);
+});
+
+function interfaceExists(name: string): boolean {
+  try {
+    execFileSync('ip', ['link', 'show', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test.serial('--network bridge: the VM has its own address on tinyx0; save stops it, restore brings it back at that address; stop removes tap and lease', async (t) => {
+  const both = await runCli(['run', nginxDir, '--network', 'bridge', '--publish', '8080:80']);
+  t.is(both.code, 2);
+  t.regex(both.stderr, /--publish goes with --network user/);
+  const run = await runCli(['run', nginxDir, '--network', 'bridge', '--detach', '--json']);
+  t.is(run.code, 0, run.stderr);
+  const { id, address, forwards } = JSON.parse(run.stdout) as { id: string; address: string; forwards: unknown[] };
+  t.teardown(() => runCli(['stop', id]).then(() => undefined));
+  t.regex(address, /^10\.213\.\d+\.\d+$/);
+  t.deepEqual(forwards, [], 'no port forwards on a bridge');
+  const tap = `tx-${id.slice(id.lastIndexOf('-') + 1)}`;
+  t.true(interfaceExists(tap));
+  t.regex(execFileSync('ip', ['-o', 'link', 'show', tap], { encoding: 'utf8' }), /master tinyx0/);
+  await (await qemu.get(id)).waitReady();
+  const page = await get(80, '/', address);
+  t.is(page.status, 200);
+  t.regex(page.body, /Welcome to nginx/);
+  const ps = JSON.parse((await runCli(['ps', '--json'])).stdout) as { vms: { id: string; address: string | null }[] };
+  t.is(ps.vms.find((v) => v.id === id)?.address, address);
+
+  const state = join(work, 'bridged.state');
+  const save = await runCli(['save', id, state, '--json']);
+  t.is(save.code, 0, save.stderr);
+  t.true((JSON.parse(save.stdout) as { stopped: boolean }).stopped);
+  t.is(qemuProcessesOf(id), '', 'save stops the VM');
+  t.false(interfaceExists(tap), 'its tap is gone');
+  await t.throwsAsync(get(80, '/', address));
+
+  const restore = await runCli(['restore', state, '--detach', '--json']);
+  t.is(restore.code, 0, restore.stderr);
+  const back = JSON.parse(restore.stdout) as { id: string; address: string };
+  t.teardown(() => runCli(['stop', back.id]).then(() => undefined));
+  t.is(back.address, address, 'the guest keeps the address its memory holds');
+  await (await qemu.get(back.id)).waitReady(undefined, { timeoutMs: 30_000 });
+  t.is((await get(80, '/', address)).status, 200);
+
+  t.is((await runCli(['stop', back.id])).code, 0);
+  t.false(interfaceExists(`tx-${back.id.slice(back.id.lastIndexOf('-') + 1)}`));
+  t.false((await readdir(join(runtimeDir(), '.leases')).catch(() => [] as string[])).includes(address), 'the address is free again');
+  t.is(qemuProcessesOf(back.id), '');
 });

@@ -20,6 +20,7 @@ const CACHE_FORMAT = 1;
  *   kernel-configs/<key>/  a final .config, by source and fragments
  *   kernels/<key>/     a built kernel (bzImage, vmlinux, .config), by source and final .config
  *   packed/<key>/      a compressed archive, by the hash of the raw archive and the compression
+ *   ccache/            ccache's own store for kernel compiles, when the host has ccache
  *   tmp/<random>/      work in progress; an entry is built here and renamed into place
  */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {

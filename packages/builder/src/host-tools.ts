@@ -10,10 +10,11 @@ export interface HostTool {
   /** What the pipeline uses it for, shown by `tinyx doctor`. */
   purpose: string;
   /**
-   * When the pipeline needs it: for every build, for the kernel step, or only
-   * for an option (doctor reports those without failing).
+   * When the pipeline needs it: for every build, for the kernel step, only
+   * for an option, or never (`ccache` speeds kernel builds up when present).
+   * Doctor reports the last two without failing.
    */
-  neededFor: 'build' | 'kernel' | 'zstd';
+  neededFor: 'build' | 'kernel' | 'zstd' | 'ccache';
 }
 
 /** What a build needs of the host, from its options. */
@@ -40,6 +41,12 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'flex', debianPackage: 'flex', purpose: "the kernel's Kconfig lexer", neededFor: 'kernel' },
   { command: 'xz', debianPackage: 'xz-utils', purpose: 'unpacks linux-source; compresses the initramfs with --compression xz', neededFor: 'kernel' },
   { command: 'zstd', debianPackage: 'zstd', purpose: 'compresses the initramfs with --compression zstd', neededFor: 'zstd' },
+  {
+    command: 'ccache',
+    debianPackage: 'ccache',
+    purpose: "optional: kernels of other apps reuse the objects their configs share (a second app's kernel in minutes, not 7)",
+    neededFor: 'ccache',
+  },
 ];
 
 /** Files the pipeline reads on the host, and the package that provides them. */

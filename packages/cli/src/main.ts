@@ -5,8 +5,8 @@ import { buildCommand } from './commands/build.js';
 import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { kernelCommand } from './commands/kernel.js';
-import { runCommand } from './commands/run.js';
-import { logsCommand, pauseCommand, psCommand, stopCommand, unpauseCommand } from './commands/vms.js';
+import { restoreCommand, runCommand } from './commands/run.js';
+import { logsCommand, pauseCommand, psCommand, saveCommand, stopCommand, unpauseCommand } from './commands/vms.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 
 class UsageError extends Error {}
@@ -29,6 +29,8 @@ export async function main(argv: string[]): Promise<number> {
     .command(psCommand)
     .command(pauseCommand)
     .command(unpauseCommand)
+    .command(saveCommand)
+    .command(restoreCommand)
     .command(stopCommand)
     .command(logsCommand)
     .command(kernelCommand)

@@ -14,6 +14,7 @@ export { readImage } from './image.js';
 export { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
 export { QemuBackend, QemuVm, freePort, runtimeDir, type QemuOptions } from './qemu.js';
 export { ToolstackError } from './errors.js';
+export { DEFAULT_BRIDGE, type BridgedNic, type BridgeConfig } from './bridge.js';
 export { probeHttp, probeTcp } from './probe.js';
 
 const backends = new Map<string, Backend>();

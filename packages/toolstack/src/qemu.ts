@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
+import { attachNic, releaseNic, type BridgedNic } from './bridge.js';
 import { ToolstackError } from './errors.js';
 import { readImage, type ImageDirectory, type ReadinessProbe } from './image.js';
 import { probeHttp, probeTcp } from './probe.js';
@@ -16,7 +17,7 @@ import type { Backend, CreateOptions, Vm, VmState } from './vm.js';
 const READY_LINE = 'tinyx: ready';
 const QEMU = 'qemu-system-x86_64';
 /** QEMU's user-mode network: the guest's address and gateway, given to /init on the command line. */
-const GUEST_NET = 'tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2';
+const USER_NET = 'tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2';
 
 export interface QemuOptions extends CreateOptions {
   /** Leave QEMU running when this process exits (tinyx run --detach). */
@@ -25,6 +26,18 @@ export interface QemuOptions extends CreateOptions {
   accel?: Accelerator | 'auto';
   /** microvm (virtio-mmio, the default) or q35 (virtio-pci). */
   machine?: 'microvm' | 'q35';
+  /**
+   * user: QEMU's user-mode network, reached through port forwards (the
+   * default; no privileges). bridge: a tap on the tinyx0 bridge and an
+   * address of the VM's own (root only).
+   */
+  network?: 'user' | 'bridge';
+  /**
+   * TCG only: the translation cache's size in MiB (QEMU's -accel tcg,tb-size).
+   * Translated code is most of a TCG VM's host memory; a bound trades some
+   * retranslation for density. Default: QEMU's own.
+   */
+  tcgCacheMiB?: number;
 }
 
 export function runtimeDir(): string {
@@ -74,7 +87,8 @@ export class QemuBackend implements Backend {
   async list(): Promise<QemuVm[]> {
     const ids = await readdir(runtimeDir()).catch(() => [] as string[]);
     const vms: QemuVm[] = [];
-    for (const id of ids.sort()) {
+    // .leases holds the bridged network's address leases, not a VM.
+    for (const id of ids.filter((name) => !name.startsWith('.')).sort()) {
       const own = [...this.vms].find((vm) => vm.id === id);
       if (own) vms.push(own);
       else vms.push(...(await QemuVm.attach(id).then((vm) => [vm], () => [] as QemuVm[])));
@@ -95,7 +109,16 @@ export class QemuBackend implements Backend {
     const saved = await readSaved(file);
     const image = await readImage(saved.imageDir);
     const accel = options.accel && options.accel !== 'auto' ? { accel: options.accel, reason: 'chosen with --accel' } : await detectAccel();
-    const vm = await QemuVm.start(image, accel, { ...options, memoryMiB: saved.memoryMiB, machine: saved.machine, vcpus: saved.vcpus, incoming: file });
+    // The guest's address is part of its saved memory: a bridged VM comes back with the same address and MAC.
+    const vm = await QemuVm.start(image, accel, {
+      ...options,
+      memoryMiB: saved.memoryMiB,
+      machine: saved.machine,
+      vcpus: saved.vcpus,
+      incoming: file,
+      network: saved.network ? 'bridge' : 'user',
+      ...(saved.network ? { nic: { address: saved.network.address, mac: saved.network.mac } } : {}),
+    });
     this.vms.add(vm);
     vm.exited.then(() => this.vms.delete(vm)).catch(() => undefined);
     await vm.waitForIncoming();
@@ -114,6 +137,8 @@ export interface VmRecord {
   memoryMiB: number;
   vcpus: number;
   machine: 'microvm' | 'q35';
+  /** The tap, bridge and address of a bridged VM; absent on the user-mode network. */
+  network?: BridgedNic;
   restored: boolean;
   /** Wall-clock start, for `tinyx ps`. */
   startedAtEpochMs: number;
@@ -180,19 +205,41 @@ export class QemuVm implements Vm {
     return join(this.dir, 'console.log');
   }
 
-  static async start(image: ImageDirectory, accel: AccelChoice, options: QemuOptions & { incoming?: string; detach?: boolean }): Promise<QemuVm> {
+  static async start(
+    image: ImageDirectory,
+    accel: AccelChoice,
+    options: QemuOptions & { incoming?: string; detach?: boolean; nic?: { address: string; mac: string } },
+  ): Promise<QemuVm> {
+    const bridged = options.network === 'bridge';
+    if (bridged && options.publish?.length) {
+      throw new ToolstackError('E_USAGE', '--publish forwards ports of the user-mode network; a bridged VM has an address of its own', {
+        kind: 'user',
+        hint: 'drop --publish and reach the VM at its address (tinyx run prints it), or use --network user',
+      });
+    }
     const id = `${image.name}-${randomBytes(3).toString('hex')}`;
-    const dir = join(runtimeDir(), id);
+    const runtime = runtimeDir();
+    const dir = join(runtime, id);
     await mkdir(dir, { recursive: true });
+    let nic: BridgedNic | undefined;
+    try {
+      if (bridged) nic = await attachNic(id, runtime, undefined, options.nic);
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
     const forwards = [...(options.publish ?? [])];
     const guestPort = probePort(image.readiness);
-    if (guestPort !== undefined && !forwards.some((f) => f.guest === guestPort)) forwards.push({ host: await freePort(), guest: guestPort });
+    if (!nic && guestPort !== undefined && !forwards.some((f) => f.guest === guestPort)) forwards.push({ host: await freePort(), guest: guestPort });
     const machine = options.machine ?? 'microvm';
     const kernel = machine === 'microvm' && image.vmlinux ? image.vmlinux : (image.kernel ?? image.vmlinux)!;
     const hostfwd = forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
+    const guestNet = nic ? `tinyx.ip=${nic.address}/${nic.prefixLength} tinyx.gw=${nic.gateway}` : USER_NET;
+    const netdev = nic ? `tap,id=net0,ifname=${nic.tap},script=no,downscript=no` : `user,id=net0${hostfwd}`;
+    const nicDevice = `${machine === 'microvm' ? 'virtio-net-device' : 'virtio-net-pci'},netdev=net0${nic ? `,mac=${nic.mac}` : ''}`;
     const args = [
       '-M', machine === 'microvm' ? 'microvm,acpi=off' : 'q35',
-      '-accel', accel.accel,
+      '-accel', accel.accel === 'tcg' && options.tcgCacheMiB ? `tcg,tb-size=${options.tcgCacheMiB}` : accel.accel,
       ...(accel.accel === 'kvm' ? ['-cpu', 'host'] : []),
       '-m', String(options.memoryMiB ?? 128),
       '-smp', String(options.vcpus ?? 1),
@@ -205,9 +252,9 @@ export class QemuVm implements Vm {
       '-kernel', kernel,
       '-initrd', image.initrd,
       // reboot=t: the guest's reboot resets the CPU, and -no-reboot turns that into QEMU exiting.
-      '-append', `console=ttyS0 quiet reboot=t panic=-1 ${GUEST_NET}`,
-      '-netdev', `user,id=net0${hostfwd}`,
-      '-device', machine === 'microvm' ? 'virtio-net-device,netdev=net0' : 'virtio-net-pci,netdev=net0',
+      '-append', `console=ttyS0 quiet reboot=t panic=-1 ${guestNet}`,
+      '-netdev', netdev,
+      '-device', nicDevice,
       ...(options.paused ? ['-S'] : []),
       // A saved state: QEMU loads it before running (the machine must be the same, hence the same arguments).
       ...(options.incoming ? ['-incoming', `exec:cat ${shellQuote(options.incoming)}`] : []),
@@ -228,6 +275,8 @@ export class QemuVm implements Vm {
       qmp = await Promise.race([QmpClient.connect(join(dir, 'qmp.sock')), early]);
     } catch (error) {
       child.kill('SIGKILL');
+      await exited;
+      if (nic) await releaseNic(nic, runtime);
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
@@ -242,6 +291,7 @@ export class QemuVm implements Vm {
       memoryMiB: options.memoryMiB ?? 128,
       vcpus: options.vcpus ?? 1,
       machine,
+      ...(nic ? { network: nic } : {}),
       restored: !!options.incoming,
       startedAtEpochMs: Date.now(),
     };
@@ -306,7 +356,13 @@ export class QemuVm implements Vm {
     await this.command('stop');
     await this.command('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
     await this.waitMigration('save');
-    const saved: SavedVm = { imageDir: this.image.dir, memoryMiB: this.record.memoryMiB, vcpus: this.record.vcpus, machine: this.record.machine };
+    const saved: SavedVm = {
+      imageDir: this.image.dir,
+      memoryMiB: this.record.memoryMiB,
+      vcpus: this.record.vcpus,
+      machine: this.record.machine,
+      ...(this.record.network ? { network: { address: this.record.network.address, mac: this.record.network.mac } } : {}),
+    };
     await writeFile(`${file}.json`, `${JSON.stringify(saved, null, 2)}\n`);
   }
 
@@ -322,7 +378,7 @@ export class QemuVm implements Vm {
         return;
       }
       if (performance.now() > deadline) throw await this.failure('the saved state did not load in time');
-      await delay(20);
+      await sleep(20);
     }
   }
 
@@ -331,13 +387,20 @@ export class QemuVm implements Vm {
       const info = (await this.command('query-migrate')) as { status?: string; 'error-desc'?: string };
       if (info.status === 'completed') return;
       if (info.status === 'failed' || info.status === 'cancelled') throw new ToolstackError('E_SAVE', `${what} of ${this.id} failed: ${info['error-desc'] ?? info.status}`);
-      await delay(20);
+      await sleep(20);
     }
   }
 
-  /** The host port that forwards to a guest port. */
+  /** The host port that forwards to a guest port (user-mode network). */
   hostPort(guest: number): number | undefined {
     return this.forwards.find((f) => f.guest === guest)?.host;
+  }
+
+  /** Where the host reaches a guest port: the VM's own address when bridged, else the loopback forward. */
+  endpoint(guest: number): { host: string; port: number } | undefined {
+    if (this.record.network) return { host: this.record.network.address, port: guest };
+    const port = this.hostPort(guest);
+    return port === undefined ? undefined : { host: '127.0.0.1', port };
   }
 
   /**
@@ -358,19 +421,18 @@ export class QemuVm implements Vm {
       const wanted = probe && 'console' in probe ? probe.console.line : READY_LINE;
       let ok = this.restored || console.includes(wanted);
       if (ok && probe && !('console' in probe)) {
-        const guest = 'tcp' in probe ? probe.tcp.port : probe.http.port;
-        const host = this.hostPort(guest);
-        if (host !== undefined) {
-          if ('tcp' in probe) ok = await probeTcp('127.0.0.1', host);
+        const target = this.endpoint('tcp' in probe ? probe.tcp.port : probe.http.port);
+        if (target) {
+          if ('tcp' in probe) ok = await probeTcp(target.host, target.port);
           else {
-            const status = await probeHttp('127.0.0.1', host, probe.http.path);
+            const status = await probeHttp(target.host, target.port, probe.http.path);
             ok = status !== undefined && status >= 200 && status < 300;
           }
         }
       }
       if (ok) return { ms: Math.round(performance.now() - this.startedAt), consoleMs: consoleMs === undefined ? undefined : Math.round(consoleMs) };
       if (performance.now() > deadline) throw await this.failure(`not ready within ${Math.round((options.timeoutMs ?? 60_000) / 1000)} s`);
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 5));
     }
   }
 
@@ -399,6 +461,7 @@ export class QemuVm implements Vm {
       }
       this.qmp?.close();
     }
+    if (this.record.network) await releaseNic(this.record.network, runtimeDir());
     await rm(this.dir, { recursive: true, force: true });
   }
 }
@@ -412,7 +475,12 @@ function isAlive(pid: number, dir: string): boolean {
   }
 }
 
-/** A timer that does not keep the process alive once everything else is done. */
+/** A pause in a polling loop: it keeps the process alive, as the loop's caller waits on it. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A timer that does not keep the process alive once everything else is done (a bound on a race). */
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
@@ -423,6 +491,7 @@ interface SavedVm {
   memoryMiB: number;
   vcpus: number;
   machine: 'microvm' | 'q35';
+  network?: { address: string; mac: string };
 }
 
 async function readSaved(file: string): Promise<SavedVm> {

@@ -5,6 +5,7 @@ import { cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { cacheKey, type Cache } from '../cache.js';
 import { CommandFailedError, TinyxError } from '../errors.js';
+import { findOnPath } from '../host-tools.js';
 import { removeTree } from '../mounts.js';
 import { run } from '../run.js';
 import { checkConfig, findDependencies, mergeFragments, parseKconfig, renderKconfig, type ConfigCheck, type RequestedOption } from './kconfig.js';
@@ -50,6 +51,30 @@ function reproducibleEnv(sourceDateEpoch: number): Record<string, string> {
     KBUILD_BUILD_USER: 'tinyx',
     KBUILD_BUILD_HOST: 'tinyx',
     KBUILD_BUILD_VERSION: '1',
+  };
+}
+
+/**
+ * ccache, when the host has it, with its store in the tinyx cache: kernels of
+ * different apps differ in a few options, and a source file whose preprocessed
+ * text the difference leaves alone is compiled once for all of them. The
+ * build directory is a fresh temporary one each time, so paths are made
+ * relative to the cache (base_dir) and the directory is not hashed. ccache
+ * hands back the object the compiler would have produced: the kernel's bytes
+ * do not depend on it.
+ */
+async function compilerCache(cache: Cache): Promise<{ makeArgs: string[]; env: Record<string, string> } | undefined> {
+  if (process.env.TINYX_CCACHE === '0' || !(await findOnPath('ccache'))) return undefined;
+  return {
+    makeArgs: ['CC=ccache gcc'],
+    env: {
+      CCACHE_DIR: join(cache.dir, 'ccache'),
+      CCACHE_BASEDIR: cache.dir,
+      CCACHE_NOHASHDIR: 'true',
+      CCACHE_MAXSIZE: '2G',
+      // The generated headers are written just before the compile; their times say nothing of their content.
+      CCACHE_SLOPPINESS: 'include_file_mtime,include_file_ctime,time_macros',
+    },
   };
 }
 
@@ -162,10 +187,11 @@ export async function buildKernel(
     const started = performance.now();
     let compiled = 0;
     await writeFile(join(build, '.config'), config.text);
+    const ccache = await compilerCache(cache);
     const make = (args: string[]) =>
-      run('make', ['-C', source.dir, `O=${build}`, ...args], {
+      run('make', ['-C', source.dir, `O=${build}`, ...(ccache?.makeArgs ?? []), ...args], {
         signal: options.signal,
-        env: reproducibleEnv(options.sourceDateEpoch),
+        env: { ...reproducibleEnv(options.sourceDateEpoch), ...ccache?.env },
         onLine: (line) => {
           log.write(`${line}\n`);
           if (/^\s+CC\s/.test(line)) options.onProgress?.({ compiled: ++compiled, expected });

@@ -67,11 +67,13 @@ export async function runChecks(): Promise<Check[]> {
   checks.push({ name: 'overlayfs', ok: overlay, detail: overlay ? 'the kernel has OverlayFS' : 'no "overlay" in /proc/filesystems', fix: 'modprobe overlay' });
   for (const tool of HOST_TOOLS) {
     const path = await findOnPath(tool.command);
-    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.neededFor === 'zstd' ? { optional: true } : {}) });
+    checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${tool.purpose}` : tool.purpose, debianPackage: tool.debianPackage, ...(tool.neededFor === 'zstd' || tool.neededFor === 'ccache' ? { optional: true } : {}) });
   }
   // Booting: QEMU itself, and which accelerator tinyx run will pick (TCG is slower, never wrong).
   const qemuMissing = await getBackend('qemu')?.unavailable();
   checks.push({ name: 'qemu', ok: !qemuMissing, detail: qemuMissing ?? 'qemu-system-x86_64: boots images (tinyx run)', debianPackage: 'qemu-system-x86', optional: true });
+  const ip = await findOnPath('ip');
+  checks.push({ name: 'ip', ok: !!ip, detail: ip ? `${ip}: the bridge and taps of tinyx run --network bridge` : 'makes the bridge and taps of tinyx run --network bridge', debianPackage: 'iproute2', optional: true });
   const accel = await detectAccel();
   checks.push({ name: 'accelerator', ok: true, detail: `tinyx run will use ${accel.accel}: ${accel.reason}` });
   const missingFiles = await missingHostFiles();

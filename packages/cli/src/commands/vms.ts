@@ -47,6 +47,39 @@ export const stopCommand = vmCommand('stop', "Stop a VM and remove its socket an
   out.line(`${vm.id}: stopped`);
 });
 
+interface SaveArgs extends IdArgs {
+  file: string;
+  keep?: boolean;
+}
+
+export const saveCommand: CommandModule<object, SaveArgs> = {
+  command: 'save <id> <file>',
+  describe: "Write a VM's whole state to a file, then stop it (tinyx restore starts it again)",
+  builder: (yargs) =>
+    globalOptions(yargs as Argv<object>)
+      .positional('id', { type: 'string', demandOption: true, describe: 'a VM id, as tinyx ps lists them' })
+      .positional('file', { type: 'string', demandOption: true, describe: 'the state file to write (FILE.json is written next to it)' })
+      .option('keep', { type: 'boolean', describe: 'leave the VM running after the save instead of stopping it' })
+      .example('$0 save nginx-1a2b3c nginx.state', 'save, stop; later: tinyx restore nginx.state')
+      .example('$0 save nginx-1a2b3c nginx.state --keep', 'a snapshot: the VM runs on') as unknown as Argv<SaveArgs>,
+  handler: async (args) => {
+    const out = makeOutput(args);
+    try {
+      const vm = await qemu().get(args.id);
+      const started = performance.now();
+      await vm.save(args.file);
+      const ms = Math.round(performance.now() - started);
+      if (args.keep) await vm.unpause();
+      else await vm.destroy();
+      if (out.json) out.result({ ok: true, id: vm.id, file: args.file, ms, stopped: !args.keep });
+      else out.line(`${vm.id}: saved to ${args.file} in ${ms} ms${args.keep ? '' : '; stopped'}`);
+      process.exitCode = 0;
+    } catch (error) {
+      process.exitCode = reportError(error, out);
+    }
+  },
+};
+
 export const logsCommand = vmCommand('logs', "Print a VM's serial console", async (vm, out) => {
   const console = await vm.console();
   if (!out.json) process.stdout.write(console);
@@ -68,13 +101,14 @@ export const psCommand: CommandModule<object, GlobalArgs> = {
           state: await vm.state(),
           accel: vm.accel.accel,
           pid: vm.record.pid,
+          address: vm.record.network?.address ?? null,
           forwards: vm.forwards.map((f) => `127.0.0.1:${f.host}->${f.guest}`),
           started: new Date(vm.record.startedAtEpochMs).toISOString(),
         });
       }
       if (out.json) out.result({ ok: true, vms: rows });
       else if (rows.length === 0) out.line('no VMs');
-      else for (const r of rows) out.line(`${r.id.padEnd(22)} ${r.state.padEnd(8)} ${r.accel.padEnd(4)} ${r.forwards.join(',').padEnd(26)} ${r.image}`);
+      else for (const r of rows) out.line(`${r.id.padEnd(22)} ${r.state.padEnd(8)} ${r.accel.padEnd(4)} ${(r.address ?? r.forwards.join(',')).padEnd(26)} ${r.image}`);
       process.exitCode = 0;
     } catch (error) {
       process.exitCode = reportError(error, out);

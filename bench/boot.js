@@ -1,0 +1,213 @@
+// The boot benchmark: tinyx images under QEMU, measured the way the LightVM
+// paper measured them (boot time, memory, pause/unpause, save/restore), with
+// the same probes the tests use. Every figure is a median of RUNS runs.
+import { spawn } from 'node:child_process';
+import { readFile, rm, stat } from 'node:fs/promises';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { getBackend } from '@tinyx/toolstack';
+
+export const RUNS = 7;
+const qemu = () => getBackend('qemu');
+
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+export const round = (x, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** The image's parts as the qemu backend boots them (microvm: vmlinux through PVH). */
+export async function imageSizes(imageDir) {
+  const manifest = JSON.parse(await readFile(join(imageDir, 'manifest.json'), 'utf8'));
+  const size = async (name) => (name ? (await stat(join(imageDir, name))).size : 0);
+  const vmlinux = await size(manifest.artifacts.vmlinux);
+  const bzImage = await size(manifest.artifacts.kernel);
+  const initrd = await size(manifest.artifacts.initrd);
+  return { vmlinuxBytes: vmlinux, bzImageBytes: bzImage, initrdBytes: initrd, initrdUncompressedBytes: manifest.sizes.initrdUncompressed, totalBytes: bzImage + initrd };
+}
+
+/**
+ * One request the app must answer, as a real client would ask it: nginx an
+ * HTTP GET answered 200, redis a PING answered +PONG. Resolves true/false.
+ */
+export function appRequest(app, host, port, timeoutMs = 2000) {
+  if (app === 'redis') return exchange(host, port, '*1\r\n$4\r\nPING\r\n', (r) => r.includes('\r\n'), timeoutMs).then((r) => r === '+PONG\r\n', () => false);
+  return new Promise((resolve) => {
+    const req = request({ host, port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode === 200));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+function exchange(host, port, text, done, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    let reply = '';
+    const timer = setTimeout(() => (socket.destroy(), reject(new Error('timeout'))), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(text));
+    socket.on('data', (chunk) => {
+      reply += chunk;
+      if (done(reply)) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(reply);
+      }
+    });
+    socket.on('error', (e) => (clearTimeout(timer), reject(e)));
+  });
+}
+
+/** Polls the app until it answers: the time of the first good answer since `t0` (performance.now()). */
+export async function firstAnswer(app, host, port, t0, timeoutMs = 120_000) {
+  for (;;) {
+    if (await appRequest(app, host, port, 500)) return performance.now() - t0;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`${app} did not answer on ${host}:${port} within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** `count` requests, `concurrency` at a time; true when every one was answered. */
+export async function serves(app, host, port, count = 200, concurrency = 8) {
+  let next = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      if (!(await appRequest(app, host, port, 5000))) failed++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return failed === 0;
+}
+
+/**
+ * Boot time, RUNS times: QEMU start to the console's ready line, and to the
+ * first answer to a real request from the host (polled every 5 ms).
+ */
+export async function bootTimes(app, imageDir, options = {}) {
+  const toLine = [];
+  const toAnswer = [];
+  for (let i = 0; i < RUNS; i++) {
+    const vm = await qemu().create(imageDir, options);
+    try {
+      const port = vm.image.readiness && !('console' in vm.image.readiness) ? ('tcp' in vm.image.readiness ? vm.image.readiness.tcp.port : vm.image.readiness.http.port) : undefined;
+      const target = vm.endpoint(port);
+      // Both watched at once: the console line (read every 5 ms) and the host's requests (every 5 ms).
+      const [answered, ready] = await Promise.all([firstAnswer(app, target.host, target.port, vm.startedAt, 60_000), vm.waitReady(null, { timeoutMs: 60_000 })]);
+      toAnswer.push(answered);
+      toLine.push(ready.consoleMs ?? NaN);
+    } finally {
+      await vm.destroy();
+    }
+  }
+  return { readyLineMs: stats(toLine), firstAnswerMs: stats(toAnswer) };
+}
+
+export function stats(xs, digits = 0) {
+  const r = (x) => round(x, digits);
+  return { median: r(median(xs)), min: r(Math.min(...xs)), max: r(Math.max(...xs)), runs: xs.map(r) };
+}
+
+/**
+ * The smallest guest memory (MiB) at which the app boots and answers 200
+ * requests, by bisection between `low` (assumed too small) and `high`
+ * (must work).
+ */
+export async function smallestMemory(app, imageDir, { low = 8, high = 128 } = {}) {
+  const trials = [];
+  const works = async (memoryMiB) => {
+    const vm = await qemu().create(imageDir, { memoryMiB });
+    let ok = false;
+    try {
+      await vm.waitReady(undefined, { timeoutMs: 30_000 });
+      const port = vm.forwards[0]?.guest;
+      const target = vm.endpoint(port);
+      ok = await serves(app, target.host, target.port, 200);
+    } catch {
+      ok = false;
+    } finally {
+      await vm.destroy();
+    }
+    trials.push({ memoryMiB, ok });
+    return ok;
+  };
+  if (!(await works(high))) throw new Error(`${app} does not serve with ${high} MiB`);
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2);
+    if (await works(mid)) high = mid;
+    else low = mid;
+  }
+  return { memoryMiB: high, trials };
+}
+
+/** Pause and unpause through QMP, RUNS times each on one running VM; then save to a file and restore from it. */
+export async function pauseAndSave(app, imageDir, stateDir) {
+  const vm = await qemu().create(imageDir);
+  const pause = [];
+  const unpause = [];
+  const save = [];
+  const restore = [];
+  let stateBytes = 0;
+  let current = vm;
+  try {
+    await vm.waitReady();
+    for (let i = 0; i < RUNS; i++) {
+      let t = performance.now();
+      await vm.pause();
+      pause.push(performance.now() - t);
+      t = performance.now();
+      await vm.unpause();
+      unpause.push(performance.now() - t);
+    }
+    for (let i = 0; i < RUNS; i++) {
+      const file = join(stateDir, `${app}-${i}.state`);
+      let t = performance.now();
+      await current.save(file);
+      save.push(performance.now() - t);
+      stateBytes = (await stat(file)).size;
+      await current.destroy();
+      t = performance.now();
+      current = await qemu().restore(file);
+      const port = current.forwards[0].guest;
+      const target = current.endpoint(port);
+      // Restored means answering again: restore() returns once the state is loaded, then the first request.
+      restore.push(await firstAnswer(app, target.host, target.port, t, 30_000));
+      await rm(file, { force: true });
+      await rm(`${file}.json`, { force: true });
+    }
+  } finally {
+    await current.destroy();
+    await vm.destroy();
+  }
+  return { pauseMs: stats(pause, 2), unpauseMs: stats(unpause, 2), saveMs: stats(save), restoreToAnswerMs: stats(restore), stateBytes };
+}
+
+/**
+ * Boot time of a VM that is not a tinyx image (the baselines): QEMU started
+ * here with `args`, timed to the first answer on the forwarded `hostPort`,
+ * then killed. RUNS times.
+ */
+export async function rawBootTimes(app, args, hostPort, runs = RUNS) {
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c) => (stderr += c));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const t0 = performance.now();
+    try {
+      const answered = await Promise.race([
+        firstAnswer(app, '127.0.0.1', hostPort, t0, 600_000),
+        exited.then((code) => Promise.reject(new Error(`QEMU exited (${code}) before ${app} answered: ${stderr.trim()}`))),
+      ]);
+      times.push(answered);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+  return stats(times);
+}

@@ -1,0 +1,58 @@
+// Density: N nginx VMs at once, all serving. How long until the first and the
+// last is ready (from the first QEMU start), and what each costs the host
+// (PSS of its QEMU process: shared pages split between the VMs sharing them).
+import { readFile } from 'node:fs/promises';
+import { getBackend } from '@tinyx/toolstack';
+import { appRequest, median, round } from './boot.js';
+
+/** Proportional set size of a process in KiB (/proc/PID/smaps_rollup). */
+async function pssKiB(pid) {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? NaN);
+}
+
+async function memAvailableKiB() {
+  return Number(/^MemAvailable:\s+(\d+) kB/m.exec(await readFile('/proc/meminfo', 'utf8'))?.[1] ?? NaN);
+}
+
+/**
+ * Starts `count` VMs of `imageDir` one after the other without waiting, then
+ * waits for each to be ready. Options go to the qemu backend (memory, TCG
+ * cache bound). All VMs are destroyed at the end, also on failure.
+ */
+export async function density(app, imageDir, { count = 50, memoryMiB, tcgCacheMiB } = {}) {
+  const qemu = getBackend('qemu');
+  const vms = [];
+  const before = await memAvailableKiB();
+  const t0 = performance.now();
+  try {
+    for (let i = 0; i < count; i++) vms.push(await qemu.create(imageDir, { memoryMiB, tcgCacheMiB }));
+    const startedAllMs = performance.now() - t0;
+    const readyAt = await Promise.all(vms.map((vm) => vm.waitReady(undefined, { timeoutMs: 15 * 60_000 }).then(() => performance.now() - t0)));
+    // All ready: each one answers a real request now, while the others run.
+    const answers = await Promise.all(vms.map((vm) => {
+      const port = vm.forwards[0].guest;
+      const target = vm.endpoint(port);
+      return appRequest(app, target.host, target.port, 10_000);
+    }));
+    // Let the guests settle (boot-time work done), then measure.
+    await new Promise((r) => setTimeout(r, 3000));
+    const pss = await Promise.all(vms.map((vm) => pssKiB(vm.record.pid)));
+    const after = await memAvailableKiB();
+    const mib = (kib) => round(kib / 1024, 1);
+    return {
+      count,
+      memoryMiB: memoryMiB ?? 128,
+      tcgCacheMiB: tcgCacheMiB ?? null,
+      startedAllMs: Math.round(startedAllMs),
+      firstReadyMs: Math.round(Math.min(...readyAt)),
+      lastReadyMs: Math.round(Math.max(...readyAt)),
+      serving: answers.filter(Boolean).length,
+      pssPerVmMiB: { median: mib(median(pss)), min: mib(Math.min(...pss)), max: mib(Math.max(...pss)) },
+      pssTotalMiB: mib(pss.reduce((a, b) => a + b, 0)),
+      memAvailableDropPerVmMiB: mib((before - after) / count),
+    };
+  } finally {
+    await Promise.all(vms.map((vm) => vm.destroy().catch(() => undefined)));
+  }
+}
