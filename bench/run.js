@@ -84,24 +84,25 @@ await section('boot', async () => {
 });
 
 await section('baselines', async () => {
-  const { prepareDebianVm, debianVmQemuArgs, prepareStockKernelTinyxRoot } = await import('./baselines.js');
+  const { prepareDebianVm, debianVmQemuArgs, prepareStockKernelTinyxRoot, stockKernelQemuArgs } = await import('./baselines.js');
+  const accel = results.accel.accel;
   const apps = {};
   for (const app of APPS) {
     const port = app === 'redis' ? 6379 : 80;
     const debian = await prepareDebianVm({ cacheDir: work, app });
     const hostPort = await freePort();
-    const debianArgs = debianVmQemuArgs({ ...debian, memoryMiB: 512, hostPort, guestPort: port, consoleFile: join(work, `debian-${app}.console`) });
+    const debianArgs = debianVmQemuArgs({ ...debian, memoryMiB: 512, hostPort, guestPort: port, consoleFile: join(work, `debian-${app}.console`), accel });
     const debianBoot = await rawBootTimes(app, debianArgs, hostPort, 5);
     console.log(`${app} Debian VM: first answer ${debianBoot.median} ms`);
     const dir = await image(app);
     const stock = await prepareStockKernelTinyxRoot({ cacheDir: work, imageDir: dir });
     const stockPort = await freePort();
-    const stockArgs = tinyxRootArgs(stock, stockPort, port, join(work, `stock-${app}.console`));
+    const stockArgs = stockKernelQemuArgs({ ...stock, memoryMiB: 256, hostPort: stockPort, guestPort: port, consoleFile: join(work, `stock-${app}.console`), accel });
     const stockBoot = await rawBootTimes(app, stockArgs, stockPort);
     console.log(`${app} Debian kernel + tinyx root: first answer ${stockBoot.median} ms`);
     apps[app] = {
       debianVm: { firstAnswerMs: debianBoot, kernelVersion: debian.kernelVersion, rootBytes: debian.rootBytes, diskBytes: debian.diskBytes, memoryMiB: 512 },
-      stockKernelTinyxRoot: { firstAnswerMs: stockBoot, kernelVersion: debian.kernelVersion },
+      stockKernelTinyxRoot: { firstAnswerMs: stockBoot, kernelVersion: debian.kernelVersion, memoryMiB: 256 },
     };
   }
   return { apps };
@@ -125,19 +126,6 @@ const readmePath = join(repo, 'README.md');
 const readme = await readFile(readmePath, 'utf8');
 const updated = readme.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`);
 if (updated !== readme) await writeFile(readmePath, updated);
-
-/** QEMU arguments for Debian's kernel with the tinyx root (q35, as Debian's kernel has no PVH entry). */
-function tinyxRootArgs(stock, hostPort, guestPort, consoleFile) {
-  return [
-    '-M', 'q35', '-accel', results.accel.accel, '-m', '128', '-smp', '1',
-    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-    '-serial', `file:${consoleFile}`,
-    '-kernel', stock.kernel, '-initrd', stock.initrd,
-    '-append', `console=ttyS0 quiet reboot=t panic=-1 tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2 ${stock.append}`,
-    '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${hostPort}-:${guestPort}`,
-    '-device', 'virtio-net-pci,netdev=n0',
-  ];
-}
 
 function renderTables(r) {
   const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;

@@ -104,6 +104,17 @@ test.serial('the xen-pvh kernel carries the PVH entry ELF note (XEN_ELFNOTE_PHYS
   const config = parseKconfig(await readFile(join(out, 'kernel.config'), 'utf8'));
   for (const symbol of ['XEN', 'XEN_PVH', 'ACPI', 'HVC_XEN', 'XEN_NETDEV_FRONTEND']) t.is(config.get(symbol), 'y', symbol);
   t.is(config.get('VIRTIO_NET') ?? 'n', 'n');
+
+  // The whole image (the kernel is a cache hit now) comes with its xl configuration.
+  const image = join(work, 'xen-pvh-image');
+  const built = await runCli(['build', 'nginx', '--platform', 'xen-pvh', '--out', image, '--json']);
+  t.is(built.code, 0, built.stderr.slice(-3000));
+  const manifest = JSON.parse(await readFile(join(image, 'manifest.json'), 'utf8')) as { artifacts: { xlConfig: string | null } };
+  t.is(manifest.artifacts.xlConfig, 'nginx.xl.cfg');
+  const xl = await readFile(join(image, 'nginx.xl.cfg'), 'utf8');
+  t.true(xl.includes(`kernel = "${image}/vmlinux"`));
+  t.true(xl.includes(`ramdisk = "${image}/initrd.cpio.gz"`));
+  t.regex(xl, /^type = "pvh"$/m);
 });
 
 test.serial('a kernel source whose Kconfig drops a requested option: an error naming it, its fragment and its dependencies', async (t) => {

@@ -53,7 +53,7 @@ test.serial('nginx boots, answers HTTP 200 with its page, stops answering when p
   t.is(vm.accel.accel, 'tcg', vm.accel.reason);
   const ready = await vm.waitReady();
   t.true(ready.ms > 0 && ready.ms < 60_000);
-  t.regex(await vm.console(), /tinyx: ready \(listening on 80\)/);
+  t.regex(await vm.console(), /tinyx: ready \(listening on 80\) at \d+\.\d+ s of guest uptime/);
   const port = vm.hostPort(80)!;
   const page = await get(port);
   t.is(page.status, 200);

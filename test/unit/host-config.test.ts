@@ -64,12 +64,14 @@ test('the bundled blacklists parse, and patterns match as documented', async (t)
   t.true(makeBlacklist(['lib*-dev'], []).isPackageExcluded('libssl-dev'));
 });
 
-test('accounts: root plus the wanted ones, their primary groups, no login shells', (t) => {
-  const passwd = 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nredis:x:100:101::/var/lib/redis:/usr/sbin/nologin\n';
-  const group = 'root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nredis:x:101:\nadm:x:4:syslog,redis\n';
+test('accounts: root, nobody, the wanted ones, their primary groups, no login shells', (t) => {
+  const passwd =
+    'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nredis:x:100:101::/var/lib/redis:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
+  const group = 'root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nredis:x:101:\nadm:x:4:syslog,redis\nnogroup:x:65534:\n';
   const accounts = selectAccounts(passwd, group, ['www-data', 'root'], 'recipes/nginx.yaml');
-  t.is(accounts.passwd, 'root:x:0:0:root:/root:/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\n');
-  t.is(accounts.group, 'root:x:0:\nwww-data:x:33:\n');
+  t.is(accounts.passwd, 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\n');
+  t.is(accounts.group, 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n');
+  t.is(selectAccounts('root:x:0:0::/root:/bin/sh\n', 'root:x:0:\n', [], 'r.yaml').passwd, 'root:x:0:0::/root:/sbin/nologin\n', 'a root without nobody is no error');
   t.deepEqual(accounts.users.get('www-data'), { name: 'www-data', uid: 33, gid: 33 });
   const error = t.throws(() => selectAccounts(passwd, group, ['nginx'], 'recipes/nginx.yaml'), { instanceOf: TinyxError });
   t.regex(error?.message ?? '', /recipes\/nginx\.yaml: the account "nginx" does not exist/);
@@ -89,6 +91,7 @@ test('/init: network from the command line, the app under its uid, readiness fro
   t.regex(init, /start-stop-daemon -S -c 100:101 -x \/usr\/bin\/redis-server -- \/etc\/redis\/redis\.conf --logfile '' --save 'it'\\''s' &/);
   // 6379 = 0x18EB, as /proc/net/tcp writes it; 0A is LISTEN.
   t.regex(init, /grep -qE ':18EB \[0-9A-F\]\+:0000 0A' \/proc\/net\/tcp \/proc\/net\/tcp6/);
+  t.regex(init, /read uptime _ < \/proc\/uptime\n.*echo "tinyx: ready \(listening on 6379\) at \$\{uptime\} s of guest uptime"/);
   t.regex(init, /export TZ=UTC/);
   t.regex(init, /export LD_LIBRARY_PATH=\/opt\/lib/);
   t.regex(init, /reboot -f\n$/);

@@ -31,6 +31,7 @@ import type { Recipe } from './recipe/recipe.js';
 import { planImage, type ImagePlan } from './resolve/plan-image.js';
 import { DirectoryRootView } from './resolve/root-view.js';
 import { run } from './run.js';
+import { imageXlConfig } from './xen/xl-config.js';
 
 export type Platform = KernelPlatform;
 export const PLATFORMS: readonly Platform[] = ['kvm', 'xen-pvh', 'xen-pv'];
@@ -348,11 +349,17 @@ export class Build {
     const kernel = this.kernelResult;
     const kernelBytes = kernel?.built ? (await stat(kernel.built.bzImage)).size : null;
     const vmlinuxBytes = kernel?.built && kernel.request.platform !== 'xen-pv' ? (await stat(kernel.built.vmlinux)).size : null;
+    const platform = this.options.platform ?? 'kvm';
+    // Xen images get their xl configuration, with the paths the image will have once swapped in.
+    const xlConfigName = kernel && platform !== 'kvm' ? `${recipe.name}.xl.cfg` : null;
+    if (xlConfigName && platform !== 'kvm') {
+      await writeFile(join(this.staging!, xlConfigName), imageXlConfig({ name: recipe.name, platform, dir: this.outDir!, rootfs: packed.fileName }));
+    }
     const manifest: Manifest = {
       manifestVersion: MANIFEST_VERSION,
       name: recipe.name,
       recipe,
-      platform: this.options.platform ?? 'kvm',
+      platform,
       format,
       entrypoint: { cmd: [plan.entrypoint, ...recipe.entrypoint.cmd.slice(1)], user: recipe.entrypoint.user, uid: assembled.user.uid, gid: assembled.user.gid },
       readiness: recipe.readiness,
@@ -361,6 +368,7 @@ export class Build {
         kernel: kernel ? 'vmlinuz' : null,
         vmlinux: kernel && kernel.request.platform !== 'xen-pv' ? 'vmlinux' : null,
         kernelConfig: kernel ? 'kernel.config' : null,
+        xlConfig: xlConfigName,
       },
       compression: packed.compression,
       sizes: {

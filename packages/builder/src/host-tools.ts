@@ -44,7 +44,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   {
     command: 'ccache',
     debianPackage: 'ccache',
-    purpose: "optional: kernels of other apps reuse the objects their configs share (a second app's kernel in minutes, not 7)",
+    purpose: 'optional: a kernel build reuses the objects an earlier configuration compiled the same',
     neededFor: 'ccache',
   },
 ];

@@ -23,3 +23,5 @@ export { defaultCacheDir } from './cache.js';
 export { run, setCommandLog, SUBPROCESS_PATH } from './run.js';
 export type { RunOptions, RunResult } from './run.js';
 export { READY_LINE } from './assemble/init-script.js';
+export { renderXlConfig, imageXlConfig, xenCmdline, XEN_DEFAULT_NETWORK } from './xen/xl-config.js';
+export type { XlConfig } from './xen/xl-config.js';

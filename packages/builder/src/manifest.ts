@@ -30,6 +30,8 @@ export interface Manifest {
     /** The uncompressed ELF kernel with its PVH entry note, for direct boot (kvm, xen-pvh). */
     vmlinux: string | null;
     kernelConfig: string | null;
+    /** `<name>.xl.cfg`, for the xen platforms (with a kernel); null otherwise. */
+    xlConfig: string | null;
   };
   sizes: {
     /** The bzImage in bytes; null without a kernel. */

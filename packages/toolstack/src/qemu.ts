@@ -236,7 +236,8 @@ export class QemuVm implements Vm {
     const hostfwd = forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
     const guestNet = nic ? `tinyx.ip=${nic.address}/${nic.prefixLength} tinyx.gw=${nic.gateway}` : USER_NET;
     const netdev = nic ? `tap,id=net0,ifname=${nic.tap},script=no,downscript=no` : `user,id=net0${hostfwd}`;
-    const nicDevice = `${machine === 'microvm' ? 'virtio-net-device' : 'virtio-net-pci'},netdev=net0${nic ? `,mac=${nic.mac}` : ''}`;
+    // romfile= : no iPXE option ROM on q35; the kernel is loaded directly and would only wait for it.
+    const nicDevice = `${machine === 'microvm' ? 'virtio-net-device' : 'virtio-net-pci,romfile='},netdev=net0${nic ? `,mac=${nic.mac}` : ''}`;
     const args = [
       '-M', machine === 'microvm' ? 'microvm,acpi=off' : 'q35',
       '-accel', accel.accel === 'tcg' && options.tcgCacheMiB ? `tcg,tb-size=${options.tcgCacheMiB}` : accel.accel,

@@ -14,10 +14,11 @@ export interface ImageAccounts {
 }
 
 /**
- * The /etc/passwd and /etc/group of the image: root, plus only the accounts
- * the application runs as or switches to, with their primary groups, copied
- * from the install root (where the packages' postinst created them). Shells
- * become /sbin/nologin: nobody logs in to a single-application VM.
+ * The /etc/passwd and /etc/group of the image: root, nobody (the account a
+ * daemon drops to when told nothing else: `memcached -u nobody`), plus only the
+ * accounts the application runs as or switches to, with their primary groups,
+ * copied from the install root (where the packages' postinst created them).
+ * Shells become /sbin/nologin: nobody logs in to a single-application VM.
  */
 export function selectAccounts(passwdText: string, groupText: string, wanted: readonly string[], source: string): ImageAccounts {
   const passwd = parseColonFile(passwdText);
@@ -25,7 +26,8 @@ export function selectAccounts(passwdText: string, groupText: string, wanted: re
   const users = new Map<string, Account>();
   const passwdLines: string[] = [];
   const gids = new Set<number>([0]);
-  for (const name of ['root', ...wanted.filter((n) => n !== 'root')]) {
+  const always = ['root', ...(passwd.some((f) => f[0] === 'nobody') ? ['nobody'] : [])];
+  for (const name of [...always, ...wanted.filter((n) => !always.includes(n))]) {
     if (users.has(name)) continue;
     const fields = passwd.find((f) => f[0] === name);
     if (!fields) {

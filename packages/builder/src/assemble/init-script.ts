@@ -44,7 +44,9 @@ export function generateInit(options: InitOptions): string {
           '  kill -0 $app 2>/dev/null || break',
           '  sleep 0.01',
           'done',
-          `kill -0 $app 2>/dev/null && echo "${READY_LINE} (listening on ${port})"`,
+          // The guest's own clock too: how much of the boot the guest saw (the rest is the VMM's).
+          'read uptime _ < /proc/uptime',
+          `kill -0 $app 2>/dev/null && echo "${READY_LINE} (listening on ${port}) at \${uptime} s of guest uptime"`,
         ];
 
   return `#!/bin/sh

@@ -1,0 +1,99 @@
+import { TinyxError } from '../errors.js';
+
+/**
+ * The xl domain configuration of a tinyx image (xl.cfg(5)). One function
+ * writes it for both users: `tinyx build` emits `<name>.xl.cfg` into the image
+ * directory, and the toolstack's xen backend writes the one it creates a
+ * domain from (with the VM's own name, address and MAC).
+ */
+export interface XlConfig {
+  name: string;
+  /** pvh boots the ELF vmlinux through its PVH entry note; pv the bzImage. */
+  type: 'pvh' | 'pv';
+  kernel: string;
+  ramdisk: string;
+  /** The kernel command line (xl's `extra`). */
+  cmdline: string;
+  memoryMiB: number;
+  vcpus: number;
+  /** One network card on a bridge; none when undefined. */
+  vif?: { bridge: string; mac?: string; script?: string } | undefined;
+  /**
+   * The guest's /init ends the VM with a reboot (see the init script): a
+   * domain that reboots or crashes is destroyed, not restarted.
+   */
+  onCrash?: 'destroy' | 'preserve';
+}
+
+/** The kernel command line of a Xen guest: the console is hvc0, the address comes from the toolstack. */
+export function xenCmdline(network: { address: string; prefixLength: number; gateway: string } | undefined): string {
+  return ['console=hvc0', 'quiet', 'panic=-1', ...(network ? [`tinyx.ip=${network.address}/${network.prefixLength}`, `tinyx.gw=${network.gateway}`] : [])].join(' ');
+}
+
+/** The bridge and address the emitted `<name>.xl.cfg` uses: Debian's Xen bridge, the first guest address of the tinyx subnet. */
+export const XEN_DEFAULT_NETWORK = { bridge: 'xenbr0', address: '10.213.0.2', prefixLength: 16, gateway: '10.213.0.1' } as const;
+
+/**
+ * The `<name>.xl.cfg` of an image directory: absolute paths to its kernel and
+ * initrd, 128 MiB, one vCPU, a card on xenbr0 and the default address. Ready
+ * for `xl create`; a second VM of the same image needs another tinyx.ip.
+ */
+export function imageXlConfig(options: { name: string; platform: 'xen-pvh' | 'xen-pv'; dir: string; rootfs: string }): string {
+  const header = [
+    `# The xl domain configuration of the tinyx image "${options.name}" (xl.cfg(5)), written by tinyx build.`,
+    `#   xl create ${options.dir}/${options.name}.xl.cfg`,
+    `# The guest's address is on the kernel command line (tinyx.ip, tinyx.gw); the bridge must exist in dom0.`,
+    '# tinyx run --backend xen writes its own from the same code, with a free address for each VM.',
+  ];
+  const body = renderXlConfig({
+    name: options.name,
+    type: options.platform === 'xen-pvh' ? 'pvh' : 'pv',
+    // PVH enters the ELF vmlinux at its PVH note; PV boots the bzImage.
+    kernel: `${options.dir}/${options.platform === 'xen-pvh' ? 'vmlinux' : 'vmlinuz'}`,
+    ramdisk: `${options.dir}/${options.rootfs}`,
+    cmdline: xenCmdline(XEN_DEFAULT_NETWORK),
+    memoryMiB: 128,
+    vcpus: 1,
+    vif: { bridge: XEN_DEFAULT_NETWORK.bridge },
+  });
+  return `${header.join('\n')}\n${body}`;
+}
+
+export function renderXlConfig(config: XlConfig): string {
+  const lines = [
+    `name = ${quote(config.name, 'name')}`,
+    `type = ${quote(config.type, 'type')}`,
+    `kernel = ${quote(config.kernel, 'kernel')}`,
+    `ramdisk = ${quote(config.ramdisk, 'ramdisk')}`,
+    `extra = ${quote(config.cmdline, 'extra')}`,
+    `memory = ${positive(config.memoryMiB, 'memory')}`,
+    `vcpus = ${positive(config.vcpus, 'vcpus')}`,
+  ];
+  if (config.vif) {
+    const spec = [`bridge=${config.vif.bridge}`, ...(config.vif.mac ? [`mac=${config.vif.mac}`] : []), ...(config.vif.script ? [`script=${config.vif.script}`] : [])].join(',');
+    lines.push(`vif = [ ${quote(spec, 'vif')} ]`);
+  }
+  lines.push(
+    // The app's exit reboots the guest (/init's `reboot -f`): that ends the domain.
+    'on_poweroff = "destroy"',
+    'on_reboot = "destroy"',
+    `on_crash = ${quote(config.onCrash ?? 'destroy', 'on_crash')}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+/** A double-quoted xl string; xl's parser has no escapes, so a quote or newline cannot be written. */
+function quote(value: string, field: string): string {
+  if (/["\n\\]/.test(value)) {
+    throw new TinyxError('E_XL_CONFIG', `xl configuration: ${field} ${JSON.stringify(value)} contains a quote, backslash or newline, which xl.cfg cannot hold`, {
+      kind: 'user',
+      hint: 'use a path and a name without those characters',
+    });
+  }
+  return `"${value}"`;
+}
+
+function positive(value: number, field: string): number {
+  if (!Number.isInteger(value) || value < 1) throw new TinyxError('E_XL_CONFIG', `xl configuration: ${field} must be a positive integer, not ${value}`, { kind: 'user' });
+  return value;
+}
