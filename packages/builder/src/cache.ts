@@ -6,7 +6,7 @@ import { removeTree } from './mounts.js';
 import type { CompressedStore } from './pack/formats.js';
 
 /** The kinds of cache entry, each a directory of the cache. */
-export type CacheKind = 'bases' | 'layers' | 'kernel-src' | 'kernel-configs' | 'kernels' | 'packed';
+export type CacheKind = 'bases' | 'layers' | 'kernel-src' | 'kernel-configs' | 'kernels' | 'packed' | 'xen-dom0';
 
 /** Bumped when the layout or content of a cache entry changes, so that old entries are not reused. */
 const CACHE_FORMAT = 1;
@@ -20,6 +20,7 @@ const CACHE_FORMAT = 1;
  *   kernel-configs/<key>/  a final .config, by source and fragments
  *   kernels/<key>/     a built kernel (bzImage, vmlinux, .config), by source and final .config
  *   packed/<key>/      a compressed archive, by the hash of the raw archive and the compression
+ *   xen-dom0/<key>/    the Xen test harness's hypervisor, dom0 kernel and dom0 root (test/xen)
  *   ccache/            ccache's own store for kernel compiles, when the host has ccache
  *   tmp/<random>/      work in progress; an entry is built here and renamed into place
  */

@@ -1,0 +1,177 @@
+// `npm run test:xen`: Xen booted inside QEMU (TCG), the Xen tests run in its
+// dom0, the results read back from the serial console. See README.md here.
+//
+//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
+//
+// Without --pvh/--pv, nginx is built for xen-pvh and xen-pv with the builder
+// (cache hits after the first time). Exit 0 when every test passed, 1 when one
+// failed, 3 when the host lacks something, 130 when interrupted.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { build, type Platform } from '@tinyx/builder';
+import { Cache, defaultCacheDir, removeTree, run } from '@tinyx/builder/internals';
+import { bootXen } from './boot-xen.js';
+import { buildDom0 } from './dom0.js';
+import type { GuestSpec, TestResult, XenTestConfig } from './in-dom0.js';
+import { DOM0_PATHS, buildPayload } from './payload.js';
+
+const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+/** xenbr0 in dom0 and the guests' addresses on it. */
+const BRIDGE = { name: 'xenbr0', gateway: '10.99.0.1', prefix: 24 };
+const GUEST_ADDRESSES: Record<'pvh' | 'pv', string> = { pvh: '10.99.0.10', pv: '10.99.0.11' };
+
+const { values: args } = parseArgs({
+  options: {
+    pvh: { type: 'string' },
+    pv: { type: 'string' },
+    timeout: { type: 'string', default: '900' },
+    console: { type: 'string', default: join(tmpdir(), 'tinyx-xen-console.log') },
+    verbose: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+});
+
+const say = (line: string): void => {
+  if (!args.json) console.log(line);
+};
+
+async function main(signal: AbortSignal): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    console.error('test:xen needs root (debootstrap, and the dom0 root is packed with its owners)');
+    return 3;
+  }
+  const missing = await missingTools();
+  if (missing.length > 0) {
+    console.error(`test:xen needs ${missing.map(([tool]) => tool).join(', ')}: apt-get install ${[...new Set(missing.map(([, pkg]) => pkg))].join(' ')}`);
+    return 3;
+  }
+  const cache = new Cache(defaultCacheDir());
+  const started = performance.now();
+
+  say('== dom0 (hypervisor, kernel, root) from Debian packages');
+  const dom0 = await buildDom0({ cache, signal, onLine: args.verbose ? (line) => say(`   ${line}`) : undefined });
+  say(`   ${dom0.cached ? 'cache hit' : 'built'} in ${dom0.seconds.toFixed(1)} s: Xen ${dom0.versions.xen}, Linux ${dom0.versions.linux} (${join(cache.dir, 'xen-dom0', dom0.key)})`);
+
+  const temp = await cache.makeTemp('xen-run');
+  try {
+    const images = await imageDirs(temp, signal);
+    // One copy per directory: a xen-pvh image can be booted as PV too (its kernel has XEN_PV).
+    const labels = new Map<string, string>();
+    for (const [type, dir] of Object.entries(images)) if (!labels.has(dir)) labels.set(dir, type);
+    const guests: GuestSpec[] = Object.entries(images).map(([type, dir]) => ({
+      name: `nginx-${type}`,
+      type: type as 'pvh' | 'pv',
+      image: join(DOM0_PATHS.images, labels.get(dir)!),
+      address: GUEST_ADDRESSES[type as 'pvh' | 'pv'],
+      memoryMiB: 128,
+    }));
+    for (const guest of guests) say(`   ${guest.name}: ${images[guest.type]}`);
+    const config: XenTestConfig = { bridge: BRIDGE, guests, readySeconds: 120 };
+
+    say('== payload (Node.js, the project, the images, the tests)');
+    const payloadStarted = performance.now();
+    const payload = join(temp, 'payload.cpio');
+    const { bytes } = await buildPayload(join(temp, 'stage'), payload, { projectDir: PROJECT_DIR, images: Object.fromEntries([...labels].map(([dir, label]) => [label, dir])), config, dom0Libraries: dom0.libraries, signal });
+    await removeTree(join(temp, 'stage'));
+    // The kernel unpacks concatenated newc archives in order: the payload's files land on top of the cached root.
+    const initrd = join(temp, 'initrd.cpio');
+    const out = createWriteStream(initrd);
+    for (const part of [dom0.rootCpio, payload]) await pipeline(createReadStream(part), out, { end: false, signal });
+    await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    say(`   ${(bytes / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - payloadStarted) / 1000).toFixed(1)} s`);
+    const prepared = (performance.now() - started) / 1000;
+
+    say(`== Xen in QEMU (TCG); console: ${args.console}`);
+    await mkdir(dirname(args.console), { recursive: true });
+    const boot = await bootXen({
+      xen: dom0.xen,
+      dom0Kernel: dom0.kernel,
+      initrd,
+      dom0Cmdline: `console=hvc0 panic=1 quiet tinyx.xenbr0=${BRIDGE.gateway}/${BRIDGE.prefix}`,
+      consoleLog: args.console,
+      timeoutSeconds: Number(args.timeout),
+      dom0ReadySeconds: 240,
+      signal,
+      onLine: (line) => {
+        if (args.verbose) say(`   | ${line}`);
+      },
+    });
+
+    const failed = boot.results.filter((r) => !r.ok);
+    const missing = ['xen', ...guests.map((g) => g.name)].filter((name) => !boot.results.some((r) => r.name === name));
+    const ok = !boot.failure && boot.status === 0 && failed.length === 0 && missing.length === 0;
+    const summary = { ok, failure: boot.failure, status: boot.status, dom0: { cached: dom0.cached, seconds: round(dom0.seconds), ...dom0.versions }, preparedSeconds: round(prepared), timings: boot.timings, results: boot.results, missing, consoleLog: args.console };
+    if (args.json) console.log(JSON.stringify(summary, null, 2));
+    else report(summary.timings, boot.results, missing, boot.failure);
+    if (signal.aborted) return 130;
+    return ok ? 0 : 1;
+  } finally {
+    await removeTree(temp);
+  }
+}
+
+/** The host programs the harness runs, each with the Debian package that has it. */
+const HOST_TOOLS: [string, string][] = [
+  ['qemu-system-x86_64', 'qemu-system-x86'],
+  ['debootstrap', 'debootstrap'],
+  ['cpio', 'cpio'],
+  ['apt-get', 'apt'],
+  ['dpkg-deb', 'dpkg'],
+  ['depmod', 'kmod'],
+  ['objdump', 'binutils'],
+  ['npm', 'npm'],
+];
+
+async function missingTools(): Promise<[string, string][]> {
+  const missing: [string, string][] = [];
+  for (const [tool, pkg] of HOST_TOOLS) {
+    if ((await run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true })).exitCode !== 0) missing.push([tool, pkg]);
+  }
+  return missing;
+}
+
+/** The images to boot, by guest type: the ones named on the command line, or nginx built now (cache hits once built). */
+async function imageDirs(temp: string, signal: AbortSignal): Promise<Record<string, string>> {
+  if (args.pvh || args.pv) {
+    return Object.fromEntries(Object.entries({ pvh: args.pvh, pv: args.pv }).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => [k, resolve(v)]));
+  }
+  const images: Record<string, string> = {};
+  for (const [type, platform] of [['pvh', 'xen-pvh'], ['pv', 'xen-pv']] as [string, Platform][]) {
+    say(`== nginx for ${platform}`);
+    images[type] = join(temp, `nginx-${type}`);
+    await build({ recipe: 'nginx', platform, outDir: images[type], signal });
+  }
+  return images;
+}
+
+function report(timings: Record<string, number | undefined>, results: TestResult[], missing: string[], failure: string | undefined): void {
+  say(`   seconds from QEMU's start: ${Object.entries(timings).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  for (const result of results) {
+    const ms = result.ms ? ` (${Object.entries(result.ms).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ')})` : '';
+    say(`${result.ok ? 'ok  ' : 'FAIL'} ${result.name} ${result.seconds} s${ms}${result.details ? ` ${JSON.stringify(result.details)}` : ''}`);
+    if (!result.ok) {
+      say(`     ${result.error}`);
+      if (result.consoleTail) say(result.consoleTail.split('\n').map((l) => `     | ${l}`).join('\n'));
+    }
+  }
+  for (const name of missing) say(`FAIL ${name}: no result`);
+  if (failure) say(`FAIL ${failure}`);
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+const controller = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => controller.abort(`interrupted (${sig})`));
+process.exitCode = await main(controller.signal).catch((error: unknown) => {
+  const e = error as Error & { hint?: string; kind?: string };
+  console.error(`test:xen: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
+  if (process.env.TINYX_VERBOSE) console.error(e.stack);
+  return e.kind === 'interrupted' || controller.signal.aborted ? 130 : e.kind === 'host' ? 3 : 1;
+});

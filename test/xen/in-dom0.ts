@@ -1,0 +1,193 @@
+// The Xen tests, run inside dom0 by the harness (harness.ts) with the host's
+// Node.js. Each test's outcome is one framed line on the console,
+// `tinyx-xen-result: {json}`, which the harness reads from QEMU's serial
+// port. Plain `xl` for now; the xen backend's tests go here when it exists.
+import { readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { run } from '@tinyx/builder/internals';
+import { FRAME } from './dom0-init.js';
+
+/** What the harness writes to /opt/tinyx-xen/config.json. */
+export interface XenTestConfig {
+  /** dom0's side of xenbr0 (the guests' gateway) and the prefix length. */
+  bridge: { name: string; gateway: string; prefix: number };
+  guests: GuestSpec[];
+  /** A guest that has not printed its ready line by then has failed. */
+  readySeconds: number;
+}
+
+export interface GuestSpec {
+  /** The test's name and the domain's. */
+  name: string;
+  type: 'pvh' | 'pv';
+  /** The image directory inside dom0. */
+  image: string;
+  address: string;
+  memoryMiB: number;
+}
+
+export interface TestResult {
+  name: string;
+  ok: boolean;
+  seconds: number;
+  /** Named measurements, in milliseconds. */
+  ms?: Record<string, number>;
+  details?: Record<string, unknown>;
+  error?: string;
+  consoleTail?: string;
+}
+
+const READY_LINE = 'tinyx: ready';
+const CONSOLE_DIR = '/var/log/xen/console';
+
+interface Manifest {
+  name: string;
+  artifacts: { rootfs: string; kernel: string | null; vmlinux: string | null };
+}
+
+async function main(configFile: string): Promise<number> {
+  const config = JSON.parse(await readFile(configFile, 'utf8')) as XenTestConfig;
+  const tests: { name: string; run: () => Promise<Omit<TestResult, 'name' | 'ok' | 'seconds'>> }[] = [
+    { name: 'xen', run: describeXen },
+    ...config.guests.map((guest) => ({ name: guest.name, run: () => bootGuest(config, guest) })),
+  ];
+  let failed = 0;
+  for (const test of tests) {
+    const started = performance.now();
+    let result: TestResult;
+    try {
+      result = { name: test.name, ok: true, seconds: 0, ...(await test.run()) };
+    } catch (error) {
+      const failure = error as Error & { consoleTail?: string };
+      result = { name: test.name, ok: false, seconds: 0, error: failure.message, ...(failure.consoleTail ? { consoleTail: failure.consoleTail } : {}) };
+    }
+    result.seconds = round((performance.now() - started) / 1000);
+    if (!result.ok) failed++;
+    console.log(`${FRAME.result} ${JSON.stringify(result)}`);
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+/** What Xen this is, and what dom0 sees of it: part of the record, and a check that xl can talk to the hypervisor. */
+async function describeXen(): Promise<Omit<TestResult, 'name' | 'ok' | 'seconds'>> {
+  const info = (await run('xl', ['info'])).stdout;
+  const field = (name: string): string | undefined => info.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm'))?.[1];
+  const uptime = Number((await readFile('/proc/uptime', 'utf8')).split(' ')[0]);
+  return {
+    details: {
+      xen: `${field('xen_major')}.${field('xen_minor')}${field('xen_extra')}`,
+      caps: field('xen_caps'),
+      freeMemoryMiB: Number(field('free_memory')),
+      dom0Kernel: field('release'),
+      dom0UptimeSeconds: uptime,
+    },
+  };
+}
+
+/**
+ * One guest's life under plain xl: create, the ready line on its console, the
+ * page over xenbr0, pause (no answer), unpause (answers), destroy (gone).
+ */
+async function bootGuest(config: XenTestConfig, guest: GuestSpec): Promise<Omit<TestResult, 'name' | 'ok' | 'seconds'>> {
+  const manifest = JSON.parse(await readFile(join(guest.image, 'manifest.json'), 'utf8')) as Manifest;
+  // Both boot the uncompressed ELF: PVH through its entry note, PV through its Xen notes (no decompressor in libxc's loader).
+  const kernelName = manifest.artifacts.vmlinux ?? manifest.artifacts.kernel;
+  if (!kernelName) throw new Error(`${guest.image} has no kernel`);
+  const cfgFile = `/run/${guest.name}.cfg`;
+  const cfg = [
+    `name = "${guest.name}"`,
+    `type = "${guest.type}"`,
+    `kernel = "${join(guest.image, kernelName)}"`,
+    `ramdisk = "${join(guest.image, manifest.artifacts.rootfs)}"`,
+    `extra = "console=hvc0 tinyx.ip=${guest.address}/${config.bridge.prefix} tinyx.gw=${config.bridge.gateway}"`,
+    `memory = ${guest.memoryMiB}`,
+    'vcpus = 1',
+    `vif = [ "bridge=${config.bridge.name}" ]`,
+    // /init ends the VM with a reset when the app exits: that must end the domain, not restart it.
+    'on_reboot = "destroy"',
+    'on_crash = "destroy"',
+  ].join('\n');
+  await writeFile(cfgFile, `${cfg}\n`);
+  const consoleLog = join(CONSOLE_DIR, `guest-${guest.name}.log`);
+  const ms: Record<string, number> = {};
+  const started = performance.now();
+  try {
+    await run('xl', ['create', cfgFile]);
+    ms.xlCreate = Math.round(performance.now() - started);
+    await waitFor(async () => {
+      const text = await readFile(consoleLog, 'utf8').catch(() => '');
+      if (text.includes(READY_LINE)) return true;
+      const listed = await run('xl', ['domid', guest.name], { allowFailure: true });
+      if (listed.exitCode !== 0) throw new Error(`${guest.name} ended before its ready line`);
+      return false;
+    }, config.readySeconds * 1000, `${guest.name} printed no "${READY_LINE}" within ${config.readySeconds} s`);
+    ms.ready = Math.round(performance.now() - started);
+    const url = `http://${guest.address}/`;
+    const first = await waitFor(() => httpStatus(url, 2000).catch(() => undefined), 20_000, `${url} did not answer`);
+    if (first !== 200) throw new Error(`${url} answered ${first}, not 200`);
+    ms.http = Math.round(performance.now() - started);
+
+    await run('xl', ['pause', guest.name]);
+    const whilePaused = await httpStatus(url, 3000).then(
+      (status) => `answered ${status}`,
+      () => 'no answer',
+    );
+    if (whilePaused !== 'no answer') throw new Error(`${url} ${whilePaused} while the domain was paused`);
+    const unpaused = performance.now();
+    await run('xl', ['unpause', guest.name]);
+    const after = await waitFor(() => httpStatus(url, 2000).catch(() => undefined), 20_000, `${url} did not answer after unpause`);
+    if (after !== 200) throw new Error(`${url} answered ${after} after unpause`);
+    ms.unpauseToHttp = Math.round(performance.now() - unpaused);
+
+    const destroying = performance.now();
+    await run('xl', ['destroy', guest.name]);
+    ms.destroy = Math.round(performance.now() - destroying);
+    const left = await run('xl', ['domid', guest.name], { allowFailure: true });
+    if (left.exitCode === 0) throw new Error(`${guest.name} is still listed after xl destroy`);
+    const links = (await run('ip', ['-o', 'link', 'show', 'master', config.bridge.name])).stdout.trim();
+    return { ms, details: { kernel: kernelName, bridgePortsAfterDestroy: links ? links.split('\n').length : 0 } };
+  } catch (error) {
+    const text = await readFile(consoleLog, 'utf8').catch(() => '(no console log)');
+    await run('xl', ['destroy', guest.name], { allowFailure: true });
+    throw Object.assign(error as Error, { consoleTail: text.split('\n').slice(-25).join('\n') });
+  }
+}
+
+/** Polls `check` until it gives a value (not false or undefined), or fails after `timeoutMs`. */
+async function waitFor<T>(check: () => Promise<T | false | undefined>, timeoutMs: number, message: string): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== false && value !== undefined) return value;
+    if (performance.now() > deadline) throw new Error(message);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function httpStatus(url: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { timeout: timeoutMs, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+const configFile = process.argv[2];
+if (!configFile) {
+  console.error('usage: in-dom0.js CONFIG.json');
+  process.exitCode = 2;
+} else {
+  process.exitCode = await main(configFile).catch((error: unknown) => {
+    console.log(`${FRAME.result} ${JSON.stringify({ name: 'in-dom0', ok: false, seconds: 0, error: String((error as Error).stack ?? error) })}`);
+    return 1;
+  });
+}
