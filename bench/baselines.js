@@ -248,7 +248,7 @@ export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }) {
  * noapic it reaches /init but its serial console goes silent.
  */
 export function stockKernelQemuArgs({ kernel, initrd, append, memoryMiB, hostPort, guestPort, consoleFile, accel = 'tcg' }) {
-  const cmdline = `console=ttyS0 quiet reboot=t panic=-1 tinyx.ip=${GUEST_ADDRESS} tinyx.gw=${GUEST_GATEWAY} ${append}`;
+  const cmdline = `console=ttyS0 quiet reboot=t panic=-1 rootfstype=ramfs tinyx.ip=${GUEST_ADDRESS} tinyx.gw=${GUEST_GATEWAY} ${append}`;
   return q35Args({ kernel, initrd, memoryMiB, hostPort, guestPort, consoleFile, accel, cmdline });
 }
 

@@ -119,9 +119,11 @@ export function stats(xs, digits = 0) {
 export async function smallestMemory(app, imageDir, { low = 8, high = 128 } = {}) {
   const trials = [];
   const works = async (memoryMiB) => {
-    const vm = await qemu().create(imageDir, { memoryMiB });
+    let vm;
     let ok = false;
     try {
+      // Too little memory can end the guest before QEMU has even answered on QMP: create() fails then.
+      vm = await qemu().create(imageDir, { memoryMiB });
       await vm.waitReady(undefined, { timeoutMs: 30_000 });
       const port = vm.forwards[0]?.guest;
       const target = vm.endpoint(port);
@@ -129,7 +131,7 @@ export async function smallestMemory(app, imageDir, { low = 8, high = 128 } = {}
     } catch {
       ok = false;
     } finally {
-      await vm.destroy();
+      await vm?.destroy();
     }
     trials.push({ memoryMiB, ok });
     return ok;

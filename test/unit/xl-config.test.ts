@@ -7,7 +7,7 @@ test('an image directory gets a ready xl configuration: pvh boots vmlinux, pv th
   t.regex(pvh, /^type = "pvh"$/m);
   t.regex(pvh, /^kernel = "\/srv\/images\/nginx\/vmlinux"$/m);
   t.regex(pvh, /^ramdisk = "\/srv\/images\/nginx\/initrd\.cpio\.gz"$/m);
-  t.regex(pvh, /^extra = "console=hvc0 quiet panic=-1 tinyx\.ip=10\.213\.0\.2\/16 tinyx\.gw=10\.213\.0\.1"$/m);
+  t.regex(pvh, /^extra = "console=hvc0 quiet panic=-1 rootfstype=ramfs tinyx\.ip=10\.213\.0\.2\/16 tinyx\.gw=10\.213\.0\.1"$/m);
   t.regex(pvh, /^vif = \[ "bridge=xenbr0" \]$/m);
   t.regex(pvh, /^on_reboot = "destroy"$/m, "/init's reboot -f ends the domain");
   const pv = imageXlConfig({ name: 'nginx', platform: 'xen-pv', dir: '/srv/images/nginx', rootfs: 'initrd.cpio.gz' });
@@ -33,7 +33,7 @@ test('the backend writes its own: name, MAC, hotplug script; values xl cannot ho
       'type = "pvh"',
       'kernel = "/i/vmlinux"',
       'ramdisk = "/i/initrd.cpio.gz"',
-      'extra = "console=hvc0 quiet panic=-1 tinyx.ip=10.213.0.9/16 tinyx.gw=10.213.0.1"',
+      'extra = "console=hvc0 quiet panic=-1 rootfstype=ramfs tinyx.ip=10.213.0.9/16 tinyx.gw=10.213.0.1"',
       'memory = 64',
       'vcpus = 2',
       'vif = [ "bridge=xenbr0,mac=00:16:3e:1a:2b:3c,script=/usr/lib/tinyx/vif-lean" ]',

@@ -27,7 +27,8 @@ export interface XlConfig {
 
 /** The kernel command line of a Xen guest: the console is hvc0, the address comes from the toolstack. */
 export function xenCmdline(network: { address: string; prefixLength: number; gateway: string } | undefined): string {
-  return ['console=hvc0', 'quiet', 'panic=-1', ...(network ? [`tinyx.ip=${network.address}/${network.prefixLength}`, `tinyx.gw=${network.gateway}`] : [])].join(' ');
+  // rootfstype=ramfs: the root is not capped at half the memory, as a tmpfs root would be (see the qemu backend).
+  return ['console=hvc0', 'quiet', 'panic=-1', 'rootfstype=ramfs', ...(network ? [`tinyx.ip=${network.address}/${network.prefixLength}`, `tinyx.gw=${network.gateway}`] : [])].join(' ');
 }
 
 /** The bridge and address the emitted `<name>.xl.cfg` uses: Debian's Xen bridge, the first guest address of the tinyx subnet. */
