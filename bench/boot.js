@@ -20,7 +20,7 @@ export async function imageSizes(imageDir) {
   const size = async (name) => (name ? (await stat(join(imageDir, name))).size : 0);
   const vmlinux = await size(manifest.artifacts.vmlinux);
   const bzImage = await size(manifest.artifacts.kernel);
-  const initrd = await size(manifest.artifacts.initrd);
+  const initrd = await size(manifest.artifacts.rootfs);
   return { vmlinuxBytes: vmlinux, bzImageBytes: bzImage, initrdBytes: initrd, initrdUncompressedBytes: manifest.sizes.initrdUncompressed, totalBytes: bzImage + initrd };
 }
 

@@ -1,4 +1,4 @@
-// Density: N nginx VMs at once, all serving. How long until the first and the
+// Density: N nginx VMs started at once, all serving. How long until the first and the
 // last is ready (from the first QEMU start), and what each costs the host
 // (PSS of its QEMU process: shared pages split between the VMs sharing them).
 import { readFile } from 'node:fs/promises';
@@ -16,8 +16,7 @@ async function memAvailableKiB() {
 }
 
 /**
- * Starts `count` VMs of `imageDir` one after the other without waiting, then
- * waits for each to be ready. Options go to the qemu backend (memory, TCG
+ * Starts `count` VMs of `imageDir` at once, then waits for each to be ready. Options go to the qemu backend (memory, TCG
  * cache bound). All VMs are destroyed at the end, also on failure.
  */
 export async function density(app, imageDir, { count = 50, memoryMiB, tcgCacheMiB } = {}) {
@@ -26,9 +25,16 @@ export async function density(app, imageDir, { count = 50, memoryMiB, tcgCacheMi
   const before = await memAvailableKiB();
   const t0 = performance.now();
   try {
-    for (let i = 0; i < count; i++) vms.push(await qemu.create(imageDir, { memoryMiB, tcgCacheMiB }));
+    // All at once: each create returns when its QEMU answers on QMP.
+    const created = await Promise.allSettled(Array.from({ length: count }, () => qemu.create(imageDir, { memoryMiB, tcgCacheMiB })));
+    for (const c of created) if (c.status === 'fulfilled') vms.push(c.value);
+    const notCreated = created.find((c) => c.status === 'rejected');
+    if (notCreated) throw notCreated.reason;
     const startedAllMs = performance.now() - t0;
-    const readyAt = await Promise.all(vms.map((vm) => vm.waitReady(undefined, { timeoutMs: 15 * 60_000 }).then(() => performance.now() - t0)));
+    const outcomes = await Promise.allSettled(vms.map((vm) => vm.waitReady(undefined, { timeoutMs: 15 * 60_000 }).then(() => performance.now() - t0)));
+    const readyAt = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    // A VM that did not come up is counted and its first failure kept: the figure is for the rest.
+    const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [String(o.reason?.message ?? o.reason).split('\n').slice(0, 4).join(' ')] : []));
     // All ready: each one answers a real request now, while the others run.
     const answers = await Promise.all(vms.map((vm) => {
       const port = vm.forwards[0].guest;
@@ -47,6 +53,8 @@ export async function density(app, imageDir, { count = 50, memoryMiB, tcgCacheMi
       startedAllMs: Math.round(startedAllMs),
       firstReadyMs: Math.round(Math.min(...readyAt)),
       lastReadyMs: Math.round(Math.max(...readyAt)),
+      ready: readyAt.length,
+      failures,
       serving: answers.filter(Boolean).length,
       pssPerVmMiB: { median: mib(median(pss)), min: mib(Math.min(...pss)), max: mib(Math.max(...pss)) },
       pssTotalMiB: mib(pss.reduce((a, b) => a + b, 0)),

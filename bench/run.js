@@ -11,7 +11,8 @@
 //   density    50 nginx VMs at once                                 (bench/density.js)
 //
 // With no section named, all run (about an hour here). A run of some sections
-// keeps the others' figures from bench/results.json.
+// keeps the others' figures from bench/results.json; `render` only rewrites the
+// README's tables from it.
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -30,9 +31,10 @@ const sharedCache = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME |
 /** Where the benchmark keeps its images, state files and baseline VMs between runs. */
 const work = process.env.TINYX_BENCH_DIR || '/var/tmp/tinyx-bench';
 
+// `render` alone measures nothing: it rewrites the README's tables from bench/results.json.
 const wanted = process.argv.slice(2);
-for (const name of wanted) if (!SECTIONS.includes(name)) throw new Error(`no bench section "${name}" (sections: ${SECTIONS.join(', ')})`);
-const sections = wanted.length ? wanted : SECTIONS;
+for (const name of wanted) if (![...SECTIONS, 'render'].includes(name)) throw new Error(`no bench section "${name}" (sections: ${SECTIONS.join(', ')}, or render)`);
+const sections = wanted.includes('render') ? [] : wanted.length ? wanted : SECTIONS;
 
 const resultsPath = join(repo, 'bench/results.json');
 const results = JSON.parse(await readFile(resultsPath, 'utf8').catch(() => '{}'));
@@ -42,13 +44,14 @@ await mkdir(work, { recursive: true });
 
 /** The image of an app, built (kernel included) with the shared cache: a cache hit after the first run. */
 const images = {};
-async function image(app) {
-  images[app] ??= (async () => {
-    const outDir = join(work, 'images', app);
-    await build({ recipe: app, outDir });
+async function image(app, compression) {
+  const name = compression ? `${app}-${compression}` : app;
+  images[name] ??= (async () => {
+    const outDir = join(work, 'images', name);
+    await build({ recipe: app, outDir, ...(compression ? { compression } : {}) });
     return outDir;
   })();
-  return images[app];
+  return images[name];
 }
 
 async function section(name, fn) {
@@ -80,7 +83,11 @@ await section('boot', async () => {
     console.log(`${app}: pause ${figures.pauseSave.pauseMs.median} ms, unpause ${figures.pauseSave.unpauseMs.median} ms, save ${figures.pauseSave.saveMs.median} ms, restore ${figures.pauseSave.restoreToAnswerMs.median} ms`);
     apps[app] = figures;
   }
-  return { apps };
+  // The initrd's compression is a trade: unpacking gzip costs boot time, an uncompressed one memory.
+  const raw = await image('nginx', 'none');
+  const rawFigures = { sizes: await imageSizes(raw), microvm: await bootTimes('nginx', raw), smallestMemory: await smallestMemory('nginx', raw) };
+  console.log(`nginx, initrd uncompressed: first answer ${rawFigures.microvm.firstAnswerMs.median} ms, ${rawFigures.smallestMemory.memoryMiB} MiB`);
+  return { apps, nginxUncompressed: rawFigures };
 });
 
 await section('baselines', async () => {
@@ -111,9 +118,11 @@ await section('baselines', async () => {
 await section('density', async () => {
   const dir = await image('nginx');
   const runs = [];
-  // Guest memory: what nginx was measured to need, with room to spare; the TCG cache bounded to 16 MiB.
-  const memoryMiB = Math.max(32, Math.ceil(((results.boot?.apps?.nginx?.smallestMemory?.memoryMiB ?? 24) * 1.5) / 4) * 4);
-  runs.push(await density('nginx', dir, { count: 50, memoryMiB, tcgCacheMiB: 16 }));
+  // Guest memory: what nginx was measured to need, plus 4 MiB. What a guest has touched stays
+  // resident in QEMU, so the guest's size is most of a VM's cost; the TCG translation cache
+  // (1 GiB of address space by default, tens of MiB touched) is bounded to 8 MiB.
+  const memoryMiB = (results.boot?.apps?.nginx?.smallestMemory?.memoryMiB ?? 32) + 4;
+  runs.push(await density('nginx', dir, { count: 50, memoryMiB, tcgCacheMiB: 8 }));
   const last = runs.at(-1);
   console.log(`density: ${last.serving}/${last.count} serving, first ready ${last.firstReadyMs} ms, last ${last.lastReadyMs} ms, PSS ${last.pssPerVmMiB.median} MiB per VM`);
   return { runs };
@@ -142,6 +151,11 @@ function renderTables(r) {
       );
     }
   }
+  if (r.boot?.nginxUncompressed) {
+    const u = r.boot.nginxUncompressed;
+    const g = r.boot.apps.nginx;
+    out.push('', `nginx with \`--compression none\` (no gzip to unpack): first answer **${s(u.microvm.firstAnswerMs.median)}** (gzip: ${s(g.microvm.firstAnswerMs.median)}), smallest memory ${u.smallestMemory.memoryMiB} MiB (gzip: ${g.smallestMemory.memoryMiB} MiB), image ${mib(u.sizes.totalBytes)}.`);
+  }
   if (r.baselines) {
     out.push('', `### Against Debian (${r.baselines.date.slice(0, 10)}; same QEMU, same accelerator, q35)`, '');
     out.push('| app | Debian VM (cloud kernel, full root on virtio disk, systemd) | Debian kernel + tinyx root | tinyx on q35 | tinyx on microvm | Debian VM / tinyx | Debian kernel / tinyx kernel (same root, q35) |');
@@ -157,10 +171,12 @@ function renderTables(r) {
   }
   if (r.density) {
     out.push('', `### Density (${r.density.date.slice(0, 10)})`, '');
-    out.push('| VMs | guest memory | TCG cache | all started | first ready | last ready | serving | host memory per VM (PSS, median) | MemAvailable drop per VM |');
+    out.push('All started at once; first and last ready are from that moment. Host memory is the PSS of each QEMU process (shared pages split between the VMs sharing them), measured with all of them serving.', '');
+    out.push('| VMs | guest memory | TCG cache | all started | first ready | last ready | ready / serving | host memory per VM (PSS, median) | MemAvailable drop per VM |');
     out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const d of r.density.runs) {
-      out.push(`| ${d.count} | ${d.memoryMiB} MiB | ${d.tcgCacheMiB ?? 'default'} MiB | ${s(d.startedAllMs)} | ${s(d.firstReadyMs)} | ${s(d.lastReadyMs)} | ${d.serving}/${d.count} | **${d.pssPerVmMiB.median} MiB** | ${d.memAvailableDropPerVmMiB} MiB |`);
+      out.push(`| ${d.count} | ${d.memoryMiB} MiB | ${d.tcgCacheMiB ?? 'default'} MiB | ${s(d.startedAllMs)} | ${s(d.firstReadyMs)} | ${s(d.lastReadyMs)} | ${d.ready ?? d.count} / ${d.serving} | **${d.pssPerVmMiB.median} MiB** | ${d.memAvailableDropPerVmMiB} MiB |`);
+      for (const f of d.failures ?? []) out.push(`|  |  |  |  |  |  | failed: ${f.replace(/\|/g, '/')} |  |  |`);
     }
   }
   if (r.build) {
