@@ -185,12 +185,13 @@ test.serial("the app's exit ends the VM, and is reported with the console's tail
 });
 
 test.serial('--detach leaves the VM running: ps, logs, pause, unpause, stop; a VM whose QEMU died shows as stopped and stop cleans it', async (t) => {
-  const run = await runCli(['run', nginxDir, '--detach', '--json']);
+  const run = await runCli(['run', nginxDir, '--detach', '--tcg-cache', '16', '--json']);
   t.is(run.code, 0, run.stderr);
   const { id, forwards } = JSON.parse(run.stdout) as { id: string; forwards: { host: number; guest: number }[] };
   const port = forwards.find((f) => f.guest === 80)!.host;
   t.teardown(() => runCli(['stop', id]).then(() => undefined));
   t.not(qemuProcessesOf(id), '', 'QEMU outlives the tinyx process');
+  t.regex(qemuProcessesOf(id), /-accel tcg,tb-size=16 /, '--tcg-cache bounds the translation cache');
   const vm = await qemu.get(id);
   await vm.waitReady();
   t.is((await get(port)).status, 200);

@@ -19,6 +19,7 @@ interface RunArgs extends BootArgs {
   image: string;
   memory: number;
   machine: 'microvm' | 'q35';
+  tcgCache?: number;
 }
 
 interface RestoreArgs extends BootArgs {
@@ -66,6 +67,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .positional('image', { type: 'string', demandOption: true, describe: 'an image directory (out/<name>)' })
       .option('memory', { type: 'number', default: 128, describe: 'guest memory in MiB' })
       .option('machine', { choices: ['microvm', 'q35'] as const, default: 'microvm' as const, describe: 'microvm boots vmlinux through PVH (fastest); q35 boots the bzImage' })
+      .option('tcg-cache', { type: 'number', describe: "TCG only: bound the translation cache (MiB), most of a TCG VM's host memory after its own RAM (QEMU's default: up to 1 GiB)" })
       .example('$0 run out/nginx --check', 'boot, wait until nginx answers HTTP, print the boot time, stop')
       .example('$0 run out/nginx --publish 8080:80', 'boot and serve on localhost:8080 until Ctrl-C; the console goes to stdout')
       .example('$0 run out/redis --check --json', 'the same, as JSON (accelerator, times, console file)')
@@ -75,7 +77,9 @@ export const runCommand: CommandModule<object, RunArgs> = {
         'Networking: with --network user (the default) the guest is 10.0.2.15 behind QEMU, reached through --publish forwards on 127.0.0.1 (the readiness probe gets one of its own). With --network bridge each VM has its own address on tinyx0.',
       ) as unknown as Argv<RunArgs>,
   handler: (args) =>
-    boot(args, (backend) => backend.create(args.image, { ...bootCreateOptions(args), memoryMiB: args.memory, machine: args.machine })),
+    boot(args, (backend) =>
+      backend.create(args.image, { ...bootCreateOptions(args), memoryMiB: args.memory, machine: args.machine, ...(args.tcgCache ? { tcgCacheMiB: args.tcgCache } : {}) }),
+    ),
 };
 
 export const restoreCommand: CommandModule<object, RestoreArgs> = {
