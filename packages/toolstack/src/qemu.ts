@@ -275,7 +275,7 @@ export class QemuVm implements Vm {
     const early = exited.then(async (code) => {
       const qemuLog = (await readFile(join(dir, 'qemu.log'), 'utf8').catch(() => '')).trim();
       // Status 0 is the guest resetting (a panic with panic=-1, or /init's reboot) before QMP answered.
-      const console = (await readFile(join(dir, 'console.log'), 'utf8').catch(() => '')).trim().split('\n').slice(-10).map((l) => `  | ${l}`).join('\n');
+      const console = quotedTail(await readFile(join(dir, 'console.log'), 'utf8').catch(() => ''), 10);
       throw new ToolstackError('E_QEMU', `QEMU exited at start (status ${code}): ${qemuLog || 'no message'}${console ? `\nconsole (last lines):\n${console}` : ''}`);
     });
     let qmp: QmpClient;
@@ -445,7 +445,7 @@ export class QemuVm implements Vm {
   }
 
   private async failure(what: string): Promise<ToolstackError> {
-    const tail = (await this.console()).trim().split('\n').slice(-20).map((l) => `  | ${l}`).join('\n');
+    const tail = quotedTail(await this.console(), 20);
     const qemuLog = (await readFile(join(this.dir, 'qemu.log'), 'utf8').catch(() => '')).trim();
     return new ToolstackError('E_NOT_READY', `${this.image.name}: ${what}\nconsole (last lines):\n${tail || '  | (empty)'}${qemuLog ? `\nqemu: ${qemuLog}` : ''}`, {
       hint: `the whole console: ${this.consoleFile}`,
@@ -481,6 +481,12 @@ function isAlive(pid: number, dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The last lines of a console, each prefixed "  | " for an error message; empty for an empty console. */
+function quotedTail(text: string, lines: number): string {
+  const kept = text.trim();
+  return kept ? kept.split('\n').slice(-lines).map((l) => `  | ${l}`).join('\n') : '';
 }
 
 /** A pause in a polling loop: it keeps the process alive, as the loop's caller waits on it. */
