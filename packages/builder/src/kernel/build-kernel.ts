@@ -55,13 +55,14 @@ function reproducibleEnv(sourceDateEpoch: number): Record<string, string> {
 }
 
 /**
- * ccache, when the host has it, with its store in the tinyx cache: kernels of
- * different apps differ in a few options, and a source file whose preprocessed
- * text the difference leaves alone is compiled once for all of them. The
- * build directory is a fresh temporary one each time, so paths are made
- * relative to the cache (base_dir) and the directory is not hashed. ccache
- * hands back the object the compiler would have produced: the kernel's bytes
- * do not depend on it.
+ * ccache, when the host has it, with its store in the tinyx cache: a source
+ * file whose preprocessed text a configuration change leaves alone is
+ * compiled once. The build directory is a fresh temporary one each time; the
+ * compiler is given absolute source paths and paths relative to it for the
+ * rest, so the directory itself is left out of the hash. No base_dir: it
+ * would turn the source paths relative, and __FILE__ (which the kernel's
+ * -fmacro-prefix-map shortens only when absolute) would then differ from a
+ * build without ccache. With it as is, the kernel's bytes do not depend on ccache.
  */
 async function compilerCache(cache: Cache): Promise<{ makeArgs: string[]; env: Record<string, string> } | undefined> {
   if (process.env.TINYX_CCACHE === '0' || !(await findOnPath('ccache'))) return undefined;
@@ -69,7 +70,6 @@ async function compilerCache(cache: Cache): Promise<{ makeArgs: string[]; env: R
     makeArgs: ['CC=ccache gcc'],
     env: {
       CCACHE_DIR: join(cache.dir, 'ccache'),
-      CCACHE_BASEDIR: cache.dir,
       CCACHE_NOHASHDIR: 'true',
       CCACHE_MAXSIZE: '2G',
       // The generated headers are written just before the compile; their times say nothing of their content.
