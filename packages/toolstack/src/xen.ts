@@ -100,7 +100,7 @@ export class XenBackend implements Backend {
 
   private async missing(): Promise<ToolstackError | undefined> {
     if (!(await findOnPath('xl', SUBPROCESS_PATH))) {
-      return new ToolstackError('E_NO_XL', 'xl (the Xen toolstack) is not installed', { kind: 'host', hint: 'in dom0: apt-get install xen-utils-common (Debian)' });
+      return new ToolstackError('E_NO_XL', 'xl (the Xen toolstack) is not installed', { kind: 'host', hint: 'apt-get install xen-system-amd64 (the hypervisor and xl, Debian) and boot the machine with Xen; or use --backend qemu' });
     }
     const capabilities = await readFile('/proc/xen/capabilities', 'utf8').catch(() => undefined);
     if (capabilities === undefined) {
