@@ -194,7 +194,9 @@ export class XenBackend implements Backend {
     let address: string | undefined;
     let xlStarted = false;
     try {
-      const bridge = spec.restoreNic ? { ...this.bridge, bridge: spec.restoreNic.bridge } : this.bridge;
+      // A restored guest keeps its network: its address and gateway are in its saved memory.
+      const nic = spec.restoreNic;
+      const bridge: BridgeConfig = nic ? { bridge: nic.bridge, gateway: nic.gateway, prefixLength: nic.prefixLength } : this.bridge;
       await ensureBridge(bridge);
       address = await leaseAddress(id, runtime, bridge, spec.restoreNic?.address);
       const record: XenVmRecord = {
