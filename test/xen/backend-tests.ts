@@ -66,7 +66,7 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
     vm = await backend.restore(stateFile);
     ms.restore = since(started);
     if (vm.address !== address) throw new Error(`restored at ${vm.address}, saved at ${address}`);
-    await vm.waitReady(undefined, { timeoutMs: 60_000 });
+    await vm.waitReady(undefined, { timeoutMs: config.readySeconds * 1000 });
     await expectStatus(url, 200, 'after restore');
     ms.restoreToHttp = since(started);
     await rm(stateFile, { force: true });
