@@ -21,6 +21,19 @@ export interface BackendTestConfig {
   cli: string;
 }
 
+/** The backend suite's part of the harness's config.json. */
+export interface BackendSuite {
+  guests: { type: 'pvh' | 'pv'; image: string }[];
+  pool: { type: 'pvh' | 'pv'; image: string };
+  cli: string;
+}
+
+/** The names of the backend suite's results, in order (the harness checks each came back). */
+export function backendTestNames(config: { backend?: BackendSuite | undefined }): string[] {
+  if (!config.backend) return [];
+  return ['backend-errors', ...config.backend.guests.map((g) => `backend-${g.type}`), `pool-${config.backend.pool.type}`];
+}
+
 /**
  * One VM's life under the backend: create, ready, HTTP 200 from dom0 at its
  * leased address, pause (no answer), unpause (200), save (the domain is gone),

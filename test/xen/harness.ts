@@ -17,7 +17,8 @@ import { build, type Platform } from '@tinyx/builder';
 import { Cache, defaultCacheDir, removeTree, run } from '@tinyx/builder/internals';
 import { bootXen } from './boot-xen.js';
 import { buildDom0 } from './dom0.js';
-import { backendTestNames, type GuestSpec, type TestResult, type XenTestConfig } from './in-dom0.js';
+import { backendTestNames } from './backend-tests.js';
+import type { GuestSpec, TestResult, XenTestConfig } from './in-dom0.js';
 import { DOM0_PATHS, buildPayload } from './payload.js';
 
 const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');

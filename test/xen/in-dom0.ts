@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { run } from '@tinyx/builder/internals';
-import { backendErrors, backendLifecycle, poolThroughCli, type BackendTestConfig } from './backend-tests.js';
+import { backendErrors, backendLifecycle, backendTestNames, poolThroughCli, type BackendSuite, type BackendTestConfig } from './backend-tests.js';
 import { FRAME } from './dom0-init.js';
 
 /** What the harness writes to /opt/tinyx-xen/config.json. */
@@ -19,17 +19,7 @@ export interface XenTestConfig {
   /** A guest that has not printed its ready line by then has failed. */
   readySeconds: number;
   /** The backend suite: one lifecycle per guest type, the pool, the errors; absent when not run. */
-  backend?: {
-    guests: { type: 'pvh' | 'pv'; image: string }[];
-    pool: { type: 'pvh' | 'pv'; image: string };
-    cli: string;
-  };
-}
-
-/** The names of the backend suite's results, in order (the harness checks each came back). */
-export function backendTestNames(config: Pick<XenTestConfig, 'backend'>): string[] {
-  if (!config.backend) return [];
-  return ['backend-errors', ...config.backend.guests.map((g) => `backend-${g.type}`), `pool-${config.backend.pool.type}`];
+  backend?: BackendSuite;
 }
 
 export interface GuestSpec {
