@@ -1,7 +1,7 @@
 // `npm run test:xen`: Xen booted inside QEMU (TCG), the Xen tests run in its
 // dom0, the results read back from the serial console. See README.md here.
 //
-//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--suites xl,backend] [--pool-type pvh|pv] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
+//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--suites xl,backend] [--only NAME,...] [--pool-type pvh|pv] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
 //
 // Without --pvh/--pv, nginx is built for xen-pvh and xen-pv with the builder
 // (cache hits after the first time). Exit 0 when every test passed, 1 when one
@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     pvh: { type: 'string' },
     pv: { type: 'string' },
     suites: { type: 'string', default: SUITES.join(',') },
+    only: { type: 'string' },
     'pool-type': { type: 'string', default: 'pvh' },
     timeout: { type: 'string', default: '1800' },
     console: { type: 'string', default: join(tmpdir(), 'tinyx-xen-console.log') },
@@ -101,6 +102,7 @@ async function main(signal: AbortSignal): Promise<number> {
             },
           }
         : {}),
+      ...(args.only ? { only: args.only.split(',') } : {}),
     };
 
     say('== payload (Node.js, the project, the images, the tests)');
@@ -133,7 +135,8 @@ async function main(signal: AbortSignal): Promise<number> {
     });
 
     const failed = boot.results.filter((r) => !r.ok);
-    const missing = ['xen', ...guests.map((g) => g.name), ...backendTestNames(config)].filter((name) => !boot.results.some((r) => r.name === name));
+    const expected = ['xen', ...guests.map((g) => g.name), ...backendTestNames(config)].filter((name) => !config.only || name === 'xen' || config.only.includes(name));
+    const missing = expected.filter((name) => !boot.results.some((r) => r.name === name));
     const ok = !boot.failure && boot.status === 0 && failed.length === 0 && missing.length === 0;
     const summary = { ok, failure: boot.failure, status: boot.status, dom0: { cached: dom0.cached, seconds: round(dom0.seconds), ...dom0.versions }, preparedSeconds: round(prepared), timings: boot.timings, results: boot.results, missing, consoleLog: args.console };
     if (args.json) console.log(JSON.stringify(summary, null, 2));

@@ -57,17 +57,24 @@ export class XenPool {
    */
   async fill(imageDir: string, size: number, shape: PoolShape & { signal?: AbortSignal; onCreated?: (entry: PoolEntry) => void } = {}): Promise<{ created: PoolEntry[]; total: number }> {
     const full = await this.resolveShape(imageDir, shape);
+    await mkdir(this.dir, { recursive: true });
     const created: PoolEntry[] = [];
     let have = (await this.entries(full)).length;
     while (have < size) {
       const started = performance.now();
       const options: XenCreateOptions = { paused: true, memoryMiB: full.memoryMiB, vcpus: full.vcpus, type: full.type, ...(shape.signal ? { signal: shape.signal } : {}) };
       const vm = await this.backend.create(full.imageDir, options);
-      await vm.update({ pooled: true });
       const entry: PoolEntry = { id: vm.id, ...full, createdAtEpochMs: Date.now(), createMs: Math.round(performance.now() - started) };
-      const temp = join(this.dir, `.${entry.id}.json.tmp`);
-      await writeFile(temp, `${JSON.stringify(entry, null, 2)}\n`);
-      await rename(temp, join(this.dir, `${entry.id}.json`));
+      try {
+        await vm.update({ pooled: true });
+        const temp = join(this.dir, `.${entry.id}.json.tmp`);
+        await writeFile(temp, `${JSON.stringify(entry, null, 2)}\n`);
+        await rename(temp, join(this.dir, `${entry.id}.json`));
+      } catch (error) {
+        // A domain no entry names would wait forever: it goes.
+        await vm.destroy().catch(() => undefined);
+        throw error;
+      }
       created.push(entry);
       shape.onCreated?.(entry);
       have++;
