@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_BRIDGE, guestAddresses, leaseAddress, macFor, tapName } from '@tinyx/toolstack/internals';
+import { DEFAULT_BRIDGE, guestAddresses, leaseAddress, MAC_PREFIX, macFor, tapName } from '@tinyx/toolstack/internals';
 
 test('a tap name fits IFNAMSIZ and keeps the id suffix that tells VMs apart', (t) => {
   t.is(tapName('nginx-1a2b3c'), 'tx-1a2b3c');
@@ -13,6 +13,7 @@ test('a tap name fits IFNAMSIZ and keeps the id suffix that tells VMs apart', (t
 test('MAC addresses are locally administered, stable per id and differ between ids', (t) => {
   t.is(macFor('nginx-1a2b3c'), '52:54:00:1a:2b:3c');
   t.not(macFor('nginx-1a2b3c'), macFor('nginx-1a2b3d'));
+  t.is(macFor('nginx-1a2b3c', MAC_PREFIX.xen), '00:16:3e:1a:2b:3c', "a Xen guest's MAC is under Xen's OUI");
 });
 
 test('guest addresses skip the gateway, network and broadcast addresses of each /24', (t) => {

@@ -1,7 +1,7 @@
 // `npm run test:xen`: Xen booted inside QEMU (TCG), the Xen tests run in its
 // dom0, the results read back from the serial console. See README.md here.
 //
-//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
+//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--suites xl,backend] [--only NAME,...] [--pool-type pvh|pv] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
 //
 // Without --pvh/--pv, nginx is built for xen-pvh and xen-pv with the builder
 // (cache hits after the first time). Exit 0 when every test passed, 1 when one
@@ -17,19 +17,28 @@ import { build, type Platform } from '@tinyx/builder';
 import { Cache, defaultCacheDir, removeTree, run } from '@tinyx/builder/internals';
 import { bootXen } from './boot-xen.js';
 import { buildDom0 } from './dom0.js';
+import { backendTestNames } from './backend-tests.js';
 import type { GuestSpec, TestResult, XenTestConfig } from './in-dom0.js';
 import { DOM0_PATHS, buildPayload } from './payload.js';
 
 const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-/** xenbr0 in dom0 and the guests' addresses on it. */
-const BRIDGE = { name: 'xenbr0', gateway: '10.99.0.1', prefix: 24 };
-const GUEST_ADDRESSES: Record<'pvh' | 'pv', string> = { pvh: '10.99.0.10', pv: '10.99.0.11' };
+/**
+ * xenbr0 in dom0: the xen backend's default network (10.213.0.1/16, the
+ * builder's XEN_DEFAULT_NETWORK), so the backend runs with its defaults. The
+ * plain-xl guests take fixed addresses far above the backend's leases (.0.2 up).
+ */
+const BRIDGE = { name: 'xenbr0', gateway: '10.213.0.1', prefix: 16 };
+const GUEST_ADDRESSES: Record<'pvh' | 'pv', string> = { pvh: '10.213.200.10', pv: '10.213.200.11' };
+const SUITES = ['xl', 'backend'] as const;
 
 const { values: args } = parseArgs({
   options: {
     pvh: { type: 'string' },
     pv: { type: 'string' },
-    timeout: { type: 'string', default: '900' },
+    suites: { type: 'string', default: SUITES.join(',') },
+    only: { type: 'string' },
+    'pool-type': { type: 'string', default: 'pvh' },
+    timeout: { type: 'string', default: '1800' },
     console: { type: 'string', default: join(tmpdir(), 'tinyx-xen-console.log') },
     verbose: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -50,6 +59,12 @@ async function main(signal: AbortSignal): Promise<number> {
     console.error(`test:xen needs ${missing.map(([tool]) => tool).join(', ')}: apt-get install ${[...new Set(missing.map(([, pkg]) => pkg))].join(' ')}`);
     return 3;
   }
+  const suites = args.suites.split(',').filter(Boolean);
+  const unknown = suites.filter((name) => !(SUITES as readonly string[]).includes(name));
+  if (unknown.length > 0 || suites.length === 0 || !['pvh', 'pv'].includes(args['pool-type'])) {
+    console.error(`test:xen: --suites takes ${SUITES.join(',')} (a comma-separated choice), --pool-type pvh or pv`);
+    return 2;
+  }
   const cache = new Cache(defaultCacheDir());
   const started = performance.now();
 
@@ -63,15 +78,32 @@ async function main(signal: AbortSignal): Promise<number> {
     // One copy per directory: a xen-pvh image can be booted as PV too (its kernel has XEN_PV).
     const labels = new Map<string, string>();
     for (const [type, dir] of Object.entries(images)) if (!labels.has(dir)) labels.set(dir, type);
-    const guests: GuestSpec[] = Object.entries(images).map(([type, dir]) => ({
+    const inDom0 = (type: string): string => join(DOM0_PATHS.images, labels.get(images[type]!)!);
+    const allGuests: GuestSpec[] = Object.entries(images).map(([type, dir]) => ({
       name: `nginx-${type}`,
       type: type as 'pvh' | 'pv',
       image: join(DOM0_PATHS.images, labels.get(dir)!),
       address: GUEST_ADDRESSES[type as 'pvh' | 'pv'],
       memoryMiB: 128,
     }));
-    for (const guest of guests) say(`   ${guest.name}: ${images[guest.type]}`);
-    const config: XenTestConfig = { bridge: BRIDGE, guests, readySeconds: 120 };
+    for (const guest of allGuests) say(`   ${guest.name}: ${images[guest.type]}`);
+    const guests = suites.includes('xl') ? allGuests : [];
+    const poolType = args['pool-type'] as 'pvh' | 'pv';
+    const config: XenTestConfig = {
+      bridge: BRIDGE,
+      guests,
+      readySeconds: 180,
+      ...(suites.includes('backend')
+        ? {
+            backend: {
+              guests: allGuests.map((g) => ({ type: g.type, image: g.image })),
+              pool: { type: poolType, image: inDom0(images[poolType] ? poolType : allGuests[0]!.type) },
+              cli: DOM0_PATHS.cli,
+            },
+          }
+        : {}),
+      ...(args.only ? { only: args.only.split(',') } : {}),
+    };
 
     say('== payload (Node.js, the project, the images, the tests)');
     const payloadStarted = performance.now();
@@ -103,7 +135,8 @@ async function main(signal: AbortSignal): Promise<number> {
     });
 
     const failed = boot.results.filter((r) => !r.ok);
-    const missing = ['xen', ...guests.map((g) => g.name)].filter((name) => !boot.results.some((r) => r.name === name));
+    const expected = ['xen', ...guests.map((g) => g.name), ...backendTestNames(config)].filter((name) => !config.only || name === 'xen' || config.only.includes(name));
+    const missing = expected.filter((name) => !boot.results.some((r) => r.name === name));
     const ok = !boot.failure && boot.status === 0 && failed.length === 0 && missing.length === 0;
     const summary = { ok, failure: boot.failure, status: boot.status, dom0: { cached: dom0.cached, seconds: round(dom0.seconds), ...dom0.versions }, preparedSeconds: round(prepared), timings: boot.timings, results: boot.results, missing, consoleLog: args.console };
     if (args.json) console.log(JSON.stringify(summary, null, 2));

@@ -1,20 +1,27 @@
 // The Xen tests, run inside dom0 by the harness (harness.ts) with the host's
 // Node.js. Each test's outcome is one framed line on the console,
 // `tinyx-xen-result: {json}`, which the harness reads from QEMU's serial
-// port. Plain `xl` for now; the xen backend's tests go here when it exists.
+// port. Two suites: `xl` (plain xl, the ground truth) and `backend` (the
+// toolstack's xen backend, the pool and the CLI: backend-tests.ts).
 import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { run } from '@tinyx/builder/internals';
+import { backendErrors, backendLifecycle, backendTestNames, poolThroughCli, type BackendSuite, type BackendTestConfig } from './backend-tests.js';
 import { FRAME } from './dom0-init.js';
 
 /** What the harness writes to /opt/tinyx-xen/config.json. */
 export interface XenTestConfig {
   /** dom0's side of xenbr0 (the guests' gateway) and the prefix length. */
   bridge: { name: string; gateway: string; prefix: number };
+  /** Plain-xl guests (the `xl` suite); empty when that suite is not run. */
   guests: GuestSpec[];
   /** A guest that has not printed its ready line by then has failed. */
   readySeconds: number;
+  /** The backend suite: one lifecycle per guest type, the pool, the errors; absent when not run. */
+  backend?: BackendSuite;
+  /** Run only the tests of these names (and `xen`); all when absent. */
+  only?: string[];
 }
 
 export interface GuestSpec {
@@ -52,8 +59,16 @@ async function main(configFile: string): Promise<number> {
     { name: 'xen', run: describeXen },
     ...config.guests.map((guest) => ({ name: guest.name, run: () => bootGuest(config, guest) })),
   ];
+  if (config.backend) {
+    const b = config.backend;
+    const shared: BackendTestConfig = { bridge: config.bridge.name, consoleDir: CONSOLE_DIR, readySeconds: config.readySeconds, cli: b.cli };
+    const [errors, ...rest] = backendTestNames(config);
+    tests.push({ name: errors!, run: () => backendErrors(shared, b.guests[0]?.image ?? b.pool.image) });
+    b.guests.forEach((guest, i) => tests.push({ name: rest[i]!, run: () => backendLifecycle(shared, guest.image, guest.type) }));
+    tests.push({ name: rest.at(-1)!, run: () => poolThroughCli(shared, b.pool.image, b.pool.type) });
+  }
   let failed = 0;
-  for (const test of tests) {
+  for (const test of tests.filter((t) => !config.only || t.name === 'xen' || config.only.includes(t.name))) {
     const started = performance.now();
     let result: TestResult;
     try {

@@ -28,6 +28,7 @@ export const DOM0_PATHS = {
   config: '/opt/tinyx-xen/config.json',
   node: '/usr/local/bin/node',
   tests: '/opt/tinyx/test/dist/xen/in-dom0.js',
+  cli: '/opt/tinyx/packages/cli/bin/tinyx.js',
 } as const;
 
 /** Host directories searched for node's libraries, in the dynamic linker's order. */
@@ -84,6 +85,8 @@ async function stageProject(projectDir: string, target: string, signal: AbortSig
     await mkdir(join(target, 'packages', name), { recursive: true });
     await copyFile(join(from, 'package.json'), join(target, 'packages', name, 'package.json'));
     await cp(join(from, 'dist'), join(target, 'packages', name, 'dist'), { recursive: true, filter: (path) => !path.endsWith('.map') });
+    // The CLI's entry point (packages/cli/bin/tinyx.js): the tests run `tinyx` in dom0 too.
+    if (await lstat(join(from, 'bin')).then(() => true, () => false)) await cp(join(from, 'bin'), join(target, 'packages', name, 'bin'), { recursive: true });
   }
   await cp(join(projectDir, 'test/dist/xen'), join(target, 'test/dist/xen'), { recursive: true, filter: (path) => !path.endsWith('.map') });
 

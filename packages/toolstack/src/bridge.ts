@@ -36,10 +36,13 @@ export function tapName(vmId: string): string {
   return `tx-${vmId.slice(vmId.lastIndexOf('-') + 1)}`.slice(0, 15);
 }
 
-/** A locally administered MAC address derived from the VM id (stable for the VM, different between VMs). */
-export function macFor(vmId: string): string {
+/** QEMU's MAC prefix (52:54:00, what QEMU itself gives out) and Xen's (00:16:3e, Xen's OUI, what xl gives out). */
+export const MAC_PREFIX = { qemu: '52:54:00', xen: '00:16:3e' } as const;
+
+/** A MAC address derived from the VM id (stable for the VM, different between VMs), under a hypervisor's prefix. */
+export function macFor(vmId: string, prefix: string = MAC_PREFIX.qemu): string {
   const suffix = vmId.slice(vmId.lastIndexOf('-') + 1).padStart(6, '0').slice(-6);
-  return `52:54:00:${suffix.slice(0, 2)}:${suffix.slice(2, 4)}:${suffix.slice(4, 6)}`;
+  return `${prefix}:${suffix.slice(0, 2)}:${suffix.slice(2, 4)}:${suffix.slice(4, 6)}`;
 }
 
 /** The guest addresses of a /16 behind the gateway, in order (x.y.0.2 onwards, skipping the gateway and broadcasts). */
@@ -87,7 +90,12 @@ export async function attachNic(vmId: string, runtime: string, config: BridgeCon
 /** Removes the tap and gives the address back. Safe to call twice, and for a tap that was never made. */
 export async function releaseNic(nic: BridgedNic, runtime: string): Promise<void> {
   if (await interfaceExists(nic.tap)) await run('ip', ['link', 'del', nic.tap], { allowFailure: true });
-  await rm(join(runtime, '.leases', nic.address), { recursive: true, force: true });
+  await releaseLease(nic.address, runtime);
+}
+
+/** Gives an address back (leaseAddress). Safe to call twice. */
+export async function releaseLease(address: string, runtime: string): Promise<void> {
+  await rm(join(runtime, '.leases', address), { recursive: true, force: true });
 }
 
 /**

@@ -1,3 +1,5 @@
 /** Pieces of the toolstack exported for its tests, not a stable API. */
-export { guestAddresses, leaseAddress, macFor, tapName } from './bridge.js';
+export { guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX } from './bridge.js';
+export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlListRow } from './xl-list.js';
 export { DEFAULT_BRIDGE } from './bridge.js';
+export { guestType, xenDomainConfig, xlFailure } from './xen.js';

@@ -3,13 +3,13 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { access, constants, mkdir, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
 import { attachNic, releaseNic, type BridgedNic } from './bridge.js';
 import { ToolstackError } from './errors.js';
 import { readImage, type ImageDirectory, type ReadinessProbe } from './image.js';
 import { probeHttp, probeTcp } from './probe.js';
+import { runtimeDir } from './runtime.js';
 import { QmpClient } from './qmp.js';
 import type { Backend, CreateOptions, Vm, VmState } from './vm.js';
 
@@ -40,11 +40,7 @@ export interface QemuOptions extends CreateOptions {
   tcgCacheMiB?: number;
 }
 
-export function runtimeDir(): string {
-  if (process.env.TINYX_RUNTIME_DIR) return process.env.TINYX_RUNTIME_DIR;
-  if (process.env.XDG_RUNTIME_DIR) return join(process.env.XDG_RUNTIME_DIR, 'tinyx');
-  return process.getuid?.() === 0 ? '/run/tinyx' : join(tmpdir(), `tinyx-${process.getuid?.() ?? 'user'}`);
-}
+export { runtimeDir };
 
 /** A free TCP port on the loopback, for a forward the user did not name. */
 export function freePort(): Promise<number> {
@@ -87,7 +83,7 @@ export class QemuBackend implements Backend {
   async list(): Promise<QemuVm[]> {
     const ids = await readdir(runtimeDir()).catch(() => [] as string[]);
     const vms: QemuVm[] = [];
-    // .leases holds the bridged network's address leases, not a VM.
+    // .leases holds the bridged network's address leases, .pool the xen backend's pool: not VMs.
     for (const id of ids.filter((name) => !name.startsWith('.')).sort()) {
       const own = [...this.vms].find((vm) => vm.id === id);
       if (own) vms.push(own);
@@ -320,6 +316,9 @@ export class QemuVm implements Vm {
     } catch {
       throw new ToolstackError('E_NO_VM', `no VM with id ${id}`, { kind: 'user', hint: 'list them with: tinyx ps' });
     }
+    // The runtime directory is shared: a record with another backend's name is that backend's VM.
+    const backend = (record as { backend?: string }).backend;
+    if (backend !== undefined && backend !== 'qemu') throw new ToolstackError('E_NO_VM', `${id} is a ${backend} VM, not a qemu one`, { kind: 'user' });
     const image = await readImage(record.imageDir).catch(() => ({ dir: record.imageDir, name: record.name, platform: 'kvm', readiness: null, kernel: null, vmlinux: null, initrd: '' }));
     return new QemuVm(record, image, dir, undefined, performance.now(), undefined);
   }

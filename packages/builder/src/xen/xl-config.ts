@@ -23,6 +23,12 @@ export interface XlConfig {
    * domain that reboots or crashes is destroyed, not restarted.
    */
   onCrash?: 'destroy' | 'preserve';
+  /**
+   * Further xl.cfg lines, written as they are after the rest (for settings
+   * tinyx does not model, such as `tsc_mode = "native"`). xl reads them, and
+   * rejects them with its own message when they do not parse.
+   */
+  extraLines?: readonly string[];
 }
 
 /** The kernel command line of a Xen guest: the console is hvc0, the address comes from the toolstack. */
@@ -79,6 +85,7 @@ export function renderXlConfig(config: XlConfig): string {
     'on_poweroff = "destroy"',
     'on_reboot = "destroy"',
     `on_crash = ${quote(config.onCrash ?? 'destroy', 'on_crash')}`,
+    ...(config.extraLines ?? []),
   );
   return `${lines.join('\n')}\n`;
 }

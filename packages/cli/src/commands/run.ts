@@ -1,12 +1,16 @@
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
-import { ToolstackError, getBackend, type QemuBackend, type QemuVm } from '@tinyx/toolstack';
+import { ToolstackError, XenPool, getBackend, type QemuBackend, type QemuVm } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { makeOutput, reportError } from '../output.js';
+import { bootXen, xenBackend } from './run-xen.js';
 
 interface BootArgs extends GlobalArgs {
+  backend: 'qemu' | 'xen';
+  type?: 'pvh' | 'pv';
+  refill?: boolean;
   network: 'user' | 'bridge';
   publish: string[];
   accel: 'auto' | 'kvm' | 'tcg';
@@ -29,6 +33,13 @@ interface RestoreArgs extends BootArgs {
 /** What `run` and `restore` share: the network, the accelerator, and what to do once QEMU runs. */
 function bootOptions<T>(yargs: Argv<T>): Argv<T & BootArgs> {
   return globalOptions(yargs as Argv<object>)
+    .option('backend', {
+      choices: ['qemu', 'xen'] as const,
+      default: 'qemu' as const,
+      describe: 'qemu: QEMU/KVM (kvm images); xen: a Xen domain through xl, run in dom0 (xen-pvh and xen-pv images), taken from the pool (tinyx pool) when one waits',
+    })
+    .option('type', { choices: ['pvh', 'pv'] as const, describe: "xen: the guest type (default: the image's platform; a xen-pvh kernel boots as pv too)" })
+    .option('refill', { type: 'boolean', default: true, describe: 'xen: after taking a domain from the pool, refill the pool in the background to the size of the last pool fill' })
     .option('network', {
       choices: ['user', 'bridge'] as const,
       default: 'user' as const,
@@ -43,6 +54,8 @@ function bootOptions<T>(yargs: Argv<T>): Argv<T & BootArgs> {
       if (args.check && args.detach) throw new Error('--check stops the VM when it is ready; --detach leaves it running: give one');
       for (const p of args.publish) if (!/^\d{1,5}:\d{1,5}$/.test(p)) throw new Error(`--publish ${p}: give HOST:GUEST, for example 8080:80`);
       if (args.network === 'bridge' && args.publish.length) throw new Error('--publish goes with --network user; a bridged VM is reached at its own address');
+      if (args.backend === 'xen' && args.publish.length) throw new Error('--publish is for QEMU; a Xen domain has an address of its own on xenbr0');
+      if (args.backend !== 'xen' && args.type) throw new Error('--type (pvh, pv) is for --backend xen');
       return true;
     }) as unknown as Argv<T & BootArgs>;
 }
@@ -73,13 +86,16 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .example('$0 run out/redis --check --json', 'the same, as JSON (accelerator, times, console file)')
       .example('$0 run out/nginx --detach --publish 8080:80', 'in the background; then tinyx ps, tinyx logs ID, tinyx stop ID')
       .example('sudo $0 run out/nginx --network bridge --detach', 'with an address of its own on the tinyx0 bridge (10.213.0.0/16); tinyx ps shows it')
+      .example('$0 run out/nginx-pvh --backend xen --check --timeout 180', 'in dom0: a Xen domain (from the pool when tinyx pool fill made some), probed, destroyed')
       .epilog(
-        'Networking: with --network user (the default) the guest is 10.0.2.15 behind QEMU, reached through --publish forwards on 127.0.0.1 (the readiness probe gets one of its own). With --network bridge each VM has its own address on tinyx0.',
+        'Networking: with --network user (the default) the guest is 10.0.2.15 behind QEMU, reached through --publish forwards on 127.0.0.1 (the readiness probe gets one of its own). With --network bridge each VM has its own address on tinyx0. A Xen domain (--backend xen) always has its own address on xenbr0 (10.213.0.0/16).',
       ) as unknown as Argv<RunArgs>,
   handler: (args) =>
-    boot(args, (backend) =>
-      backend.create(args.image, { ...bootCreateOptions(args), memoryMiB: args.memory, machine: args.machine, ...(args.tcgCache ? { tcgCacheMiB: args.tcgCache } : {}) }),
-    ),
+    args.backend === 'xen'
+      ? bootXen(args, (signal) => new XenPool(xenBackend()).instantiate(args.image, { memoryMiB: args.memory, signal, ...(args.type ? { type: args.type } : {}) }))
+      : boot(args, (backend) =>
+          backend.create(args.image, { ...bootCreateOptions(args), memoryMiB: args.memory, machine: args.machine, ...(args.tcgCache ? { tcgCacheMiB: args.tcgCache } : {}) }),
+        ),
 };
 
 export const restoreCommand: CommandModule<object, RestoreArgs> = {
@@ -91,8 +107,22 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
       .example('$0 restore nginx.state --detach', 'the VM runs on from where it was saved')
       .example('$0 restore nginx.state --check', 'restore, probe the app, print the time, stop')
       .epilog('The image directory, memory and machine are those of the saved VM (kept in FILE.json). A bridged VM comes back with its address.') as unknown as Argv<RestoreArgs>,
-  handler: (args) => boot(args, (backend) => backend.restore(args.file, bootCreateOptions(args))),
+  handler: async (args) =>
+    args.backend === 'xen' || (await savedBackend(args.file)) === 'xen'
+      ? bootXen(args, async (signal) => {
+          const requested = performance.now();
+          const vm = await xenBackend().restore(args.file, { signal });
+          vm.startedAt = requested;
+          return { vm, fromPool: false, instantiationMs: Math.round(performance.now() - requested) };
+        })
+      : boot(args, (backend) => backend.restore(args.file, bootCreateOptions(args))),
 };
+
+/** Which backend saved a state file (FILE.json says; qemu's older files do not). */
+async function savedBackend(file: string): Promise<string | undefined> {
+  const saved = await readFile(`${file}.json`, 'utf8').then((text) => JSON.parse(text) as { backend?: string }, () => undefined);
+  return saved?.backend;
+}
 
 /** Starts a VM, then: --detach returns its id, --check probes and stops it, otherwise the console follows until it ends or Ctrl-C. */
 async function boot(args: BootArgs, start: (backend: QemuBackend) => Promise<QemuVm>): Promise<void> {

@@ -1,0 +1,207 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { readImage } from './image.js';
+import { runtimeDir } from './runtime.js';
+import { XenVm, type XenBackend, type XenCreateOptions } from './xen.js';
+
+/**
+ * The split toolstack (LightVM's idea on stock Xen): the slow part of
+ * creating a domain (building it, attaching its devices, running the vif
+ * hotplug script) is done ahead of time with `xl create -p`, and a run takes
+ * one of those paused domains and only unpauses it.
+ *
+ *   <runtime>/.pool/<id>.json         a paused domain waiting (its VM is <runtime>/<id>/ as any other)
+ *   <runtime>/.pool/.claimed/<id>.json  taken by a run: rename(2) moves it here, so two runs never take the same one
+ *   <runtime>/.pool/.targets/<key>     the size `pool fill` asked for, for the refill after a run
+ */
+export interface PoolEntry {
+  id: string;
+  imageDir: string;
+  type: 'pvh' | 'pv';
+  memoryMiB: number;
+  vcpus: number;
+  createdAtEpochMs: number;
+  /** How long its `xl create -p` took. */
+  createMs: number;
+}
+
+/** What a pooled domain must match to serve a run. */
+export interface PoolShape {
+  memoryMiB?: number;
+  vcpus?: number;
+  type?: 'pvh' | 'pv';
+}
+
+export interface Instantiated {
+  vm: XenVm;
+  fromPool: boolean;
+  /** From the request to a running domain: claim + unpause, or a whole `xl create`. */
+  instantiationMs: number;
+}
+
+export class XenPool {
+  readonly dir: string;
+
+  constructor(
+    private readonly backend: XenBackend,
+    dir?: string,
+  ) {
+    this.dir = dir ?? join(runtimeDir(), '.pool');
+  }
+
+  /**
+   * Creates paused domains of the image until the pool holds `size` of that
+   * shape. Sequential: each `xl create` already keeps dom0 busy. Returns the
+   * new entries; the ones made before a failure stay in the pool.
+   */
+  async fill(imageDir: string, size: number, shape: PoolShape & { signal?: AbortSignal; onCreated?: (entry: PoolEntry) => void } = {}): Promise<{ created: PoolEntry[]; total: number }> {
+    const full = await this.resolveShape(imageDir, shape);
+    await mkdir(this.dir, { recursive: true });
+    const created: PoolEntry[] = [];
+    let have = (await this.entries(full)).length;
+    while (have < size) {
+      const started = performance.now();
+      const options: XenCreateOptions = { paused: true, memoryMiB: full.memoryMiB, vcpus: full.vcpus, type: full.type, ...(shape.signal ? { signal: shape.signal } : {}) };
+      const vm = await this.backend.create(full.imageDir, options);
+      const entry: PoolEntry = { id: vm.id, ...full, createdAtEpochMs: Date.now(), createMs: Math.round(performance.now() - started) };
+      try {
+        await vm.update({ pooled: true });
+        const temp = join(this.dir, `.${entry.id}.json.tmp`);
+        await writeFile(temp, `${JSON.stringify(entry, null, 2)}\n`);
+        await rename(temp, join(this.dir, `${entry.id}.json`));
+      } catch (error) {
+        // A domain no entry names would wait forever: it goes.
+        await vm.destroy().catch(() => undefined);
+        throw error;
+      }
+      created.push(entry);
+      shape.onCreated?.(entry);
+      have++;
+    }
+    // Remembered for the refill after a run takes one (tinyx run --backend xen).
+    await mkdir(join(this.dir, '.targets'), { recursive: true });
+    await writeFile(join(this.dir, '.targets', shapeKey(full)), `${JSON.stringify({ ...full, size })}\n`);
+    return { created, total: have };
+  }
+
+  /** The waiting domains, oldest first; of one image (and shape) when given. */
+  async entries(filter?: { imageDir: string } & PoolShape): Promise<PoolEntry[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const entries: PoolEntry[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.'))) {
+      const entry = await readFile(join(this.dir, name), 'utf8').then((text) => JSON.parse(text) as PoolEntry, () => undefined);
+      if (entry && (!filter || matches(entry, filter))) entries.push(entry);
+    }
+    return entries.sort((a, b) => a.createdAtEpochMs - b.createdAtEpochMs);
+  }
+
+  /**
+   * Takes a waiting domain of the image for a run, or undefined when none is
+   * there. The rename of its entry is the claim (atomic: a second claimer gets
+   * ENOENT and tries the next). Its state is not asked here (one xl call
+   * fewer on the way to running): instantiate finds a dead one when it
+   * unpauses it.
+   */
+  async claim(imageDir: string, shape: PoolShape = {}): Promise<XenVm | undefined> {
+    const full = await this.resolveShape(imageDir, shape);
+    const claimed = join(this.dir, '.claimed');
+    await mkdir(claimed, { recursive: true });
+    for (const entry of await this.entries(full)) {
+      const marker = join(claimed, `${entry.id}.json`);
+      try {
+        await rename(join(this.dir, `${entry.id}.json`), marker);
+      } catch {
+        continue; // another run took it
+      }
+      try {
+        const vm = await XenVm.attach(entry.id);
+        await vm.update({ pooled: false, startedAtEpochMs: Date.now() });
+        return vm;
+      } catch {
+        continue;
+      } finally {
+        await rm(marker, { force: true });
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * A running domain of the image: from the pool (unpaused) when one waits,
+   * else created now. `instantiationMs` is the request-to-running time.
+   */
+  async instantiate(imageDir: string, options: XenCreateOptions = {}): Promise<Instantiated> {
+    const requested = performance.now();
+    for (let pooled = await this.claim(imageDir, options); pooled; pooled = await this.claim(imageDir, options)) {
+      try {
+        await pooled.unpause();
+      } catch {
+        // It died while waiting (or was destroyed by hand): remove what it left, take the next.
+        await pooled.destroy().catch(() => undefined);
+        continue;
+      }
+      pooled.startedAt = requested;
+      return { vm: pooled, fromPool: true, instantiationMs: Math.round(performance.now() - requested) };
+    }
+    const vm = await this.backend.create(imageDir, { ...options, paused: false });
+    vm.startedAt = requested;
+    return { vm, fromPool: false, instantiationMs: Math.round(performance.now() - requested) };
+  }
+
+  /** The size `pool fill` last asked for this image and shape (for a refill), or undefined. */
+  async target(imageDir: string, shape: PoolShape = {}): Promise<number | undefined> {
+    const full = await this.resolveShape(imageDir, shape);
+    const text = await readFile(join(this.dir, '.targets', shapeKey(full)), 'utf8').catch(() => undefined);
+    return text === undefined ? undefined : (JSON.parse(text) as { size: number }).size;
+  }
+
+  /** Destroys the waiting domains (of one image when given); returns their ids. */
+  async drain(imageDir?: string): Promise<string[]> {
+    const filterDir = imageDir === undefined ? undefined : resolve(imageDir);
+    const claimed = join(this.dir, '.claimed');
+    await mkdir(claimed, { recursive: true });
+    const drained: string[] = [];
+    for (const entry of await this.entries()) {
+      if (filterDir !== undefined && entry.imageDir !== filterDir) continue;
+      const marker = join(claimed, `${entry.id}.json`);
+      try {
+        await rename(join(this.dir, `${entry.id}.json`), marker);
+      } catch {
+        continue;
+      }
+      try {
+        const vm = await XenVm.attach(entry.id).catch(() => undefined);
+        await vm?.destroy();
+        drained.push(entry.id);
+      } finally {
+        await rm(marker, { force: true });
+      }
+    }
+    if (filterDir === undefined) await rm(join(this.dir, '.targets'), { recursive: true, force: true });
+    else for (const name of await readdir(join(this.dir, '.targets')).catch(() => [] as string[])) {
+      const target = await readFile(join(this.dir, '.targets', name), 'utf8').then((t) => JSON.parse(t) as { imageDir: string }, () => undefined);
+      if (target?.imageDir === filterDir) await rm(join(this.dir, '.targets', name), { force: true });
+    }
+    return drained;
+  }
+
+  private async resolveShape(imageDir: string, shape: PoolShape): Promise<Required<PoolShape> & { imageDir: string }> {
+    const image = await readImage(imageDir);
+    const type = shape.type ?? (image.platform === 'xen-pv' ? 'pv' : 'pvh');
+    return { imageDir: image.dir, type, memoryMiB: shape.memoryMiB ?? 128, vcpus: shape.vcpus ?? 1 };
+  }
+}
+
+function matches(entry: PoolEntry, filter: { imageDir: string } & PoolShape): boolean {
+  return (
+    entry.imageDir === resolve(filter.imageDir) &&
+    (filter.type === undefined || entry.type === filter.type) &&
+    (filter.memoryMiB === undefined || entry.memoryMiB === filter.memoryMiB) &&
+    (filter.vcpus === undefined || entry.vcpus === filter.vcpus)
+  );
+}
+
+function shapeKey(shape: Required<PoolShape> & { imageDir: string }): string {
+  return createHash('sha256').update(JSON.stringify([shape.imageDir, shape.type, shape.memoryMiB, shape.vcpus])).digest('hex').slice(0, 16);
+}

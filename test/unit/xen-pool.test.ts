@@ -1,0 +1,46 @@
+import test from 'ava';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { XenBackend, XenPool, type PoolEntry, type XenVmRecord } from '@tinyx/toolstack';
+
+/** A runtime directory with pooled VMs of a (fake) xen-pvh image: records and entries as `pool fill` leaves them, no Xen needed. */
+async function pooled(t: { teardown(f: () => Promise<void>): void }, shapes: { memoryMiB: number }[]) {
+  const root = await mkdtemp(join(tmpdir(), 'tinyx-pool-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const runtime = join(root, 'run');
+  const image = join(root, 'nginx');
+  await mkdir(image, { recursive: true });
+  for (const file of ['vmlinux', 'initrd.cpio.gz']) await writeFile(join(image, file), '');
+  await writeFile(join(image, 'manifest.json'), JSON.stringify({ name: 'nginx', platform: 'xen-pvh', readiness: null, artifacts: { rootfs: 'initrd.cpio.gz', vmlinux: 'vmlinux' } }));
+  process.env.TINYX_RUNTIME_DIR = runtime;
+  await mkdir(join(runtime, '.pool'), { recursive: true });
+  const ids: string[] = [];
+  for (const [i, shape] of shapes.entries()) {
+    const id = `nginx-00000${i}`;
+    ids.push(id);
+    const network = { bridge: 'xenbr0', address: `10.213.0.${i + 2}`, prefixLength: 16, gateway: '10.213.0.1', mac: `00:16:3e:00:00:0${i}` };
+    const record: XenVmRecord = { backend: 'xen', id, imageDir: image, name: 'nginx', type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, network, config: join(runtime, id, 'xl.cfg'), consoleLog: join(root, `guest-${id}.log`), restored: false, pooled: true, startedAtEpochMs: i };
+    await mkdir(join(runtime, id));
+    await writeFile(join(runtime, id, 'vm.json'), JSON.stringify(record));
+    const entry: PoolEntry = { id, imageDir: image, type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, createdAtEpochMs: 1000 + i, createMs: 10 };
+    await writeFile(join(runtime, '.pool', `${id}.json`), JSON.stringify(entry));
+  }
+  return { runtime, image, ids, pool: new XenPool(new XenBackend({ consoleDir: root }), join(runtime, '.pool')) };
+}
+
+test('concurrent claims take each pooled domain once, oldest first, and only of the asked shape', async (t) => {
+  const { runtime, image, ids, pool } = await pooled(t, [{ memoryMiB: 128 }, { memoryMiB: 128 }, { memoryMiB: 256 }, { memoryMiB: 128 }]);
+  t.is((await pool.entries({ imageDir: image, memoryMiB: 128 })).length, 3);
+  t.is((await pool.claim(image, { memoryMiB: 128 }))?.id, ids[0], 'the oldest first');
+  const claims = await Promise.all(Array.from({ length: 6 }, () => pool.claim(image, { memoryMiB: 128 })));
+  const taken = claims.filter((vm) => vm !== undefined).map((vm) => vm!.id);
+  t.deepEqual([...taken].sort(), [ids[1], ids[3]], 'two claims won, each a different domain');
+  t.is(claims.filter((vm) => vm === undefined).length, 4, 'the other four found the pool empty');
+  const left = await pool.entries();
+  t.deepEqual(left.map((e) => e.id), [ids[2]], 'the 256 MiB one waits on');
+  const record = JSON.parse(await readFile(join(runtime, ids[0]!, 'vm.json'), 'utf8')) as XenVmRecord;
+  t.false(record.pooled, 'a claimed VM is no longer pooled');
+  t.deepEqual(await readdir(join(runtime, '.pool', '.claimed')), [], 'no claim marker is left');
+  t.is((await pool.claim(image, { memoryMiB: 256 }))?.id, ids[2]);
+});

@@ -1,0 +1,271 @@
+// The xen backend's tests (packages/toolstack/src/xen.ts, pool.ts and the
+// CLI on top), run in dom0 by in-dom0.ts on the real Xen.
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { run } from '@tinyx/builder/internals';
+import { ToolstackError, XenBackend, XenPool, runtimeDir, type XenVm } from '@tinyx/toolstack';
+
+/** What a test returns into its result line. */
+export interface Outcome {
+  ms?: Record<string, number>;
+  details?: Record<string, unknown>;
+}
+
+export interface BackendTestConfig {
+  /** dom0's bridge the guests' vifs are plugged into. */
+  bridge: string;
+  consoleDir: string;
+  readySeconds: number;
+  /** The CLI's entry point inside dom0 (packages/cli/bin/tinyx.js). */
+  cli: string;
+}
+
+/** The backend suite's part of the harness's config.json. */
+export interface BackendSuite {
+  guests: { type: 'pvh' | 'pv'; image: string }[];
+  pool: { type: 'pvh' | 'pv'; image: string };
+  cli: string;
+}
+
+/** The names of the backend suite's results, in order (the harness checks each came back). */
+export function backendTestNames(config: { backend?: BackendSuite | undefined }): string[] {
+  if (!config.backend) return [];
+  return ['backend-errors', ...config.backend.guests.map((g) => `backend-${g.type}`), `pool-${config.backend.pool.type}`];
+}
+
+/**
+ * One VM's life under the backend: create, ready, HTTP 200 from dom0 at its
+ * leased address, pause (no answer), unpause (200), save (the domain is gone),
+ * restore (200 at the same address), destroy (no domain, vif, lease or files).
+ */
+export async function backendLifecycle(config: BackendTestConfig, image: string, type: 'pvh' | 'pv'): Promise<Outcome> {
+  const backend = new XenBackend({ consoleDir: config.consoleDir });
+  const ms: Record<string, number> = {};
+  const details: Record<string, unknown> = { type, image };
+  let vm: XenVm | undefined;
+  try {
+    let started = performance.now();
+    vm = await backend.create(image, { type, memoryMiB: 128 });
+    ms.create = since(started);
+    details.id = vm.id;
+    details.address = vm.address;
+    details.mac = vm.record.network.mac;
+    const ready = await vm.waitReady(undefined, { timeoutMs: config.readySeconds * 1000 });
+    ms.ready = ready.ms;
+    if (ready.consoleMs !== undefined) ms.consoleReady = ready.consoleMs;
+    const url = `http://${vm.address}/`;
+    await expectStatus(url, 200, 'after create');
+    await expectState(vm, 'running');
+
+    await vm.pause();
+    await expectState(vm, 'paused');
+    await expectNoAnswer(url, 'while paused');
+    started = performance.now();
+    await vm.unpause();
+    await waitForStatus(url, 200, 20_000, 'after unpause');
+    ms.unpauseToHttp = since(started);
+
+    const stateFile = `/run/${vm.id}.state`;
+    const address = vm.address;
+    const id = vm.id;
+    started = performance.now();
+    await vm.save(stateFile);
+    ms.save = since(started);
+    await expectGone(backend, config, id, address, 'after save');
+    vm = undefined;
+
+    started = performance.now();
+    vm = await backend.restore(stateFile);
+    ms.restore = since(started);
+    if (vm.address !== address) throw new Error(`restored at ${vm.address}, saved at ${address}`);
+    await vm.waitReady(undefined, { timeoutMs: config.readySeconds * 1000 });
+    await expectStatus(url, 200, 'after restore');
+    ms.restoreToHttp = since(started);
+    await rm(stateFile, { force: true });
+    await rm(`${stateFile}.json`, { force: true });
+
+    started = performance.now();
+    await vm.destroy();
+    ms.destroy = since(started);
+    vm = undefined;
+    details.left = await expectGone(backend, config, id, address, 'after destroy');
+    return { ms, details };
+  } catch (error) {
+    throw await withConsole(error, vm);
+  } finally {
+    await vm?.destroy().catch(() => undefined);
+  }
+}
+
+/**
+ * The split toolstack through the CLI: `tinyx pool fill --size 3`, `tinyx run
+ * --backend xen --check` takes one from the pool (instantiation time), the
+ * pool refills itself to 3 in the background, `pool ls`, `pool drain`; then
+ * nothing is left.
+ */
+export async function poolThroughCli(config: BackendTestConfig, image: string, type: 'pvh' | 'pv'): Promise<Outcome> {
+  const backend = new XenBackend({ consoleDir: config.consoleDir });
+  const pool = new XenPool(backend);
+  const ms: Record<string, number> = {};
+  const details: Record<string, unknown> = { type, image };
+  try {
+    let started = performance.now();
+    const filled = await tinyx(config, ['pool', 'fill', image, '--size', '3', '--type', type]);
+    ms.fill3 = since(started);
+    details.createMs = (filled.created as { createMs: number }[]).map((e) => e.createMs);
+    const waiting = await pool.entries({ imageDir: image });
+    if (waiting.length !== 3) throw new Error(`the pool holds ${waiting.length} domains after fill --size 3`);
+    for (const entry of waiting) await expectState(await backend.get(entry.id), 'paused');
+    // A real sample of xl's output for the parsers' unit tests (test/fixtures/xen).
+    details.xlListLong = (await run('xl', ['list', '-l'])).stdout;
+    details.xlList = (await run('xl', ['list'])).stdout;
+
+    started = performance.now();
+    const ran = await tinyx(config, ['run', '--backend', 'xen', image, '--type', type, '--check', '--timeout', String(config.readySeconds)]);
+    ms.runCheck = since(started);
+    if (ran.fromPool !== true) throw new Error(`tinyx run did not take a domain from the pool: ${JSON.stringify(ran)}`);
+    ms.instantiation = ran.instantiationMs as number;
+    ms.ready = ran.readyMs as number;
+    details.ranId = ran.id;
+
+    // The run's background `pool fill` brings the pool back to 3.
+    started = performance.now();
+    await waitFor(async () => (await pool.entries({ imageDir: image })).length >= 3, 120_000, 'the pool did not refill to 3');
+    ms.refill = since(started);
+    const listed = await tinyx(config, ['pool', 'ls']);
+    details.poolLs = (listed.pool as { id: string; state: string }[]).map((e) => `${e.id} ${e.state}`);
+
+    started = performance.now();
+    const drained = await tinyx(config, ['pool', 'drain', image]);
+    ms.drain = since(started);
+    details.drained = (drained.destroyed as string[]).length;
+    if ((await pool.entries()).length !== 0) throw new Error('pool entries are left after drain');
+    details.left = await expectGone(backend, config, undefined, undefined, 'after drain');
+    return { ms, details };
+  } catch (error) {
+    await tinyx(config, ['pool', 'drain']).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** A configuration xl rejects and a missing kernel are named errors, and leave nothing behind. */
+export async function backendErrors(config: BackendTestConfig, image: string): Promise<Outcome> {
+  const backend = new XenBackend({ consoleDir: config.consoleDir });
+  const details: Record<string, unknown> = {};
+
+  const bad = await backend.create(image, { extraLines: ['vif = [ "bridge=xenbr0"'] }).then(
+    (vm) => vm.destroy().then(() => undefined),
+    (error: unknown) => error,
+  );
+  if (!(bad instanceof ToolstackError) || bad.code !== 'E_XL_CONFIG') throw new Error(`a bad xl.cfg line gave ${describe(bad)}, not E_XL_CONFIG`);
+  if (!/config parsing error|syntax error/i.test(bad.message)) throw new Error(`E_XL_CONFIG without xl's own message: ${bad.message}`);
+  details.badConfig = bad.message;
+
+  // The image without its kernel: a copy that has everything else.
+  const broken = '/run/tinyx-test-no-kernel';
+  await mkdir(broken, { recursive: true });
+  for (const name of await readdir(image)) if (name !== 'vmlinux') await copyFile(join(image, name), join(broken, name));
+  try {
+    const missing = await backend.create(broken).then(
+      (vm) => vm.destroy().then(() => undefined),
+      (error: unknown) => error,
+    );
+    if (!(missing instanceof ToolstackError) || !missing.message.includes(join(broken, 'vmlinux'))) throw new Error(`a missing kernel gave ${describe(missing)}, without the kernel's path`);
+    details.missingKernel = `${missing.code}: ${missing.message}`;
+    const cli = await tinyx(config, ['run', '--backend', 'xen', broken, '--check'], { expectFailure: true });
+    details.cliMissingKernel = cli.error;
+  } finally {
+    await rm(broken, { recursive: true, force: true });
+  }
+  details.left = await expectGone(backend, config, undefined, undefined, 'after the failures');
+  return { details };
+}
+
+/** Nothing of a VM (or of any VM, without an id) is left: no domain but dom0, no vif on the bridge, no lease, no runtime directory. */
+async function expectGone(backend: XenBackend, config: BackendTestConfig, id: string | undefined, address: string | undefined, when: string): Promise<Record<string, number>> {
+  const domains = (await backend.domains()).filter((d) => d.domid !== 0 && (id === undefined || d.name === id));
+  if (domains.length > 0) throw new Error(`${when}: domains left: ${domains.map((d) => d.name).join(', ')}`);
+  const ports = (await run('ip', ['-o', 'link', 'show', 'master', config.bridge])).stdout.split('\n').filter((l) => /\bvif\d+\.\d+/.test(l));
+  if (ports.length > 0) throw new Error(`${when}: vifs left on ${config.bridge}: ${ports.join('; ')}`);
+  const leases = (await readdir(join(runtimeDir(), '.leases')).catch(() => [] as string[])).filter((a) => address === undefined || a === address);
+  if (leases.length > 0) throw new Error(`${when}: leases left: ${leases.join(', ')}`);
+  const dirs = (await readdir(runtimeDir()).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && (id === undefined || n === id));
+  if (dirs.length > 0) throw new Error(`${when}: runtime directories left: ${dirs.join(', ')}`);
+  return { domains: domains.length, vifs: ports.length, leases: leases.length, runtimeDirs: dirs.length };
+}
+
+/** The CLI in dom0 with --json: its one result, or its error when it was expected to fail. */
+async function tinyx(config: BackendTestConfig, args: string[], options: { expectFailure?: boolean } = {}): Promise<Record<string, unknown>> {
+  const result = await run(process.execPath, [config.cli, ...args, '--json'], { allowFailure: true, env: { TINYX_XEN_CONSOLE_DIR: config.consoleDir } });
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(result.stdout) as Record<string, unknown>;
+  } catch {
+    throw new Error(`tinyx ${args.join(' ')}: exit ${result.exitCode}, not JSON: ${result.stdout.slice(-500)} ${result.stderr.slice(-500)}`);
+  }
+  if (options.expectFailure) {
+    if (result.exitCode === 0) throw new Error(`tinyx ${args.join(' ')} succeeded where it should have failed`);
+    return parsed;
+  }
+  if (result.exitCode !== 0) throw new Error(`tinyx ${args.join(' ')}: exit ${result.exitCode}: ${JSON.stringify(parsed.error ?? parsed)}`);
+  return parsed;
+}
+
+async function expectState(vm: XenVm, wanted: string): Promise<void> {
+  const state = await vm.state();
+  if (state !== wanted) throw new Error(`${vm.id} is ${state}, not ${wanted}`);
+}
+
+async function expectStatus(url: string, wanted: number, when: string): Promise<void> {
+  const status = await httpStatus(url, 5000).catch((error: Error) => error.message);
+  if (status !== wanted) throw new Error(`${url} ${when}: ${status}, not ${wanted}`);
+}
+
+async function waitForStatus(url: string, wanted: number, timeoutMs: number, when: string): Promise<void> {
+  await waitFor(async () => (await httpStatus(url, 2000).catch(() => undefined)) === wanted, timeoutMs, `${url} did not answer ${wanted} ${when}`);
+}
+
+async function expectNoAnswer(url: string, when: string): Promise<void> {
+  const answer = await httpStatus(url, 3000).then(
+    (status) => `answered ${status}`,
+    () => undefined,
+  );
+  if (answer) throw new Error(`${url} ${answer} ${when}`);
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(message);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function httpStatus(url: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { timeout: timeoutMs, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function withConsole(error: unknown, vm: XenVm | undefined): Promise<Error> {
+  const failure = error instanceof Error ? error : new Error(String(error));
+  const text = vm ? await vm.console() : '';
+  return Object.assign(failure, text ? { consoleTail: text.split('\n').slice(-25).join('\n') } : {});
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'success';
+  if (value instanceof ToolstackError) return `${value.code}: ${value.message}`;
+  return value instanceof Error ? value.message : String(value);
+}
+
+function since(started: number): number {
+  return Math.round(performance.now() - started);
+}
