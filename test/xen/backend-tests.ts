@@ -234,15 +234,19 @@ async function expectNoAnswer(url: string, when: string): Promise<void> {
   if (answer) throw new Error(`${url} ${answer} ${when}`);
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
+/** Polls `check` every `intervalMs` until it gives a value (not false or undefined), or fails after `timeoutMs`. */
+export async function waitFor<T>(check: () => Promise<T | false | undefined>, timeoutMs: number, message: string, intervalMs = 200): Promise<T> {
   const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
+  for (;;) {
+    const value = await check();
+    if (value !== false && value !== undefined) return value;
     if (performance.now() > deadline) throw new Error(message);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
 
-function httpStatus(url: string, timeoutMs: number): Promise<number> {
+/** One HTTP GET from dom0: the status code; rejects when nothing answers in time. */
+export function httpStatus(url: string, timeoutMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(url, { timeout: timeoutMs, agent: false }, (res) => {
       res.resume();

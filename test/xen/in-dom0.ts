@@ -4,10 +4,9 @@
 // port. Two suites: `xl` (plain xl, the ground truth) and `backend` (the
 // toolstack's xen backend, the pool and the CLI: backend-tests.ts).
 import { readFile, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { run } from '@tinyx/builder/internals';
-import { backendErrors, backendLifecycle, backendTestNames, poolThroughCli, type BackendSuite, type BackendTestConfig } from './backend-tests.js';
+import { backendErrors, backendLifecycle, backendTestNames, httpStatus, poolThroughCli, waitFor, type BackendSuite, type BackendTestConfig } from './backend-tests.js';
 import { FRAME } from './dom0-init.js';
 
 /** What the harness writes to /opt/tinyx-xen/config.json. */
@@ -136,10 +135,10 @@ async function bootGuest(config: XenTestConfig, guest: GuestSpec): Promise<Omit<
       const listed = await run('xl', ['domid', guest.name], { allowFailure: true });
       if (listed.exitCode !== 0) throw new Error(`${guest.name} ended before its ready line`);
       return false;
-    }, config.readySeconds * 1000, `${guest.name} printed no "${READY_LINE}" within ${config.readySeconds} s`);
+    }, config.readySeconds * 1000, `${guest.name} printed no "${READY_LINE}" within ${config.readySeconds} s`, 50);
     ms.ready = Math.round(performance.now() - started);
     const url = `http://${guest.address}/`;
-    const first = await waitFor(() => httpStatus(url, 2000).catch(() => undefined), 20_000, `${url} did not answer`);
+    const first = await waitFor(() => httpStatus(url, 2000).catch(() => undefined), 20_000, `${url} did not answer`, 50);
     if (first !== 200) throw new Error(`${url} answered ${first}, not 200`);
     ms.http = Math.round(performance.now() - started);
 
@@ -151,7 +150,7 @@ async function bootGuest(config: XenTestConfig, guest: GuestSpec): Promise<Omit<
     if (whilePaused !== 'no answer') throw new Error(`${url} ${whilePaused} while the domain was paused`);
     const unpaused = performance.now();
     await run('xl', ['unpause', guest.name]);
-    const after = await waitFor(() => httpStatus(url, 2000).catch(() => undefined), 20_000, `${url} did not answer after unpause`);
+    const after = await waitFor(() => httpStatus(url, 2000).catch(() => undefined), 20_000, `${url} did not answer after unpause`, 50);
     if (after !== 200) throw new Error(`${url} answered ${after} after unpause`);
     ms.unpauseToHttp = Math.round(performance.now() - unpaused);
 
@@ -169,28 +168,6 @@ async function bootGuest(config: XenTestConfig, guest: GuestSpec): Promise<Omit<
   }
 }
 
-/** Polls `check` until it gives a value (not false or undefined), or fails after `timeoutMs`. */
-async function waitFor<T>(check: () => Promise<T | false | undefined>, timeoutMs: number, message: string): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== false && value !== undefined) return value;
-    if (performance.now() > deadline) throw new Error(message);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-function httpStatus(url: string, timeoutMs: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { timeout: timeoutMs, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 function round(value: number): number {
   return Math.round(value * 100) / 100;
