@@ -9,6 +9,8 @@
 //              pause/unpause, save/restore                          (bench/boot.js)
 //   baselines  the same app as a Debian VM, and Debian's kernel with the tinyx root (bench/baselines.js)
 //   density    50 nginx VMs at once                                 (bench/density.js)
+//   xen        Xen 4.17 inside QEMU: the Nth domain's creation time (Xen's vif script, the lean
+//              one, the pool), PVH vs PV boot, save/restore          (test/xen, its bench suite)
 //
 // With no section named, all run (about an hour here). A run of some sections
 // keeps the others' figures from bench/results.json; `render` only rewrites the
@@ -23,9 +25,10 @@ import { detectAccel, freePort } from '@tinyx/toolstack';
 import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
 import { kernelFigures, rootFigures } from './build.js';
 import { density } from './density.js';
+import { renderXen, xenFigures } from './xen.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
-const SECTIONS = ['build', 'kernels', 'boot', 'baselines', 'density'];
+const SECTIONS = ['build', 'kernels', 'boot', 'baselines', 'density', 'xen'];
 const APPS = ['nginx', 'redis'];
 const sharedCache = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME || join(process.env.HOME, '.cache'), 'tinyx');
 /** Where the benchmark keeps its images, state files and baseline VMs between runs. */
@@ -128,6 +131,15 @@ await section('density', async () => {
   return { runs };
 });
 
+await section('xen', async () => {
+  const dirs = {};
+  for (const platform of ['xen-pvh', 'xen-pv']) {
+    dirs[platform] = join(work, 'images', `nginx-${platform}`);
+    await build({ recipe: 'nginx', platform, outDir: dirs[platform] });
+  }
+  return xenFigures({ repo, pvh: dirs['xen-pvh'], pv: dirs['xen-pv'], count: Number(process.env.TINYX_BENCH_XEN_COUNT || 32), runs: 3, consoleLog: join(work, 'xen-console.log') });
+});
+
 await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
 const table = renderTables(results);
 console.log(`\n${table}`);
@@ -179,6 +191,7 @@ function renderTables(r) {
       for (const f of d.failures ?? []) out.push(`|  |  |  |  |  |  | failed: ${f.replace(/\|/g, '/')} |  |  |`);
     }
   }
+  if (r.xen) out.push('', ...renderXen(r.xen));
   if (r.build) {
     out.push('', `### Root filesystems (${r.build.date.slice(0, 10)}; \`--no-kernel\`; cold = empty cache, debootstrap and apt included)`, '');
     out.push('| app | cold build | warm rebuild (median of 5) | initrd (gzip) | initrd (xz) | unpacked | files | packages | Debian root it was cut from |');

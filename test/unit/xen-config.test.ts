@@ -47,7 +47,7 @@ test('a pvh domain: the ELF vmlinux, the leased address on the command line, a X
 
 test('a pv domain boots the same ELF (its Xen notes), or the bzImage when there is none; extra lines go last', async (t) => {
   const network = await leased(t, 'nginx-00ff00');
-  const pv = xenDomainConfig(image('xen-pvh'), { id: 'nginx-00ff00', type: 'pv', memoryMiB: 64, vcpus: 2, network }, ['tsc_mode = "native"']);
+  const pv = xenDomainConfig(image('xen-pvh'), { id: 'nginx-00ff00', type: 'pv', memoryMiB: 64, vcpus: 2, network }, { extraLines: ['tsc_mode = "native"'] });
   t.regex(pv, /^type = "pv"$/m);
   t.regex(pv, /^kernel = "\/img\/vmlinux"$/m);
   t.regex(pv, /^memory = 64$/m);

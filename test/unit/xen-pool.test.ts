@@ -2,9 +2,11 @@ import test from 'ava';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { XenBackend, XenPool, type PoolEntry, type XenVmRecord } from '@tinyx/toolstack';
+import { spawnSync } from 'node:child_process';
+import { XenBackend, XenPool, XenVm, type PoolEntry, type XenVmRecord } from '@tinyx/toolstack';
 
 /** A runtime directory with pooled VMs of a (fake) xen-pvh image: records and entries as `pool fill` leaves them, no Xen needed. */
+// Serial: each test points TINYX_RUNTIME_DIR (process-wide) at its own directory.
 async function pooled(t: { teardown(f: () => Promise<void>): void }, shapes: { memoryMiB: number }[]) {
   const root = await mkdtemp(join(tmpdir(), 'tinyx-pool-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
@@ -20,7 +22,7 @@ async function pooled(t: { teardown(f: () => Promise<void>): void }, shapes: { m
     const id = `nginx-00000${i}`;
     ids.push(id);
     const network = { bridge: 'xenbr0', address: `10.213.0.${i + 2}`, prefixLength: 16, gateway: '10.213.0.1', mac: `00:16:3e:00:00:0${i}` };
-    const record: XenVmRecord = { backend: 'xen', id, imageDir: image, name: 'nginx', type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, network, config: join(runtime, id, 'xl.cfg'), consoleLog: join(root, `guest-${id}.log`), restored: false, pooled: true, startedAtEpochMs: i };
+    const record: XenVmRecord = { backend: 'xen', id, imageDir: image, name: 'nginx', type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, network, hotplug: 'xen', config: join(runtime, id, 'xl.cfg'), consoleLog: join(root, `guest-${id}.log`), restored: false, pooled: true, startedAtEpochMs: i };
     await mkdir(join(runtime, id));
     await writeFile(join(runtime, id, 'vm.json'), JSON.stringify(record));
     const entry: PoolEntry = { id, imageDir: image, type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, createdAtEpochMs: 1000 + i, createMs: 10 };
@@ -29,7 +31,7 @@ async function pooled(t: { teardown(f: () => Promise<void>): void }, shapes: { m
   return { runtime, image, ids, pool: new XenPool(new XenBackend({ consoleDir: root }), join(runtime, '.pool')) };
 }
 
-test('concurrent claims take each pooled domain once, oldest first, and only of the asked shape', async (t) => {
+test.serial('concurrent claims take each pooled domain once, oldest first, and only of the asked shape', async (t) => {
   const { runtime, image, ids, pool } = await pooled(t, [{ memoryMiB: 128 }, { memoryMiB: 128 }, { memoryMiB: 256 }, { memoryMiB: 128 }]);
   t.is((await pool.entries({ imageDir: image, memoryMiB: 128 })).length, 3);
   t.is((await pool.claim(image, { memoryMiB: 128 }))?.id, ids[0], 'the oldest first');
@@ -43,4 +45,55 @@ test('concurrent claims take each pooled domain once, oldest first, and only of 
   t.false(record.pooled, 'a claimed VM is no longer pooled');
   t.deepEqual(await readdir(join(runtime, '.pool', '.claimed')), [], 'no claim marker is left');
   t.is((await pool.claim(image, { memoryMiB: 256 }))?.id, ids[2]);
+});
+
+/**
+ * A stand-in for `xl create -p` (the Xen harness's pool test runs the real
+ * one): a VM record in the runtime directory after a short wait, counted.
+ */
+function fakeBackend(runtime: string, root: string) {
+  let created = 0;
+  const backend = {
+    hotplug: 'xen' as const,
+    get created() {
+      return created;
+    },
+    async create(imageDir: string, options: { memoryMiB?: number; type?: 'pvh' | 'pv' }) {
+      await new Promise((r) => setTimeout(r, 30));
+      const id = `nginx-${String(++created).padStart(6, '0')}`;
+      const network = { bridge: 'xenbr0', address: `10.213.1.${created}`, prefixLength: 16, gateway: '10.213.0.1', mac: `00:16:3e:00:01:0${created}` };
+      const record: XenVmRecord = { backend: 'xen', id, imageDir, name: 'nginx', type: options.type ?? 'pvh', memoryMiB: options.memoryMiB ?? 128, vcpus: 1, network, hotplug: 'xen', config: '', consoleLog: join(root, `guest-${id}.log`), restored: false, pooled: false, startedAtEpochMs: 0 };
+      await mkdir(join(runtime, id), { recursive: true });
+      const image = { dir: imageDir, name: 'nginx', platform: 'xen-pvh', readiness: null, kernel: null, vmlinux: join(imageDir, 'vmlinux'), initrd: join(imageDir, 'initrd.cpio.gz') };
+      return new XenVm(record, image, join(runtime, id), 0);
+    },
+  };
+  return backend;
+}
+
+test.serial('two fills at once (two runs refilling) do not overfill: the second waits for the first, then counts again', async (t) => {
+  const { runtime, image } = await pooled(t, []);
+  const backend = fakeBackend(runtime, runtime);
+  const pool = new XenPool(backend as unknown as XenBackend, join(runtime, '.pool'));
+  const [a, b] = await Promise.all([pool.fill(image, 3), pool.fill(image, 3)]);
+  t.is(backend.created, 3, 'three domains created in all');
+  t.is(a.created.length + b.created.length, 3);
+  t.is((await pool.entries({ imageDir: image })).length, 3);
+  t.deepEqual(await readdir(join(runtime, '.pool', '.filling')), [], 'the lock is released');
+  t.deepEqual(await pool.target(image), { size: 3, hotplug: 'xen' }, 'the size and script a refill repeats');
+});
+
+test.serial("a fill lock left by a dead process is taken over", async (t) => {
+  const { runtime, image } = await pooled(t, []);
+  const backend = fakeBackend(runtime, runtime);
+  const pool = new XenPool(backend as unknown as XenBackend, join(runtime, '.pool'));
+  await pool.fill(image, 1);
+  // The lock's name is the shape's key, the same as its target's.
+  const [key] = await readdir(join(runtime, '.pool', '.targets'));
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  await mkdir(join(runtime, '.pool', '.filling', key!), { recursive: true });
+  await writeFile(join(runtime, '.pool', '.filling', key!, 'pid'), String(dead));
+  const result = await pool.fill(image, 2);
+  t.is(result.total, 2);
+  t.is(backend.created, 2);
 });

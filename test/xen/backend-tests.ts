@@ -1,10 +1,10 @@
 // The xen backend's tests (packages/toolstack/src/xen.ts, pool.ts and the
 // CLI on top), run in dom0 by in-dom0.ts on the real Xen.
-import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { run } from '@tinyx/builder/internals';
-import { ToolstackError, XenBackend, XenPool, runtimeDir, type XenVm } from '@tinyx/toolstack';
+import { ToolstackError, XenBackend, XenPool, runtimeDir, type Hotplug, type XenVm } from '@tinyx/toolstack';
 
 /** What a test returns into its result line. */
 export interface Outcome {
@@ -23,7 +23,8 @@ export interface BackendTestConfig {
 
 /** The backend suite's part of the harness's config.json. */
 export interface BackendSuite {
-  guests: { type: 'pvh' | 'pv'; image: string }[];
+  /** One lifecycle each; `hotplug` picks the vif script (both are tested: pvh with Xen's, pv with tinyx's lean one). */
+  guests: { type: 'pvh' | 'pv'; image: string; hotplug: Hotplug }[];
   pool: { type: 'pvh' | 'pv'; image: string };
   cli: string;
 }
@@ -39,27 +40,32 @@ export function backendTestNames(config: { backend?: BackendSuite | undefined })
  * leased address, pause (no answer), unpause (200), save (the domain is gone),
  * restore (200 at the same address), destroy (no domain, vif, lease or files).
  */
-export async function backendLifecycle(config: BackendTestConfig, image: string, type: 'pvh' | 'pv'): Promise<Outcome> {
+export async function backendLifecycle(config: BackendTestConfig, image: string, type: 'pvh' | 'pv', hotplug: Hotplug): Promise<Outcome> {
   const backend = new XenBackend({ consoleDir: config.consoleDir });
   const ms: Record<string, number> = {};
-  const details: Record<string, unknown> = { type, image };
+  const details: Record<string, unknown> = { type, image, hotplug };
   let vm: XenVm | undefined;
   try {
     let started = performance.now();
-    vm = await backend.create(image, { type, memoryMiB: 128 });
+    vm = await backend.create(image, { type, memoryMiB: 128, hotplug });
     ms.create = since(started);
     details.id = vm.id;
     details.address = vm.address;
     details.mac = vm.record.network.mac;
+    const vif = (await readFile(vm.record.config, 'utf8')).match(/^vif = .*$/m)?.[0];
+    details.vif = vif;
+    if (hotplug === 'lean' ? !vif?.includes(',script=/') : vif?.includes('script=')) throw new Error(`hotplug ${hotplug}, but the xl.cfg has ${vif}`);
     const ready = await vm.waitReady(undefined, { timeoutMs: config.readySeconds * 1000 });
     ms.ready = ready.ms;
     if (ready.consoleMs !== undefined) ms.consoleReady = ready.consoleMs;
     const url = `http://${vm.address}/`;
     await expectStatus(url, 200, 'after create');
     await expectState(vm, 'running');
+    await expectPs(config, vm, 'running');
 
     await vm.pause();
     await expectState(vm, 'paused');
+    await expectPs(config, vm, 'paused');
     await expectNoAnswer(url, 'while paused');
     started = performance.now();
     await vm.unpause();
@@ -210,6 +216,16 @@ async function tinyx(config: BackendTestConfig, args: string[], options: { expec
   }
   if (result.exitCode !== 0) throw new Error(`tinyx ${args.join(' ')}: exit ${result.exitCode}: ${JSON.stringify(parsed.error ?? parsed)}`);
   return parsed;
+}
+
+/** `tinyx ps --json`, run as a user would in dom0, lists the VM with its backend, type, address and state. */
+async function expectPs(config: BackendTestConfig, vm: XenVm, state: string): Promise<void> {
+  const listed = await tinyx(config, ['ps']);
+  const row = (listed.vms as { id: string; backend: string; state: string; address: string | null; accel: string }[]).find((r) => r.id === vm.id);
+  const wanted = { id: vm.id, backend: 'xen', state, address: vm.address, accel: `xen-${vm.record.type}` };
+  if (!row || JSON.stringify({ id: row.id, backend: row.backend, state: row.state, address: row.address, accel: row.accel }) !== JSON.stringify(wanted)) {
+    throw new Error(`tinyx ps: ${JSON.stringify(row ?? listed.vms)}, wanted ${JSON.stringify(wanted)}`);
+  }
 }
 
 async function expectState(vm: XenVm, wanted: string): Promise<void> {

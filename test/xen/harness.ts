@@ -1,7 +1,8 @@
 // `npm run test:xen`: Xen booted inside QEMU (TCG), the Xen tests run in its
 // dom0, the results read back from the serial console. See README.md here.
 //
-//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--suites xl,backend] [--only NAME,...] [--pool-type pvh|pv] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
+//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--suites xl,backend,bench] [--only NAME,...] [--pool-type pvh|pv]
+//        [--bench-count K] [--bench-runs N] [--memory MIB] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
 //
 // Without --pvh/--pv, nginx is built for xen-pvh and xen-pv with the builder
 // (cache hits after the first time). Exit 0 when every test passed, 1 when one
@@ -18,6 +19,7 @@ import { Cache, defaultCacheDir, removeTree, run } from '@tinyx/builder/internal
 import { bootXen } from './boot-xen.js';
 import { buildDom0 } from './dom0.js';
 import { backendTestNames } from './backend-tests.js';
+import { benchTestNames, DENSITY_VARIANTS, type DensityVariant } from './bench-dom0.js';
 import type { GuestSpec, TestResult, XenTestConfig } from './in-dom0.js';
 import { DOM0_PATHS, buildPayload } from './payload.js';
 
@@ -28,14 +30,23 @@ const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
  * plain-xl guests take fixed addresses far above the backend's leases (.0.2 up).
  */
 const BRIDGE = { name: 'xenbr0', gateway: '10.213.0.1', prefix: 16 };
+/** The density series' guest memory (MiB): nginx serves in 32 MiB under QEMU; PV guests get some room above that. */
+const BENCH_GUEST_MIB = 48;
 const GUEST_ADDRESSES: Record<'pvh' | 'pv', string> = { pvh: '10.213.200.10', pv: '10.213.200.11' };
-const SUITES = ['xl', 'backend'] as const;
+/** The suites a run can pick; `bench` (the benchmark: bench-dom0.ts) only when asked for. */
+const SUITES = ['xl', 'backend', 'bench'] as const;
+/** By default the backend suite only: it boots both guest types through xl too; `xl` (plain xl, the ground truth) on demand. */
+const DEFAULT_SUITES = ['backend'];
 
 const { values: args } = parseArgs({
   options: {
     pvh: { type: 'string' },
     pv: { type: 'string' },
-    suites: { type: 'string', default: SUITES.join(',') },
+    suites: { type: 'string', default: DEFAULT_SUITES.join(',') },
+    'bench-count': { type: 'string', default: '32' },
+    'bench-runs': { type: 'string', default: '3' },
+    'bench-variants': { type: 'string', default: DENSITY_VARIANTS.join(',') },
+    memory: { type: 'string' },
     only: { type: 'string' },
     'pool-type': { type: 'string', default: 'pvh' },
     timeout: { type: 'string', default: '1800' },
@@ -65,6 +76,16 @@ async function main(signal: AbortSignal): Promise<number> {
     console.error(`test:xen: --suites takes ${SUITES.join(',')} (a comma-separated choice), --pool-type pvh or pv`);
     return 2;
   }
+  const benchCount = Number(args['bench-count']);
+  const benchRuns = Number(args['bench-runs']);
+  const variants = args['bench-variants'].split(',').filter(Boolean) as DensityVariant[];
+  if (!(benchCount >= 1) || !(benchRuns >= 1) || variants.some((v) => !DENSITY_VARIANTS.includes(v))) {
+    console.error(`test:xen: --bench-count and --bench-runs take a whole number from 1, --bench-variants ${DENSITY_VARIANTS.join(',')}`);
+    return 2;
+  }
+  // The density series keeps K guests of 48 MiB running: Xen needs the memory for them beside dom0's 1536 MiB.
+  const benchMemory = BENCH_GUEST_MIB * benchCount + 1536 + 512;
+  const qemuMemory = args.memory ? Number(args.memory) : suites.includes('bench') ? Math.max(3072, benchMemory) : 3072;
   const cache = new Cache(defaultCacheDir());
   const started = performance.now();
 
@@ -96,9 +117,18 @@ async function main(signal: AbortSignal): Promise<number> {
       ...(suites.includes('backend')
         ? {
             backend: {
-              guests: allGuests.map((g) => ({ type: g.type, image: g.image })),
+              // Both vif scripts under test: Xen's own for the PVH guest, tinyx's lean one for the PV guest.
+              guests: allGuests.map((g) => ({ type: g.type, image: g.image, hotplug: g.type === 'pv' ? ('lean' as const) : ('xen' as const) })),
               pool: { type: poolType, image: inDom0(images[poolType] ? poolType : allGuests[0]!.type) },
               cli: DOM0_PATHS.cli,
+            },
+          }
+        : {}),
+      ...(suites.includes('bench')
+        ? {
+            bench: {
+              density: { image: inDom0(images.pv ? 'pv' : allGuests[0]!.type), type: images.pv ? ('pv' as const) : allGuests[0]!.type, count: benchCount, memoryMiB: BENCH_GUEST_MIB, variants },
+              boot: { images: allGuests.map((g) => ({ type: g.type, image: g.image })), runs: benchRuns, memoryMiB: 128 },
             },
           }
         : {}),
@@ -124,6 +154,7 @@ async function main(signal: AbortSignal): Promise<number> {
       xen: dom0.xen,
       dom0Kernel: dom0.kernel,
       initrd,
+      memoryMiB: qemuMemory,
       dom0Cmdline: `console=hvc0 panic=1 quiet tinyx.xenbr0=${BRIDGE.gateway}/${BRIDGE.prefix}`,
       consoleLog: args.console,
       timeoutSeconds: Number(args.timeout),
@@ -135,7 +166,7 @@ async function main(signal: AbortSignal): Promise<number> {
     });
 
     const failed = boot.results.filter((r) => !r.ok);
-    const expected = ['xen', ...guests.map((g) => g.name), ...backendTestNames(config)].filter((name) => !config.only || name === 'xen' || config.only.includes(name));
+    const expected = ['xen', ...guests.map((g) => g.name), ...backendTestNames(config), ...benchTestNames(config.bench)].filter((name) => !config.only || name === 'xen' || config.only.includes(name));
     const missing = expected.filter((name) => !boot.results.some((r) => r.name === name));
     const ok = !boot.failure && boot.status === 0 && failed.length === 0 && missing.length === 0;
     const summary = { ok, failure: boot.failure, status: boot.status, dom0: { cached: dom0.cached, seconds: round(dom0.seconds), ...dom0.versions }, preparedSeconds: round(prepared), timings: boot.timings, results: boot.results, missing, consoleLog: args.console };

@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '@tinyx/builder/internals';
 import { backendErrors, backendLifecycle, backendTestNames, httpStatus, poolThroughCli, waitFor, type BackendSuite, type BackendTestConfig } from './backend-tests.js';
+import { benchBoot, benchDensity, benchTestNames, type BenchSuite } from './bench-dom0.js';
 import { FRAME } from './dom0-init.js';
 
 /** What the harness writes to /opt/tinyx-xen/config.json. */
@@ -19,6 +20,8 @@ export interface XenTestConfig {
   readySeconds: number;
   /** The backend suite: one lifecycle per guest type, the pool, the errors; absent when not run. */
   backend?: BackendSuite;
+  /** The benchmark (bench-dom0.ts); absent when not run. */
+  bench?: BenchSuite;
   /** Run only the tests of these names (and `xen`); all when absent. */
   only?: string[];
 }
@@ -63,8 +66,14 @@ async function main(configFile: string): Promise<number> {
     const shared: BackendTestConfig = { bridge: config.bridge.name, consoleDir: CONSOLE_DIR, readySeconds: config.readySeconds, cli: b.cli };
     const [errors, ...rest] = backendTestNames(config);
     tests.push({ name: errors!, run: () => backendErrors(shared, b.guests[0]?.image ?? b.pool.image) });
-    b.guests.forEach((guest, i) => tests.push({ name: rest[i]!, run: () => backendLifecycle(shared, guest.image, guest.type) }));
+    b.guests.forEach((guest, i) => tests.push({ name: rest[i]!, run: () => backendLifecycle(shared, guest.image, guest.type, guest.hotplug) }));
     tests.push({ name: rest.at(-1)!, run: () => poolThroughCli(shared, b.pool.image, b.pool.type) });
+  }
+  if (config.bench) {
+    const bench = config.bench;
+    const [boot, ...density] = benchTestNames(bench);
+    tests.push({ name: boot!, run: () => benchBoot(bench.boot, CONSOLE_DIR) });
+    bench.density.variants.forEach((variant, i) => tests.push({ name: density[i]!, run: () => benchDensity(bench.density, variant, CONSOLE_DIR) }));
   }
   let failed = 0;
   for (const test of tests.filter((t) => !config.only || t.name === 'xen' || config.only.includes(t.name))) {

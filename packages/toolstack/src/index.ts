@@ -16,6 +16,7 @@ export { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
 export { QemuBackend, QemuVm, freePort, type QemuOptions } from './qemu.js';
 export { runtimeDir } from './runtime.js';
 export { XenBackend, XenVm, DEFAULT_XEN_BRIDGE, DEFAULT_XEN_CONSOLE_DIR, type XenBackendOptions, type XenCreateOptions, type XenNic, type XenVmRecord } from './xen.js';
+export { HOTPLUGS, type Hotplug } from './hotplug.js';
 export { XenPool, type PoolEntry, type PoolShape, type Instantiated } from './pool.js';
 export { parseXlListLong, parseXlListTable, domainState, type XlDomain, type XlListRow } from './xl-list.js';
 export { ToolstackError } from './errors.js';

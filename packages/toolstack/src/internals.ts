@@ -3,3 +3,4 @@ export { guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX } from './bri
 export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlListRow } from './xl-list.js';
 export { DEFAULT_BRIDGE } from './bridge.js';
 export { guestType, xenDomainConfig, xlFailure } from './xen.js';
+export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './hotplug.js';

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { ToolstackError } from './errors.js';
+import type { Hotplug } from './hotplug.js';
 import { readImage } from './image.js';
 import { runtimeDir } from './runtime.js';
 import { XenVm, type XenBackend, type XenCreateOptions } from './xen.js';
@@ -14,6 +16,7 @@ import { XenVm, type XenBackend, type XenCreateOptions } from './xen.js';
  *   <runtime>/.pool/<id>.json         a paused domain waiting (its VM is <runtime>/<id>/ as any other)
  *   <runtime>/.pool/.claimed/<id>.json  taken by a run: rename(2) moves it here, so two runs never take the same one
  *   <runtime>/.pool/.targets/<key>     the size `pool fill` asked for, for the refill after a run
+ *   <runtime>/.pool/.filling/<key>/    held by the one `pool fill` of that shape at work (mkdir; its pid inside)
  */
 export interface PoolEntry {
   id: string;
@@ -21,6 +24,8 @@ export interface PoolEntry {
   type: 'pvh' | 'pv';
   memoryMiB: number;
   vcpus: number;
+  /** The script that plugged its vif (at fill time: a run from the pool runs none). */
+  hotplug?: Hotplug;
   createdAtEpochMs: number;
   /** How long its `xl create -p` took. */
   createMs: number;
@@ -52,19 +57,39 @@ export class XenPool {
 
   /**
    * Creates paused domains of the image until the pool holds `size` of that
-   * shape. Sequential: each `xl create` already keeps dom0 busy. Returns the
-   * new entries; the ones made before a failure stay in the pool.
+   * shape. Sequential: each `xl create` already keeps dom0 busy. One fill per
+   * shape works at a time (two refills after two runs would overfill): a
+   * second waits for the first, then counts again. Returns the new entries;
+   * the ones made before a failure stay in the pool.
    */
-  async fill(imageDir: string, size: number, shape: PoolShape & { signal?: AbortSignal; onCreated?: (entry: PoolEntry) => void } = {}): Promise<{ created: PoolEntry[]; total: number }> {
+  async fill(
+    imageDir: string,
+    size: number,
+    shape: PoolShape & { hotplug?: Hotplug; vifScript?: string; signal?: AbortSignal; onCreated?: (entry: PoolEntry) => void } = {},
+  ): Promise<{ created: PoolEntry[]; total: number }> {
     const full = await this.resolveShape(imageDir, shape);
     await mkdir(this.dir, { recursive: true });
+    const release = await this.lockFill(shapeKey(full), shape.signal);
+    try {
+      return await this.fillLocked(full, size, shape);
+    } finally {
+      await release();
+    }
+  }
+
+  private async fillLocked(
+    full: Required<PoolShape> & { imageDir: string },
+    size: number,
+    shape: { hotplug?: Hotplug; vifScript?: string; signal?: AbortSignal; onCreated?: (entry: PoolEntry) => void },
+  ): Promise<{ created: PoolEntry[]; total: number }> {
     const created: PoolEntry[] = [];
+    const hotplug = shape.hotplug ?? this.backend.hotplug;
     let have = (await this.entries(full)).length;
     while (have < size) {
       const started = performance.now();
-      const options: XenCreateOptions = { paused: true, memoryMiB: full.memoryMiB, vcpus: full.vcpus, type: full.type, ...(shape.signal ? { signal: shape.signal } : {}) };
+      const options: XenCreateOptions = { paused: true, memoryMiB: full.memoryMiB, vcpus: full.vcpus, type: full.type, hotplug, ...(shape.vifScript ? { vifScript: shape.vifScript } : {}), ...(shape.signal ? { signal: shape.signal } : {}) };
       const vm = await this.backend.create(full.imageDir, options);
-      const entry: PoolEntry = { id: vm.id, ...full, createdAtEpochMs: Date.now(), createMs: Math.round(performance.now() - started) };
+      const entry: PoolEntry = { id: vm.id, ...full, hotplug, createdAtEpochMs: Date.now(), createMs: Math.round(performance.now() - started) };
       try {
         await vm.update({ pooled: true });
         const temp = join(this.dir, `.${entry.id}.json.tmp`);
@@ -81,8 +106,36 @@ export class XenPool {
     }
     // Remembered for the refill after a run takes one (tinyx run --backend xen).
     await mkdir(join(this.dir, '.targets'), { recursive: true });
-    await writeFile(join(this.dir, '.targets', shapeKey(full)), `${JSON.stringify({ ...full, size })}\n`);
+    await writeFile(join(this.dir, '.targets', shapeKey(full)), `${JSON.stringify({ ...full, hotplug, size })}\n`);
     return { created, total: have };
+  }
+
+  /**
+   * The fill lock of one shape: a directory made with mkdir (atomic), with
+   * the holder's pid in it. A holder that died (Ctrl-C'd or killed) is
+   * detected by its pid and its lock taken over. Waits while another holds it.
+   */
+  private async lockFill(key: string, signal: AbortSignal | undefined): Promise<() => Promise<void>> {
+    const lock = join(this.dir, '.filling', key);
+    await mkdir(join(this.dir, '.filling'), { recursive: true });
+    for (;;) {
+      try {
+        await mkdir(lock);
+        await writeFile(join(lock, 'pid'), String(process.pid));
+        return () => rm(lock, { recursive: true, force: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''));
+      // No pid yet: the holder is between its mkdir and its write (or died there: then the lock is old).
+      const stale = holder > 0 ? !alive(holder) : Date.now() - (await stat(lock).then((s) => s.mtimeMs, () => Date.now())) > 10_000;
+      if (stale) {
+        await rm(lock, { recursive: true, force: true });
+        continue;
+      }
+      if (signal?.aborted) throw new ToolstackError('E_INTERRUPTED', 'interrupted while waiting for another pool fill', { kind: 'interrupted' });
+      await new Promise((r) => setTimeout(r, 250));
+    }
   }
 
   /** The waiting domains, oldest first; of one image (and shape) when given. */
@@ -149,11 +202,13 @@ export class XenPool {
     return { vm, fromPool: false, instantiationMs: Math.round(performance.now() - requested) };
   }
 
-  /** The size `pool fill` last asked for this image and shape (for a refill), or undefined. */
-  async target(imageDir: string, shape: PoolShape = {}): Promise<number | undefined> {
+  /** The size (and hotplug script) `pool fill` last asked for this image and shape, for a refill; undefined when never filled. */
+  async target(imageDir: string, shape: PoolShape = {}): Promise<{ size: number; hotplug: Hotplug | undefined } | undefined> {
     const full = await this.resolveShape(imageDir, shape);
     const text = await readFile(join(this.dir, '.targets', shapeKey(full)), 'utf8').catch(() => undefined);
-    return text === undefined ? undefined : (JSON.parse(text) as { size: number }).size;
+    if (text === undefined) return undefined;
+    const target = JSON.parse(text) as { size: number; hotplug?: Hotplug };
+    return { size: target.size, hotplug: target.hotplug };
   }
 
   /** Destroys the waiting domains (of one image when given); returns their ids. */
@@ -190,6 +245,15 @@ export class XenPool {
     const image = await readImage(imageDir);
     const type = shape.type ?? (image.platform === 'xen-pv' ? 'pv' : 'pvh');
     return { imageDir: image.dir, type, memoryMiB: shape.memoryMiB ?? 128, vcpus: shape.vcpus ?? 1 };
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { findOnPath, renderXlConfig, run, SUBPROCESS_PATH, xenCmdline, XEN_DEFAULT_NETWORK, type RunResult } from '@tinyx/builder';
 import { ensureBridge, leaseAddress, MAC_PREFIX, macFor, releaseLease, type BridgeConfig } from './bridge.js';
 import { ToolstackError } from './errors.js';
+import { vifScript, type Hotplug } from './hotplug.js';
 import { readImage, type ImageDirectory, type ReadinessProbe } from './image.js';
 import { probeHttp, probeTcp } from './probe.js';
 import { runtimeDir } from './runtime.js';
@@ -24,6 +25,8 @@ export interface XenBackendOptions {
   consoleDir?: string;
   /** The bridge the guests' vif is plugged into, and its subnet; default xenbr0, 10.213.0.1/16. Made when missing. */
   bridge?: BridgeConfig;
+  /** How vifs are plugged (hotplug.ts): Xen's own script (default) or tinyx's lean one; TINYX_XEN_HOTPLUG=lean sets it too. */
+  hotplug?: Hotplug;
 }
 
 export interface XenCreateOptions extends CreateOptions {
@@ -34,6 +37,10 @@ export interface XenCreateOptions extends CreateOptions {
   type?: 'pvh' | 'pv';
   /** xl.cfg lines added as they are (renderXlConfig's extraLines). */
   extraLines?: readonly string[];
+  /** The vif hotplug script for this domain; default the backend's. */
+  hotplug?: Hotplug;
+  /** A vif script of your own (an absolute path, xl.cfg's `script=`), run in place of the hotplug choice's. */
+  vifScript?: string;
   /** Cancels `xl create` (and cleans up). */
   signal?: AbortSignal;
 }
@@ -58,6 +65,8 @@ export interface XenVmRecord {
   memoryMiB: number;
   vcpus: number;
   network: XenNic;
+  /** Which script plugged its vif (hotplug.ts). */
+  hotplug: Hotplug;
   /** The xl.cfg the domain was created from. */
   config: string;
   /** xenconsoled's log of the guest's console. */
@@ -77,6 +86,7 @@ interface SavedXenVm {
   memoryMiB: number;
   vcpus: number;
   network: XenNic;
+  hotplug?: Hotplug;
 }
 
 /**
@@ -88,10 +98,21 @@ export class XenBackend implements Backend {
   readonly name = 'xen';
   readonly consoleDir: string;
   readonly bridge: BridgeConfig;
+  private readonly defaultHotplug: Hotplug | undefined;
 
   constructor(options: XenBackendOptions = {}) {
     this.consoleDir = options.consoleDir ?? process.env.TINYX_XEN_CONSOLE_DIR ?? DEFAULT_XEN_CONSOLE_DIR;
     this.bridge = options.bridge ?? DEFAULT_XEN_BRIDGE;
+    this.defaultHotplug = options.hotplug;
+  }
+
+  /** The hotplug script domains get unless a create says otherwise: the option, else TINYX_XEN_HOTPLUG, else Xen's own. */
+  get hotplug(): Hotplug {
+    if (this.defaultHotplug) return this.defaultHotplug;
+    const fromEnv = process.env.TINYX_XEN_HOTPLUG;
+    if (fromEnv === undefined || fromEnv === '') return 'xen';
+    if (fromEnv === 'xen' || fromEnv === 'lean') return fromEnv;
+    throw new ToolstackError('E_USAGE', `TINYX_XEN_HOTPLUG=${fromEnv}: it takes xen (Xen's own vif script) or lean (tinyx's)`, { kind: 'user' });
   }
 
   async unavailable(): Promise<string | undefined> {
@@ -132,11 +153,13 @@ export class XenBackend implements Backend {
       type,
       memoryMiB: options.memoryMiB ?? 128,
       vcpus: options.vcpus ?? 1,
+      hotplug: options.hotplug ?? this.hotplug,
       signal: options.signal,
       xl: async (record) => {
         await requireFile(kernel, 'kernel');
         await requireFile(image.initrd, 'root filesystem');
-        await writeFile(record.config, xenDomainConfig(image, record, options.extraLines));
+        const script = options.vifScript ?? (await vifScript(record.hotplug, runtimeDir()));
+        await writeFile(record.config, xenDomainConfig(image, record, { extraLines: options.extraLines, vifScript: script }));
         return ['create', ...(options.paused ? ['-p'] : []), record.config];
       },
       pooled: false,
@@ -160,6 +183,8 @@ export class XenBackend implements Backend {
       type: saved.type,
       memoryMiB: saved.memoryMiB,
       vcpus: saved.vcpus,
+      // xl restores the vif with the script in the configuration it saved.
+      hotplug: saved.hotplug ?? 'xen',
       signal: options.signal,
       restoreNic: saved.network,
       xl: async () => ['restore', ...(options.paused ? ['-p'] : []), file],
@@ -180,6 +205,7 @@ export class XenBackend implements Backend {
       type: 'pvh' | 'pv';
       memoryMiB: number;
       vcpus: number;
+      hotplug: Hotplug;
       signal: AbortSignal | undefined;
       restoreNic?: XenNic;
       /** Writes what xl needs and returns its arguments. */
@@ -208,6 +234,7 @@ export class XenBackend implements Backend {
         memoryMiB: spec.memoryMiB,
         vcpus: spec.vcpus,
         network: { bridge: bridge.bridge, address, prefixLength: bridge.prefixLength, gateway: bridge.gateway, mac: spec.restoreNic?.mac ?? macFor(id, MAC_PREFIX.xen) },
+        hotplug: spec.hotplug,
         config: join(dir, 'xl.cfg'),
         consoleLog: join(this.consoleDir, `guest-${id}.log`),
         restored: spec.restored,
@@ -346,7 +373,7 @@ export class XenVm implements Vm {
   async save(file: string, options: { keep?: boolean } = {}): Promise<void> {
     const result = await xl(['save', ...(options.keep ? ['-c'] : []), this.id, file]);
     if (result.exitCode !== 0) throw xlFailure('save', this.id, result, undefined, 'E_SAVE');
-    const saved: SavedXenVm = { backend: 'xen', id: this.id, imageDir: this.image.dir, type: this.record.type, memoryMiB: this.record.memoryMiB, vcpus: this.record.vcpus, network: this.record.network };
+    const saved: SavedXenVm = { backend: 'xen', id: this.id, imageDir: this.image.dir, type: this.record.type, memoryMiB: this.record.memoryMiB, vcpus: this.record.vcpus, network: this.record.network, hotplug: this.record.hotplug };
     await writeFile(`${file}.json`, `${JSON.stringify(saved, null, 2)}\n`);
     if (!options.keep) await this.destroy();
   }
@@ -410,7 +437,11 @@ export class XenVm implements Vm {
  * from) with the VM's name, kernel for its type, leased address on the
  * command line and MAC on the vif.
  */
-export function xenDomainConfig(image: ImageDirectory, record: Pick<XenVmRecord, 'id' | 'type' | 'memoryMiB' | 'vcpus' | 'network'>, extraLines?: readonly string[]): string {
+export function xenDomainConfig(
+  image: ImageDirectory,
+  record: Pick<XenVmRecord, 'id' | 'type' | 'memoryMiB' | 'vcpus' | 'network'>,
+  options: { extraLines?: readonly string[] | undefined; vifScript?: string | undefined } = {},
+): string {
   return renderXlConfig({
     name: record.id,
     type: record.type,
@@ -419,8 +450,8 @@ export function xenDomainConfig(image: ImageDirectory, record: Pick<XenVmRecord,
     cmdline: xenCmdline(record.network),
     memoryMiB: record.memoryMiB,
     vcpus: record.vcpus,
-    vif: { bridge: record.network.bridge, mac: record.network.mac },
-    ...(extraLines ? { extraLines } : {}),
+    vif: { bridge: record.network.bridge, mac: record.network.mac, ...(options.vifScript ? { script: options.vifScript } : {}) },
+    ...(options.extraLines ? { extraLines: options.extraLines } : {}),
   });
 }
 

@@ -11,6 +11,7 @@ interface FillArgs extends GlobalArgs {
   memory: number;
   vcpus: number;
   type?: 'pvh' | 'pv';
+  hotplug?: 'xen' | 'lean';
 }
 
 interface DrainArgs extends GlobalArgs {
@@ -27,11 +28,13 @@ const fill: CommandModule<object, FillArgs> = {
       .option('memory', { type: 'number', default: 128, describe: 'guest memory in MiB (a run takes a pooled domain only of its own memory)' })
       .option('vcpus', { type: 'number', default: 1 })
       .option('type', { choices: ['pvh', 'pv'] as const, describe: "the guest type (default: the image's platform)" })
+      .option('hotplug', { choices: ['xen', 'lean'] as const, describe: "the script that plugs each vif: Xen's own vif-bridge (default) or tinyx's lean one (see tinyx run --help)" })
       .check((args) => {
         if (!Number.isInteger(args.size) || args.size < 0) throw new Error(`--size ${args.size}: give a whole number, 0 or more`);
         return true;
       })
-      .example('$0 pool fill out/nginx-pvh --size 3', 'three paused nginx domains; tinyx run --backend xen out/nginx-pvh unpauses one') as unknown as Argv<FillArgs>,
+      .example('$0 pool fill out/nginx-pvh --size 3', 'three paused nginx domains; tinyx run --backend xen out/nginx-pvh unpauses one')
+      .example('$0 pool fill out/nginx-pv --size 10 --hotplug lean', 'ten PV domains, their vifs plugged by the lean script') as unknown as Argv<FillArgs>,
   handler: async (args) => {
     const out = makeOutput(args);
     const interrupt = interruptSignal();
@@ -42,6 +45,7 @@ const fill: CommandModule<object, FillArgs> = {
         vcpus: args.vcpus,
         signal: interrupt.signal,
         ...(args.type ? { type: args.type } : {}),
+        ...(args.hotplug ? { hotplug: args.hotplug } : {}),
         onCreated: (entry) => out.note(`${entry.id}: created paused in ${entry.createMs} ms`),
       });
       if (out.json) out.result({ ok: true, created: result.created, total: result.total });

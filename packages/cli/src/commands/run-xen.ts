@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ToolstackError, XenPool, getBackend, type Instantiated, type XenBackend } from '@tinyx/toolstack';
 import type { GlobalArgs } from '../global-options.js';
+import { followFile } from '../follow.js';
 import { interruptSignal } from '../interrupt.js';
 import { makeOutput, reportError } from '../output.js';
 
@@ -57,21 +57,12 @@ export async function bootXen(args: XenBootArgs & { image?: string }, start: (si
       return;
     }
     const running = vm;
-    let offset = 0;
-    const pump = async (): Promise<void> => {
-      const size = (await stat(running.consoleFile).catch(() => ({ size: 0 }))).size;
-      if (size > offset) {
-        for await (const chunk of createReadStream(running.consoleFile, { start: offset, end: size - 1 })) process.stdout.write(chunk as Buffer);
-        offset = size;
-      }
-    };
-    for (let tick = 0; !interrupt.signal.aborted; tick++) {
-      await pump();
-      // Every second: has the domain ended (the app exited, the guest powered off)?
-      if (tick % 10 === 9 && (await running.state()) === 'stopped') break;
-      await new Promise((r) => setTimeout(r, 100));
+    const follow = followFile(running.consoleFile, (chunk) => process.stdout.write(chunk), interrupt.signal);
+    // Once a second: has the domain ended (the app exited, the guest powered off)?
+    while (!interrupt.signal.aborted && (await running.state()) !== 'stopped') {
+      await sleep(1000, undefined, { signal: interrupt.signal }).catch(() => undefined);
     }
-    await pump();
+    await follow.stop();
     process.exitCode = interrupt.signal.aborted ? 130 : 0;
     if (!interrupt.signal.aborted) out.note(`${running.id}: the domain ended`);
   } catch (error) {
@@ -90,9 +81,10 @@ function refillInBackground(image: string, shape: { type: 'pvh' | 'pv'; memoryMi
   const pool = new XenPool(xenBackend());
   void pool
     .target(image, shape)
-    .then((size) => {
-      if (size === undefined || !process.argv[1]) return;
-      const args = [process.argv[1], 'pool', 'fill', image, '--size', String(size), '--type', shape.type, '--memory', String(shape.memoryMiB), '--vcpus', String(shape.vcpus)];
+    .then((target) => {
+      if (target === undefined || !process.argv[1]) return;
+      const args = [process.argv[1], 'pool', 'fill', image, '--size', String(target.size), '--type', shape.type, '--memory', String(shape.memoryMiB), '--vcpus', String(shape.vcpus)];
+      if (target.hotplug) args.push('--hotplug', target.hotplug);
       spawn(process.execPath, args, { detached: true, stdio: 'ignore' }).unref();
     })
     .catch(() => undefined);

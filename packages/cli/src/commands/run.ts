@@ -1,16 +1,17 @@
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
 import { ToolstackError, XenPool, getBackend, type QemuBackend, type QemuVm } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { makeOutput, reportError } from '../output.js';
+import { followFile } from '../follow.js';
 import { bootXen, xenBackend } from './run-xen.js';
 
 interface BootArgs extends GlobalArgs {
   backend: 'qemu' | 'xen';
   type?: 'pvh' | 'pv';
   refill?: boolean;
+  hotplug?: 'xen' | 'lean';
   network: 'user' | 'bridge';
   publish: string[];
   accel: 'auto' | 'kvm' | 'tcg';
@@ -39,6 +40,10 @@ function bootOptions<T>(yargs: Argv<T>): Argv<T & BootArgs> {
       describe: 'qemu: QEMU/KVM (kvm images); xen: a Xen domain through xl, run in dom0 (xen-pvh and xen-pv images), taken from the pool (tinyx pool) when one waits',
     })
     .option('type', { choices: ['pvh', 'pv'] as const, describe: "xen: the guest type (default: the image's platform; a xen-pvh kernel boots as pv too)" })
+    .option('hotplug', {
+      choices: ['xen', 'lean'] as const,
+      describe: "xen: the script that plugs the domain's vif into the bridge: xen is Xen's own vif-bridge (the default, or TINYX_XEN_HOTPLUG), lean is tinyx's (three commands, no iptables rules)",
+    })
     .option('refill', { type: 'boolean', default: true, describe: 'xen: after taking a domain from the pool, refill the pool in the background to the size of the last pool fill' })
     .option('network', {
       choices: ['user', 'bridge'] as const,
@@ -56,6 +61,7 @@ function bootOptions<T>(yargs: Argv<T>): Argv<T & BootArgs> {
       if (args.network === 'bridge' && args.publish.length) throw new Error('--publish goes with --network user; a bridged VM is reached at its own address');
       if (args.backend === 'xen' && args.publish.length) throw new Error('--publish is for QEMU; a Xen domain has an address of its own on xenbr0');
       if (args.backend !== 'xen' && args.type) throw new Error('--type (pvh, pv) is for --backend xen');
+      if (args.backend !== 'xen' && args.hotplug) throw new Error('--hotplug (xen, lean) is for --backend xen');
       return true;
     }) as unknown as Argv<T & BootArgs>;
 }
@@ -92,7 +98,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
       ) as unknown as Argv<RunArgs>,
   handler: (args) =>
     args.backend === 'xen'
-      ? bootXen(args, (signal) => new XenPool(xenBackend()).instantiate(args.image, { memoryMiB: args.memory, signal, ...(args.type ? { type: args.type } : {}) }))
+      ? bootXen(args, (signal) => new XenPool(xenBackend()).instantiate(args.image, { memoryMiB: args.memory, signal, ...(args.type ? { type: args.type } : {}), ...(args.hotplug ? { hotplug: args.hotplug } : {}) }))
       : boot(args, (backend) =>
           backend.create(args.image, { ...bootCreateOptions(args), memoryMiB: args.memory, machine: args.machine, ...(args.tcgCache ? { tcgCacheMiB: args.tcgCache } : {}) }),
         ),
@@ -166,30 +172,4 @@ async function boot(args: BootArgs, start: (backend: QemuBackend) => Promise<Qem
     await vm?.destroy().catch((error: unknown) => reportError(new ToolstackError('E_DESTROY', `could not stop ${vm?.id}: ${String(error)}`), out));
     interrupt.dispose();
   }
-}
-
-/** Copies what is appended to a file as it grows (the console log), like tail -f. */
-function followFile(path: string, write: (chunk: Buffer) => void, signal: AbortSignal): { stop(): Promise<void> } {
-  let offset = 0;
-  let stopped = false;
-  const pump = async (): Promise<void> => {
-    const size = (await stat(path).catch(() => ({ size: 0 }))).size;
-    if (size > offset) {
-      for await (const chunk of createReadStream(path, { start: offset, end: size - 1 })) write(chunk as Buffer);
-      offset = size;
-    }
-  };
-  const loop = (async () => {
-    while (!stopped && !signal.aborted) {
-      await pump();
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await pump();
-  })();
-  return {
-    stop: async () => {
-      stopped = true;
-      await loop;
-    },
-  };
 }

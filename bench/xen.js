@@ -1,0 +1,97 @@
+// The Xen figures of issue 5: the Xen harness (test/xen) boots Xen 4.17 inside
+// QEMU (TCG) and runs its bench suite in dom0 (test/xen/bench-dom0.ts); this
+// runs it, keeps its raw samples and summarises them. Absolute times are
+// TCG inside TCG: only the ratios between the rows travel to real hardware.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { stats } from './boot.js';
+
+const VARIANTS = {
+  xen: "xl create, Xen's vif-bridge",
+  lean: "xl create, tinyx's lean vif script",
+  pool: 'from the pool (claim + unpause)',
+};
+
+/** Runs the harness's bench suite and returns the figures for bench/results.json. */
+export async function xenFigures({ repo, pvh, pv, count, runs, consoleLog }) {
+  const args = [join(repo, 'test/dist/xen/harness.js'), '--suites', 'bench', '--pvh', pvh, '--pv', pv, '--bench-count', String(count), '--bench-runs', String(runs), '--timeout', '7200', '--console', consoleLog, '--json'];
+  const { stdout } = await promisify(execFile)(process.execPath, args, { maxBuffer: 64 * 2 ** 20 }).catch((error) => {
+    throw new Error(`the Xen harness failed (console: ${consoleLog}): ${error.stdout?.slice(-2000) ?? ''}${error.stderr ?? error.message}`);
+  });
+  const summary = JSON.parse(stdout);
+  const byName = Object.fromEntries(summary.results.map((r) => [r.name, r]));
+  const failed = summary.results.filter((r) => !r.ok);
+  if (!summary.ok) throw new Error(`the Xen bench did not pass: ${JSON.stringify(failed.map((r) => ({ name: r.name, error: r.error })))} ${summary.failure ?? ''} missing: ${summary.missing}`);
+  const xen = byName.xen.details;
+  const density = {};
+  for (const variant of Object.keys(VARIANTS)) {
+    const d = byName[`bench-density-${variant}`]?.details;
+    if (!d) continue;
+    density[variant] = {
+      createMs: d.createMs,
+      summary: stats(d.createMs),
+      hotplugOnlineMs: d.hotplug.online.length ? stats(d.hotplug.online) : null,
+      hotplugOfflineMs: d.offlineHotplug.length ? stats(d.offlineHotplug) : null,
+      ...(d.fillMs ? { fillMs: stats(d.fillMs), fillHotplugOnlineMs: stats(d.poolFillHotplug.online) } : {}),
+      destroyAllMs: byName[`bench-density-${variant}`].ms.destroyAll,
+      readyAtEnd: d.readyAtEnd,
+      answered: d.answered,
+      freeMemoryMiB: { before: d.freeMemoryMiBBefore, after: d.freeMemoryMiBAfter },
+    };
+  }
+  const boot = {};
+  for (const [type, samples] of Object.entries(byName['bench-boot'].details.samples)) {
+    boot[type] = Object.fromEntries(Object.entries(samples).map(([key, xs]) => [key, stats(xs)]));
+  }
+  return {
+    xen: xen.xen,
+    dom0Kernel: xen.dom0Kernel,
+    guest: { type: byName['bench-density-xen']?.details.type, memoryMiB: byName['bench-density-xen']?.details.memoryMiB, count },
+    bootRuns: runs,
+    bootMemoryMiB: byName['bench-boot'].details.memoryMiB,
+    density,
+    boot,
+    harnessSeconds: summary.timings,
+  };
+}
+
+/** The README's Xen tables. */
+export function renderXen(x) {
+  const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+  const out = [`### Xen (${x.date.slice(0, 10)}; Xen ${x.xen} inside QEMU TCG, dom0 with 2 vCPUs; absolute times are emulation inside emulation, only the ratios travel)`, ''];
+  const variants = Object.keys(VARIANTS).filter((v) => x.density[v]);
+  if (variants.length) {
+    const count = x.guest.count;
+    out.push(
+      `Creation time of the Nth domain, N = 1..${count}: each domain (nginx, ${x.guest.type}, ${x.guest.memoryMiB} MiB) is left running while the next is created, as in LightVM's figure. "xl create" is the whole command; "from the pool" is \`tinyx run --backend xen\`'s path, a claim and \`xl unpause\` of a domain created paused ahead of time. The vif script's own time is measured by a wrapper around it. At the end every domain had printed its ready line and answered HTTP 200.`,
+      '',
+    );
+    const rows = [...new Set([1, 2, 4, 8, 16, 24, count].filter((n) => n <= count))];
+    out.push(`| N | ${variants.map((v) => VARIANTS[v]).join(' | ')} |`);
+    out.push(`|---:|${variants.map(() => '---:').join('|')}|`);
+    for (const n of rows) out.push(`| ${n} | ${variants.map((v) => s(x.density[v].createMs[n - 1])).join(' | ')} |`);
+    out.push(`| median of all | ${variants.map((v) => `**${s(x.density[v].summary.median)}**`).join(' | ')} |`);
+    out.push(`| vif script, online (median) | ${variants.map((v) => (v === 'pool' ? `none at request (${s(x.density[v].fillHotplugOnlineMs.median)} at fill)` : s(x.density[v].hotplugOnlineMs.median))).join(' | ')} |`);
+    out.push(`| vif script, offline at destroy (median) | ${variants.map((v) => (x.density[v].hotplugOfflineMs ? s(x.density[v].hotplugOfflineMs.median) : '?')).join(' | ')} |`);
+    out.push(`| destroying all ${count}, 4 at a time | ${variants.map((v) => s(x.density[v].destroyAllMs)).join(' | ')} |`);
+    if (x.density.pool?.fillMs) out.push('', `Filling the pool (\`xl create -p\` with the lean script): ${s(x.density.pool.fillMs.median)} per domain (median).`);
+  }
+  const types = Object.keys(x.boot);
+  if (types.length) {
+    out.push('', `Boot, PVH against PV (nginx, ${x.bootMemoryMiB} MiB, Xen's vif script, medians of ${x.bootRuns}; times from the start of \`xl create\` or \`xl restore\`):`, '');
+    const keys = [
+      ['create', '`xl create` returns'],
+      ['readyLine', 'ready line on the console'],
+      ['http', 'first HTTP 200 from dom0'],
+      ['save', `\`xl save\` (${x.bootMemoryMiB} MiB)`],
+      ['restore', '`xl restore` returns'],
+      ['restoreToHttp', 'restore to HTTP 200'],
+      ['destroy', 'destroy'],
+    ];
+    out.push(`| | ${types.join(' | ')} |`);
+    out.push(`|---|${types.map(() => '---:').join('|')}|`);
+    for (const [key, label] of keys) out.push(`| ${label} | ${types.map((t) => (x.boot[t][key] ? s(x.boot[t][key].median) : '?')).join(' | ')} |`);
+  }
+  return out;
+}

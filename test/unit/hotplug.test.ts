@@ -1,0 +1,81 @@
+import test from 'ava';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '@tinyx/builder';
+import { LEAN_VIF_SCRIPT, leanVifScript, MAC_PREFIX, macFor, vifScript, xenDomainConfig } from '@tinyx/toolstack/internals';
+
+// The script runs here under /bin/sh with stand-ins for xenstore-read,
+// xenstore-write and ip that log their arguments; the Xen harness
+// (test/xen, backend suite) runs it under xl for real.
+
+async function scratch(t: { teardown(f: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tinyx-hotplug-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Stand-in programs: each appends "name args..." to calls.log; `ip` fails when IP_FAILS is set. */
+async function standIns(dir: string): Promise<string> {
+  const bin = join(dir, 'bin');
+  await mkdir(bin, { recursive: true });
+  const program = (name: string, body: string) => `#!/bin/sh\necho "${name} $*" >> "${dir}/calls.log"\n${body}\n`;
+  await writeFile(join(bin, 'xenstore-read'), program('xenstore-read', 'echo xenbr0'));
+  await writeFile(join(bin, 'xenstore-write'), program('xenstore-write', 'exit 0'));
+  await writeFile(join(bin, 'ip'), program('ip', '[ -z "$IP_FAILS" ] || { echo "Cannot find device" >&2; exit 1; }'));
+  for (const name of ['xenstore-read', 'xenstore-write', 'ip']) await chmod(join(bin, name), 0o755);
+  return bin;
+}
+
+async function runScript(dir: string, action: string, extraEnv: Record<string, string> = {}) {
+  const script = await leanVifScript(dir);
+  const bin = await standIns(dir);
+  const result = await run(script, [action, 'type_if=vif'], {
+    allowFailure: true,
+    env: { PATH: `${bin}:/usr/bin:/bin`, vif: 'vif7.0', XENBUS_PATH: 'backend/vif/7/0', ...extraEnv },
+  });
+  const calls = (await readFile(join(dir, 'calls.log'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean);
+  return { exitCode: result.exitCode, calls };
+}
+
+test('online: the vif goes onto the bridge named in xenstore, up, and netback is told it is connected', async (t) => {
+  const dir = await scratch(t);
+  const { exitCode, calls } = await runScript(dir, 'online');
+  t.is(exitCode, 0);
+  t.deepEqual(calls, ['xenstore-read backend/vif/7/0/bridge', 'ip link set dev vif7.0 master xenbr0 up', 'xenstore-write backend/vif/7/0/hotplug-status connected']);
+});
+
+test('online, when the vif cannot be plugged: hotplug-error for xl to report, status error, exit 1', async (t) => {
+  const dir = await scratch(t);
+  const { exitCode, calls } = await runScript(dir, 'online', { IP_FAILS: '1' });
+  t.is(exitCode, 1);
+  t.is(calls.length, 3);
+  t.regex(calls[2]!, /^xenstore-write backend\/vif\/7\/0\/hotplug-error tinyx vif-tinyx: could not plug vif7\.0 into bridge 'xenbr0' backend\/vif\/7\/0\/hotplug-status error$/);
+});
+
+test('offline does nothing: the vif leaves the bridge with its domain', async (t) => {
+  const dir = await scratch(t);
+  const { exitCode, calls } = await runScript(dir, 'offline');
+  t.is(exitCode, 0);
+  t.deepEqual(calls, []);
+});
+
+test('the script is written once into the runtime directory, executable, and again when its text changed', async (t) => {
+  const dir = await scratch(t);
+  const path = await leanVifScript(dir);
+  t.is(path, join(dir, '.hotplug', 'vif-tinyx'));
+  t.is((await stat(path)).mode & 0o777, 0o755);
+  t.is(await readFile(path, 'utf8'), LEAN_VIF_SCRIPT);
+  await writeFile(path, '#!/bin/sh\nexit 1\n');
+  t.is(await leanVifScript(dir), path);
+  t.is(await readFile(path, 'utf8'), LEAN_VIF_SCRIPT, 'an older text is replaced');
+  t.is(await vifScript('xen', dir), undefined, "Xen's own script is xl's default: no script= at all");
+});
+
+test('a lean domain names the script on its vif; a stock one does not', (t) => {
+  const image = { dir: '/img', name: 'nginx', platform: 'xen-pv', readiness: null, kernel: '/img/vmlinuz', vmlinux: '/img/vmlinux', initrd: '/img/initrd.cpio.gz' };
+  const network = { bridge: 'xenbr0', gateway: '10.213.0.1', prefixLength: 16, address: '10.213.0.2', mac: macFor('nginx-abcdef', MAC_PREFIX.xen) };
+  const record = { id: 'nginx-abcdef', type: 'pv' as const, memoryMiB: 64, vcpus: 1, network };
+  t.regex(xenDomainConfig(image, record, { vifScript: '/run/tinyx/.hotplug/vif-tinyx' }), /^vif = \[ "bridge=xenbr0,mac=00:16:3e:ab:cd:ef,script=\/run\/tinyx\/\.hotplug\/vif-tinyx" \]$/m);
+  t.regex(xenDomainConfig(image, record), /^vif = \[ "bridge=xenbr0,mac=00:16:3e:ab:cd:ef" \]$/m);
+});
