@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { run } from '@tinyx/builder/internals';
 import { XenBackend, XenPool, runtimeDir, type XenVm } from '@tinyx/toolstack';
 import { leanVifScript } from '@tinyx/toolstack/internals';
-import { httpStatus, waitFor, type Outcome } from './backend-tests.js';
+import { httpStatus, type Outcome } from './backend-tests.js';
 
 export interface BenchSuite {
   /** The image of the density series and its guest type (pv: the lighter guest under nested TCG). */
@@ -65,9 +65,12 @@ async function hotplugTimes(log: string): Promise<{ online: number[]; offline: n
 
 /**
  * The Nth domain's creation time, N = 1..count, each domain left running
- * (booting, then serving) while the next is created. At the end: how many
- * printed their ready line, Xen's free memory; then all are destroyed
- * (timed, with the offline hotplug) so the next variant starts from an empty Xen.
+ * while the next is created. Each is waited for (its ready line and HTTP 200)
+ * before the next: dom0 shares the two emulated CPUs with the guests, and a
+ * series created back to back measured the guests' boots more than the
+ * toolstack (Xen's vif script then timed out at the 24th domain). A create
+ * that fails ends the series, and is a result: where, and xl's words. Then
+ * all are destroyed (timed, with the offline hotplug).
  */
 export async function benchDensity(suite: BenchSuite['density'], variant: DensityVariant, consoleDir: string): Promise<Outcome> {
   const backend = new XenBackend({ consoleDir });
@@ -78,6 +81,7 @@ export async function benchDensity(suite: BenchSuite['density'], variant: Densit
   const shape = { type: suite.type, memoryMiB: suite.memoryMiB, vcpus: 1 };
   const vms: XenVm[] = [];
   const createMs: number[] = [];
+  const readyMs: number[] = [];
   const details: Record<string, unknown> = { variant, type: suite.type, memoryMiB: suite.memoryMiB, count: suite.count, freeMemoryMiBBefore: await freeMemory() };
   const ms: Record<string, number> = {};
   try {
@@ -88,40 +92,39 @@ export async function benchDensity(suite: BenchSuite['density'], variant: Densit
       details.fillMs = filled.created.map((entry) => entry.createMs);
       details.poolFillHotplug = await hotplugTimes(timed.log);
       await rm(timed.log, { force: true });
-      for (let i = 0; i < suite.count; i++) {
-        const got = await pool.instantiate(suite.image, shape);
-        if (!got.fromPool) throw new Error(`request ${i + 1} found the pool empty`);
-        vms.push(got.vm);
-        createMs.push(got.instantiationMs);
-      }
-    } else {
-      for (let i = 0; i < suite.count; i++) {
-        const started = performance.now();
-        vms.push(await backend.create(suite.image, { ...shape, vifScript: timed.path }));
-        createMs.push(since(started));
+    }
+    for (let n = 1; n <= suite.count; n++) {
+      let vm: XenVm;
+      try {
+        if (variant === 'pool') {
+          const got = await pool.instantiate(suite.image, shape);
+          if (!got.fromPool) throw new Error(`request ${n} found the pool empty`);
+          vm = got.vm;
+          createMs.push(got.instantiationMs);
+        } else {
+          const started = performance.now();
+          vm = await backend.create(suite.image, { ...shape, vifScript: timed.path });
+          createMs.push(since(started));
+        }
+        vms.push(vm);
+        readyMs.push((await vm.waitReady(undefined, { timeoutMs: 180_000 })).ms);
+      } catch (error) {
+        details.failedAt = n;
+        details.error = (error as Error).message;
+        break;
       }
     }
     details.createMs = createMs;
+    details.readyMs = readyMs;
     details.hotplug = await hotplugTimes(timed.log);
     details.freeMemoryMiBAfter = await freeMemory();
-    // Every domain must really run: the ready line in each console (they had the whole series to boot; give them up to 5 min more).
-    const waitStarted = performance.now();
-    const ready = await waitFor(
-      async () => {
-        const count = (await Promise.all(vms.map(async (vm) => (await vm.console()).includes('tinyx: ready')))).filter(Boolean).length;
-        return count === vms.length ? count : performance.now() - waitStarted > 290_000 ? count : false;
-      },
-      300_000,
-      'the domains did not get ready',
-      2000,
-    );
-    details.readyAtEnd = ready;
-    if (ready !== vms.length) throw new Error(`${vms.length - ready} of ${vms.length} domains printed no ready line`);
-    // And answer: one HTTP GET to each.
+    // At the end every domain that got ready still serves: one HTTP GET to each.
+    const serving = vms.slice(0, readyMs.length);
     let answered = 0;
-    for (const vm of vms) if ((await httpStatus(`http://${vm.address}/`, 5000).catch(() => 0)) === 200) answered++;
+    for (const vm of serving) if ((await httpStatus(`http://${vm.address}/`, 5000).catch(() => 0)) === 200) answered++;
+    details.running = serving.length;
     details.answered = answered;
-    if (answered !== vms.length) throw new Error(`${vms.length - answered} of ${vms.length} domains did not answer HTTP 200`);
+    if (answered !== serving.length) throw new Error(`${serving.length - answered} of ${serving.length} domains did not answer HTTP 200 at the end`);
   } finally {
     const destroyStarted = performance.now();
     await destroyAll(vms);

@@ -128,7 +128,7 @@ async function main(signal: AbortSignal): Promise<number> {
         ? {
             bench: {
               density: { image: inDom0(images.pv ? 'pv' : allGuests[0]!.type), type: images.pv ? ('pv' as const) : allGuests[0]!.type, count: benchCount, memoryMiB: BENCH_GUEST_MIB, variants },
-              boot: { images: allGuests.map((g) => ({ type: g.type, image: g.image })), runs: benchRuns, memoryMiB: 128 },
+              boot: { images: allGuests.map((g) => ({ type: g.type, image: g.image })), runs: benchRuns, memoryMiB: 64 },
             },
           }
         : {}),
@@ -217,7 +217,9 @@ function report(timings: Record<string, number | undefined>, results: TestResult
   say(`   seconds from QEMU's start: ${Object.entries(timings).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   for (const result of results) {
     const ms = result.ms ? ` (${Object.entries(result.ms).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ')})` : '';
-    say(`${result.ok ? 'ok  ' : 'FAIL'} ${result.name} ${result.seconds} s${ms}${result.details ? ` ${JSON.stringify(result.details)}` : ''}`);
+    // Details can hold whole xl outputs (the parsers' fixtures): --json has them all, the report their start.
+    const details = result.details ? ` ${JSON.stringify(result.details)}` : '';
+    say(`${result.ok ? 'ok  ' : 'FAIL'} ${result.name} ${result.seconds} s${ms}${details.length > 800 ? `${details.slice(0, 800)}... (--json for all)` : details}`);
     if (!result.ok) {
       say(`     ${result.error}`);
       if (result.consoleTail) say(result.consoleTail.split('\n').map((l) => `     | ${l}`).join('\n'));
