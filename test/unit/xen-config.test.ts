@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ToolstackError } from '@tinyx/toolstack';
+import { ToolstackError, XenBackend } from '@tinyx/toolstack';
 import { guestType, leaseAddress, MAC_PREFIX, macFor, xenDomainConfig, xlFailure } from '@tinyx/toolstack/internals';
 
 const XENBR0 = { bridge: 'xenbr0', gateway: '10.213.0.1', prefixLength: 16 };
@@ -84,4 +84,17 @@ test("xl's failures keep xl's own words: a config it cannot parse, no xenstore, 
   const other = xlFailure('create', 'nginx-1a2b3c', { exitCode: 3, stdout: '', stderr: "libxl: error: libxl_device.c:1408:device_hotplug_child_death_cb: script: /etc/xen/scripts/vif-bridge failed; error detected." });
   t.is(other.code, 'E_XL');
   t.regex(other.message, /^xl create nginx-1a2b3c failed:\nlibxl: error: .*vif-bridge failed/);
+});
+
+test('xl.cfg lines for every domain: the option, else TINYX_XEN_XL_EXTRA one per line', (t) => {
+  const saved = process.env.TINYX_XEN_XL_EXTRA;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.TINYX_XEN_XL_EXTRA;
+    else process.env.TINYX_XEN_XL_EXTRA = saved;
+  });
+  process.env.TINYX_XEN_XL_EXTRA = 'tsc_mode = "native"\n\n  on_watchdog = "destroy"  \n';
+  t.deepEqual(new XenBackend().extraLines, ['tsc_mode = "native"', 'on_watchdog = "destroy"']);
+  t.deepEqual(new XenBackend({ extraLines: ['vcpus = 2'] }).extraLines, ['vcpus = 2'], 'the option wins');
+  delete process.env.TINYX_XEN_XL_EXTRA;
+  t.deepEqual(new XenBackend().extraLines, []);
 });

@@ -130,6 +130,8 @@ async function bootGuest(config: XenTestConfig, guest: GuestSpec): Promise<Omit<
     // /init ends the VM with a reset when the app exits: that must end the domain, not restart it.
     'on_reboot = "destroy"',
     'on_crash = "destroy"',
+    // As the backend's domains get it (payload.ts, XL_EXTRA_EXPORT).
+    ...(process.env.TINYX_XEN_XL_EXTRA ?? '').split('\n').filter(Boolean),
   ].join('\n');
   await writeFile(cfgFile, `${cfg}\n`);
   const consoleLog = join(CONSOLE_DIR, `guest-${guest.name}.log`);

@@ -27,6 +27,12 @@ export interface XenBackendOptions {
   bridge?: BridgeConfig;
   /** How vifs are plugged (hotplug.ts): Xen's own script (default) or tinyx's lean one; TINYX_XEN_HOTPLUG=lean sets it too. */
   hotplug?: Hotplug;
+  /**
+   * xl.cfg lines every domain gets (before a create's own extraLines); by
+   * default those of TINYX_XEN_XL_EXTRA, one per line. The Xen test harness
+   * sets `tsc_mode = "native"` there (see test/xen/README.md).
+   */
+  extraLines?: readonly string[];
 }
 
 export interface XenCreateOptions extends CreateOptions {
@@ -99,11 +105,18 @@ export class XenBackend implements Backend {
   readonly consoleDir: string;
   readonly bridge: BridgeConfig;
   private readonly defaultHotplug: Hotplug | undefined;
+  private readonly defaultExtraLines: readonly string[] | undefined;
 
   constructor(options: XenBackendOptions = {}) {
     this.consoleDir = options.consoleDir ?? process.env.TINYX_XEN_CONSOLE_DIR ?? DEFAULT_XEN_CONSOLE_DIR;
     this.bridge = options.bridge ?? DEFAULT_XEN_BRIDGE;
     this.defaultHotplug = options.hotplug;
+    this.defaultExtraLines = options.extraLines;
+  }
+
+  /** The xl.cfg lines every domain gets: the option, else TINYX_XEN_XL_EXTRA's lines. */
+  get extraLines(): readonly string[] {
+    return this.defaultExtraLines ?? (process.env.TINYX_XEN_XL_EXTRA ?? '').split('\n').map((line) => line.trim()).filter(Boolean);
   }
 
   /** The hotplug script domains get unless a create says otherwise: the option, else TINYX_XEN_HOTPLUG, else Xen's own. */
@@ -159,7 +172,8 @@ export class XenBackend implements Backend {
         await requireFile(kernel, 'kernel');
         await requireFile(image.initrd, 'root filesystem');
         const script = options.vifScript ?? (await vifScript(record.hotplug, runtimeDir()));
-        await writeFile(record.config, xenDomainConfig(image, record, { extraLines: options.extraLines, vifScript: script }));
+        const extraLines = [...this.extraLines, ...(options.extraLines ?? [])];
+        await writeFile(record.config, xenDomainConfig(image, record, { extraLines, vifScript: script }));
         return ['create', ...(options.paused ? ['-p'] : []), record.config];
       },
       pooled: false,

@@ -74,6 +74,9 @@ export async function runChecks(): Promise<Check[]> {
   checks.push({ name: 'qemu', ok: !qemuMissing, detail: qemuMissing ?? 'qemu-system-x86_64: boots images (tinyx run)', debianPackage: 'qemu-system-x86', optional: true });
   const ip = await findOnPath('ip');
   checks.push({ name: 'ip', ok: !!ip, detail: ip ? `${ip}: the bridge and taps of tinyx run --network bridge` : 'makes the bridge and taps of tinyx run --network bridge', debianPackage: 'iproute2', optional: true });
+  // Xen: only in dom0 (test/xen boots one inside QEMU to test on).
+  const xenMissing = await getBackend('xen')?.unavailable();
+  checks.push({ name: 'xen', ok: !xenMissing, detail: xenMissing ?? 'xl in dom0: tinyx run --backend xen and tinyx pool', optional: true });
   const accel = await detectAccel();
   checks.push({ name: 'accelerator', ok: true, detail: `tinyx run will use ${accel.accel}: ${accel.reason}` });
   const missingFiles = await missingHostFiles();
