@@ -137,8 +137,10 @@ await section('xen', async () => {
     dirs[platform] = join(work, 'images', `nginx-${platform}`);
     await build({ recipe: 'nginx', platform, outDir: dirs[platform] });
   }
-  // TINYX_BENCH_XEN_FROM_CONSOLE=1 summarises the last run's console log again instead of running Xen.
-  return xenFigures({ repo, pvh: dirs['xen-pvh'], pv: dirs['xen-pv'], count: Number(process.env.TINYX_BENCH_XEN_COUNT || 32), runs: 3, consoleLog: join(work, 'xen-console.log'), fromConsole: process.env.TINYX_BENCH_XEN_FROM_CONSOLE === '1' });
+  // TINYX_BENCH_XEN_ONLY=bench-boot runs that part again (the others' latest results are kept);
+  // TINYX_BENCH_XEN_FROM_CONSOLE=1 summarises the earlier runs' console logs again instead of running Xen.
+  const env = process.env;
+  return xenFigures({ repo, pvh: dirs['xen-pvh'], pv: dirs['xen-pv'], count: Number(env.TINYX_BENCH_XEN_COUNT || 32), runs: 3, consoleLog: join(work, 'xen-console.log'), only: env.TINYX_BENCH_XEN_ONLY, fromConsole: env.TINYX_BENCH_XEN_FROM_CONSOLE === '1' });
 });
 
 await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);

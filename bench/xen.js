@@ -3,8 +3,8 @@
 // runs it, keeps its raw samples and summarises them. Absolute times are
 // TCG inside TCG: only the ratios between the rows travel to real hardware.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { stats } from './boot.js';
 
@@ -18,22 +18,38 @@ const VARIANTS = {
  * Runs the harness's bench suite and returns the figures for bench/results.json.
  * The results are read from the serial console's log (each a framed line), so
  * that a part that failed does not lose the others; failures are kept as such.
- * With `fromConsole`, only reads an earlier run's log.
+ * `only` runs some parts again (their own console log, `xen-console-<parts>.log`
+ * next to `consoleLog`); the summary takes each part's latest result from all
+ * the logs there. With `fromConsole`, only reads the logs of earlier runs.
  */
-export async function xenFigures({ repo, pvh, pv, count, runs, consoleLog, fromConsole = false }) {
+export async function xenFigures({ repo, pvh, pv, count, runs, consoleLog, only, fromConsole = false }) {
+  const thisLog = only ? consoleLog.replace(/\.log$/, `-${only.replace(/,/g, '+')}.log`) : consoleLog;
   if (!fromConsole) {
-    const args = [join(repo, 'test/dist/xen/harness.js'), '--suites', 'bench', '--pvh', pvh, '--pv', pv, '--bench-count', String(count), '--bench-runs', String(runs), '--timeout', '7200', '--console', consoleLog, '--json'];
+    const args = [join(repo, 'test/dist/xen/harness.js'), '--suites', 'bench', '--pvh', pvh, '--pv', pv, '--bench-count', String(count), '--bench-runs', String(runs), '--timeout', '7200', '--console', thisLog, '--json'];
+    if (only) args.push('--only', only);
     await promisify(execFile)(process.execPath, args, { maxBuffer: 64 * 2 ** 20 }).catch((error) => {
       // A failed part is reported below, from the console; a harness that could not run at all is an error.
-      if (!error.stdout) throw new Error(`the Xen harness failed (console: ${consoleLog}): ${error.stderr ?? error.message}`);
+      if (!error.stdout) throw new Error(`the Xen harness failed (console: ${thisLog}): ${error.stderr ?? error.message}`);
     });
   }
-  const lines = (await readFile(consoleLog, 'utf8')).split('\n').filter((line) => line.startsWith('tinyx-xen-result: '));
-  const results = lines.map((line) => JSON.parse(line.slice('tinyx-xen-result: '.length)));
-  const byName = Object.fromEntries(results.map((r) => [r.name, r]));
-  if (!byName.xen) throw new Error(`no results in ${consoleLog}: dom0 did not get as far as the tests`);
+  const dir = dirname(consoleLog);
+  const prefix = basename(consoleLog).replace(/\.log$/, '');
+  const logs = [];
+  for (const name of await readdir(dir)) {
+    if (name === `${prefix}.log` || (name.startsWith(`${prefix}-`) && name.endsWith('.log'))) logs.push({ path: join(dir, name), mtime: (await stat(join(dir, name))).mtimeMs });
+  }
+  const byName = {};
+  for (const log of logs.sort((a, b) => a.mtime - b.mtime)) {
+    for (const line of (await readFile(log.path, 'utf8')).split('\n')) {
+      if (!line.startsWith('tinyx-xen-result: ')) continue;
+      const result = JSON.parse(line.slice('tinyx-xen-result: '.length));
+      byName[result.name] = { ...result, log: basename(log.path) };
+    }
+  }
+  const results = Object.values(byName);
   const failures = results.filter((r) => !r.ok).map((r) => ({ name: r.name, error: r.error }));
   for (const f of failures) console.log(`xen bench: ${f.name} failed: ${f.error}`);
+  if (!byName.xen) throw new Error(`no results in ${consoleLog}: dom0 did not get as far as the tests`);
   const xen = byName.xen.details;
   const density = {};
   for (const variant of Object.keys(VARIANTS)) {
@@ -81,7 +97,8 @@ export function renderXen(x) {
       `Creation time of the Nth domain, N = 1..${count}: each domain (nginx, ${x.guest.type}, ${x.guest.memoryMiB} MiB) is left running while the next is created, as in LightVM's figure, and is waited for (HTTP 200) before the next, so that the toolstack, not the guests' boots, shares dom0's two emulated CPUs. "xl create" is the whole command; "from the pool" is \`tinyx run --backend xen\`'s path, a claim and \`xl unpause\` of a domain created paused ahead of time. The vif script's own time is measured by a wrapper around it. At the end every running domain answered HTTP 200.`,
       '',
     );
-    const rows = [...new Set([1, 2, 4, 8, 16, 24, count].filter((n) => n <= count))];
+    const failedAt = variants.map((v) => x.density[v].failedAt).filter(Boolean);
+    const rows = [...new Set([1, 2, 4, 8, 12, 16, 20, 24, ...failedAt, count].filter((n) => n <= count))].sort((a, b) => a - b);
     out.push(`| N | ${variants.map((v) => VARIANTS[v]).join(' | ')} |`);
     out.push(`|---:|${variants.map(() => '---:').join('|')}|`);
     const at = (v, n) => (x.density[v].createMs[n - 1] !== undefined ? s(x.density[v].createMs[n - 1]) : x.density[v].failedAt === n ? '**failed**' : '-');
