@@ -109,13 +109,14 @@ export function renderXen(x) {
     out.push(`| vif script, online (median) | ${variants.map((v) => (v === 'pool' ? `none at request (${s(x.density[v].fillHotplugOnlineMs.median)} at fill)` : s(x.density[v].hotplugOnlineMs.median))).join(' | ')} |`);
     out.push(`| vif script, offline at destroy (median) | ${variants.map((v) => (x.density[v].hotplugOfflineMs ? s(x.density[v].hotplugOfflineMs.median) : '?')).join(' | ')} |`);
     out.push(`| destroying all ${count}, 4 at a time | ${variants.map((v) => s(x.density[v].destroyAllMs)).join(' | ')} |`);
-    for (const v of variants) if (x.density[v].failedAt) out.push('', `${VARIANTS[v]}: the ${x.density[v].failedAt}th create failed: ${x.density[v].error.split('\n').slice(0, 3).join(' ')}`);
+    // A series ends at its first failure: a create that failed, or a domain that did not get ready (then its create time is in the table).
+    for (const v of variants) if (x.density[v].failedAt) out.push('', `${VARIANTS[v]}: the series ended at N = ${x.density[v].failedAt}: ${x.density[v].error.split('\n').slice(0, 3).join(' ').replace(/\s+/g, ' ').replace(/\|/g, '/')}`);
     if (x.density.pool?.fillMs) out.push('', `Filling the pool (\`xl create -p\` with the lean script): ${s(x.density.pool.fillMs.median)} per domain (median).`);
   }
   for (const f of x.failures ?? []) out.push('', `Failed in this run: ${f.name}: ${String(f.error).split('\n')[0]}`);
   const types = Object.keys(x.boot);
   if (types.length) {
-    out.push('', `Boot, PVH against PV (nginx, ${x.bootMemoryMiB} MiB, Xen's vif script, medians of ${x.bootRuns}; times from the start of \`xl create\` or \`xl restore\`):`, '');
+    out.push('', `Boot, PVH against PV (nginx: the xen-pvh image as pvh, the xen-pv image as pv; ${x.bootMemoryMiB} MiB, Xen's vif script, medians of ${x.bootRuns}; times from the start of \`xl create\` or \`xl restore\`):`, '');
     const keys = [
       ['create', '`xl create` returns'],
       ['readyLine', 'ready line on the console'],
