@@ -114,6 +114,8 @@ export class XenPool {
    * The fill lock of one shape: a directory made with mkdir (atomic), with
    * the holder's pid in it. A holder that died (Ctrl-C'd or killed) is
    * detected by its pid and its lock taken over. Waits while another holds it.
+   * (Two waiters that find the same dead holder at the same moment can both
+   * take over; the worst case is the overfill this lock prevents otherwise.)
    */
   private async lockFill(key: string, signal: AbortSignal | undefined): Promise<() => Promise<void>> {
     const lock = join(this.dir, '.filling', key);
