@@ -201,7 +201,11 @@ export class XenBackend implements Backend {
       hotplug: saved.hotplug ?? 'xen',
       signal: options.signal,
       restoreNic: saved.network,
-      xl: async () => ['restore', ...(options.paused ? ['-p'] : []), file],
+      xl: async () => {
+        // The saved configuration names the lean script's path: it is written again if the runtime directory was emptied since (a reboot of dom0).
+        if (saved.hotplug) await vifScript(saved.hotplug, runtimeDir());
+        return ['restore', ...(options.paused ? ['-p'] : []), file];
+      },
       pooled: false,
       restored: true,
     });
