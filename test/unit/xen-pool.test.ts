@@ -16,6 +16,7 @@ async function pooled(t: { teardown(f: () => Promise<void>): void }, shapes: { m
   for (const file of ['vmlinux', 'initrd.cpio.gz']) await writeFile(join(image, file), '');
   await writeFile(join(image, 'manifest.json'), JSON.stringify({ name: 'nginx', platform: 'xen-pvh', readiness: null, artifacts: { rootfs: 'initrd.cpio.gz', vmlinux: 'vmlinux' } }));
   process.env.TINYX_RUNTIME_DIR = runtime;
+  await mkdir(runtime, { mode: 0o700 });
   await mkdir(join(runtime, '.pool'), { recursive: true });
   const ids: string[] = [];
   for (const [i, shape] of shapes.entries()) {

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
 import { BASE_INCLUDE, createBase, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { pickBaseSource, readAptSources } from './base/apt-sources.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir } from './cache.js';
+import { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
 import { readDpkgStatus, readPackageFileList } from './dpkg/status.js';
 import { TinyxError, throwIfAborted } from './errors.js';
 import { HOST_FILES, checkBuildHost } from './host-tools.js';
@@ -217,6 +218,8 @@ export class Build {
     keyring ??= HOST_FILES[0]!.path;
     this.baseSpec = { suite, mirror, architecture, include: BASE_INCLUDE, keyring };
     this.outDir = resolve(options.outDir ?? join('out', this.recipe.name));
+    // Refused before any work: the output path must be new, empty or an image tinyx wrote.
+    if ((options.goal ?? 'image') === 'image') await checkOutputDir(this.outDir);
     return { summary: `${this.recipe.name}: ${this.recipe.packages.join(' ')} (${suite}, ${architecture})` };
   }
 
@@ -410,16 +413,11 @@ export class Build {
     };
     await writeFile(join(this.staging!, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 
-    // Swap the new directory in: the old one moves aside first, so a reader sees one or the other.
+    // Swap the new directory in (checked again: only tinyx's own output is ever replaced).
     const out = this.outDir!;
-    const old = `${this.staging!}.old`;
-    await rename(out, old).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
-    });
-    await rename(this.staging!, out);
-    await removeTree(old);
+    const { leftBehind } = await replaceOutputDir(this.staging!, out);
     this.result = manifest;
-    return { summary: out };
+    return { summary: leftBehind ? `${out} (the old image's directory kept files tinyx did not write: ${leftBehind})` : out };
   }
 
   private sourceDateEpoch(): number {

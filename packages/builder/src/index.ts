@@ -20,6 +20,8 @@ export type { ErrorKind } from './errors.js';
 export { HOST_TOOLS, HOST_FILES, findOnPath, isRoot, hasOverlayFs, missingHostFiles } from './host-tools.js';
 export type { HostTool } from './host-tools.js';
 export { defaultCacheDir } from './cache.js';
+export { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
+export type { OutputState } from './emit/output-dir.js';
 export { run, setCommandLog, SUBPROCESS_PATH } from './run.js';
 export type { RunOptions, RunResult } from './run.js';
 export { READY_LINE } from './assemble/init-script.js';

@@ -32,3 +32,4 @@ export * from './kernel/infer-features.js';
 export * from './kernel/kernel-source.js';
 export * from './kernel/build-kernel.js';
 export type { ImageEntry } from './image-tree.js';
+export { checkOutputDir, replaceOutputDir, parseMarker, tinyxFileNames } from './emit/output-dir.js';

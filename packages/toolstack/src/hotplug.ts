@@ -1,5 +1,7 @@
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ToolstackError } from './errors.js';
+import { ensurePrivateDir } from './runtime.js';
 
 /**
  * How a domain's vif is plugged into its bridge when xl creates it:
@@ -48,10 +50,15 @@ exit 0
  * never runs half a script.
  */
 export async function leanVifScript(runtime: string): Promise<string> {
+  // libxl runs this script as root: it is written only by root, into a directory only root can write (checked on every use).
+  if (process.getuid?.() !== 0) {
+    throw new ToolstackError('E_NOT_ROOT', 'the lean vif script is run by libxl as root, so only root writes it', { kind: 'host', hint: 'run tinyx as root in dom0' });
+  }
   const dir = join(runtime, '.hotplug');
   const path = join(dir, 'vif-tinyx');
+  ensurePrivateDir(runtime, 'the runtime directory');
+  ensurePrivateDir(dir, 'the hotplug script directory');
   if ((await readFile(path, 'utf8').catch(() => undefined)) === LEAN_VIF_SCRIPT) return path;
-  await mkdir(dir, { recursive: true });
   const temp = join(dir, `.vif-tinyx.${process.pid}`);
   await writeFile(temp, LEAN_VIF_SCRIPT);
   await chmod(temp, 0o755);

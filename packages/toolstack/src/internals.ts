@@ -4,3 +4,5 @@ export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlL
 export { DEFAULT_BRIDGE } from './bridge.js';
 export { guestType, xenDomainConfig, xlFailure } from './xen.js';
 export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './hotplug.js';
+export { checkVmId, ensurePrivateDir, runtimeDirPath } from './runtime.js';
+export { checkStateFile, isSavedState, writeStateFile } from './state-file.js';

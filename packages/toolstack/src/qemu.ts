@@ -9,7 +9,8 @@ import { attachNic, releaseNic, type BridgedNic } from './bridge.js';
 import { ToolstackError } from './errors.js';
 import { readImage, type ImageDirectory, type ReadinessProbe } from './image.js';
 import { probeHttp, probeTcp } from './probe.js';
-import { runtimeDir } from './runtime.js';
+import { runtimeDir, vmDir } from './runtime.js';
+import { checkStateFile, writeStateFile } from './state-file.js';
 import { QmpClient } from './qmp.js';
 import type { Backend, CreateOptions, Vm, VmState } from './vm.js';
 
@@ -215,8 +216,8 @@ export class QemuVm implements Vm {
     }
     const id = `${image.name}-${randomBytes(3).toString('hex')}`;
     const runtime = runtimeDir();
-    const dir = join(runtime, id);
-    await mkdir(dir, { recursive: true });
+    const dir = vmDir(id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     let nic: BridgedNic | undefined;
     try {
       if (bridged) nic = await attachNic(id, runtime, undefined, options.nic);
@@ -309,7 +310,7 @@ export class QemuVm implements Vm {
    * says so, and destroy() removes what it left.
    */
   static async attach(id: string): Promise<QemuVm> {
-    const dir = join(runtimeDir(), id);
+    const dir = vmDir(id);
     let record: VmRecord;
     try {
       record = JSON.parse(await readFile(join(dir, 'vm.json'), 'utf8')) as VmRecord;
@@ -360,9 +361,8 @@ export class QemuVm implements Vm {
    * paused first and stays paused), and `file.json` with what restore needs.
    */
   async save(file: string): Promise<void> {
-    await this.command('stop');
-    await this.command('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
-    await this.waitMigration('save');
+    // Refused before the VM is paused: FILE must be new or a state tinyx saved.
+    await checkStateFile(file);
     const saved: SavedVm = {
       imageDir: this.image.dir,
       memoryMiB: this.record.memoryMiB,
@@ -370,7 +370,16 @@ export class QemuVm implements Vm {
       machine: this.record.machine,
       ...(this.record.network ? { network: { address: this.record.network.address, mac: this.record.network.mac } } : {}),
     };
-    await writeFile(`${file}.json`, `${JSON.stringify(saved, null, 2)}\n`);
+    await writeStateFile(
+      file,
+      async (temp) => {
+        await this.command('stop');
+        // umask: the guest's memory is never readable by others, not even while it is written.
+        await this.command('migrate', { uri: `exec:umask 077 && cat > ${shellQuote(temp)}` });
+        await this.waitMigration('save');
+      },
+      saved,
+    );
   }
 
   /** After -incoming: waits until the state is loaded and the guest runs. */

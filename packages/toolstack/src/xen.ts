@@ -7,7 +7,8 @@ import { ToolstackError } from './errors.js';
 import { vifScript, type Hotplug } from './hotplug.js';
 import { readImage, type ImageDirectory, type ReadinessProbe } from './image.js';
 import { probeHttp, probeTcp } from './probe.js';
-import { runtimeDir } from './runtime.js';
+import { runtimeDir, vmDir } from './runtime.js';
+import { writeStateFile } from './state-file.js';
 import type { Backend, CreateOptions, Vm, VmState } from './vm.js';
 import { domainState, parseXlListLong, parseXlListTable, type XlDomain } from './xl-list.js';
 
@@ -190,7 +191,7 @@ export class XenBackend implements Backend {
     const saved = await readSaved(file);
     const image = await readImage(saved.imageDir);
     await this.requireXen();
-    if (await readFile(join(runtimeDir(), saved.id, 'vm.json')).then(() => true, () => false)) {
+    if (await readFile(join(vmDir(saved.id), 'vm.json')).then(() => true, () => false)) {
       throw new ToolstackError('E_RESTORE', `${saved.id} (saved in ${file}) is running already`, { kind: 'user', hint: `stop it first: tinyx stop ${saved.id}` });
     }
     return this.start(image, saved.id, {
@@ -233,8 +234,8 @@ export class XenBackend implements Backend {
     },
   ): Promise<XenVm> {
     const runtime = runtimeDir();
-    const dir = join(runtime, id);
-    await mkdir(dir, { recursive: true });
+    const dir = vmDir(id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     let address: string | undefined;
     let xlStarted = false;
     try {
@@ -316,7 +317,7 @@ export class XenVm implements Vm {
 
   /** Finds a VM by id in the runtime directory (from another process, or a pooled one). */
   static async attach(id: string): Promise<XenVm> {
-    const dir = join(runtimeDir(), id);
+    const dir = vmDir(id);
     let record: XenVmRecord;
     try {
       record = JSON.parse(await readFile(join(dir, 'vm.json'), 'utf8')) as XenVmRecord;
@@ -389,10 +390,16 @@ export class XenVm implements Vm {
    * gone (its lease and files removed); with `keep` (`xl save -c`) it runs on.
    */
   async save(file: string, options: { keep?: boolean } = {}): Promise<void> {
-    const result = await xl(['save', ...(options.keep ? ['-c'] : []), this.id, file]);
-    if (result.exitCode !== 0) throw xlFailure('save', this.id, result, undefined, 'E_SAVE');
     const saved: SavedXenVm = { backend: 'xen', id: this.id, imageDir: this.image.dir, type: this.record.type, memoryMiB: this.record.memoryMiB, vcpus: this.record.vcpus, network: this.record.network, hotplug: this.record.hotplug };
-    await writeFile(`${file}.json`, `${JSON.stringify(saved, null, 2)}\n`);
+    // FILE must be new or a state tinyx saved (checked before xl touches the domain); written under a temporary name, then renamed.
+    await writeStateFile(
+      file,
+      async (temp) => {
+        const result = await xl(['save', ...(options.keep ? ['-c'] : []), this.id, temp]);
+        if (result.exitCode !== 0) throw xlFailure('save', this.id, result, undefined, 'E_SAVE');
+      },
+      saved,
+    );
     if (!options.keep) await this.destroy();
   }
 

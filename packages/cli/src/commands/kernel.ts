@@ -1,7 +1,7 @@
-import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { formatBytes, type KernelResult } from '@tinyx/builder';
+import { checkOutputDir, formatBytes, replaceOutputDir, type KernelResult } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError, type Output } from '../output.js';
@@ -19,7 +19,7 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
         : 'Build the kernel for an app (cached by its .config), without the rest of the image',
     builder: (yargs) => {
       let y = sourceOptions(recipeOptions(globalOptions(yargs as Argv<object>), `kernel ${action}`));
-      if (action === 'build') y = y.option('out', { type: 'string', describe: 'copy vmlinuz, vmlinux and kernel.config into this directory' }) as typeof y;
+      if (action === 'build') y = y.option('out', { type: 'string', describe: 'write vmlinuz, vmlinux, kernel.config and kernel.json into this directory (new, empty, or one tinyx wrote)' }) as typeof y;
       return (action === 'config'
         ? y
             .example('$0 kernel config nginx', 'the .config, each requested option with its fragment or feature')
@@ -32,6 +32,8 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
     handler: async (args) => {
       const out = makeOutput(args);
       try {
+        // Refused before the build: --out must be new, empty or a directory tinyx wrote.
+        if (action === 'build' && args.out) await checkOutputDir(resolve(args.out));
         const build = await runBuild(out, { recipe: recipeFrom(args), ...sourceFrom(args), goal: action === 'config' ? 'kernel-config' : 'kernel' });
         const kernel = build.kernelOutcome;
         if (action === 'config') printConfig(kernel, out);
@@ -77,11 +79,20 @@ function printConfig(kernel: KernelResult, out: Output): void {
 async function reportBuild(kernel: KernelResult, outDir: string | undefined, out: Output): Promise<void> {
   const built = kernel.built!;
   if (outDir) {
+    // Written beside the target and swapped in, as an image directory is, with kernel.json as tinyx's marker.
     const dir = resolve(outDir);
-    await mkdir(dir, { recursive: true });
-    await copyFile(built.bzImage, join(dir, 'vmlinuz'));
-    await copyFile(built.vmlinux, join(dir, 'vmlinux'));
-    await writeFile(join(dir, 'kernel.config'), kernel.config.text);
+    await mkdir(dirname(dir), { recursive: true });
+    const staging = await mkdtemp(join(dirname(dir), `.${basename(dir)}.tmp-`));
+    try {
+      await copyFile(built.bzImage, join(staging, 'vmlinuz'));
+      await copyFile(built.vmlinux, join(staging, 'vmlinux'));
+      await writeFile(join(staging, 'kernel.config'), kernel.config.text);
+      const marker = { generator: 'tinyx', kind: 'kernel', version: built.version, platform: kernel.request.platform, configSha256: kernel.config.sha256 };
+      await writeFile(join(staging, 'kernel.json'), `${JSON.stringify(marker, null, 2)}\n`);
+      await replaceOutputDir(staging, dir);
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
   }
   const sizes = { bzImage: (await stat(built.bzImage)).size, vmlinux: (await stat(built.vmlinux)).size };
   if (out.json) {
