@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
 import { BASE_INCLUDE, createBase, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { pickBaseSource, readAptSources } from './base/apt-sources.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
-import { Cache, defaultCacheDir } from './cache.js';
+import { Cache, defaultCacheDir, processExists } from './cache.js';
 import { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
+import { asNoSpaceError, type WritePlace } from './no-space.js';
 import { readDpkgStatus, readPackageFileList } from './dpkg/status.js';
 import { TinyxError, throwIfAborted } from './errors.js';
 import { HOST_FILES, checkBuildHost } from './host-tools.js';
@@ -135,7 +136,9 @@ export class Build {
   constructor(options: BuildOptions) {
     this.options = options;
     this.signal = options.signal;
-    this.cache = new Cache(resolve(options.cacheDir ?? defaultCacheDir()));
+    this.cache = new Cache(resolve(options.cacheDir ?? defaultCacheDir()), (entry, problem) =>
+      this.output(`cache: ${entry} was damaged (${problem}); removed, building it again`),
+    );
     const goal = options.goal ?? 'image';
     const all: BuildStep[] = [
       { id: 'load', title: 'Load the recipe and check the host', run: () => this.load() },
@@ -161,12 +164,21 @@ export class Build {
     this.current = step.id;
     this.options.onEvent?.({ type: 'step-start', step: step.id, title: step.title });
     const started = performance.now();
-    const result = await step.run();
+    const result = await step.run().catch(async (error: unknown) => {
+      throw await asNoSpaceError(error, step.id, this.writePlaces());
+    });
     const seconds = Math.round((performance.now() - started) / 10) / 100;
     this.seconds[step.id] = seconds;
     if (result.cached) this.cachedSteps.push(step.id);
     this.options.onEvent?.({ type: 'step-end', step: step.id, title: step.title, seconds, cached: !!result.cached, summary: result.summary });
     return result;
+  }
+
+  /** Where the build writes: for the message when one of them fills up. */
+  private writePlaces(): WritePlace[] {
+    const places: WritePlace[] = [{ label: 'the cache', path: this.cache.dir }];
+    if (this.outDir) places.push({ label: "the output's directory", path: dirname(this.outDir) });
+    return places;
   }
 
   /** Undoes every mount and removes every temporary tree, newest first. Safe to call twice. */
@@ -204,6 +216,8 @@ export class Build {
     if (compression !== undefined && !Object.hasOwn(COMPRESSIONS, compression)) {
       throw new TinyxError('E_FORMAT', `unknown compression "${compression}"`, { kind: 'user', hint: `compressions: ${Object.keys(COMPRESSIONS).join(', ')}` });
     }
+    // What builds killed before they could clean up left in the cache (unmounted, removed).
+    for (const name of await this.cache.sweepStale()) this.output(`cache: removed tmp/${name}, left by a build that no longer runs`);
     await checkBuildHost({ kernel: this.steps.some((step) => step.id === 'kernel'), kernelSource: options.kernelSource, compression });
     const architecture = (await run('dpkg', ['--print-architecture'])).stdout.trim();
     let mirror = options.mirror;
@@ -321,6 +335,11 @@ export class Build {
     if (this.staging) return this.staging;
     const out = this.outDir!;
     await mkdir(dirname(out), { recursive: true });
+    // A staging directory beside it from a build killed before its cleanup (its process is gone) is tinyx's own: removed.
+    for (const name of await readdir(dirname(out))) {
+      const pid = Number(name.match(new RegExp(`^\\.${escapeRegExp(basename(out))}\\.tmp-(\\d+)-[0-9a-f]+(\\.old)?$`))?.[1]);
+      if (pid && pid !== process.pid && !processExists(pid)) await removeTree(join(dirname(out), name));
+    }
     const staging = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
     this.cleanups.push(() => removeTree(staging));
     await mkdir(staging);
@@ -475,4 +494,8 @@ export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
   return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

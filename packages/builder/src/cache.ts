@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { copyFile, lstat, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { removeTree } from './mounts.js';
 import type { CompressedStore } from './pack/formats.js';
 
@@ -45,21 +46,50 @@ export function stableJson(value: unknown): string {
 }
 
 export class Cache {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    /** Told when lookup finds a damaged entry and removes it: which entry, and what was wrong. */
+    private readonly onDiscard?: (entry: string, problem: string) => void,
+  ) {}
 
   entryDir(kind: CacheKind, key: string): string {
     return join(this.dir, kind, key);
   }
 
-  /** The entry's directory when it is complete (its meta.json exists), else undefined. */
+  /**
+   * The entry's directory when it is complete and intact, else undefined.
+   * Complete: its meta.json exists (written last, before the rename that
+   * publishes it, so a half-written entry is never there to be found: a
+   * build killed with SIGKILL leaves only a directory under tmp/). Intact:
+   * what it holds still matches the contents recorded at publish time (see
+   * ENTRY_CHECKS); a damaged entry (a truncated kernel, a file gone from a
+   * layer) is removed, reported through onDiscard, and built again.
+   */
   async lookup(kind: CacheKind, key: string): Promise<string | undefined> {
     const dir = this.entryDir(kind, key);
-    try {
-      await stat(join(dir, 'meta.json'));
-      return dir;
-    } catch {
-      return undefined;
+    const meta = await this.readMeta<{ contents?: EntryContents }>(dir).catch(() => undefined);
+    if (!meta) return undefined;
+    if (meta.contents) {
+      const problem = compareContents(meta.contents, await entryContents(dir, ENTRY_CHECKS[kind]));
+      if (problem) {
+        await this.discard(kind, key, problem);
+        return undefined;
+      }
     }
+    return dir;
+  }
+
+  /** Removes a damaged entry: renamed under tmp/ first (a lookup never sees it again), then removed. */
+  private async discard(kind: CacheKind, key: string, problem: string): Promise<void> {
+    const aside = join(this.dir, 'tmp', `discarded-${kind}-${key}-${process.pid}-${randomBytes(3).toString('hex')}`);
+    await mkdir(join(this.dir, 'tmp'), { recursive: true });
+    try {
+      await rename(this.entryDir(kind, key), aside);
+    } catch {
+      return; // another build discarded it first
+    }
+    this.onDiscard?.(`${kind}/${key}`, problem);
+    await removeTree(aside);
   }
 
   async readMeta<T>(entryDir: string): Promise<T> {
@@ -85,6 +115,25 @@ export class Cache {
     };
   }
 
+  /**
+   * Removes what builds that no longer run left under tmp/ (a build killed
+   * with SIGKILL cannot clean up after itself): each directory there is named
+   * <label>-<pid>-<random> by the process that made it, and is removed, with
+   * whatever is still mounted below it, only when that process is gone.
+   * Returns what was removed.
+   */
+  async sweepStale(): Promise<string[]> {
+    const tmp = join(this.dir, 'tmp');
+    const swept: string[] = [];
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      const pid = Number(name.match(/-(\d+)-[0-9a-f]+$/)?.[1]);
+      if (!pid || pid === process.pid || processExists(pid)) continue;
+      await removeTree(join(tmp, name));
+      swept.push(name);
+    }
+    return swept;
+  }
+
   /** A fresh directory under tmp/, to build in; the caller removes it (removeTree) in `finally`. */
   async makeTemp(label: string): Promise<string> {
     const dir = join(this.dir, 'tmp', `${label}-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -99,7 +148,8 @@ export class Cache {
    * theirs is used (same key, same inputs): two concurrent builds both succeed.
    */
   async publish(kind: CacheKind, key: string, built: string, meta: object): Promise<string> {
-    await writeFile(join(built, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+    const contents = await entryContents(built, ENTRY_CHECKS[kind]);
+    await writeFile(join(built, 'meta.json'), `${JSON.stringify({ ...meta, ...(contents ? { contents } : {}) }, null, 2)}\n`);
     const target = this.entryDir(kind, key);
     await mkdir(join(this.dir, kind), { recursive: true });
     try {
@@ -113,5 +163,75 @@ export class Cache {
       }
       throw error;
     }
+  }
+}
+
+/**
+ * How an entry is checked on use. Small entries (kernels, configurations,
+ * compressed archives: at most tens of MiB) by the sha256 of every file;
+ * trees (a base, a layer: thousands of files) by their shape, the number of
+ * entries and the bytes of their files, which a truncated or removed file
+ * changes and which costs a directory walk (about 0.1 s for a base). A kernel
+ * source tree (80,000 files, 1.3 GB: seconds to walk) and the Xen harness's
+ * entries are not checked on use.
+ */
+const ENTRY_CHECKS: Record<CacheKind, 'sha256' | 'tree' | 'none'> = {
+  bases: 'tree',
+  layers: 'tree',
+  'kernel-src': 'none',
+  'kernel-configs': 'sha256',
+  kernels: 'sha256',
+  packed: 'sha256',
+  'xen-dom0': 'none',
+};
+
+/** What an entry held when it was published (in its meta.json). */
+export type EntryContents = { sha256: Record<string, string> } | { tree: { entries: number; bytes: number } };
+
+async function entryContents(dir: string, check: 'sha256' | 'tree' | 'none'): Promise<EntryContents | undefined> {
+  if (check === 'none') return undefined;
+  const all = await readdir(dir, { recursive: true, withFileTypes: true });
+  const entries = all.filter((e) => !(e.name === 'meta.json' && e.parentPath === dir));
+  if (check === 'tree') {
+    let bytes = 0;
+    for (const e of entries) if (e.isFile()) bytes += (await lstat(join(e.parentPath, e.name))).size;
+    return { tree: { entries: entries.length, bytes } };
+  }
+  const sha256: Record<string, string> = {};
+  for (const e of entries.filter((x) => x.isFile())) {
+    const path = join(e.parentPath, e.name);
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    sha256[relative(dir, path)] = hash.digest('hex');
+  }
+  return { sha256 };
+}
+
+/** What differs between the recorded contents and what is there now, or undefined when nothing does. */
+export function compareContents(recorded: EntryContents, now: EntryContents | undefined): string | undefined {
+  if (!now) return undefined;
+  if ('tree' in recorded) {
+    if (!('tree' in now)) return 'its check changed';
+    const [a, b] = [recorded.tree, now.tree];
+    if (a.entries !== b.entries) return `${a.entries} entries were published, ${b.entries} are there`;
+    if (a.bytes !== b.bytes) return `its files held ${a.bytes} bytes, they hold ${b.bytes}`;
+    return undefined;
+  }
+  if (!('sha256' in now)) return 'its check changed';
+  for (const [file, sum] of Object.entries(recorded.sha256)) {
+    if (now.sha256[file] === undefined) return `${file} is missing`;
+    if (now.sha256[file] !== sum) return `${file} is not what was published (sha256 differs)`;
+  }
+  const extra = Object.keys(now.sha256).find((file) => recorded.sha256[file] === undefined);
+  return extra ? `${extra} was added` : undefined;
+}
+
+/** The process exists (signal 0 is not sent, only checked); EPERM means it exists as another user's. */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -33,3 +33,4 @@ export * from './kernel/kernel-source.js';
 export * from './kernel/build-kernel.js';
 export type { ImageEntry } from './image-tree.js';
 export { checkOutputDir, replaceOutputDir, parseMarker, tinyxFileNames } from './emit/output-dir.js';
+export { Cache, compareContents } from './cache.js';

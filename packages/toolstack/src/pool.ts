@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { ToolstackError } from './errors.js';
 import type { Hotplug } from './hotplug.js';
 import { readImage } from './image.js';
-import { runtimeDir } from './runtime.js';
+import { VM_ID, runtimeDir } from './runtime.js';
 import { XenVm, type XenBackend, type XenCreateOptions } from './xen.js';
 
 /**
@@ -146,7 +146,9 @@ export class XenPool {
     const entries: PoolEntry[] = [];
     for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.'))) {
       const entry = await readFile(join(this.dir, name), 'utf8').then((text) => JSON.parse(text) as PoolEntry, () => undefined);
-      if (entry && (!filter || matches(entry, filter))) entries.push(entry);
+      // An entry is only ever the one `fill` wrote as <id>.json: its id names the VM that claim and drain act on.
+      if (!entry || name !== `${entry.id}.json` || !VM_ID.test(entry.id) || entry.id.includes('..')) continue;
+      if (!filter || matches(entry, filter)) entries.push(entry);
     }
     return entries.sort((a, b) => a.createdAtEpochMs - b.createdAtEpochMs);
   }
