@@ -65,7 +65,10 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
   };
 
-  const subprocess = execa(file, args, execaOptions);
+  // Started through setpriv --pdeathsig: if tinyx itself is killed (SIGKILL, where no cleanup can run),
+  // the command dies with it instead of working on in the cache; its own children then finish their
+  // current piece and stop. What it left under tmp/ is swept by the next build (Cache.sweepStale).
+  const subprocess = execa('setpriv', ['--pdeathsig', 'KILL', '--', file, ...args], execaOptions);
   let cancelled = false;
   const onAbort = (): void => {
     cancelled = true;
@@ -94,7 +97,7 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     const result = await subprocess;
     if (cancelled && signal) throw new InterruptedError(abortReason(signal));
     const code = (result as { code?: string }).code;
-    if (code === 'ENOENT') {
+    if (code === 'ENOENT' || (result.exitCode === 127 && String(result.stderr ?? '').startsWith(`setpriv: failed to execute ${file}: No such file`))) {
       const pkg = debianPackageFor(file);
       if (pkg) throw new MissingToolError(file, pkg);
       throw new CommandFailedError(commandLine, undefined, `${file}: not found`, options.hint);
