@@ -125,3 +125,22 @@ test('--format tar writes rootfs.tar, and inspect reads the image back', async (
   const json = await runCli(['inspect', out, '--json']);
   t.is((JSON.parse(json.stdout) as Manifest).format, 'tar');
 });
+
+test("dlopen: the recipe's globs bring the modules they match (and only those) that no NEEDED entry names; a glob that matches nothing names the field", async (t) => {
+  const nginx = await loadRecipe('nginx');
+  const gconv = '/usr/lib/x86_64-linux-gnu/gconv/UTF-16.so';
+  const recipe = { ...nginx, name: 'nginx-dlopen', dlopen: ['/usr/lib/x86_64-linux-gnu/gconv/UTF-1?.so', '/usr/lib/x86_64-linux-gnu/libnss_dns.so.*'] };
+  const manifest = await build({ recipe, outDir: join(work, 'nginx-dlopen'), kernel: false });
+  const files = new Map(manifest.files.map((f) => [f.path, f as { reason?: string }]));
+  t.is(files.get(gconv)?.reason, 'dlopen');
+  t.is(files.get('/usr/lib/x86_64-linux-gnu/gconv/UTF-32.so'), undefined, 'only what the glob matches');
+  t.is(files.get('/usr/lib/x86_64-linux-gnu/libnss_dns.so.2')?.reason, 'dlopen');
+  const plain = await buildRecipe('nginx', 'nginx-plain');
+  t.false(plain.files.some((f) => f.path === gconv), 'not there without the dlopen entry');
+
+  const none = { ...nginx, name: 'nginx-nodl', source: 'my-nginx.yaml', dlopen: ['/usr/lib/nothing-*.so'] };
+  await t.throwsAsync(build({ recipe: none, outDir: join(work, 'nginx-nodl'), kernel: false }), {
+    code: 'E_RECIPE',
+    message: 'my-nginx.yaml: dlopen[0]: /usr/lib/nothing-*.so matches nothing in the install root',
+  } as never);
+});

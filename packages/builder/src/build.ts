@@ -77,6 +77,8 @@ export type BuildEvent =
   | { type: 'step-start'; step: StepId; title: string }
   | { type: 'step-end'; step: StepId; title: string; seconds: number; cached: boolean; summary: string | undefined }
   | { type: 'output'; step: StepId; line: string }
+  /** Something the user should see whatever the verbosity: a damaged cache entry rebuilt, what a killed build left removed. */
+  | { type: 'notice'; step: StepId; line: string }
   /** Countable progress of a long step: the kernel's files compiled so far (`total` from an earlier build of the same tree). */
   | { type: 'progress'; step: StepId; done: number; total: number | undefined; unit: string };
 
@@ -137,7 +139,7 @@ export class Build {
     this.options = options;
     this.signal = options.signal;
     this.cache = new Cache(resolve(options.cacheDir ?? defaultCacheDir()), (entry, problem) =>
-      this.output(`cache: ${entry} was damaged (${problem}); removed, building it again`),
+      this.notice(`cache: ${entry} was damaged (${problem}); removed, building it again`),
     );
     const goal = options.goal ?? 'image';
     const all: BuildStep[] = [
@@ -204,6 +206,10 @@ export class Build {
     this.options.onEvent?.({ type: 'output', step: this.current, line });
   };
 
+  private notice = (line: string): void => {
+    this.options.onEvent?.({ type: 'notice', step: this.current, line });
+  };
+
   private async load(): Promise<StepResult> {
     const { options } = this;
     this.recipe = typeof options.recipe === 'string' ? await loadRecipe(options.recipe, options.recipesDir) : options.recipe;
@@ -217,7 +223,7 @@ export class Build {
       throw new TinyxError('E_FORMAT', `unknown compression "${compression}"`, { kind: 'user', hint: `compressions: ${Object.keys(COMPRESSIONS).join(', ')}` });
     }
     // What builds killed before they could clean up left in the cache (unmounted, removed).
-    for (const name of await this.cache.sweepStale()) this.output(`cache: removed tmp/${name}, left by a build that no longer runs`);
+    for (const name of await this.cache.sweepStale()) this.notice(`cache: removed tmp/${name}, left by a build that no longer runs`);
     await checkBuildHost({ kernel: this.steps.some((step) => step.id === 'kernel'), kernelSource: options.kernelSource, compression });
     const architecture = (await run('dpkg', ['--print-architecture'])).stdout.trim();
     let mirror = options.mirror;

@@ -22,7 +22,8 @@ export function lineProgress(out: Output): (event: BuildEvent) => void {
       // One line per 10%, or per 100 files when the total is not known: a log, not a spinner.
       const step = event.total ? Math.max(1, Math.round(event.total / 10)) : 100;
       if (event.done % step === 0) out.note(`[${event.step}] ${event.done}${event.total ? ` of ~${event.total}` : ''} ${event.unit}`);
-    } else if (out.verbose) out.note(`  ${event.line}`);
+    } else if (event.type === 'notice') out.note(`[${event.step}] ${event.line}`);
+    else if (out.verbose) out.note(`  ${event.line}`);
   };
 }
 
@@ -45,7 +46,7 @@ export async function runSteps(build: Build, mode: ProgressMode, events: { curre
       title: step.title,
       task: async (_ctx: unknown, task: { title: string; output: string }) => {
         events.current = (event) => {
-          if (event.type === 'output' && event.line.trim()) task.output = event.line.trim();
+          if ((event.type === 'output' || event.type === 'notice') && event.line.trim()) task.output = event.line.trim();
           if (event.type === 'progress') task.output = `${event.done}${event.total ? ` of ~${event.total}` : ''} ${event.unit}`;
         };
         const result = await build.runStep(step);

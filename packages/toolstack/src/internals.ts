@@ -6,3 +6,4 @@ export { guestType, xenDomainConfig, xlFailure } from './xen.js';
 export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './hotplug.js';
 export { checkVmId, ensurePrivateDir, runtimeDirPath } from './runtime.js';
 export { checkStateFile, isSavedState, writeStateFile } from './state-file.js';
+export { qemuArgv } from './qemu-argv.js';

@@ -12,6 +12,7 @@ import { probeHttp, probeTcp } from './probe.js';
 import { runtimeDir, vmDir } from './runtime.js';
 import { checkStateFile, writeStateFile } from './state-file.js';
 import { QmpClient } from './qmp.js';
+import { qemuArgv, shellQuote } from './qemu-argv.js';
 import type { Backend, CreateOptions, Vm, VmState } from './vm.js';
 
 /** What the image's /init prints once the app listens (the builder's READY_LINE). */
@@ -42,6 +43,15 @@ export interface QemuOptions extends CreateOptions {
 }
 
 export { runtimeDir };
+
+/** Whether 127.0.0.1:port can be bound now (QEMU's forward would fail on a port in use, with a message that names no option). */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
 
 /** A free TCP port on the loopback, for a forward the user did not name. */
 export function freePort(): Promise<number> {
@@ -214,6 +224,15 @@ export class QemuVm implements Vm {
         hint: 'drop --publish and reach the VM at its address (tinyx run prints it), or use --network user',
       });
     }
+    // Checked before anything is made: nothing to undo.
+    for (const f of options.publish ?? []) {
+      if (!(await portFree(f.host))) {
+        throw new ToolstackError('E_PORT_IN_USE', `--publish ${f.host}:${f.guest}: 127.0.0.1:${f.host} is in use by another program`, {
+          kind: 'user',
+          hint: `choose another host port, e.g. --publish ${f.host + 1}:${f.guest} (ss -ltnp 'sport = :${f.host}' shows who holds it)`,
+        });
+      }
+    }
     const id = `${image.name}-${randomBytes(3).toString('hex')}`;
     const runtime = runtimeDir();
     const dir = vmDir(id);
@@ -230,37 +249,22 @@ export class QemuVm implements Vm {
     if (!nic && guestPort !== undefined && !forwards.some((f) => f.guest === guestPort)) forwards.push({ host: await freePort(), guest: guestPort });
     const machine = options.machine ?? 'microvm';
     const kernel = machine === 'microvm' && image.vmlinux ? image.vmlinux : (image.kernel ?? image.vmlinux)!;
-    const hostfwd = forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
     const guestNet = nic ? `tinyx.ip=${nic.address}/${nic.prefixLength} tinyx.gw=${nic.gateway}` : USER_NET;
-    const netdev = nic ? `tap,id=net0,ifname=${nic.tap},script=no,downscript=no` : `user,id=net0${hostfwd}`;
-    // romfile= : no iPXE option ROM on q35; the kernel is loaded directly and would only wait for it.
-    const nicDevice = `${machine === 'microvm' ? 'virtio-net-device' : 'virtio-net-pci,romfile='},netdev=net0${nic ? `,mac=${nic.mac}` : ''}`;
-    const args = [
-      '-M', machine === 'microvm' ? 'microvm,acpi=off' : 'q35',
-      '-accel', accel.accel === 'tcg' && options.tcgCacheMiB ? `tcg,tb-size=${options.tcgCacheMiB}` : accel.accel,
-      ...(accel.accel === 'kvm' ? ['-cpu', 'host'] : []),
-      '-m', String(options.memoryMiB ?? 128),
-      '-smp', String(options.vcpus ?? 1),
-      '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-      '-serial', `file:${join(dir, 'console.log')}`,
-      // Two monitors, as QMP serves one client at a time: qmp.sock for the process that started
-      // the VM (it keeps the connection), ctl.sock for short commands from others (tinyx ps, pause, stop).
-      '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
-      '-qmp', `unix:${join(dir, 'ctl.sock')},server=on,wait=off`,
-      '-kernel', kernel,
-      '-initrd', image.initrd,
-      // reboot=t: the guest's reboot resets the CPU, and -no-reboot turns that into QEMU exiting.
-      // rootfstype=ramfs: the initramfs unpacks into ramfs, not tmpfs, whose limit of half the
-      // memory would otherwise decide how small a guest can be (nginx: 41 MiB -> 32 MiB).
-      // no_timer_check: on a busy host (50 TCG guests on 2 cores) the kernel's test of the
-      // IO-APIC timer sees too few ticks and panics ("IO-APIC + timer doesn't work!").
-      '-append', `console=ttyS0 quiet reboot=t panic=-1 rootfstype=ramfs no_timer_check ${guestNet}`,
-      '-netdev', netdev,
-      '-device', nicDevice,
-      ...(options.paused ? ['-S'] : []),
-      // A saved state: QEMU loads it before running (the machine must be the same, hence the same arguments).
-      ...(options.incoming ? ['-incoming', `exec:cat ${shellQuote(options.incoming)}`] : []),
-    ];
+    const args = qemuArgv({
+      machine,
+      accel: accel.accel,
+      tcgCacheMiB: options.tcgCacheMiB,
+      memoryMiB: options.memoryMiB ?? 128,
+      vcpus: options.vcpus ?? 1,
+      dir,
+      kernel,
+      initrd: image.initrd,
+      guestNet,
+      tap: nic ? { name: nic.tap, mac: nic.mac } : undefined,
+      forwards: nic ? [] : forwards,
+      paused: options.paused,
+      incoming: options.incoming,
+    });
     const startedAt = performance.now();
     // QEMU's own messages go to a file, so that a detached VM outlives this process without a broken pipe.
     const log = await open(join(dir, 'qemu.log'), 'w');
@@ -525,9 +529,6 @@ async function readSaved(file: string): Promise<SavedVm> {
   }
 }
 
-function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
 
 function probePort(probe: ReadinessProbe | null): number | undefined {
   if (!probe || 'console' in probe) return undefined;

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Cache } from '../cache.js';
 import { cacheKey } from '../cache.js';
 import { removeTree, unmountBelow } from '../mounts.js';
+import { failingForSpace } from '../no-space.js';
 import { run } from '../run.js';
 
 /** What a base root is made from; its cache key. */
@@ -50,11 +51,13 @@ export async function createBase(
     if (spec.keyring) args.push(`--keyring=${spec.keyring}`);
     args.push(spec.suite, join(temp, 'root'), spec.mirror);
     const onLine = options.onLine;
-    await run('debootstrap', args, {
-      signal: options.signal,
-      ...(onLine ? { onLine } : {}),
-      hint: `check that ${spec.mirror} serves ${spec.suite} for ${spec.architecture} (override with --mirror and --suite)`,
-    });
+    await failingForSpace('base', { label: 'the cache', path: cache.dir }, () =>
+      run('debootstrap', args, {
+        signal: options.signal,
+        ...(onLine ? { onLine } : {}),
+        hint: `check that ${spec.mirror} serves ${spec.suite} for ${spec.architecture} (override with --mirror and --suite)`,
+      }),
+    );
     // debootstrap's second stage mounts /proc and /sys in the target; an entry must hold no mounts.
     await unmountBelow(temp);
     const version = (await run('dpkg-query', ['-W', '-f=${Version}', 'debootstrap'], { allowFailure: true })).stdout;

@@ -4,6 +4,7 @@ import type { Cache } from '../cache.js';
 import { cacheKey } from '../cache.js';
 import { CommandFailedError, RecipeError } from '../errors.js';
 import { mount, removeTree, unmountBelow } from '../mounts.js';
+import { failingForSpace } from '../no-space.js';
 import { run } from '../run.js';
 
 export interface AppLayer {
@@ -54,7 +55,10 @@ export async function installPackages(
     await copyFile('/etc/resolv.conf', join(merged, 'etc/resolv.conf')).catch(() => undefined);
 
     const chrootEnv = { DEBIAN_FRONTEND: 'noninteractive', DEBCONF_NONINTERACTIVE_SEEN: 'true', HOME: '/root' };
-    const apt = (args: string[]) => run('chroot', [merged, 'apt-get', ...args], { signal, env: chrootEnv, ...(options.onLine ? { onLine: options.onLine } : {}) });
+    const apt = (args: string[]) =>
+      failingForSpace('install', { label: 'the cache', path: cache.dir }, () =>
+        run('chroot', [merged, 'apt-get', ...args], { signal, env: chrootEnv, ...(options.onLine ? { onLine: options.onLine } : {}) }),
+      );
     await apt(['-q', 'update']);
     await checkPackagesExist(merged, packages, options.recipeFile, signal);
     try {

@@ -7,6 +7,7 @@ import { cacheKey, type Cache } from '../cache.js';
 import { CommandFailedError, TinyxError } from '../errors.js';
 import { findOnPath } from '../host-tools.js';
 import { removeTree } from '../mounts.js';
+import { failingForSpace } from '../no-space.js';
 import { run } from '../run.js';
 import { checkConfig, findDependencies, mergeFragments, parseKconfig, renderKconfig, type ConfigCheck, type RequestedOption } from './kconfig.js';
 import { kernelFragments, type KernelRequest } from './fragments.js';
@@ -189,14 +190,14 @@ export async function buildKernel(
     await writeFile(join(build, '.config'), config.text);
     const ccache = await compilerCache(cache);
     const make = (args: string[]) =>
-      run('make', ['-C', source.dir, `O=${build}`, ...(ccache?.makeArgs ?? []), ...args], {
+      failingForSpace('kernel', { label: 'the cache', path: cache.dir }, () => run('make', ['-C', source.dir, `O=${build}`, ...(ccache?.makeArgs ?? []), ...args], {
         signal: options.signal,
         env: { ...reproducibleEnv(options.sourceDateEpoch), ...ccache?.env },
         onLine: (line) => {
           log.write(`${line}\n`);
           if (/^\s+CC\s/.test(line)) options.onProgress?.({ compiled: ++compiled, expected });
         },
-      });
+      }));
     try {
       // olddefconfig again is a no-op for a config made by configureKernel, and sets up the tree's generated headers.
       await make(['olddefconfig']);

@@ -5,6 +5,7 @@ import { basename, join, resolve } from 'node:path';
 import type { Cache } from '../cache.js';
 import { TinyxError } from '../errors.js';
 import { removeTree } from '../mounts.js';
+import { failingForSpace } from '../no-space.js';
 import { run } from '../run.js';
 
 /** A kernel tree ready for out-of-tree builds (make O=...), and what identifies it in cache keys. */
@@ -69,7 +70,7 @@ async function extractOnce(cache: Cache, tarball: string, id: string, signal?: A
   const temp = await cache.makeTemp('kernel-src');
   try {
     await mkdir(join(temp, 'src'));
-    await run('tar', ['-xf', tarball, '-C', join(temp, 'src')], { signal, hint: `is ${tarball} a kernel source tarball?` });
+    await failingForSpace('kernel', { label: 'the cache', path: cache.dir }, () => run('tar', ['-xf', tarball, '-C', join(temp, 'src')], { signal, hint: `is ${tarball} a kernel source tarball?` }));
     const [top, ...others] = await readdir(join(temp, 'src'));
     if (!top || others.length > 0) throw new TinyxError('E_KERNEL_SOURCE', `${tarball} does not hold one top directory`, { kind: 'user' });
     const version = await kernelVersion(join(temp, 'src', top));
