@@ -10,7 +10,7 @@ import { runCli } from '../helpers/cli.js';
 // The real thing: Debian's linux-source, tinyconfig + fragments, make, and a
 // boot under QEMU (TCG on a host whose KVM cannot run a Linux guest). The
 // shared build cache keeps the kernels, so a second run costs nothing.
-const test = integrationTest(['debootstrap', 'objdump', 'make', 'gcc', 'qemu-system-x86_64']);
+const test = integrationTest({ kernel: true, tools: ['qemu-system-x86_64', 'file', 'readelf', 'sha256sum'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-kernel-'));
 test.after.always(() => removeTree(work));
 
