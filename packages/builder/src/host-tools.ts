@@ -97,6 +97,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   // Only the tests run these: independent readers of what tinyx writes, and the harnesses' own tools.
   { command: 'sh', debianPackage: 'dash', purpose: "the tests' shell lines (pipes into cpio, a mount namespace)", neededFor: 'tests', tiers: ALL_TIERS },
   { command: 'mkdir', debianPackage: 'coreutils', purpose: 'a unit test makes a directory with it', neededFor: 'tests', tiers: ['unit'] },
+  { command: 'true', debianPackage: 'coreutils', purpose: 'a unit test starts a process that ends at once', neededFor: 'tests', tiers: ['unit'] },
   { command: 'cpio', debianPackage: 'cpio', purpose: "GNU cpio reads tinyx's initramfs back; packs the Xen tests' dom0 root", neededFor: 'tests', tiers: ALL_TIERS },
   { command: 'gzip', debianPackage: 'gzip', purpose: 'reads gzip initramfs back; unpacks the Xen hypervisor', neededFor: 'tests', tiers: ALL_TIERS },
   { command: 'file', debianPackage: 'file', purpose: 'tells that vmlinuz is a bzImage', neededFor: 'tests' },
