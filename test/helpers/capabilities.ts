@@ -1,14 +1,15 @@
 import test, { type TestFn } from 'ava';
-import { missingCapability } from './host-capabilities.js';
+import { missingCapability, type ExtraNeeds } from './host-capabilities.js';
 
 /**
- * `test` when the host can run the real thing; otherwise a stand-in whose
- * tests are all registered as skipped, with the reason printed. Under CI a
- * missing capability is a failure, never a skip: CI's host has every one of
- * them.
+ * `test` when the host can run the real thing (the integration tier's needs,
+ * plus `extra`); otherwise a stand-in whose tests are all registered as
+ * skipped, with the reason printed. Under CI a missing capability is a
+ * failure, never a skip: CI's host has every one of them, because `tinyx
+ * doctor --fix --tests` installed them.
  */
-export function integrationTest(tools?: string[]): TestFn {
-  const missing = missingCapability(tools);
+export function integrationTest(extra: ExtraNeeds = {}): TestFn {
+  const missing = missingCapability('integration', extra);
   if (!missing) return test;
   if (process.env.CI) {
     test('the host has what the integration tests need', (t) => t.fail(`CI host cannot run integration tests: ${missing}`));

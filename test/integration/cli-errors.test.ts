@@ -5,7 +5,7 @@ import { mountsBelow, removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli } from '../helpers/cli.js';
 
-const test = integrationTest(['debootstrap', 'objdump', 'chroot', 'setpriv', 'unshare']);
+const test = integrationTest({ tools: ['setpriv', 'unshare'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-errors-'));
 test.after.always(() => removeTree(work));
 

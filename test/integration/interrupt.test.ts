@@ -9,7 +9,7 @@ import { sha256File } from '../helpers/image.js';
 // These tests use a cache of their own, empty at the start, so that base and
 // install really run (and really get interrupted). /var/tmp: an on-disk
 // filesystem, as OverlayFS's upper directory wants.
-const test = integrationTest();
+const test = integrationTest({ tools: ['pgrep'] });
 const cache = await mkdtemp('/var/tmp/tinyx-it-cache-');
 const out = await mkdtemp('/var/tmp/tinyx-it-out-');
 test.after.always(async () => {

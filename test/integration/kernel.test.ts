@@ -2,25 +2,31 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build, type Manifest } from '@tinyx/builder';
-import { mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
+import { build, defaultCacheDir, type Manifest } from '@tinyx/builder';
+import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli } from '../helpers/cli.js';
 
 // The real thing: Debian's linux-source, tinyconfig + fragments, make, and a
 // boot under QEMU (TCG on a host whose KVM cannot run a Linux guest). The
 // shared build cache keeps the kernels, so a second run costs nothing.
-const test = integrationTest(['debootstrap', 'objdump', 'make', 'gcc', 'qemu-system-x86_64']);
+const test = integrationTest({ kernel: true, tools: ['qemu-system-x86_64', 'file', 'readelf', 'sha256sum'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-kernel-'));
 test.after.always(() => removeTree(work));
 
-/** A BusyBox initramfs whose /init prints a marker and reboots (QEMU exits with -no-reboot). */
+/**
+ * A BusyBox initramfs whose /init prints a marker and reboots (QEMU exits with
+ * -no-reboot). The BusyBox is the pipeline's own, the static one in the cached
+ * Debian base every build starts from (the nginx build above made it; a cache
+ * hit here), not whatever the host has.
+ */
 async function markerInitramfs(marker: string): Promise<string> {
+  const base = await createBase(new Cache(defaultCacheDir()), await hostBaseSpec(), {});
   const dir = join(work, 'marker');
   await mkdir(dir, { recursive: true });
   await packImage(
     [
-      { type: 'file', path: '/bin/busybox', mode: 0o755, source: { path: '/bin/busybox' } },
+      { type: 'file', path: BUSYBOX_PATH, mode: 0o755, source: { path: join(base.root, BUSYBOX_PATH) } },
       { type: 'file', path: '/init', mode: 0o755, source: { content: Buffer.from(`#!/bin/busybox sh\n/bin/busybox echo ${marker}\n/bin/busybox reboot -f\n`) } },
       { type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 },
     ],

@@ -10,7 +10,7 @@ import { runCli, type CliResult } from '../helpers/cli.js';
 // (exit 2 with a `tinyx: error:` line and a hint, no stack) and that every
 // file is still there; then that the same command works on a path tinyx owns.
 
-const test = integrationTest(['debootstrap', 'objdump', 'chroot', 'setpriv']);
+const test = integrationTest({ tools: ['setpriv'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-owned-'));
 test.after.always(() => removeTree(work));
 

@@ -13,7 +13,7 @@ import { memcachedCommand, redisCommand } from '../helpers/clients.js';
 
 // Boots real images under QEMU (TCG here: this host's KVM cannot run a Linux
 // guest) and talks to the app over the network with a real client.
-const test = integrationTest(['debootstrap', 'objdump', 'make', 'gcc', 'qemu-system-x86_64']);
+const test = integrationTest({ kernel: true, tools: ['qemu-system-x86_64', 'pgrep', 'pkill', 'ip'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-run-'));
 const nginxDir = join(work, 'nginx');
 const qemu = getBackend('qemu') as QemuBackend;

@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build, type Platform } from '@tinyx/builder';
+import { build, debianPackageFor, testTierTools, type Platform } from '@tinyx/builder';
 import { Cache, defaultCacheDir, removeTree, run } from '@tinyx/builder/internals';
 import { bootXen } from './boot-xen.js';
 import { buildDom0 } from './dom0.js';
@@ -67,7 +67,9 @@ async function main(signal: AbortSignal): Promise<number> {
   }
   const missing = await missingTools();
   if (missing.length > 0) {
-    console.error(`test:xen needs ${missing.map(([tool]) => tool).join(', ')}: apt-get install ${[...new Set(missing.map(([, pkg]) => pkg))].join(' ')}`);
+    const packages = [...new Set(missing.flatMap((tool) => debianPackageFor(tool) ?? []))];
+    const fixes = [...(packages.length > 0 ? [`apt-get install ${packages.join(' ')} (or tinyx doctor --fix --tests)`] : []), ...(missing.includes('npm') ? ['npm comes with Node.js'] : [])];
+    console.error(`test:xen needs ${missing.join(', ')}: ${fixes.join('; ')}`);
     return 3;
   }
   const suites = args.suites.split(',').filter(Boolean);
@@ -179,22 +181,15 @@ async function main(signal: AbortSignal): Promise<number> {
   }
 }
 
-/** The host programs the harness runs, each with the Debian package that has it. */
-const HOST_TOOLS: [string, string][] = [
-  ['qemu-system-x86_64', 'qemu-system-x86'],
-  ['debootstrap', 'debootstrap'],
-  ['cpio', 'cpio'],
-  ['apt-get', 'apt'],
-  ['dpkg-deb', 'dpkg'],
-  ['depmod', 'kmod'],
-  ['objdump', 'binutils'],
-  ['npm', 'npm'],
-];
-
-async function missingTools(): Promise<[string, string][]> {
-  const missing: [string, string][] = [];
-  for (const [tool, pkg] of HOST_TOOLS) {
-    if ((await run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true })).exitCode !== 0) missing.push([tool, pkg]);
+/**
+ * The host programs the harness needs that are missing: the xen tier's
+ * entries of the host-tools registry (what `tinyx doctor --fix --tests`
+ * installs), and npm, which comes with Node.js.
+ */
+async function missingTools(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const tool of [...testTierTools('xen'), 'npm']) {
+    if ((await run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true })).exitCode !== 0) missing.push(tool);
   }
   return missing;
 }

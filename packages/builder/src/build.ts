@@ -2,15 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
-import { BASE_INCLUDE, createBase, type BaseRoot, type BaseSpec } from './base/create-base.js';
-import { pickBaseSource, readAptSources } from './base/apt-sources.js';
+import { createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir, processExists } from './cache.js';
 import { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
 import { asNoSpaceError, type WritePlace } from './no-space.js';
 import { readDpkgStatus, readPackageFileList } from './dpkg/status.js';
 import { TinyxError, throwIfAborted } from './errors.js';
-import { HOST_FILES, checkBuildHost } from './host-tools.js';
+import { checkBuildHost } from './host-tools.js';
 import { installPackages, type AppLayer } from './install/install-packages.js';
 import { MANIFEST_VERSION, type Manifest } from './manifest.js';
 import { mount, removeTree } from './mounts.js';
@@ -225,18 +224,8 @@ export class Build {
     // What builds killed before they could clean up left in the cache (unmounted, removed).
     for (const name of await this.cache.sweepStale()) this.notice(`cache: removed tmp/${name}, left by a build that no longer runs`);
     await checkBuildHost({ kernel: this.steps.some((step) => step.id === 'kernel'), kernelSource: options.kernelSource, compression });
-    const architecture = (await run('dpkg', ['--print-architecture'])).stdout.trim();
-    let mirror = options.mirror;
-    let suite = options.suite;
-    let keyring: string | undefined;
-    if (!mirror || !suite) {
-      const source = pickBaseSource(await readAptSources());
-      mirror ??= source.uri;
-      suite ??= source.suite;
-      keyring = source.keyring;
-    }
-    keyring ??= HOST_FILES[0]!.path;
-    this.baseSpec = { suite, mirror, architecture, include: BASE_INCLUDE, keyring };
+    this.baseSpec = await hostBaseSpec({ mirror: options.mirror, suite: options.suite });
+    const { suite, architecture } = this.baseSpec;
     this.outDir = resolve(options.outDir ?? join('out', this.recipe.name));
     // Refused before any work: the output path must be new, empty or an image tinyx wrote.
     if ((options.goal ?? 'image') === 'image') await checkOutputDir(this.outDir);

@@ -17,8 +17,23 @@ export type { Compression } from './pack/compressions.js';
 export type { OutputFormat } from './pack/formats.js';
 export { TinyxError, RecipeError, MissingToolError, CommandFailedError, InterruptedError } from './errors.js';
 export type { ErrorKind } from './errors.js';
-export { HOST_TOOLS, HOST_FILES, findOnPath, isRoot, hasOverlayFs, missingHostFiles } from './host-tools.js';
-export type { HostTool } from './host-tools.js';
+export {
+  HOST_TOOLS,
+  HOST_FILES,
+  findOnPath,
+  isRoot,
+  hasOverlayFs,
+  missingHostFiles,
+  hostFilePattern,
+  hostScope,
+  hostPackages,
+  packagesToInstall,
+  isOptional,
+  testTierTools,
+  testTierFiles,
+  debianPackageFor,
+} from './host-tools.js';
+export type { HostTool, HostFile, HostUse, HostScope, TestTier } from './host-tools.js';
 export { defaultCacheDir } from './cache.js';
 export { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
 export type { OutputState } from './emit/output-dir.js';

@@ -21,6 +21,8 @@ export * from './resolve/ld-so-conf.js';
 export * from './recipe/validate-recipe.js';
 export * from './blacklist.js';
 export * from './base/apt-sources.js';
+export * from './base/create-base.js';
+export { BUSYBOX_PATH } from './assemble/assemble-root.js';
 export * from './assemble/accounts.js';
 export * from './assemble/init-script.js';
 export * from './cache.js';

@@ -1,9 +1,11 @@
 import { join } from 'node:path';
 import type { Cache } from '../cache.js';
 import { cacheKey } from '../cache.js';
+import { DEBIAN_ARCHIVE_KEYRING } from '../host-tools.js';
 import { removeTree, unmountBelow } from '../mounts.js';
 import { failingForSpace } from '../no-space.js';
 import { run } from '../run.js';
+import { pickBaseSource, readAptSources } from './apt-sources.js';
 
 /** What a base root is made from; its cache key. */
 export interface BaseSpec {
@@ -24,6 +26,24 @@ export interface BaseRoot {
 
 /** Packages every base includes. busybox-static: the image's only userland, static so it needs no libraries. */
 export const BASE_INCLUDE = ['busybox-static'];
+
+/**
+ * The base a build on this host starts from: the given mirror and suite, or
+ * the host's own apt source (its keyring too), for the host's architecture.
+ * Tests use it to find the pipeline's own base (and its BusyBox) in the cache.
+ */
+export async function hostBaseSpec(options: { mirror?: string | undefined; suite?: string | undefined; etcApt?: string } = {}): Promise<BaseSpec> {
+  const architecture = (await run('dpkg', ['--print-architecture'])).stdout.trim();
+  let { mirror, suite } = options;
+  let keyring: string | undefined;
+  if (!mirror || !suite) {
+    const source = pickBaseSource(await readAptSources(options.etcApt));
+    mirror ??= source.uri;
+    suite ??= source.suite;
+    keyring = source.keyring;
+  }
+  return { suite, mirror, architecture, include: BASE_INCLUDE, keyring: keyring ?? DEBIAN_ARCHIVE_KEYRING };
+}
 
 export function baseKey(spec: BaseSpec): string {
   // The keyring decides nothing about the content, so it is not part of the key.
