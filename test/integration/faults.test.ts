@@ -16,7 +16,7 @@ import { sha256File } from '../helpers/image.js';
 // gone. The cache lives on a tmpfs of its own (1200 MiB of RAM, debootstrap
 // included); the README's "Faults" table lists these cases.
 
-const test = integrationTest(['debootstrap', 'objdump', 'chroot', 'fallocate']);
+const test = integrationTest({ tools: ['fallocate', 'mountpoint', 'mount'] });
 const work = await mkdtemp('/var/tmp/tinyx-it-faults-');
 const disk = join(work, 'disk');
 const small = join(work, 'small');
