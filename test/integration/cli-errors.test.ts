@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountsBelow, removeTree } from '@tinyx/builder/internals';
@@ -112,4 +112,28 @@ test('doctor: every host tool with its Debian package; a missing one fails with 
   t.is(broken.code, 3);
   t.regex(broken.stdout, /^MISS +objdump .*\(apt-get install binutils\)$/m);
   t.regex(broken.stdout, /fix it with: tinyx doctor --fix +\(apt-get install binutils\)/);
+});
+
+test('an include or a fixup naming a path the install root lacks: exit 2, the recipe file, the field and the path', async (t) => {
+  const entry = 'entrypoint: { cmd: [/usr/sbin/nginx, -g, "daemon off;"], user: root }\n';
+  const include = await recipeFile('inc', `name: inc\npackages: [nginx]\n${entry}include: [/var/www/html, /var/www/nothing-here]\n`);
+  const inc = await runCli(['build', include, '--no-kernel', '--out', join(work, 'inc')]);
+  t.is(inc.code, 2, inc.stderr);
+  t.regex(inc.stderr, /tinyx: error: .*inc\.yaml: include\[1\]: \/var\/www\/nothing-here does not exist in the install root/);
+  const fixup = await recipeFile('fix', `name: fix\npackages: [nginx]\n${entry}fixups:\n  - file: /etc/nginx/nothing.conf\n    delete-lines: 'x'\n`);
+  const fix = await runCli(['build', fixup, '--no-kernel', '--out', join(work, 'fix')]);
+  t.is(fix.code, 2, fix.stderr);
+  t.regex(fix.stderr, /tinyx: error: .*fix\.yaml: fixups\[0\]\.file: \/etc\/nginx\/nothing\.conf is not a file of the image/);
+  t.regex(fix.stderr, /hint: /);
+});
+
+test('a corrupt manifest.json: inspect and run name the file, exit 2', async (t) => {
+  const dir = join(work, 'corrupt');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'manifest.json'), '{"name": ');
+  for (const args of [['inspect', dir], ['run', dir, '--check']]) {
+    const result = await runCli(args);
+    t.is(result.code, 2, `${args[0]}: ${result.stderr}`);
+    t.regex(result.stderr, /tinyx: error: .*corrupt\/manifest\.json is not valid JSON/);
+  }
 });
