@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: every tier, in order (see ../DESIGN.md, "Tests"). The unit tier
+// `npm test`: every tier, in order (see the README, "Tests"). The unit tier
 // runs anywhere; the integration tier needs root, OverlayFS and the build
 // tools; the xen tier (Xen booted inside QEMU, test/xen) needs those, the
 // kernel's tools and QEMU too. What each tier needs is in the host-tools

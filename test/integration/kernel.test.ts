@@ -1,16 +1,16 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, defaultCacheDir, type Manifest } from '@tinyx/builder';
 import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startCli } from '../helpers/cli.js';
 
 // The real thing: Debian's linux-source, tinyconfig + fragments, make, and a
 // boot under QEMU (TCG on a host whose KVM cannot run a Linux guest). The
 // shared build cache keeps the kernels, so a second run costs nothing.
-const test = integrationTest({ kernel: true, tools: ['qemu-system-x86_64', 'file', 'readelf', 'sha256sum'] });
+const test = integrationTest({ kernel: true, tools: ['qemu-system-x86_64', 'file', 'readelf', 'sha256sum', 'pgrep'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-kernel-'));
 test.after.always(() => removeTree(work));
 
@@ -137,4 +137,60 @@ test.serial('a kernel source whose Kconfig drops a requested option: an error na
   t.is(result.code, 2, result.stderr);
   t.regex(result.stderr, /Kconfig dropped 1 requested option/);
   t.regex(result.stderr, /CONFIG_XEN_PVH=y \(from platforms\/xen-pvh\.config\) ended up unset: it depends on XEN && XEN_PVHVM && ACPI && TINYX_NO_SUCH_OPTION \(arch\/x86\/xen\/Kconfig\)/);
+});
+
+/** The kernel tree tinyx uses, seen through an OverlayFS of its own (a tree of another path: its own cache key, and no ccache hits). */
+async function overlayTree(t: import('ava').ExecutionContext, name: string): Promise<string> {
+  const tree = (JSON.parse((await runCli(['kernel', 'config', 'nginx', '--json'])).stdout) as { sourceDir: string }).sourceDir;
+  for (const dir of ['upper', 'work', 'merged']) await mkdir(join(work, `${name}-${dir}`));
+  const merged = join(work, `${name}-merged`);
+  await mount(['-t', 'overlay', 'overlay', '-o', `lowerdir=${tree},upperdir=${join(work, `${name}-upper`)},workdir=${join(work, `${name}-work`)}`, merged]);
+  t.teardown(() => unmountBelow(merged));
+  return merged;
+}
+
+/** Processes whose command line names the directory (pgrep leaves itself out; exit 1 means none). */
+function processesIn(dir: string): string {
+  try {
+    return execFileSync('pgrep', ['-af', '--', dir], { encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+}
+
+const cacheDir = defaultCacheDir();
+const kernelEntries = async (): Promise<string[]> => (await readdir(join(cacheDir, 'kernels')).catch(() => [] as string[])).sort();
+const kernelTemps = async (): Promise<string[]> => (await readdir(join(cacheDir, 'tmp')).catch(() => [] as string[])).filter((n) => n.startsWith('kernel-'));
+
+test.serial('a kernel tree that fails to compile: E_KERNEL_BUILD with the compiler\'s words and the file; nothing published, no make left', async (t) => {
+  const source = await overlayTree(t, 'failing');
+  await writeFile(join(source, 'kernel/bounds.c'), `${await readFile(join(source, 'kernel/bounds.c'), 'utf8')}\n#error tinyx fault: a source file that does not compile\n`);
+  const before = await kernelEntries();
+  const result = await runCli(['kernel', 'build', 'nginx', '--kernel-source', source]);
+  t.is(result.code, 1, result.stderr.slice(-3000));
+  t.regex(result.stderr, /tinyx: error: the kernel 6\.\d+\.\d+ did not build:/);
+  t.regex(result.stderr, /kernel\/bounds\.c:\d+:\d+: error: #error tinyx fault: a source file that does not compile/);
+  t.regex(result.stderr, /hint: the whole log: /);
+  t.deepEqual(await kernelEntries(), before, 'no kernel entry published');
+  t.is(processesIn(source), '', 'no make or compiler left');
+  t.deepEqual(await kernelTemps(), [], 'no build tree left in the cache');
+});
+
+test.serial('Ctrl-C while the kernel compiles: exit 130, make and the compilers stopped, no tree or entry left', async (t) => {
+  const source = await overlayTree(t, 'interrupted');
+  const before = await kernelEntries();
+  const cli = startCli(['kernel', 'build', 'nginx', '--kernel-source', source]);
+  await cli.waitForLine(/^\[kernel\] Build the kernel/, 120_000);
+  // Some seconds into the compile (the configuration takes about 20 s before it).
+  const deadline = Date.now() + 180_000;
+  while (!/gcc|cc1/.test(processesIn(source)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  t.regex(processesIn(source), /gcc|cc1/, 'the compiler was running');
+  await new Promise((r) => setTimeout(r, 3000));
+  cli.child.kill('SIGINT');
+  const result = await cli.done;
+  t.is(result.code, 130, result.stderr.slice(-3000));
+  await new Promise((r) => setTimeout(r, 500));
+  t.is(processesIn(source), '', 'no make or compiler left');
+  t.deepEqual(await kernelEntries(), before, 'no kernel entry published');
+  t.deepEqual(await kernelTemps(), [], 'no build tree left in the cache');
 });
