@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { bundledDataDir } from './bundled-data.js';
 import { RecipeError } from './errors.js';
 
-/** The blacklists that ship with tinyx: <repo>/blacklists. */
-export const BUNDLED_BLACKLISTS_DIR = fileURLToPath(new URL('../../../blacklists/', import.meta.url));
+/** The blacklists that ship with tinyx: blacklists/ of the checkout, or of the installed package. */
+export const BUNDLED_BLACKLISTS_DIR = bundledDataDir('blacklists');
 
 /** The packages and paths never shipped in an image (see blacklists/*.txt for the reasons). */
 export interface Blacklist {

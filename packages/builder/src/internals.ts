@@ -20,6 +20,7 @@ export * from './resolve/elf.js';
 export * from './resolve/ld-so-conf.js';
 export * from './recipe/validate-recipe.js';
 export * from './blacklist.js';
+export * from './bundled-data.js';
 export * from './base/apt-sources.js';
 export * from './base/create-base.js';
 export { BUSYBOX_PATH } from './assemble/assemble-root.js';

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { bundledDataDir } from '../bundled-data.js';
 import { KERNEL_FEATURES, type KernelFeature } from '../kernel-features.js';
 import type { Fragment } from './kconfig.js';
 
-/** The fragments that ship with tinyx: <repo>/kernel (base.config, trim.config, platforms/). */
-export const BUNDLED_KERNEL_DIR = fileURLToPath(new URL('../../../../kernel/', import.meta.url));
+/** The fragments that ship with tinyx: kernel/ (base.config, trim.config, platforms/) of the checkout, or of the installed package. */
+export const BUNDLED_KERNEL_DIR = bundledDataDir('kernel');
 
 export type KernelPlatform = 'kvm' | 'xen-pvh' | 'xen-pv';
 

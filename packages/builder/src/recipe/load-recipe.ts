@@ -1,13 +1,13 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, extname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
+import { bundledDataDir } from '../bundled-data.js';
 import { RecipeError, TinyxError } from '../errors.js';
 import type { Recipe } from './recipe.js';
 import { splitCommandLine, suggest, validateRecipe } from './validate-recipe.js';
 
-/** The recipes that ship with tinyx: <repo>/recipes, found from this file's place in packages/builder/dist. */
-export const BUNDLED_RECIPES_DIR = fileURLToPath(new URL('../../../../recipes/', import.meta.url));
+/** The recipes that ship with tinyx: recipes/ of the checkout, or of the installed package. */
+export const BUNDLED_RECIPES_DIR = bundledDataDir('recipes');
 
 /** The names of the recipes in a directory (file names without .yaml). */
 export async function listRecipes(dir = BUNDLED_RECIPES_DIR): Promise<string[]> {
