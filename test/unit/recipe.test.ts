@@ -88,7 +88,7 @@ test('a command line string is split like a shell would', (t) => {
 test('an unknown recipe name lists the recipes and suggests the close one', async (t) => {
   const error = await t.throwsAsync(loadRecipe('ngnix'), { instanceOf: TinyxError });
   t.is(error?.code, 'E_UNKNOWN_RECIPE');
-  t.regex(error?.message ?? '', /no recipe named "ngnix" \(recipes: .*nginx.*\); did you mean "nginx"\?/);
+  t.regex(error?.message ?? '', /^no recipe named "ngnix"; did you mean "nginx"\?\n  searched, in order:\n.*: .*nginx.*$/m);
   t.regex(error?.hint ?? '', /tinyx build --package ngnix --cmd/);
 });
 

@@ -29,6 +29,7 @@ export interface KernelResult {
 }
 import { loadRecipe } from './recipe/load-recipe.js';
 import type { Recipe } from './recipe/recipe.js';
+import type { RecipeSearchOptions } from './recipe/recipe-search-path.js';
 import { planImage, type ImagePlan } from './resolve/plan-image.js';
 import { DirectoryRootView } from './resolve/root-view.js';
 import { run } from './run.js';
@@ -38,8 +39,18 @@ export type Platform = KernelPlatform;
 export const PLATFORMS: readonly Platform[] = ['kvm', 'xen-pvh', 'xen-pv'];
 
 export interface BuildOptions {
-  /** A recipe name ("nginx"), a recipe file path, or a recipe object (see recipeFromPackage). */
+  /**
+   * A recipe name ("nginx": NAME.yaml in the first directory of the recipe
+   * search path that has one; see `recipeSearch`), a recipe file path, or a
+   * recipe object (see recipeFromPackage).
+   */
   recipe: string | Recipe;
+  /**
+   * Where recipe names are looked up, in order: `recipeSearch.dirs`,
+   * $TINYX_RECIPES (directories separated by ":"), ./tinyx/ and ./recipes/ of
+   * the working directory, then the recipes that ship with tinyx.
+   */
+  recipeSearch?: RecipeSearchOptions;
   /** The image directory to write; default ./out/<name>. */
   outDir?: string;
   /** Default $TINYX_CACHE or ~/.cache/tinyx. */
@@ -63,7 +74,6 @@ export interface BuildOptions {
    * ('kernel'), or only its configuration ('kernel-config'), for `tinyx kernel`.
    */
   goal?: 'image' | 'kernel' | 'kernel-config';
-  recipesDir?: string;
   blacklistsDir?: string;
   signal?: AbortSignal;
   /** Progress: steps starting and ending, and the output lines of long commands. */
@@ -211,7 +221,7 @@ export class Build {
 
   private async load(): Promise<StepResult> {
     const { options } = this;
-    this.recipe = typeof options.recipe === 'string' ? await loadRecipe(options.recipe, options.recipesDir) : options.recipe;
+    this.recipe = typeof options.recipe === 'string' ? await loadRecipe(options.recipe, options.recipeSearch) : options.recipe;
     this.blacklist = await loadBlacklist(options.blacklistsDir);
     const format = options.format ?? 'initramfs';
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {

@@ -7,7 +7,9 @@ export type { BuildOptions, BuildEvent, BuildStep, StepId, StepResult, Platform,
 export type { Manifest } from './manifest.js';
 export { MANIFEST_VERSION } from './manifest.js';
 export type { Recipe, Readiness, Fixup, DirectorySpec } from './recipe/recipe.js';
-export { loadRecipe, loadRecipeFile, parseRecipe, recipeFromPackage, listRecipes, BUNDLED_RECIPES_DIR } from './recipe/load-recipe.js';
+export { loadRecipe, loadRecipeFile, findRecipe, parseRecipe, recipeFromPackage, listRecipes } from './recipe/load-recipe.js';
+export { BUNDLED_RECIPES_DIR, recipeSearchPath, recipeSearchCandidates, WORKING_DIRECTORY_RECIPE_DIRS } from './recipe/recipe-search-path.js';
+export type { RecipeSearchOptions, RecipeSearchDir } from './recipe/recipe-search-path.js';
 export type { PackageRecipeOptions } from './recipe/load-recipe.js';
 export { KERNEL_FEATURES } from './kernel-features.js';
 export type { KernelFeature } from './kernel-features.js';

@@ -1,5 +1,16 @@
 import type { Argv } from 'yargs';
-import { PLATFORMS, createBuild, recipeFromPackage, type Build, type BuildEvent, type BuildOptions, type Platform, type Recipe } from '@tinyx/builder';
+import { relative } from 'node:path';
+import {
+  BUNDLED_RECIPES_DIR,
+  PLATFORMS,
+  WORKING_DIRECTORY_RECIPE_DIRS,
+  createBuild,
+  recipeFromPackage,
+  type Build,
+  type BuildEvent,
+  type BuildOptions,
+  type Platform,
+} from '@tinyx/builder';
 import { interruptSignal } from './interrupt.js';
 import type { Output } from './output.js';
 import { lineProgress, progressMode, runSteps } from './progress.js';
@@ -12,6 +23,7 @@ export interface RecipeArgs {
   port?: number;
   user?: string;
   name?: string;
+  recipes?: string[];
 }
 
 /** Where the image comes from: shared by `build` and `kernel`. */
@@ -23,9 +35,25 @@ export interface SourceArgs {
   'kernel-source'?: string;
 }
 
+/** The recipe search path in words, for --help; the error for an unknown name lists the real directories. */
+export function recipeSearchHelp(): string {
+  const own = relative(process.cwd(), BUNDLED_RECIPES_DIR) || '.';
+  const local = WORKING_DIRECTORY_RECIPE_DIRS.map((d) => `./${d}/`).join(' and ');
+  return `A recipe name NAME is the file NAME.yaml in the first of these directories that has one: each --recipes DIR in order, each directory of $TINYX_RECIPES (separated by ":"), ${local} of the working directory when they exist, then the recipes that come with tinyx (${own.startsWith('..') ? BUNDLED_RECIPES_DIR : own}).`;
+}
+
 export function recipeOptions<T>(yargs: Argv<T>, command: string): Argv<T & RecipeArgs> {
   return yargs
-    .positional('recipe', { type: 'string', describe: 'a recipe name (see recipes/) or the path of a recipe file' })
+    .positional('recipe', {
+      type: 'string',
+      describe: `a recipe name (NAME.yaml along the recipe search path: --recipes, $TINYX_RECIPES, ${WORKING_DIRECTORY_RECIPE_DIRS.map((d) => `./${d}/`).join(', ')}, tinyx's own) or the path of a recipe file`,
+    })
+    .option('recipes', {
+      type: 'string',
+      array: true,
+      requiresArg: true,
+      describe: 'a directory of recipes, searched before all others (repeatable)',
+    })
     .option('package', { type: 'string', describe: 'a Debian package to build without a recipe (with --cmd)', group: 'Without a recipe:' })
     .option('cmd', { type: 'string', describe: 'the command line to run, for --package', group: 'Without a recipe:' })
     .option('port', { type: 'number', describe: 'the TCP port that tells the app is ready, for --package', group: 'Without a recipe:' })
@@ -36,6 +64,7 @@ export function recipeOptions<T>(yargs: Argv<T>, command: string): Argv<T & Reci
       if (!args.package && !args.recipe) throw new Error(`name a recipe (tinyx ${command} nginx) or a package (tinyx ${command} --package memcached --cmd "...")`);
       if (args.package && !args.cmd) throw new Error('--package needs --cmd, the command line to run');
       if (!args.package && (args.cmd || args.port !== undefined || args.user || args.name)) throw new Error('--cmd, --port, --user and --name go with --package');
+      if (args.package && args.recipes) throw new Error('--recipes goes with a recipe name, not --package');
       if (args.port !== undefined && (!Number.isInteger(args.port) || args.port < 1 || args.port > 65535)) throw new Error('--port must be 1-65535');
       return true;
     }) as unknown as Argv<T & RecipeArgs>;
@@ -54,8 +83,10 @@ export function sourceOptions<T>(yargs: Argv<T>): Argv<T & SourceArgs> {
     .option('cache', { type: 'string', describe: 'the build cache directory', defaultDescription: '$TINYX_CACHE or ~/.cache/tinyx' }) as unknown as Argv<T & SourceArgs>;
 }
 
-export function recipeFrom(args: RecipeArgs): string | Recipe {
-  return args.package ? recipeFromPackage({ package: args.package, cmd: args.cmd!, port: args.port, user: args.user, name: args.name }) : args.recipe!;
+/** The recipe and where its name is looked up, as BuildOptions. */
+export function recipeFrom(args: RecipeArgs): Pick<BuildOptions, 'recipe' | 'recipeSearch'> {
+  if (args.package) return { recipe: recipeFromPackage({ package: args.package, cmd: args.cmd!, port: args.port, user: args.user, name: args.name }) };
+  return { recipe: args.recipe!, recipeSearch: { dirs: args.recipes ?? [], dirsLabel: '--recipes' } };
 }
 
 export function sourceFrom(args: SourceArgs): Partial<BuildOptions> {

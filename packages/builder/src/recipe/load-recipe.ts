@@ -1,36 +1,55 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, extname, join, relative, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import { bundledDataDir } from '../bundled-data.js';
 import { RecipeError, TinyxError } from '../errors.js';
 import type { Recipe } from './recipe.js';
+import { BUNDLED_RECIPES_DIR, recipeSearchPath, type RecipeSearchDir, type RecipeSearchOptions } from './recipe-search-path.js';
 import { splitCommandLine, suggest, validateRecipe } from './validate-recipe.js';
 
-/** The recipes that ship with tinyx: recipes/ of the checkout, or of the installed package. */
-export const BUNDLED_RECIPES_DIR = bundledDataDir('recipes');
-
-/** The names of the recipes in a directory (file names without .yaml). */
+/** The names of the recipes in a directory (file names without .yaml or .yml), sorted. */
 export async function listRecipes(dir = BUNDLED_RECIPES_DIR): Promise<string[]> {
-  const files = await readdir(dir).catch(() => []);
-  return files.filter((f) => f.endsWith('.yaml') || f.endsWith('.yml')).map((f) => basename(f, extname(f))).sort();
+  return recipeNames(await readdir(dir).catch(() => []));
+}
+
+function recipeNames(files: readonly string[]): string[] {
+  return [...new Set(files.filter((f) => f.endsWith('.yaml') || f.endsWith('.yml')).map((f) => basename(f, extname(f))))].sort();
 }
 
 /**
- * Loads a recipe by name ("nginx", looked up in `dir`) or by path ("./my.yaml").
- * A name that is not a recipe is a user error that lists the recipes there are.
+ * Loads a recipe by name ("nginx", looked up along the recipe search path:
+ * see recipeSearchPath) or by path ("./my.yaml", "recipes/web.yml").
  */
-export async function loadRecipe(nameOrPath: string, dir = BUNDLED_RECIPES_DIR): Promise<Recipe> {
+export async function loadRecipe(nameOrPath: string, search: RecipeSearchOptions = {}): Promise<Recipe> {
   const looksLikePath = nameOrPath.includes('/') || nameOrPath.endsWith('.yaml') || nameOrPath.endsWith('.yml');
-  if (looksLikePath) return loadRecipeFile(resolve(nameOrPath));
-  const known = await listRecipes(dir);
-  if (!known.includes(nameOrPath)) {
-    throw new TinyxError('E_UNKNOWN_RECIPE', `no recipe named "${nameOrPath}" (recipes: ${known.join(', ') || 'none'})${suggest(nameOrPath, known)}`, {
-      kind: 'user',
-      hint: `write one (see ${displayPath(join(dir, 'nginx.yaml'))}), or build a Debian package without a recipe: tinyx build --package ${nameOrPath} --cmd "/usr/bin/${nameOrPath}"`,
-    });
+  if (looksLikePath) return loadRecipeFile(resolve(search.cwd ?? process.cwd(), nameOrPath));
+  return loadRecipeFile(await findRecipe(nameOrPath, search));
+}
+
+/**
+ * The file of a recipe name: NAME.yaml (or NAME.yml) in the first directory of
+ * the search path that has one. A name found nowhere is a user error that
+ * lists each directory searched, in order, with the recipes it holds.
+ */
+export async function findRecipe(name: string, search: RecipeSearchOptions = {}): Promise<string> {
+  const searched: { dir: RecipeSearchDir; files: string[]; names: string[] }[] = [];
+  for (const dir of recipeSearchPath(search)) {
+    const files = await readdir(dir.dir);
+    const file = [`${name}.yaml`, `${name}.yml`].find((f) => files.includes(f));
+    if (file) return join(dir.dir, file);
+    searched.push({ dir, files, names: recipeNames(files) });
   }
-  const file = (await readdir(dir)).find((f) => basename(f, extname(f)) === nameOrPath)!;
-  return loadRecipeFile(join(dir, file));
+  const cwd = search.cwd ?? process.cwd();
+  const shown = (path: string): string => displayPath(path, cwd);
+  const all = [...new Set(searched.flatMap((s) => s.names))];
+  const lines = searched.map((s) => `    ${shown(s.dir.dir)} (${s.dir.origin}): ${s.names.join(', ') || 'none'}`);
+  // A real file to copy from: nginx's, else any recipe found.
+  const examples = searched.flatMap((s) => s.files.filter((f) => /\.ya?ml$/.test(f)).map((f) => join(s.dir.dir, f)));
+  const example = examples.find((f) => basename(f, extname(f)) === 'nginx') ?? examples[0];
+  const exampleFile = example === undefined ? undefined : shown(example);
+  throw new TinyxError('E_UNKNOWN_RECIPE', `no recipe named "${name}"${suggest(name, all)}\n  searched, in order:\n${lines.join('\n') || '    nothing: no directory of the search path exists'}`, {
+    kind: 'user',
+    hint: `write ${shown(join(cwd, 'recipes', `${name}.yaml`))}${exampleFile ? ` (for an example, see ${exampleFile})` : ''}, or build a Debian package without a recipe: tinyx build --package ${name} --cmd "/usr/bin/${name}"`,
+  });
 }
 
 export async function loadRecipeFile(file: string): Promise<Recipe> {
@@ -84,7 +103,8 @@ export function recipeFromPackage(options: PackageRecipeOptions): Recipe {
   return validateRecipe(data, source, options.package);
 }
 
-function displayPath(file: string): string {
-  const rel = relative(process.cwd(), file);
+/** A path as a user would type it: relative when it is below the working directory. */
+function displayPath(file: string, cwd = process.cwd()): string {
+  const rel = relative(cwd, file);
   return rel && !rel.startsWith('..') ? rel : file;
 }

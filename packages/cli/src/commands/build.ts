@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, OUTPUT_FORMATS, formatBytes, type Compression, type OutputFormat } from '@tinyx/builder';
-import { recipeFrom, recipeOptions, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
+import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
 
@@ -32,20 +32,22 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         defaultDescription: 'gzip',
       })
       .option('kernel', { type: 'boolean', default: true, describe: 'build the kernel too (--no-kernel: the root filesystem only)' })
-      .example('$0 build nginx', 'build out/nginx (kernel and root) from recipes/nginx.yaml')
+      .example('$0 build nginx', 'build out/nginx (kernel and root) from the recipe nginx.yaml')
       .example('$0 build ./myapp.yaml --out images/myapp', 'build from your own recipe file')
+      .example('$0 build myapp --recipes images/recipes', 'build images/recipes/myapp.yaml (./recipes/myapp.yaml needs no --recipes)')
       .example('$0 build --package memcached --cmd "/usr/bin/memcached -u nobody -p 11211" --port 11211', 'no recipe: one package, its command, its port')
       .example('$0 build nginx --platform xen-pvh', 'for Xen PVH (vmlinuz, vmlinux, initrd and an xl config)')
       .example('$0 build nginx --compression xz', 'the smallest initrd (the kernel gets CONFIG_RD_XZ)')
       .example('$0 build redis --no-kernel --format tar --json', 'a tar of the root only, and the manifest as JSON on stdout')
       .epilog(
-        'The steps: load the recipe, bootstrap a Debian base (cached), install the packages in an OverlayFS (cached), resolve what the app needs at run time (ELF closure + package data), assemble the root with BusyBox and a generated /init, build the kernel (tinyconfig + platform + the features the app needs; cached by its .config), pack, write the image directory. Needs root.',
+        `${recipeSearchHelp()}\n\n` +
+          'The steps: load the recipe, bootstrap a Debian base (cached), install the packages in an OverlayFS (cached), resolve what the app needs at run time (ELF closure + package data), assemble the root with BusyBox and a generated /init, build the kernel (tinyconfig + platform + the features the app needs; cached by its .config), pack, write the image directory. Needs root.',
       ) as unknown as Argv<BuildArgs>,
   handler: async (args) => {
     const out = makeOutput(args);
     try {
       const build = await runBuild(out, {
-        recipe: recipeFrom(args),
+        ...recipeFrom(args),
         ...sourceFrom(args),
         ...(args.out ? { outDir: args.out } : {}),
         format: args.format,

@@ -2,7 +2,7 @@ import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { checkOutputDir, formatBytes, replaceOutputDir, type KernelResult } from '@tinyx/builder';
-import { recipeFrom, recipeOptions, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
+import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError, type Output } from '../output.js';
 
@@ -26,7 +26,8 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
             .example('$0 kernel config redis --platform xen-pvh --json', 'the same as JSON')
         : y.example('$0 kernel build nginx --out /tmp/k', 'build (or take from the cache) and copy the files out')
       ).epilog(
-        'The kernel is tinyconfig + kernel/base.config + kernel/platforms/<platform>.config (+ .net.config with the net feature) + kernel/trim.config + the features (the recipe\'s, and those inferred from the symbols the app imports) + the initramfs decompressor, then olddefconfig. Every requested option is checked afterwards: one Kconfig dropped is an error naming its unmet dependencies.',
+        `${recipeSearchHelp()}\n\n` +
+          'The kernel is tinyconfig + kernel/base.config + kernel/platforms/<platform>.config (+ .net.config with the net feature) + kernel/trim.config + the features (the recipe\'s, and those inferred from the symbols the app imports) + the initramfs decompressor, then olddefconfig. Every requested option is checked afterwards: one Kconfig dropped is an error naming its unmet dependencies.',
       ) as unknown as Argv<KernelArgs>;
     },
     handler: async (args) => {
@@ -34,7 +35,7 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
       try {
         // Refused before the build: --out must be new, empty or a directory tinyx wrote.
         if (action === 'build' && args.out) await checkOutputDir(resolve(args.out));
-        const build = await runBuild(out, { recipe: recipeFrom(args), ...sourceFrom(args), goal: action === 'config' ? 'kernel-config' : 'kernel' });
+        const build = await runBuild(out, { ...recipeFrom(args), ...sourceFrom(args), goal: action === 'config' ? 'kernel-config' : 'kernel' });
         const kernel = build.kernelOutcome;
         if (action === 'config') printConfig(kernel, out);
         else await reportBuild(kernel, args.out, out);
