@@ -284,7 +284,7 @@ test.serial('Ctrl-C during run --check: exit 130, QEMU stopped, its runtime dire
   t.false((await readdir(runtimeDir())).includes(id), 'no runtime directory left');
 });
 
-test.serial('--publish to a port in use: exit 2 naming the port, before QEMU starts; nothing left', async (t) => {
+test.serial('a port in use for --publish: exit 2 naming the port, before QEMU starts; nothing left', async (t) => {
   const holder = createServer();
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
   t.teardown(() => holder.close());
@@ -314,6 +314,8 @@ test.serial('save over a file that is not a tinyx state: exit 2, the file kept, 
 
 test.serial('load: 30 run --detach at once, ps while they start, 10 QEMUs killed with SIGKILL, stop of all: every VM accounted for, nothing left', async (t) => {
   const vmsBefore = (await readdir(runtimeDir())).filter((n) => !n.startsWith('.'));
+  const began = performance.now();
+  const phase = (name: string): void => t.log(`${name}: ${((performance.now() - began) / 1000).toFixed(1)} s`);
   const starts = Array.from({ length: 30 }, () => runCli(['run', nginxDir, '--detach', '--memory', '48', '--tcg-cache', '8', '--json']));
   // tinyx ps while they start: it lists what is there, and never fails on a VM half-made.
   const psDuring = await runCli(['ps', '--json']);
@@ -325,6 +327,7 @@ test.serial('load: 30 run --detach at once, ps while they start, 10 QEMUs killed
     for (const id of ids) await runCli(['stop', id]);
   });
   t.is(new Set(ids).size, 30, 'thirty different ids');
+  phase('30 started');
 
   for (const id of ids.slice(0, 10)) execFileSync('pkill', ['-9', '-f', `${runtimeDir()}/${id}/`]);
   await new Promise((r) => setTimeout(r, 500));
@@ -333,7 +336,9 @@ test.serial('load: 30 run --detach at once, ps while they start, 10 QEMUs killed
   t.deepEqual(ids.map((id) => states.get(id)).filter((s) => s === 'stopped').length, 10, 'the ten killed show as stopped');
   t.true(ids.slice(10).every((id) => states.get(id) === 'running' || states.get(id) === 'paused'), 'the twenty others run');
 
+  phase('10 killed, ps');
   const stops = await Promise.all(ids.map((id) => runCli(['stop', id])));
+  phase('30 stopped');
   for (const s of stops) t.is(s.code, 0, s.stderr);
   for (const id of ids) t.is(qemuProcessesOf(id), '', `no QEMU of ${id}`);
   t.deepEqual((await readdir(runtimeDir())).filter((n) => !n.startsWith('.')).sort(), vmsBefore.sort(), 'no runtime directory left');
