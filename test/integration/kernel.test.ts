@@ -160,20 +160,24 @@ function processesIn(dir: string): string {
 
 const cacheDir = defaultCacheDir();
 const kernelEntries = async (): Promise<string[]> => (await readdir(join(cacheDir, 'kernels')).catch(() => [] as string[])).sort();
-const kernelTemps = async (): Promise<string[]> => (await readdir(join(cacheDir, 'tmp')).catch(() => [] as string[])).filter((n) => n.startsWith('kernel-'));
+/** The temporary trees a tinyx process (by its pid) left in the cache. */
+const tempsOf = async (pid: number | undefined): Promise<string[]> => (await readdir(join(cacheDir, 'tmp')).catch(() => [] as string[])).filter((n) => n.includes(`-${pid}-`));
 
 test.serial('a kernel tree that fails to compile: E_KERNEL_BUILD with the compiler\'s words and the file; nothing published, no make left', async (t) => {
   const source = await overlayTree(t, 'failing');
   await writeFile(join(source, 'kernel/bounds.c'), `${await readFile(join(source, 'kernel/bounds.c'), 'utf8')}\n#error tinyx fault: a source file that does not compile\n`);
   const before = await kernelEntries();
-  const result = await runCli(['kernel', 'build', 'nginx', '--kernel-source', source]);
+  const cli = startCli(['kernel', 'build', 'nginx', '--kernel-source', source]);
+  const result = await cli.done;
   t.is(result.code, 1, result.stderr.slice(-3000));
   t.regex(result.stderr, /tinyx: error: the kernel 6\.\d+\.\d+ did not build:/);
-  t.regex(result.stderr, /kernel\/bounds\.c:\d+:\d+: error: #error tinyx fault: a source file that does not compile/);
-  t.regex(result.stderr, /hint: the whole log: /);
+  t.regex(result.stderr, /kernel\/bounds\.c:\d+:\d+: error: #error tinyx fault: a source file that does not compile/, 'the compiler\'s error, not the lines of the jobs make finished after it');
+  const log = result.stderr.match(/hint: the whole log: (\S+) \(kept until the next failed build\)/)?.[1];
+  t.truthy(log);
+  t.regex(await readFile(log!, 'utf8'), /#error tinyx fault/, 'the log is there to read');
   t.deepEqual(await kernelEntries(), before, 'no kernel entry published');
   t.is(processesIn(source), '', 'no make or compiler left');
-  t.deepEqual(await kernelTemps(), [], 'no build tree left in the cache');
+  t.deepEqual(await tempsOf(cli.child.pid), [], 'no build tree left in the cache');
 });
 
 test.serial('Ctrl-C while the kernel compiles: exit 130, make and the compilers stopped, no tree or entry left', async (t) => {
@@ -192,5 +196,5 @@ test.serial('Ctrl-C while the kernel compiles: exit 130, make and the compilers 
   await new Promise((r) => setTimeout(r, 500));
   t.is(processesIn(source), '', 'no make or compiler left');
   t.deepEqual(await kernelEntries(), before, 'no kernel entry published');
-  t.deepEqual(await kernelTemps(), [], 'no build tree left in the cache');
+  t.deepEqual(await tempsOf(cli.child.pid), [], 'no build tree left in the cache');
 });

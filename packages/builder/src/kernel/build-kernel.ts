@@ -184,6 +184,7 @@ export async function buildKernel(
   await mkdir(entry);
   const logFile = join(temp, 'build.log');
   const log = createWriteStream(logFile);
+  const complaints: string[] = [];
   try {
     const started = performance.now();
     let compiled = 0;
@@ -195,6 +196,8 @@ export async function buildKernel(
         env: { ...reproducibleEnv(options.sourceDateEpoch), ...ccache?.env },
         onLine: (line) => {
           log.write(`${line}\n`);
+          // With -j, make finishes the other jobs after a compiler error: their lines would push the error out of the tail.
+          if (complaints.length < 20 && /(^|\s)(error|fatal error):|\*\*\* \[|Error \d+/.test(line)) complaints.push(line);
           if (/^\s+CC\s/.test(line)) options.onProgress?.({ compiled: ++compiled, expected });
         },
       }));
@@ -204,7 +207,13 @@ export async function buildKernel(
       await make([`-j${cpus().length}`, 'bzImage']);
     } catch (error) {
       if (error instanceof CommandFailedError) {
-        throw new TinyxError('E_KERNEL_BUILD', `the kernel ${source.version} did not build:\n${lastCompilerLines(error.outputTail)}`, { hint: `the whole log: ${logFile} (kept until the next build)`, cause: error });
+        // The build tree goes with the temporary directory; its log is kept where the next failed build puts its own.
+        await new Promise((resolve) => log.end(resolve));
+        const kept = join(cache.dir, 'logs', 'kernel-build.log');
+        await mkdir(join(cache.dir, 'logs'), { recursive: true });
+        await copyFile(logFile, kept);
+        const said = complaints.length > 0 ? complaints.map((l) => `  | ${l}`).join('\n') : lastCompilerLines(error.outputTail);
+        throw new TinyxError('E_KERNEL_BUILD', `the kernel ${source.version} did not build:\n${said}`, { hint: `the whole log: ${kept} (kept until the next failed build)`, cause: error });
       }
       throw error;
     }
