@@ -12,6 +12,8 @@ export * from './dpkg/control.js';
 export * from './dpkg/depends.js';
 export * from './dpkg/status.js';
 export * from './dpkg/version.js';
+export * from './dpkg/statoverride.js';
+export * from './account-files.js';
 export * from './resolve/plan-image.js';
 export * from './resolve/root-view.js';
 export * from './resolve/root-path.js';
