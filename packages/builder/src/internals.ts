@@ -15,6 +15,7 @@ export * from './dpkg/version.js';
 export * from './dpkg/statoverride.js';
 export * from './account-files.js';
 export * from './resolve/plan-image.js';
+export * from './resolve/plan-install-made.js';
 export * from './resolve/root-view.js';
 export * from './resolve/root-path.js';
 export * from './resolve/objdump.js';
