@@ -63,7 +63,9 @@ const LAYER: MemoryTree = {
   '/srv/other': { dir: true },
   '/var/cache/apt/archives/dash_0.5.12-2_amd64.deb': { whiteout: true },
   '/var/lib/dpkg/statoverride': 'www-data adm 750 /var/log/lighty\n',
-  '/var/lib/dpkg/info/hap.postinst': '#!/bin/sh\nadduser --system --home /var/lib/hap --group hap\n',
+  '/var/lib/dpkg/info/hap.postinst': '#!/bin/sh\nadduser --system --home /var/lib/hap \\\n  --group hap\n',
+  // Like libc6's, which lists the services to restart after an upgrade.
+  '/var/lib/dpkg/info/glibc.postinst': '#!/bin/sh\nservices="cron hap"\n',
   '/var/lib/dpkg/info/store.postinst': '#!/bin/sh\nUSER="store"\nSetup_dir /var/lib/store 750 ${USER}\nSetup_dir /etc/store 2770 ${USER}\n',
   '/var/lib/dpkg/info/mc:amd64.postinst': '#!/bin/sh\n[ -e /etc/mc.conf ] || cp /usr/share/mc/mc.conf.default /etc/mc.conf\naddgroup --system mcgroup\n',
   '/var/lib/dpkg/info/other.postinst': '#!/bin/sh\nadduser --system otherd\n',
@@ -94,6 +96,7 @@ const FILE_LISTS: Record<string, string[]> = {
   // keyed.conf is made by the postinst from a template (as sshd_config is), so dpkg does not list it.
   keyed: ['/etc/keyed'],
   mc: ['/usr/share/mc/mc.conf.default'],
+  glibc: ['/usr/lib/libc.so'],
   other: ['/srv/other', '/etc/otherd'],
 };
 
@@ -106,7 +109,7 @@ async function plan(options: { closure?: string[]; plannedFiles?: string[] } = {
     view,
     installed: Object.keys(FILE_LISTS).map(installed),
     fileLists: new Map(Object.entries(FILE_LISTS)),
-    closure: options.closure ?? ['lighty', 'hap', 'store', 'keyed', 'mc'],
+    closure: options.closure ?? ['lighty', 'hap', 'store', 'keyed', 'mc', 'glibc'],
     planned: { files: new Map((options.plannedFiles ?? []).map((p) => [p, {}])), symlinks: new Map() },
     blacklist: await loadBlacklist(),
     base: { passwd: BASE_PASSWD, group: BASE_GROUP },
@@ -184,6 +187,7 @@ test('parents of kept files keep the owner and mode the install gave them', asyn
 
 test('accounts: those the install added for kept packages, their groups, and those dpkg-statoverride names', async (t) => {
   const made = await plan();
+  // hap is named by glibc.postinst too (which comes first), but hap.postinst is the one that adds it.
   t.deepEqual(made.users, [
     { name: 'hap', reason: 'account added by the install (named in hap.postinst)' },
     { name: 'store', reason: 'account added by the install (named in store.postinst)' },

@@ -411,9 +411,20 @@ class InstallMadePlanner {
     }
   }
 
+  /**
+   * The script that names an account: one whose adduser, useradd, addgroup or
+   * groupadd line (or sysusers.d line) names it, else the first that names it
+   * at all (redis-tools' adduser takes the name from a variable); libc6's
+   * postinst names sshd too, in its list of services to restart.
+   */
   private mentionedIn(name: string): string | undefined {
-    const word = new RegExp(`(^|[^\\w.-])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^\\w.-])`, 'm');
-    return this.scripts.find((s) => word.test(s.text))?.name;
+    const word = new RegExp(`(^|[^\\w.-])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^\\w.-])`);
+    const creating = (line: string): boolean => /(^|[\s;&|(])(adduser|useradd|addgroup|groupadd)\s/.test(line) || /^\s*[ugm]\s/.test(line);
+    const lines = (text: string): string[] => text.replace(/\\\n/g, ' ').split('\n');
+    return (
+      this.scripts.find((s) => lines(s.text).some((line) => creating(line) && word.test(line)))?.name ??
+      this.scripts.find((s) => lines(s.text).some((line) => word.test(line)))?.name
+    );
   }
 
   /** The accounts the install added (compared with the base) that a kept package made. */
