@@ -117,6 +117,16 @@ const NEVER_COPIED: { path: RegExp; why: string }[] = [
  * logs of the install (dpkg.log, nginx's empty access.log), regenerable caches
  * (debconf's 750 KB templates.dat), and runtime state of the build
  * (/run/adduser). The directories themselves stay: the daemon writes there.
+ *
+ * Measured on the bookworm layers of nginx, redis-server, haproxy, lighttpd,
+ * apache2 and openssh-server: what the scripts made for the kept packages is
+ * 0 to 11 KB per image (apache2: 26 links and files and its index page;
+ * openssh-server: sshd_config and hosts.allow/deny, 4.3 KB), while what else
+ * the install left in the layer is 0.8 to 2.3 MB (debconf's cache 0.76-1.6 MB,
+ * dpkg's state 0.18-1.2 MB, dpkg.log and apt's logs 50-70 KB, ld.so.cache
+ * 5-7 KB): TinyX's "the whole overlay minus a blacklist" would ship that
+ * unless its blacklist knew every such path; keeping what a kept package made
+ * and nothing else needs no such list.
  */
 const BY_PRODUCTS: { prefix: string; why: string }[] = [
   { prefix: '/var/log/', why: 'a log written during the install' },
