@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { removeTree } from '@tinyx/builder/internals';
 
 /** The environment an image's app gets from /init: its own PATH, nothing of the test's. */
-const IMAGE_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
+export const IMAGE_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
 
 /** Unpacks an initrd (gz, xz, zst or plain) with GNU cpio (an independent reader) into a fresh directory; removed at teardown. */
 export async function unpackInitrd(t: { teardown(fn: () => Promise<void>): void }, initrd: string): Promise<string> {
@@ -31,33 +31,6 @@ export function runInRoot(root: string, argv: string[]): { code: number; output:
 
 export async function sha256File(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex');
-}
-
-/**
- * Starts `script` with the image's own /bin/sh, chrooted into the unpacked
- * root, in fresh PID, mount and network namespaces (what the VM runs, without
- * the VM): /proc mounted, lo up. The script is the namespace's PID 1; `stop()`
- * kills unshare, whose death kills it (--kill-child), which ends everything in
- * the namespace, and resolves once it has. (SIGKILL: unshare --fork ignores
- * SIGTERM and SIGINT while it waits for its child.)
- */
-export function startInRoot(root: string, script: string): { output(): string; exited(): boolean; stop(): Promise<void> } {
-  const child = spawn('unshare', ['--fork', '--pid', '--mount', '--net', '--kill-child', 'chroot', root, '/bin/sh', '-c', `mount -t proc proc /proc && ip link set lo up && ${script}`], {
-    env: IMAGE_ENV,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  return {
-    output: () => output,
-    exited: () => child.exitCode !== null || child.signalCode !== null,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await closed;
-    },
-  };
 }
 
 /** The host's processes whose root is the unpacked root or a directory in it (a daemon's chroot), with their uid. */

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { chown, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -5,7 +6,7 @@ import { join } from 'node:path';
 import { build, recipeFromPackage, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
-import { processesInRoot, runInRoot, startInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
+import { IMAGE_ENV, processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
 // Issue #11: Debian services built with `--package P --cmd ...` and no recipe,
 // their command taken from the package's systemd unit. The cut root must hold
@@ -22,6 +23,33 @@ async function buildPackage(t: Parameters<typeof unpackInitrd>[0], pkg: string, 
   const outDir = join(work, pkg);
   const manifest = await build({ recipe: recipeFromPackage({ package: pkg, cmd }), outDir, kernel: false });
   return { manifest, root: await unpackInitrd(t, join(outDir, manifest.artifacts.rootfs)) };
+}
+
+/**
+ * Starts `script` with the image's own /bin/sh, chrooted into the unpacked
+ * root, in fresh PID, mount and network namespaces (what the VM runs, without
+ * the VM): /proc mounted, lo up. The script is the namespace's PID 1; `stop()`
+ * kills unshare, whose death kills it (--kill-child), which ends everything in
+ * the namespace, and resolves once it has. (SIGKILL: unshare --fork ignores
+ * SIGTERM and SIGINT while it waits for its child.)
+ */
+function startInRoot(root: string, script: string): { output(): string; exited(): boolean; stop(): Promise<void> } {
+  const child = spawn('unshare', ['--fork', '--pid', '--mount', '--net', '--kill-child', 'chroot', root, '/bin/sh', '-c', `mount -t proc proc /proc && ip link set lo up && ${script}`], {
+    env: IMAGE_ENV,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  return {
+    output: () => output,
+    exited: () => child.exitCode !== null || child.signalCode !== null,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await closed;
+    },
+  };
 }
 
 /** What haproxy's admin socket answers to one command. */
