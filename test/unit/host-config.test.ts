@@ -54,9 +54,9 @@ deb-src http://ftp.example.org/debian bookworm main
 
 test('the bundled blacklists parse, and patterns match as documented', async (t) => {
   const blacklist = await loadBlacklist();
-  for (const pkg of ['dpkg', 'apt', 'debconf', 'perl-base', 'init-system-helpers', 'perl-modules-5.36', 'perl:any']) t.true(blacklist.isPackageExcluded(pkg), pkg);
+  for (const pkg of ['dpkg', 'apt', 'debconf', 'perl-base', 'init-system-helpers', 'runit-helper', 'perl-modules-5.36', 'perl:any']) t.true(blacklist.isPackageExcluded(pkg), pkg);
   for (const pkg of ['libc6', 'libssl3', 'nginx', 'nginx-common', 'busybox-static']) t.false(blacklist.isPackageExcluded(pkg), pkg);
-  for (const path of ['/usr/share/doc/nginx/copyright', '/usr/share/man/man8/nginx.8.gz', '/usr/share/locale/de/LC_MESSAGES/x.mo', '/var/lib/dpkg/status', '/lib/systemd/system/nginx.service', '/etc/rc2.d/S01nginx'])
+  for (const path of ['/usr/share/doc/nginx/copyright', '/usr/share/man/man8/nginx.8.gz', '/usr/share/locale/de/LC_MESSAGES/x.mo', '/var/lib/dpkg/status', '/lib/systemd/system/nginx.service', '/etc/rc2.d/S01nginx', '/etc/sv/ssh/run', '/var/lib/systemd/deb-systemd-helper-enabled/nginx.service.dsh-also'])
     t.true(blacklist.isPathExcluded(path), path);
   for (const path of ['/etc/nginx/nginx.conf', '/usr/share/nginx/html/index.html', '/usr/lib/x86_64-linux-gnu/libc.so.6']) t.false(blacklist.isPathExcluded(path), path);
   t.true(globToRegExp('/etc/*.conf', true).test('/etc/a.conf'));
@@ -64,17 +64,53 @@ test('the bundled blacklists parse, and patterns match as documented', async (t)
   t.true(makeBlacklist(['lib*-dev'], []).isPackageExcluded('libssl-dev'));
 });
 
+const wish = (...names: string[]) => ({ users: names.map((name) => ({ name, reason: 'recipe users' })) });
+
 test('accounts: root, nobody, the wanted ones, their primary groups, no login shells', (t) => {
   const passwd =
     'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nredis:x:100:101::/var/lib/redis:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
   const group = 'root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nredis:x:101:\nadm:x:4:syslog,redis\nnogroup:x:65534:\n';
-  const accounts = selectAccounts(passwd, group, ['www-data', 'root'], 'recipes/nginx.yaml');
+  const accounts = selectAccounts(passwd, group, wish('www-data', 'root'), 'recipes/nginx.yaml');
   t.is(accounts.passwd, 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\n');
   t.is(accounts.group, 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n');
-  t.is(selectAccounts('root:x:0:0::/root:/bin/sh\n', 'root:x:0:\n', [], 'r.yaml').passwd, 'root:x:0:0::/root:/sbin/nologin\n', 'a root without nobody is no error');
+  t.is(selectAccounts('root:x:0:0::/root:/bin/sh\n', 'root:x:0:\n', wish(), 'r.yaml').passwd, 'root:x:0:0::/root:/sbin/nologin\n', 'a root without nobody is no error');
   t.deepEqual(accounts.users.get('www-data'), { name: 'www-data', uid: 33, gid: 33 });
-  const error = t.throws(() => selectAccounts(passwd, group, ['nginx'], 'recipes/nginx.yaml'), { instanceOf: TinyxError });
+  const error = t.throws(() => selectAccounts(passwd, group, wish('nginx'), 'recipes/nginx.yaml'), { instanceOf: TinyxError });
   t.regex(error?.message ?? '', /recipes\/nginx\.yaml: the account "nginx" does not exist/);
+});
+
+test('accounts: the owners of the image\'s entries and the groups the install added are kept, each with why', (t) => {
+  const passwd = 'root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nhaproxy:x:100:101::/var/lib/haproxy:/usr/sbin/nologin\nbackup:x:34:34::/var/backups:/usr/sbin/nologin\n';
+  const group = 'root:x:0:\nadm:x:4:\nwww-data:x:33:\nbackup:x:34:\nhaproxy:x:101:\nssl-cert:x:102:\n';
+  const accounts = selectAccounts(
+    passwd,
+    group,
+    {
+      users: [{ name: 'haproxy', reason: 'account added by the install (named in haproxy.postinst)' }],
+      groups: [{ name: 'ssl-cert', reason: 'account added by the install (named in ssl-cert.postinst)' }],
+      owners: [
+        { path: '/var/log/lighttpd', uid: 33, gid: 33 },
+        { path: '/var/log/redis', uid: 0, gid: 4 },
+        // An owner the root has no account for stays out (its entries become root's).
+        { path: '/srv/x', uid: 4242, gid: 4242 },
+      ],
+    },
+    '--package haproxy',
+  );
+  t.is(accounts.passwd, 'root:x:0:0:root:/root:/sbin/nologin\nhaproxy:x:100:101::/var/lib/haproxy:/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\n');
+  t.is(accounts.group, 'root:x:0:\nadm:x:4:\nwww-data:x:33:\nhaproxy:x:101:\nssl-cert:x:102:\n');
+  t.deepEqual(accounts.kept.users.map((u) => [u.name, u.reason]), [
+    ['root', 'root'],
+    ['haproxy', 'account added by the install (named in haproxy.postinst)'],
+    ['www-data', 'owner of /var/log/lighttpd'],
+  ]);
+  t.deepEqual(accounts.kept.groups.map((g) => [g.name, g.reason]), [
+    ['root', 'root'],
+    ['adm', 'group of /var/log/redis'],
+    ['www-data', 'the group of www-data'],
+    ['haproxy', 'the group of haproxy'],
+    ['ssl-cert', 'account added by the install (named in ssl-cert.postinst)'],
+  ]);
 });
 
 test('/init: network from the command line, the app under its uid, readiness from /proc/net/tcp', (t) => {

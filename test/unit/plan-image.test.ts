@@ -71,6 +71,8 @@ test('package data comes along for the kept packages, minus the path blacklist',
     ['busybox-static', 'libc6', 'libcrypt1', 'libpcre2-8-0', 'libssl3', 'nginx', 'nginx-common', 'zlib1g'],
   );
   t.regex(plan.packages.find((p) => p.name === 'nginx')!.version, /^1\.22\.1-9/);
+  // The whole kept closure, contributing files or not (gcc-12-base ships only docs): what the install made for it counts.
+  t.deepEqual(plan.closure, ['gcc-12-base', 'libc6', 'libcrypt1', 'libgcc-s1', 'libpcre2-8-0', 'libssl3', 'nginx', 'nginx-common', 'zlib1g']);
 });
 
 test('without a blacklist the same plan takes docs and the dependencies it would cut', async (t) => {

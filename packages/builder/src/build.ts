@@ -31,6 +31,7 @@ import { loadRecipe } from './recipe/load-recipe.js';
 import type { Recipe } from './recipe/recipe.js';
 import type { RecipeSearchOptions } from './recipe/recipe-search-path.js';
 import { planImage, type ImagePlan } from './resolve/plan-image.js';
+import { planInstallMade, type InstallMadePlan } from './resolve/plan-install-made.js';
 import { DirectoryRootView } from './resolve/root-view.js';
 import { run } from './run.js';
 import { imageXlConfig } from './xen/xl-config.js';
@@ -136,6 +137,7 @@ export class Build {
   private layer?: AppLayer;
   private root?: string;
   private plan?: ImagePlan;
+  private made?: InstallMadePlan;
   private assembled?: AssembledRoot;
   private staging?: string;
   private packed?: Awaited<ReturnType<typeof packImage>>;
@@ -271,8 +273,9 @@ export class Build {
     for (const pkg of installed) fileLists.set(pkg.name, await readPackageFileList(join(root, 'var/lib/dpkg/info'), pkg));
     const multiarch = ARCH_TRIPLETS[this.baseSpec!.architecture];
     if (!multiarch) throw new TinyxError('E_ARCH', `unsupported architecture ${this.baseSpec!.architecture}`);
+    const view = new DirectoryRootView(root, this.signal);
     this.plan = await planImage({
-      view: new DirectoryRootView(root, this.signal),
+      view,
       recipe: this.recipe!,
       installed,
       fileLists,
@@ -281,12 +284,28 @@ export class Build {
       alwaysInclude: [{ path: BUSYBOX_PATH, reason: "BusyBox, /init's shell and tools" }],
       ...(this.signal ? { signal: this.signal } : {}),
     });
+    // What the maintainer scripts made for the kept packages, read from the app layer itself.
+    this.made = await planInstallMade({
+      layer: new DirectoryRootView(this.layer!.upper, this.signal),
+      view,
+      installed,
+      fileLists,
+      closure: this.plan.closure,
+      planned: this.plan,
+      blacklist: this.blacklist!,
+      base: {
+        passwd: await readFile(join(this.base!.root, 'etc/passwd'), 'utf8'),
+        group: await readFile(join(this.base!.root, 'etc/group'), 'utf8'),
+      },
+      ...(this.signal ? { signal: this.signal } : {}),
+    });
     const elves = [...this.plan.files.values()].filter((f) => f.elf).length;
-    return { summary: `${this.plan.files.size} files (${elves} ELF) from ${this.plan.packages.length} packages` };
+    const made = this.made.files.length + this.made.symlinks.length + this.made.directories.length;
+    return { summary: `${this.plan.files.size} files (${elves} ELF) from ${this.plan.packages.length} packages; ${made} entries and ${this.made.users.length} accounts the install made` };
   }
 
   private async assemble(): Promise<StepResult> {
-    this.assembled = await assembleRoot(this.root!, this.recipe!, this.plan!);
+    this.assembled = await assembleRoot(this.root!, this.recipe!, this.plan!, this.made!);
     const bytes = this.assembled.files.reduce((sum, f) => sum + f.size, 0);
     return { summary: `${this.assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
   }
@@ -409,7 +428,10 @@ export class Build {
       packages: plan.packages,
       excludedPackages: plan.excludedPackages,
       files: assembled.files.map((f) => ({ ...f, mode: f.mode.toString(8).padStart(4, '0') })),
-      symlinks: assembled.entries.flatMap((e) => (e.type === 'symlink' ? [{ path: e.path, target: e.target }] : [])),
+      symlinks: assembled.symlinks,
+      directories: assembled.directories.map((d) => ({ ...d, mode: d.mode.toString(8).padStart(4, '0') })),
+      accounts: assembled.accounts,
+      leftOut: this.made!.leftOut,
       kernel: kernel
         ? {
             version: kernel.built!.version,

@@ -107,7 +107,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'pkill', debianPackage: 'procps', purpose: 'kills a QEMU under a detached VM', neededFor: 'tests' },
   { command: 'fallocate', debianPackage: 'util-linux', purpose: 'fills a filesystem for the disk-full fault tests', neededFor: 'tests' },
   { command: 'mountpoint', debianPackage: 'util-linux', purpose: 'the fault tests unmount only their own tmpfs', neededFor: 'tests' },
-  { command: 'unshare', debianPackage: 'util-linux', purpose: 'hides a tool in a private mount namespace (the missing-tool errors)', neededFor: 'tests' },
+  { command: 'unshare', debianPackage: 'util-linux', purpose: "hides a tool in a private mount namespace (the missing-tool errors); starts an image's app in its own namespaces", neededFor: 'tests' },
   { command: 'depmod', debianPackage: 'kmod', purpose: "indexes the Xen tests' dom0 kernel modules", neededFor: 'tests', tiers: ['xen'] },
   { command: 'dpkg-deb', debianPackage: 'dpkg', purpose: "unpacks the Xen hypervisor and dom0's kernel", neededFor: 'tests', tiers: ['xen'] },
   { command: 'apt-cache', debianPackage: 'apt', purpose: "finds dom0's kernel package and version", neededFor: 'tests', tiers: ['xen'] },

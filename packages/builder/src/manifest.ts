@@ -51,7 +51,13 @@ export interface Manifest {
   excludedPackages: string[];
   /** Every regular file of the root, sorted by path. */
   files: { path: string; size: number; sha256: string; mode: string; package: string | null; reason: string }[];
-  symlinks: { path: string; target: string }[];
+  symlinks: { path: string; target: string; reason: string }[];
+  /** The directories the image lists (not the parents the packer adds as root's 0755), with owner, mode and why. */
+  directories: { path: string; mode: string; uid: number; gid: number; reason: string }[];
+  /** The accounts in the image's /etc/passwd and /etc/group, and why each is there. */
+  accounts: { users: { name: string; uid: number; gid: number; reason: string }[]; groups: { name: string; gid: number; reason: string }[] };
+  /** What the install made for the kept packages that the image does not get, and why (secrets, logs, caches). */
+  leftOut: { path: string; why: string }[];
   kernel: {
     version: string;
     /** What the tree came from: Debian's linux-source package and version, a tarball's sha256, a directory. */

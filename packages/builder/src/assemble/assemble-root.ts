@@ -6,22 +6,27 @@ import { RecipeError } from '../errors.js';
 import type { ImageEntry } from '../image-tree.js';
 import type { Recipe } from '../recipe/recipe.js';
 import type { ImagePlan } from '../resolve/plan-image.js';
+import type { InstallMadePlan } from '../resolve/plan-install-made.js';
 import { resolveInRoot } from '../resolve/root-path.js';
 import { DirectoryRootView } from '../resolve/root-view.js';
-import { selectAccounts, type Account } from './accounts.js';
+import { selectAccounts, type Account, type ImageAccounts } from './accounts.js';
 import { INIT_APPLETS, generateInit } from './init-script.js';
 
 export interface AssembledRoot {
   entries: ImageEntry[];
   /** Regular files with their digests, for the manifest. */
   files: { path: string; size: number; sha256: string; mode: number; package: string | null; reason: string }[];
+  /** The directories the image lists itself (not the parents the packer adds as root's 0755), with why. */
+  directories: { path: string; mode: number; uid: number; gid: number; reason: string }[];
+  symlinks: { path: string; target: string; reason: string }[];
+  accounts: ImageAccounts['kept'];
   user: Account;
 }
 
-/** Directories every image has, with their modes; /tmp is world-writable and sticky. */
 /** BusyBox in the install root, from busybox-static (part of every base). */
 export const BUSYBOX_PATH = '/bin/busybox';
 
+/** Directories every image has, with their modes; /tmp is world-writable and sticky. */
 const SKELETON_DIRS: [string, number][] = [
   ['/dev', 0o755],
   ['/proc', 0o555],
@@ -32,49 +37,70 @@ const SKELETON_DIRS: [string, number][] = [
   ['/var/tmp', 0o1777],
 ];
 
+/** What the install made that no package lists, when the build has read it (planInstallMade). */
+const NOTHING_MADE: InstallMadePlan = { files: [], directories: [], symlinks: [], users: [], groups: [], leftOut: [] };
+
 /**
- * Turns the plan into the image's entries: the resolved files, BusyBox with the
- * applet links /init calls, a minimal /etc, the generated /init, the recipe's
- * directories and fix-ups, and /dev/console (the kernel opens it for PID 1
- * before any devtmpfs is mounted).
+ * Turns the plan into the image's entries: the resolved files, what the
+ * install made for the kept packages (files, links, directories, accounts),
+ * BusyBox with the applet links /init calls, a minimal /etc, the generated
+ * /init, the recipe's directories and fix-ups, and /dev/console (the kernel
+ * opens it for PID 1 before any devtmpfs is mounted).
  */
-export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan): Promise<AssembledRoot> {
+export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan, made: InstallMadePlan = NOTHING_MADE): Promise<AssembledRoot> {
   const view = new DirectoryRootView(root);
   const entries = new Map<string, ImageEntry>();
-  const add = (entry: ImageEntry): void => {
+  const reasons = new Map<string, string>();
+  const add = (entry: ImageEntry, reason?: string): void => {
     entries.set(entry.path, entry);
+    if (reason) reasons.set(entry.path, reason);
+    else reasons.delete(entry.path);
   };
 
   // The merged-/usr links (/bin -> usr/bin, /lib64 -> usr/lib64, ...) as the base has them.
   for (const top of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
     const node = await view.lstat(top);
-    if (node?.kind === 'symlink') add({ type: 'symlink', path: top, target: node.target });
+    if (node?.kind === 'symlink') add({ type: 'symlink', path: top, target: node.target }, 'merged /usr, as the base has it');
   }
-  for (const [path, target] of plan.symlinks) add({ type: 'symlink', path, target });
+  for (const [path, target] of plan.symlinks) add({ type: 'symlink', path, target }, 'on the way to a file of the image');
+  for (const link of made.symlinks) if (!entries.has(link.path)) add({ type: 'symlink', path: link.path, target: link.target }, link.reason);
 
   // The planner always includes BusyBox (BUSYBOX_PATH); /init's applets are links to it.
   const busybox = await resolveInRoot(view, BUSYBOX_PATH);
   for (const applet of INIT_APPLETS) {
     const path = `/usr/${['mount', 'ip', 'hostname', 'reboot', 'start-stop-daemon'].includes(applet) ? 'sbin' : 'bin'}/${applet}`;
-    if (!entries.has(path)) add({ type: 'symlink', path, target: busybox.path });
+    if (!entries.has(path)) add({ type: 'symlink', path, target: busybox.path }, 'a BusyBox applet /init runs');
   }
 
-  const owners = recipe.directories.map((d) => d.owner);
+  const files = [...plan.files.values(), ...made.files.filter((f) => !plan.files.has(f.path))];
+  // The recipe's directories win over what the install made of them (owner and mode as the recipe says).
+  const recipeDirs = new Set<string>();
+  for (const dir of recipe.directories) recipeDirs.add((await resolveInRoot(view, dir.path)).path);
+  const madeDirs = made.directories.filter((d) => !recipeDirs.has(d.path));
   const accounts = selectAccounts(
     await readFile(join(root, 'etc/passwd'), 'utf8'),
     await readFile(join(root, 'etc/group'), 'utf8'),
-    [recipe.entrypoint.user, ...recipe.users, ...owners],
+    {
+      users: [
+        { name: recipe.entrypoint.user, reason: 'the entrypoint runs as it' },
+        ...recipe.users.map((name) => ({ name, reason: 'recipe users' })),
+        ...recipe.directories.map((d) => ({ name: d.owner, reason: `owner of ${d.path} (recipe directories)` })),
+        ...made.users,
+      ],
+      groups: made.groups,
+      owners: [...files, ...madeDirs],
+    },
     recipe.source,
   );
   const user = accounts.users.get(recipe.entrypoint.user)!;
-  // Files keep an owner the image has an account for (redis.conf is redis:redis 0640); the rest belong to root.
-  const keptUids = new Set([...accounts.users.values()].map((a) => a.uid));
-  const keptGids = new Set([...accounts.users.values()].map((a) => a.gid));
-  for (const file of plan.files.values()) {
-    const uid = keptUids.has(file.uid) ? file.uid : 0;
-    const gid = keptGids.has(file.gid) ? file.gid : 0;
-    add({ type: 'file', path: file.path, mode: file.mode, uid, gid, source: { path: join(root, file.path) } });
+  // Entries keep an owner the image has an account for (redis.conf is redis:redis 0640); the rest belong to root.
+  const keptUids = new Set(accounts.kept.users.map((a) => a.uid));
+  const keptGids = new Set(accounts.kept.groups.map((g) => g.gid));
+  const owned = (node: { uid: number; gid: number }): { uid: number; gid: number } => ({ uid: keptUids.has(node.uid) ? node.uid : 0, gid: keptGids.has(node.gid) ? node.gid : 0 });
+  for (const file of files) {
+    add({ type: 'file', path: file.path, mode: file.mode, ...owned(file), source: { path: join(root, file.path) } }, file.reason);
   }
+  for (const dir of madeDirs) if (!entries.has(dir.path)) add({ type: 'dir', path: dir.path, mode: dir.mode, ...owned(dir) }, dir.reason);
   const text = (path: string, content: string, mode = 0o644): void => add({ type: 'file', path, mode, source: { content: Buffer.from(content) } });
   text('/etc/passwd', accounts.passwd);
   text('/etc/group', accounts.group);
@@ -87,14 +113,14 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
     0o755,
   );
 
-  for (const [path, mode] of SKELETON_DIRS) if (!entries.has(path)) add({ type: 'dir', path, mode });
+  for (const [path, mode] of SKELETON_DIRS) if (!entries.has(path)) add({ type: 'dir', path, mode }, 'filesystem skeleton');
   add({ type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 });
   add({ type: 'char', path: '/dev/null', mode: 0o666, major: 1, minor: 3 });
   for (const dir of recipe.directories) {
     const owner = accounts.users.get(dir.owner)!;
     // /var/run is a link to /run in Debian: the directory goes where the link leads.
     const { path } = await resolveInRoot(view, dir.path);
-    add({ type: 'dir', path, mode: dir.mode, uid: owner.uid, gid: owner.gid });
+    add({ type: 'dir', path, mode: dir.mode, uid: owner.uid, gid: owner.gid }, 'recipe directories');
   }
 
   for (const [i, fixup] of recipe.fixups.entries()) {
@@ -115,18 +141,23 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
       if (content === before) throw new RecipeError(recipe.source, `fixups[${i}]`, `changes nothing in ${fixup.file}`, 'the file may have changed upstream; update the pattern or drop the fix-up');
     }
     const owner = existing?.type === 'file' ? { mode: existing.mode, uid: existing.uid ?? 0, gid: existing.gid ?? 0 } : { mode: 0o644 };
-    add({ type: 'file', path: resolved.path, ...owner, source: { content: Buffer.from(content) } });
+    add({ type: 'file', path: resolved.path, ...owner, source: { content: Buffer.from(content) } }, reasons.get(resolved.path));
   }
 
   const sorted = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const files: AssembledRoot['files'] = [];
+  const fileList: AssembledRoot['files'] = [];
+  const directories: AssembledRoot['directories'] = [];
+  const symlinks: AssembledRoot['symlinks'] = [];
   for (const entry of sorted) {
+    const reason = reasons.get(entry.path) ?? 'tinyx';
+    if (entry.type === 'dir') directories.push({ path: entry.path, mode: entry.mode, uid: entry.uid ?? 0, gid: entry.gid ?? 0, reason });
+    if (entry.type === 'symlink') symlinks.push({ path: entry.path, target: entry.target, reason });
     if (entry.type !== 'file') continue;
     const planned = plan.files.get(entry.path);
     const { size, sha256 } = await digest(entry.source);
-    files.push({ path: entry.path, size, sha256, mode: entry.mode, package: planned?.package ?? null, reason: planned?.reason ?? 'tinyx' });
+    fileList.push({ path: entry.path, size, sha256, mode: entry.mode, package: planned?.package ?? null, reason });
   }
-  return { entries: sorted, files, user };
+  return { entries: sorted, files: fileList, directories, symlinks, accounts: accounts.kept, user };
 }
 
 async function digest(source: { path: string } | { content: Uint8Array }): Promise<{ size: number; sha256: string }> {

@@ -34,6 +34,8 @@ export interface ImagePlan {
   packages: { name: string; version: string; files: number }[];
   /** Packages of the Depends closure that the blacklist cut. */
   excludedPackages: string[];
+  /** The Depends closure the image keeps, whether or not a package contributes files: what the install made for them counts (planInstallMade). */
+  closure: string[];
   /** Library directories known only from ld.so.conf: the image has no ld.so.cache, so /init exports them. */
   libraryPath: string[];
 }
@@ -122,6 +124,7 @@ class Planner {
       symlinks: new Map([...this.symlinks].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
       packages: this.contributingPackages(),
       excludedPackages: closure.excluded,
+      closure: closure.kept.map((p) => p.name),
       libraryPath: [...this.libraryPath],
     };
   }

@@ -5,7 +5,7 @@ import { run } from '../run.js';
 /** What the planner needs to know about one path of the install root. */
 export type RootNode =
   | { kind: 'file'; mode: number; size: number; uid: number; gid: number }
-  | { kind: 'dir'; mode: number }
+  | { kind: 'dir'; mode: number; uid: number; gid: number }
   | { kind: 'symlink'; target: string }
   | { kind: 'other' };
 
@@ -39,7 +39,7 @@ export class DirectoryRootView implements RootView {
       const st = await lstat(this.host(path));
       if (st.isSymbolicLink()) return { kind: 'symlink', target: await readlink(this.host(path)) };
       if (st.isFile()) return { kind: 'file', mode: st.mode & 0o7777, size: st.size, uid: st.uid, gid: st.gid };
-      if (st.isDirectory()) return { kind: 'dir', mode: st.mode & 0o7777 };
+      if (st.isDirectory()) return { kind: 'dir', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
       return { kind: 'other' };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;

@@ -82,6 +82,19 @@ function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?
   for (const p of m.packages) line(`  ${p.name.padEnd(28)} ${p.version.padEnd(28)} ${String(p.files).padStart(4)} files ${formatBytes(bytesByPackage.get(p.name) ?? 0).padStart(10)}`);
   if (m.excludedPackages.length > 0) line(`  not shipped (blacklist): ${m.excludedPackages.join(', ')}`);
   line();
+  // Images built before tinyx read what the install made have no accounts or leftOut.
+  const users = m.accounts?.users ?? [];
+  if (users.length > 0) {
+    line(`accounts (${users.length} users, ${m.accounts.groups.length} groups)`);
+    for (const u of users) line(`  ${u.name.padEnd(16)} uid ${String(u.uid).padEnd(6)} ${u.reason}`);
+    line();
+  }
+  const leftOut = m.leftOut ?? [];
+  if (leftOut.length > 0) {
+    line(`made by the install, left out (${leftOut.length})`);
+    for (const l of leftOut) line(`  ${l.path}  (${l.why})`);
+    line();
+  }
   const files = allFiles ? m.files : [...m.files].sort((a, b) => b.size - a.size).slice(0, 10);
   line(allFiles ? `files (${m.files.length})` : 'largest files');
   for (const f of files) line(`  ${formatBytes(f.size).padStart(10)}  ${f.mode}  ${f.path}  [${f.package ?? 'tinyx'}: ${f.reason}]`);
