@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { RecipeError, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
+import { RecipeError, chooseServiceUnit, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
 
 const fixture = (name: string): string => readFileSync(fileURLToPath(new URL(`../../fixtures/systemd/${name}`, import.meta.url)), 'utf8');
 const unit = (name: string) => parseUnit(fixture(name), `/usr/lib/systemd/system/${name}`);
@@ -100,4 +100,13 @@ test('a forking unit with no known foreground flag is an error naming the unit a
 test('a missing EnvironmentFile without "-" is an error', (t) => {
   const u = parseUnit('[Service]\nEnvironmentFile=/etc/default/x\nExecStart=/usr/bin/x\n', '/lib/systemd/system/x.service');
   t.throws(() => recipeFromUnit({ package: 'x', unit: u, environmentFiles: { '/etc/default/x': null } }), { instanceOf: RecipeError, message: /\/etc\/default\/x/ });
+});
+
+test("the package's unit: <package>.service, else the only service its file list names, else an error naming the candidates", (t) => {
+  t.is(chooseServiceUnit('haproxy', ['/usr/lib/systemd/system/haproxy.service'], []), '/usr/lib/systemd/system/haproxy.service');
+  t.is(chooseServiceUnit('openssh-server', [], ['/usr/lib/systemd/system/ssh.service', '/usr/lib/systemd/system/ssh@.service', '/usr/lib/systemd/system/ssh.socket']), '/usr/lib/systemd/system/ssh.service');
+  const two = t.throws(() => chooseServiceUnit('apache2', [], ['/usr/lib/systemd/system/apache2x.service', '/usr/lib/systemd/system/apache-htcacheclean.service']));
+  t.regex(two!.message, /apache2x\.service, \/usr\/lib\/systemd\/system\/apache-htcacheclean\.service/);
+  const none = t.throws(() => chooseServiceUnit('busybox', [], ['/usr/bin/busybox']));
+  t.regex(none!.message, /ships no systemd service unit/);
 });
