@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { RecipeError, chooseServiceUnit, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
+import { RecipeError, chooseServiceUnit, parseRecipe, recipeToYaml, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
 
 const fixture = (name: string): string => readFileSync(fileURLToPath(new URL(`../../fixtures/systemd/${name}`, import.meta.url)), 'utf8');
 const unit = (name: string) => parseUnit(fixture(name), `/usr/lib/systemd/system/${name}`);
@@ -109,4 +109,14 @@ test("the package's unit: <package>.service, else the only service its file list
   t.regex(two!.message, /apache2x\.service, \/usr\/lib\/systemd\/system\/apache-htcacheclean\.service/);
   const none = t.throws(() => chooseServiceUnit('busybox', [], ['/usr/bin/busybox']));
   t.regex(none!.message, /ships no systemd service unit/);
+});
+
+test('a derived recipe as YAML reads back as the same recipe, with where each setting came from in comments', (t) => {
+  const { recipe, derivedFrom } = recipeFromUnit({ package: 'redis-server', unit: unit('redis-server.service'), environmentFiles: {} });
+  const text = recipeToYaml(recipe, derivedFrom);
+  t.regex(text, /^# Derived by tinyx from \/usr\/lib\/systemd\/system\/redis-server\.service/);
+  t.regex(text, /# {3}RuntimeDirectory=redis -> directories \/run\/redis \(redis, 2755\)/);
+  t.deepEqual(parseRecipe(text, 'recipes/redis-server.yaml', 'x'), { ...recipe, source: 'recipes/redis-server.yaml' });
+  const nginx = recipeFromUnit({ package: 'nginx', unit: unit('nginx.service'), environmentFiles: {}, port: 80 }).recipe;
+  t.deepEqual(parseRecipe(recipeToYaml(nginx), 'n.yaml', 'n'), { ...nginx, source: 'n.yaml' });
 });

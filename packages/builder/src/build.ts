@@ -75,9 +75,10 @@ export interface BuildOptions {
   kernelSource?: string;
   /**
    * What to make: the whole image directory (default), or only the kernel
-   * ('kernel'), or only its configuration ('kernel-config'), for `tinyx kernel`.
+   * ('kernel'), or only its configuration ('kernel-config'), for `tinyx kernel`;
+   * or only the recipe derived from a package's unit ('recipe'), for `tinyx recipe init`.
    */
-  goal?: 'image' | 'kernel' | 'kernel-config';
+  goal?: 'image' | 'kernel' | 'kernel-config' | 'recipe';
   blacklistsDir?: string;
   signal?: AbortSignal;
   /** Progress: steps starting and ending, and the output lines of long commands. */
@@ -172,6 +173,7 @@ export class Build {
       image: options.kernel === false ? ['load', 'base', 'install', 'resolve', 'assemble', 'pack', 'emit'] : all.map((step) => step.id),
       kernel: ['load', 'base', 'install', 'resolve', 'kernel'],
       'kernel-config': ['load', 'base', 'install', 'resolve', 'kernel'],
+      recipe: ['load', 'base', 'install', 'resolve'],
     };
     this.steps = all.filter((step) => wanted[goal]!.includes(step.id));
   }
@@ -290,6 +292,7 @@ export class Build {
       this.output(`recipe from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')} (as ${derived.recipe.entrypoint.user})`);
       for (const f of derived.derivedFrom.fields) this.output(`  ${f.key}=${f.value} -> ${f.became}`);
       for (const n of derived.derivedFrom.notCarried) this.output(`  ${n.key}=${n.value}: not carried over (${n.why})`);
+      if (this.options.goal === 'recipe') return { summary: `from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')}` };
     }
     this.plan = await planImage({
       view,
@@ -356,6 +359,12 @@ export class Build {
     // Said once, when the configuration is first made; the manifest keeps it (kernel.couldNotDisable).
     const stuck = !config.cached && config.stuckOn.length > 0 ? `; could not switch off ${config.stuckOn.map((s) => s.symbol).join(', ')}` : '';
     return { cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}` };
+  }
+
+  /** For `tinyx recipe init`: the recipe derived from the package's unit, and what it took from where. */
+  get derivedRecipe(): { recipe: Recipe; derivedFrom: DerivedFrom } {
+    if (!this.derived || !this.recipe) throw new TinyxError('E_INTERNAL', 'no recipe was derived from a unit');
+    return { recipe: this.recipe, derivedFrom: this.derived };
   }
 
   /** What `tinyx kernel` shows: the source, the request with each option's origin, the final config, the built files. */

@@ -16,6 +16,7 @@ export type { SystemdUnit, UnitAssignment, ExecCommand } from './recipe/systemd-
 export { recipeFromUnit } from './recipe/recipe-from-unit.js';
 export { chooseServiceUnit, recipeFromInstalledUnit, UNIT_DIRS } from './recipe/package-unit.js';
 export type { UnitRecipeRequest } from './recipe/package-unit.js';
+export { recipeToYaml, writeNewFile } from './recipe/recipe-yaml.js';
 export type { DerivedFrom, UnitRecipeOptions } from './recipe/recipe-from-unit.js';
 export { parseTmpfiles } from './recipe/tmpfiles.js';
 export type { TmpfilesEntry } from './recipe/tmpfiles.js';
