@@ -39,17 +39,16 @@ test('tmpfiles.d: d lines with owner and mode, other types skipped', (t) => {
   ]);
 });
 
-test('haproxy (Type=notify): Environment expanded into ExecStart, tmpfiles.d gives /run/haproxy', (t) => {
+test('haproxy (Type=notify): Environment expanded into ExecStart', (t) => {
   const { recipe, derivedFrom } = recipeFromUnit({
     package: 'haproxy',
     unit: unit('haproxy.service'),
     environmentFiles: { '/etc/default/haproxy': '# Defaults for HAProxy\n#CONFIG="/etc/haproxy/haproxy.cfg"\n', '/etc/sysconfig/haproxy': null },
-    tmpfiles: parseTmpfiles(fixture('haproxy.tmpfiles.conf'), '/usr/lib/tmpfiles.d/haproxy.conf'),
   });
   t.deepEqual(recipe.entrypoint.cmd, ['/usr/sbin/haproxy', '-Ws', '-f', '/etc/haproxy/haproxy.cfg', '-p', '/run/haproxy.pid', '-S', '/run/haproxy-master.sock']);
   t.is(recipe.entrypoint.user, 'root');
   t.is(recipe.entrypoint.env.CONFIG, '/etc/haproxy/haproxy.cfg');
-  t.deepEqual(recipe.directories, [{ path: '/run/haproxy', owner: 'haproxy', mode: 0o2775 }]);
+  t.deepEqual(recipe.directories, []);
   t.is(recipe.check, null);
   t.is(recipe.readiness, null);
   t.is(derivedFrom.unit, '/usr/lib/systemd/system/haproxy.service');

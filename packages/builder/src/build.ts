@@ -286,7 +286,7 @@ export class Build {
     const asked = this.options.recipe;
     if (typeof asked === 'object' && 'fromUnit' in asked) {
       const pkg = installed.find((p) => p.name === asked.fromUnit.package.replace(/:.*$/, ''));
-      const derived = await recipeFromInstalledUnit(view, asked.fromUnit, pkg ? (fileLists.get(pkg.name) ?? []) : [], new DirectoryRootView(this.layer!.upper, this.signal));
+      const derived = await recipeFromInstalledUnit(view, asked.fromUnit, pkg ? (fileLists.get(pkg.name) ?? []) : []);
       this.recipe = derived.recipe;
       this.derived = derived.derivedFrom;
       this.output(`recipe from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')} (as ${derived.recipe.entrypoint.user})`);

@@ -4,11 +4,9 @@ import type { RootView } from '../resolve/root-view.js';
 import { recipeFromUnit, type DerivedFrom } from './recipe-from-unit.js';
 import type { Recipe } from './recipe.js';
 import { parseUnit } from './systemd-unit.js';
-import { parseTmpfiles, type TmpfilesEntry } from './tmpfiles.js';
 
 /** The system unit directories, most specific first (systemd.unit(5), "Unit File Load Path"). */
 export const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'] as const;
-const TMPFILES_DIRS = ['/usr/lib/tmpfiles.d', '/lib/tmpfiles.d', '/etc/tmpfiles.d'] as const;
 
 /** `tinyx build --package P` without --cmd: what the package's unit says. */
 export interface UnitRecipeRequest {
@@ -42,14 +40,12 @@ export function chooseServiceUnit(pkg: string, byName: readonly string[], listed
 
 /**
  * Derives the recipe from the unit found in the install root (`view`): the
- * unit, its EnvironmentFile= files, and the tmpfiles.d entries the install
- * added (`layerTmpfiles`: the names of those files, read from the app layer).
+ * unit and its EnvironmentFile= files.
  */
 export async function recipeFromInstalledUnit(
   view: RootView,
   request: UnitRecipeRequest,
   packageFiles: readonly string[],
-  layerView: RootView,
 ): Promise<{ recipe: Recipe; derivedFrom: DerivedFrom }> {
   const bare = request.package.replace(/:.*$/, '');
   const byName: string[] = [];
@@ -65,17 +61,7 @@ export async function recipeFromInstalledUnit(
     environmentFiles[path] = resolved.node?.kind === 'file' ? await readText(view, resolved.path) : null;
   }
 
-  // tmpfiles.d: a file in /etc/tmpfiles.d hides the one of the same name in /usr/lib (tmpfiles.d(5)).
-  const byFileName = new Map<string, string>();
-  for (const dir of TMPFILES_DIRS) {
-    for (const name of await layerView.readDir(dir).catch(() => [] as string[])) if (name.endsWith('.conf')) byFileName.set(name, `${dir}/${name}`);
-  }
-  const tmpfiles: TmpfilesEntry[] = [];
-  for (const path of [...byFileName.values()].sort()) {
-    const resolved = await resolveInRoot(view, path);
-    if (resolved.node?.kind === 'file') tmpfiles.push(...parseTmpfiles(await readText(view, resolved.path), path));
-  }
-  return recipeFromUnit({ package: request.package, unit, environmentFiles, tmpfiles, port: request.port, user: request.user, name: request.name });
+  return recipeFromUnit({ package: request.package, unit, environmentFiles, port: request.port, user: request.user, name: request.name });
 }
 
 async function readText(view: RootView, path: string): Promise<string> {

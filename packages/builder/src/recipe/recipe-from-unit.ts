@@ -2,7 +2,6 @@ import { posix } from 'node:path';
 import { RecipeError } from '../errors.js';
 import type { Recipe } from './recipe.js';
 import { environmentFiles, expandSpecifiers, parseEnvironment, parseEnvironmentFile, parseExecLine, unitValue, unitValues, type SystemdUnit } from './systemd-unit.js';
-import type { TmpfilesEntry } from './tmpfiles.js';
 import { validateRecipe } from './validate-recipe.js';
 
 /** What a recipe derived from a unit took from it: the manifest's `derivedFrom`. */
@@ -20,8 +19,6 @@ export interface UnitRecipeOptions {
   unit: SystemdUnit;
   /** The texts of the unit's EnvironmentFile= files, by path; null for a file the install root lacks. */
   environmentFiles: Record<string, string | null>;
-  /** tmpfiles.d entries of the packages installed (directories the app expects at boot). */
-  tmpfiles?: readonly TmpfilesEntry[];
   /** `--port`: a TCP probe (a unit names no port). */
   port?: number | undefined;
   /** `--user`: wins over the unit's User=. */
@@ -67,9 +64,10 @@ const DIRECTORY_SETTINGS: { key: string; base: string; defaultMode: number }[] =
 /**
  * The recipe a package's systemd unit amounts to: ExecStart (in the
  * foreground), User, the environment (EnvironmentFile= then Environment=, as
- * systemd.exec(5) orders them), the *Directory= settings and the packages'
- * tmpfiles.d directories, ExecStartPre as the check when it is a
- * configuration test. What cannot be carried into an image is listed in
+ * systemd.exec(5) orders them), the *Directory= settings, ExecStartPre as
+ * the check when it is a
+ * configuration test. (The packages' tmpfiles.d directories need no recipe:
+ * every build makes those of the kept packages, see planInstallMade.) What cannot be carried into an image is listed in
  * `derivedFrom.notCarried`, never dropped silently.
  */
 export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom: DerivedFrom } {
@@ -137,12 +135,6 @@ export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; de
   }
 
   const directories = new Map<string, { path: string; owner: string; mode: number }>();
-  const tmpfileDirs = (options.tmpfiles ?? []).filter((e) => e.type === 'd');
-  for (const entry of tmpfileDirs) {
-    directories.set(entry.path, { path: entry.path, owner: entry.user, mode: entry.mode });
-    fields.push({ key: 'tmpfiles.d', value: entry.from, became: `directories ${entry.path} (${entry.user}, ${entry.mode.toString(8).padStart(4, '0')})` });
-  }
-  for (const link of (options.tmpfiles ?? []).filter((e) => e.type === 'L')) notCarried.push({ key: 'tmpfiles.d', value: link.from, why: `the link ${link.path}: a recipe makes no links` });
   for (const setting of DIRECTORY_SETTINGS) {
     const modeSetting = unitValue(unit, 'Service', `${setting.key}Mode`);
     const mode = modeSetting ? parseInt(modeSetting.value, 8) : setting.defaultMode;
