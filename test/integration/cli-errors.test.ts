@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountsBelow, removeTree } from '@tinyx/builder/internals';
@@ -58,6 +58,16 @@ test('an entrypoint no installed package provides: exit 2, with the programs the
   const unowned = await runCli(['build', '--package', 'memcached', '--cmd', '/etc/passwd', '--no-kernel', '--out', join(work, 'm2')]);
   t.is(unowned.code, 2, unowned.stderr);
   t.regex(unowned.stderr, /--package memcached: entrypoint\.cmd: \/etc\/passwd is not in any installed package/);
+});
+
+test("--package alone: a Type=forking unit with no known foreground flag is exit 2, naming the unit and asking for --cmd; no image is written", async (t) => {
+  // dnsmasq.service: Type=forking, ExecStart=/usr/share/dnsmasq/systemd-helper exec.
+  const out = join(work, 'dnsmasq');
+  const result = await runCli(['build', '--package', 'dnsmasq', '--no-kernel', '--out', out]);
+  t.is(result.code, 2, result.stderr);
+  t.regex(result.stderr, /--package dnsmasq \(\/usr\/lib\/systemd\/system\/dnsmasq\.service\): ExecStart: dnsmasq\.service is Type=forking/);
+  t.regex(result.stderr, /hint: give the foreground command line: --cmd/);
+  t.false(await stat(out).then(() => true, () => false));
 });
 
 test('not root: exit 3 and how to fix it', async (t) => {
