@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { build, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
-import { IMAGE_ENV, processesInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
+import { IMAGE_ENV, processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
 // Issue #11: `tinyx build --package P` with no --cmd and no recipe: the
 // recipe is the package's systemd unit (ExecStart, User, Environment, the
@@ -61,6 +61,11 @@ test("haproxy from its unit: ExecStart with the unit's Environment, /run/haproxy
   t.is(manifest.derivedFrom?.unit, '/usr/lib/systemd/system/haproxy.service');
   const haproxy = manifest.accounts.users.find((u) => u.name === 'haproxy');
   t.like(manifest.directories.find((d) => d.path === '/run/haproxy'), { mode: '2775', uid: haproxy?.uid, reason: 'tmpfiles.d of haproxy (/usr/lib/tmpfiles.d/haproxy.conf:1)' });
+
+  // The check, from ExecReload (haproxy -c), passes in the cut root.
+  t.deepEqual(manifest.recipe.check?.slice(-4), ['-c', '-q', '-S', '/run/haproxy-master.sock']);
+  const check = runInRoot(root, manifest.recipe.check!);
+  t.is(check.code, 0, check.output);
 
   const app = bootInRoot(root);
   try {

@@ -49,7 +49,8 @@ test('haproxy (Type=notify): Environment expanded into ExecStart', (t) => {
   t.is(recipe.entrypoint.user, 'root');
   t.is(recipe.entrypoint.env.CONFIG, '/etc/haproxy/haproxy.cfg');
   t.deepEqual(recipe.directories, []);
-  t.is(recipe.check, null);
+  // No ExecStartPre: ExecReload's `haproxy -c` tests the configuration, and is the check.
+  t.deepEqual(recipe.check, ['/usr/sbin/haproxy', '-Ws', '-f', '/etc/haproxy/haproxy.cfg', '-c', '-q', '-S', '/run/haproxy-master.sock']);
   t.is(recipe.readiness, null);
   t.is(derivedFrom.unit, '/usr/lib/systemd/system/haproxy.service');
   t.true(derivedFrom.fields.some((f) => f.key === 'ExecStart'));

@@ -171,6 +171,18 @@ export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; de
     }
   }
 
+  // No test before the start: a reload that tests the configuration first (haproxy's `-c`) is one too.
+  if (check === null) {
+    for (const a of unitValues(unit, 'Service', 'ExecReload')) {
+      const reload = parseExecLine(a, unit, env);
+      if (reload.argv[0] === start.argv[0] && reload.argv.slice(1).some((w) => CONFIG_TEST_FLAGS.has(w))) {
+        check = reload.argv;
+        fields.push({ key: 'ExecReload', value: a.value, became: `check ${JSON.stringify(reload.argv)} (it tests the configuration)` });
+        break;
+      }
+    }
+  }
+
   const data: Record<string, unknown> = {
     name: options.name ?? options.package.replace(/:.*$/, ''),
     description: unitValue(unit, 'Unit', 'Description')?.value ?? '',
