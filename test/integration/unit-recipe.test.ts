@@ -3,9 +3,10 @@ import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build, type Manifest } from '@tinyx/builder';
+import { build, loadRecipeFile, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
+import { runCli } from '../helpers/cli.js';
 import { IMAGE_ENV, processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
 // Issue #11: `tinyx build --package P` with no --cmd and no recipe: the
@@ -100,4 +101,31 @@ test('redis-server from its unit: it runs as User=redis and writes its pid file 
   } finally {
     await app.stop();
   }
+});
+
+test('tinyx recipe init --package: the derived recipe as a new file that builds; an existing file is never overwritten', async (t) => {
+  const file = join(work, 'recipes', 'redis-server.yaml');
+  const first = await runCli(['recipe', 'init', '--package', 'redis-server', '--port', '6379', '--out', file]);
+  t.is(first.code, 0, first.stderr);
+  const text = await readFile(file, 'utf8');
+  t.regex(text, /^# Derived by tinyx from \/usr\/lib\/systemd\/system\/redis-server\.service/);
+  const again = await runCli(['recipe', 'init', '--package', 'redis-server', '--out', file]);
+  t.is(again.code, 2, again.stderr);
+  t.regex(again.stderr, /redis-server\.yaml exists: tinyx does not overwrite a file it did not write/);
+  t.is(await readFile(file, 'utf8'), text);
+  const recipe = await loadRecipeFile(file);
+  t.deepEqual(recipe.readiness, { tcp: { port: 6379 } });
+  t.is(recipe.entrypoint.user, 'redis');
+  // The same image as --package alone (apart from the readiness port): inspect shows where the recipe came from.
+  const out = join(work, 'redis-from-file');
+  const built = await runCli(['build', file, '--no-kernel', '--out', out]);
+  t.is(built.code, 0, built.stderr);
+  const aloneDir = join(work, 'redis-alone');
+  const json = await runCli(['build', '--package', 'redis-server', '--no-kernel', '--out', aloneDir, '--json']);
+  t.is(json.code, 0, json.stderr);
+  t.is((JSON.parse(json.stdout) as { manifest: Manifest }).manifest.derivedFrom?.unit, '/usr/lib/systemd/system/redis-server.service');
+  const alone = await runCli(['inspect', aloneDir]);
+  t.regex(alone.stdout, /^recipe from {2}\/usr\/lib\/systemd\/system\/redis-server\.service$/m);
+  t.regex(alone.stdout, /^ {2}RuntimeDirectory=redis -> directories \/run\/redis \(redis, 2755\)$/m);
+  t.notRegex((await runCli(['inspect', out])).stdout, /^recipe from/m);
 });
