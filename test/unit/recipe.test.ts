@@ -34,6 +34,7 @@ test('defaults are filled in', (t) => {
   const recipe = parseRecipe(MINIMAL, 'recipes/x.yaml', 'x');
   t.is(recipe.name, 'x');
   t.is(recipe.entrypoint.user, 'root');
+  t.is(recipe.entrypoint.workdir, '/');
   t.deepEqual(recipe.users, []);
   t.is(recipe.readiness, null);
   t.deepEqual(recipe.kernel.features, []);

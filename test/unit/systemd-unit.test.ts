@@ -97,6 +97,17 @@ test('a forking unit with no known foreground flag is an error naming the unit a
   t.regex(error!.hint ?? '', /--cmd/);
 });
 
+test('WorkingDirectory= is where the app starts; "~" (the home) is not carried over', (t) => {
+  const u = parseUnit('[Service]\nExecStart=/usr/bin/x\nWorkingDirectory=-%S/x\n', '/lib/systemd/system/x.service');
+  const { recipe, derivedFrom } = recipeFromUnit({ package: 'xd', unit: u, environmentFiles: {} });
+  t.is(recipe.entrypoint.workdir, '/var/lib/x');
+  t.true(derivedFrom.fields.some((f) => f.key === 'WorkingDirectory' && f.became === 'entrypoint.workdir /var/lib/x'));
+  t.deepEqual(parseRecipe(recipeToYaml(recipe), 'x.yaml', 'x').entrypoint.workdir, '/var/lib/x');
+  const home = recipeFromUnit({ package: 'xd', unit: parseUnit('[Service]\nExecStart=/usr/bin/x\nWorkingDirectory=~\n', '/x.service'), environmentFiles: {} });
+  t.is(home.recipe.entrypoint.workdir, '/');
+  t.true(home.derivedFrom.notCarried.some((n) => n.key === 'WorkingDirectory'));
+});
+
 test('a missing EnvironmentFile without "-" is an error', (t) => {
   const u = parseUnit('[Service]\nEnvironmentFile=/etc/default/x\nExecStart=/usr/bin/x\n', '/lib/systemd/system/x.service');
   t.throws(() => recipeFromUnit({ package: 'x', unit: u, environmentFiles: { '/etc/default/x': null } }), { instanceOf: RecipeError, message: /\/etc\/default\/x/ });

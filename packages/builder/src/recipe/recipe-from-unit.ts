@@ -151,8 +151,16 @@ export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; de
     }
   }
 
+  // WorkingDirectory=: "-" makes a missing one harmless to systemd; "~" is the user's home, which the image may not have.
+  let workdir = '/';
   const workingDirectory = unitValue(unit, 'Service', 'WorkingDirectory');
-  if (workingDirectory) notCarried.push({ key: 'WorkingDirectory', value: workingDirectory.value, why: 'the app starts in /' });
+  if (workingDirectory) {
+    const dir = expand(workingDirectory.value.replace(/^-/, ''), 'WorkingDirectory');
+    if (dir.startsWith('/')) {
+      workdir = dir;
+      fields.push({ key: 'WorkingDirectory', value: workingDirectory.value, became: `entrypoint.workdir ${dir}` });
+    } else notCarried.push({ key: 'WorkingDirectory', value: workingDirectory.value, why: 'the app starts in /' });
+  }
   for (const key of ['AmbientCapabilities', 'CapabilityBoundingSet']) {
     const caps = unitValues(unit, 'Service', key);
     if (caps.length > 0) notCarried.push({ key, value: caps.map((a) => a.value).join(' '), why: 'recorded only: /init starts the app with the full capabilities of its account' });
@@ -187,7 +195,7 @@ export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; de
     name: options.name ?? options.package.replace(/:.*$/, ''),
     description: unitValue(unit, 'Unit', 'Description')?.value ?? '',
     packages: [options.package],
-    entrypoint: { cmd, user, env },
+    entrypoint: { cmd, user, env, workdir },
     directories: [...directories.values()].map((d) => ({ ...d, mode: d.mode.toString(8).padStart(4, '0') })),
     kernel: { features: ['net', 'unix', 'epoll', 'eventfd', 'futex', 'file-locking', 'shmem'] },
     check,

@@ -17,6 +17,7 @@ export function recipeToYaml(recipe: Recipe, derivedFrom?: DerivedFrom): string 
       cmd: recipe.entrypoint.cmd,
       user: recipe.entrypoint.user,
       ...(Object.keys(recipe.entrypoint.env).length > 0 ? { env: recipe.entrypoint.env } : {}),
+      ...(recipe.entrypoint.workdir !== '/' ? { workdir: recipe.entrypoint.workdir } : {}),
     },
     ...(recipe.users.length > 0 ? { users: recipe.users } : {}),
     ...(recipe.include.length > 0 ? { include: recipe.include } : {}),
