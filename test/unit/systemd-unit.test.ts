@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { RecipeError, chooseServiceUnit, parseRecipe, recipeToYaml, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
+import { RecipeError, UnitSyntaxError, chooseServiceUnit, parseRecipe, recipeToYaml, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
 
 const fixture = (name: string): string => readFileSync(fileURLToPath(new URL(`../../fixtures/systemd/${name}`, import.meta.url)), 'utf8');
 const unit = (name: string) => parseUnit(fixture(name), `/usr/lib/systemd/system/${name}`);
@@ -106,6 +106,14 @@ test('WorkingDirectory= is where the app starts; "~" (the home) is not carried o
   const home = recipeFromUnit({ package: 'xd', unit: parseUnit('[Service]\nExecStart=/usr/bin/x\nWorkingDirectory=~\n', '/x.service'), environmentFiles: {} });
   t.is(home.recipe.entrypoint.workdir, '/');
   t.true(home.derivedFrom.notCarried.some((n) => n.key === 'WorkingDirectory'));
+});
+
+test('a line tinyx cannot read is a user error naming the unit', (t) => {
+  const open = parseUnit('[Service]\nExecStart=/usr/bin/x "open\n', '/lib/systemd/system/xd.service');
+  t.throws(() => recipeFromUnit({ package: 'xd', unit: open, environmentFiles: {} }), { instanceOf: RecipeError, message: /xd\.service\): a " quote left open/ });
+  const host = parseUnit('[Service]\nExecStart=/usr/bin/x --name %H\n', '/lib/systemd/system/xd.service');
+  t.throws(() => recipeFromUnit({ package: 'xd', unit: host, environmentFiles: {} }), { instanceOf: RecipeError, message: /ExecStart: the specifier %H is not supported ahead of boot/ });
+  t.throws(() => parseUnit('Key=before any section\n', '/x.service'), { instanceOf: UnitSyntaxError, message: /^\/x\.service:1: an assignment before any \[Section\]$/ });
 });
 
 test('a missing EnvironmentFile without "-" is an error', (t) => {

@@ -51,7 +51,13 @@ export async function recipeFromInstalledUnit(
   const byName: string[] = [];
   for (const dir of UNIT_DIRS) if ((await resolveInRoot(view, `${dir}/${bare}.service`)).node?.kind === 'file') byName.push(`${dir}/${bare}.service`);
   const unitPath = chooseServiceUnit(request.package, byName, packageFiles);
-  const unit = parseUnit(await readText(view, unitPath), unitPath);
+  const text = await readText(view, unitPath);
+  let unit;
+  try {
+    unit = parseUnit(text, unitPath);
+  } catch (error) {
+    throw new TinyxError('E_RECIPE', `--package ${bare}: ${(error as Error).message}`, { kind: 'user', hint: 'give the command line: --cmd "..."' });
+  }
 
   const environmentFiles: Record<string, string | null> = {};
   for (const a of unit.sections.get('Service') ?? []) {

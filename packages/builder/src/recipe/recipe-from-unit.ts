@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { RecipeError } from '../errors.js';
+import { RecipeError, TinyxError } from '../errors.js';
 import type { Recipe } from './recipe.js';
 import { environmentFiles, expandSpecifiers, parseEnvironment, parseEnvironmentFile, parseExecLine, unitValue, unitValues, type SystemdUnit } from './systemd-unit.js';
 import { validateRecipe } from './validate-recipe.js';
@@ -71,6 +71,16 @@ const DIRECTORY_SETTINGS: { key: string; base: string; defaultMode: number }[] =
  * `derivedFrom.notCarried`, never dropped silently.
  */
 export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom: DerivedFrom } {
+  try {
+    return deriveRecipe(options);
+  } catch (error) {
+    // A line of the unit tinyx cannot read (a quote left open, a specifier of the running system): the user's to fix, not a bug.
+    if (error instanceof TinyxError) throw error;
+    throw new RecipeError(`--package ${options.package} (${options.unit.path})`, undefined, (error as Error).message, `give the command line: --cmd "..."`);
+  }
+}
+
+function deriveRecipe(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom: DerivedFrom } {
   const { unit } = options;
   const source = `--package ${options.package} (${unit.path})`;
   const fields: DerivedFrom['fields'] = [];
@@ -78,13 +88,7 @@ export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; de
   const fail = (field: string, problem: string, hint?: string): never => {
     throw new RecipeError(source, field, problem, hint);
   };
-  const expand = (text: string, key: string): string => {
-    try {
-      return expandSpecifiers(text, unit, key);
-    } catch (error) {
-      return fail(key, (error as Error).message);
-    }
-  };
+  const expand = (text: string, key: string): string => expandSpecifiers(text, unit, key);
 
   // The environment: the files first, then Environment= (later assignments win).
   const env: Record<string, string> = {};

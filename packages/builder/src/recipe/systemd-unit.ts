@@ -123,7 +123,7 @@ export function expandSpecifiers(text: string, unit: SystemdUnit, where: string)
   };
   return text.replace(/%(.)/g, (_, c: string) => {
     const value = table[c];
-    if (value === undefined) throw new UnitSyntaxError(unit.path, 0, `${where}: the specifier %${c} is not supported ahead of boot`);
+    if (value === undefined) throw new Error(`${unit.path}: ${where}: the specifier %${c} is not supported ahead of boot`);
     return value;
   });
 }
@@ -148,7 +148,7 @@ export function splitUnitWords(value: string): { text: string; bareVariable: boo
       if (c === '"' || c === "'") {
         quoted = true;
         const end = value.indexOf(c, i + 1);
-        if (end < 0) throw new Error(`an unterminated ${c} quote in "${value}"`);
+        if (end < 0) throw new Error(`a ${c} quote left open in "${value}"`);
         let inner = value.slice(i + 1, end);
         if (c === '"') inner = inner.replace(/\\(.)/g, (_, e: string) => escapes[e] ?? e);
         word += inner;
