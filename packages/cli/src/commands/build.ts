@@ -35,6 +35,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .example('$0 build nginx', 'build out/nginx (kernel and root) from the recipe nginx.yaml')
       .example('$0 build ./myapp.yaml --out images/myapp', 'build from your own recipe file')
       .example('$0 build myapp --recipes images/recipes', 'build images/recipes/myapp.yaml (./recipes/myapp.yaml needs no --recipes)')
+      .example('$0 build --package haproxy --verbose', "no recipe: the package's systemd unit says how to run it (--verbose shows what was taken from it)")
       .example('$0 build --package memcached --cmd "/usr/bin/memcached -u nobody -p 11211" --port 11211', 'no recipe: one package, its command, its port')
       .example('$0 build nginx --platform xen-pvh', 'for Xen PVH (vmlinuz, vmlinux, initrd and an xl config)')
       .example('$0 build nginx --compression xz', 'the smallest initrd (the kernel gets CONFIG_RD_XZ)')
