@@ -64,11 +64,11 @@ const DIRECTORY_SETTINGS: { key: string; base: string; defaultMode: number }[] =
 /**
  * The recipe a package's systemd unit amounts to: ExecStart (in the
  * foreground), User, the environment (EnvironmentFile= then Environment=, as
- * systemd.exec(5) orders them), the *Directory= settings, ExecStartPre as
- * the check when it is a
- * configuration test. (The packages' tmpfiles.d directories need no recipe:
- * every build makes those of the kept packages, see planInstallMade.) What cannot be carried into an image is listed in
- * `derivedFrom.notCarried`, never dropped silently.
+ * systemd.exec(5) orders them), WorkingDirectory, the *Directory= settings,
+ * ExecStartPre (or ExecReload) as the check when it tests the configuration.
+ * The packages' tmpfiles.d directories need no recipe: every build makes
+ * those of the kept packages (see planInstallMade). What cannot be carried
+ * into an image is listed in `derivedFrom.notCarried`, never dropped silently.
  */
 export function recipeFromUnit(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom: DerivedFrom } {
   try {
@@ -116,7 +116,7 @@ function deriveRecipe(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom
   if (type === 'forking') {
     const rule = FOREGROUND_RULES.map((r) => ({ r, argv: r.apply(cmd) })).find((x) => x.argv !== undefined);
     if (!rule) {
-      fail('ExecStart', `${unit.name} is Type=forking: "${cmd.join(' ')}" puts itself in the background, and tinyx knows no flag of it that keeps it in the foreground`, `give the foreground command line: --cmd "..." (or write a recipe: tinyx recipe init --package ${options.package})`);
+      fail('ExecStart', `${unit.name} is Type=forking: "${cmd.join(' ')}" puts itself in the background, and tinyx knows no flag of it that keeps it in the foreground`, 'give the foreground command line: --cmd "...", or write a recipe file');
     }
     cmd = rule!.argv!;
     fields.push({ key: 'Type', value: 'forking', became: `the foreground form: ${rule!.r.describe}` });
