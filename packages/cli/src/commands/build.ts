@@ -63,6 +63,14 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         out.line(`\n${manifest.name}: ${build.outDir}`);
         if (s.kernel !== null) out.line(`  kernel           vmlinuz  ${formatBytes(s.kernel)} (Linux ${manifest.kernel!.version}, ${manifest.kernel!.platform}, ${manifest.kernel!.enabledOptions} options)`);
         out.line(`  root filesystem  ${manifest.artifacts.rootfs}  ${formatBytes(s.initrd)} (${formatBytes(s.initrdUncompressed)} unpacked, ${manifest.files.length} files, ${manifest.packages.length} packages)`);
+        const derived = manifest.derivedFrom;
+        if (derived) {
+          out.line(`  recipe from      ${derived.unit}${args.verbose ? '' : ' (--verbose, or tinyx inspect, shows what was taken from it)'}`);
+          if (args.verbose) {
+            for (const f of derived.fields) out.line(`    ${f.key}=${f.value} -> ${f.became}`);
+            for (const n of derived.notCarried) out.line(`    not carried over: ${n.key}=${n.value} (${n.why})`);
+          }
+        }
         out.line(`  inspect it with: tinyx inspect ${build.outDir}`);
       }
       process.exitCode = 0;
