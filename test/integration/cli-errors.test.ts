@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountsBelow, removeTree } from '@tinyx/builder/internals';
@@ -60,6 +60,16 @@ test('an entrypoint no installed package provides: exit 2, with the programs the
   t.regex(unowned.stderr, /--package memcached: entrypoint\.cmd: \/etc\/passwd is not in any installed package/);
 });
 
+test("--package alone: a Type=forking unit with no known foreground flag is exit 2, naming the unit and asking for --cmd; no image is written", async (t) => {
+  // dnsmasq.service: Type=forking, ExecStart=/usr/share/dnsmasq/systemd-helper exec.
+  const out = join(work, 'dnsmasq');
+  const result = await runCli(['build', '--package', 'dnsmasq', '--no-kernel', '--out', out]);
+  t.is(result.code, 2, result.stderr);
+  t.regex(result.stderr, /--package dnsmasq \(\/usr\/lib\/systemd\/system\/dnsmasq\.service\): ExecStart: dnsmasq\.service is Type=forking/);
+  t.regex(result.stderr, /hint: give the foreground command line: --cmd/);
+  t.false(await stat(out).then(() => true, () => false));
+});
+
 test('not root: exit 3 and how to fix it', async (t) => {
   const result = await runCli(['build', 'nginx'], {
     wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
@@ -84,9 +94,9 @@ test('bad arguments: exit 2 with usage help', async (t) => {
   const both = await runCli(['build', 'nginx', '--package', 'memcached']);
   t.is(both.code, 2);
   t.regex(both.stderr, /give a recipe or --package, not both/);
-  const noCmd = await runCli(['build', '--package', 'memcached']);
-  t.is(noCmd.code, 2);
-  t.regex(noCmd.stderr, /--package needs --cmd/);
+  const cmdAlone = await runCli(['build', 'nginx', '--cmd', '/usr/sbin/nginx']);
+  t.is(cmdAlone.code, 2);
+  t.regex(cmdAlone.stderr, /--cmd, --port, --user and --name go with --package/);
   const badFormat = await runCli(['build', 'nginx', '--format', 'zip']);
   t.is(badFormat.code, 2);
   t.regex(badFormat.stderr, /Invalid values:[\s\S]*format/);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chown, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,10 +81,9 @@ test('haproxy: `haproxy -c` passes, it starts, and its worker runs as the accoun
   t.regex(await readFile(join(root, 'etc/group'), 'utf8'), new RegExp(`^haproxy:x:${account.gid}:`, 'm'));
 
   // /run/haproxy (its admin socket's directory) comes from haproxy's tmpfiles.d,
-  // "d /run/haproxy 2775 haproxy haproxy -", which this part of #11 does not
-  // read yet: the test plays systemd-tmpfiles.
-  await mkdir(join(root, 'run/haproxy'), { mode: 0o2775 });
-  await chown(join(root, 'run/haproxy'), account.uid, account.gid);
+  // "d /run/haproxy 2775 haproxy haproxy -": the build makes it, as systemd-tmpfiles would at boot.
+  const runDir = await stat(join(root, 'run/haproxy'));
+  t.like({ mode: runDir.mode & 0o7777, uid: runDir.uid, gid: runDir.gid }, { mode: 0o2775, uid: account.uid, gid: account.gid });
   const app = startInRoot(root, 'exec /usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg');
   try {
     const socket = join(root, 'run/haproxy/admin.sock');
@@ -107,6 +106,7 @@ test('haproxy: `haproxy -c` passes, it starts, and its worker runs as the accoun
   t.regex(manifest.accounts.users.find((u) => u.name === 'haproxy')?.reason ?? '', /^account added by the install \(named in haproxy\.(preinst|postinst)\)$/);
   t.true(manifest.accounts.groups.some((g) => g.name === 'haproxy'));
   t.like(manifest.directories.find((d) => d.path === '/var/lib/haproxy/dev'), { reason: 'shipped empty by haproxy' });
+  t.like(manifest.directories.find((d) => d.path === '/run/haproxy'), { mode: '2775', reason: 'tmpfiles.d of haproxy (/usr/lib/tmpfiles.d/haproxy.conf:1)' });
   t.like(manifest.symlinks.find((l) => l.path === '/var/run'), { target: '/run' });
 });
 
@@ -155,7 +155,8 @@ test('lighttpd: it serves the page its postinst made as www-data, with its cache
   }
 
   const users = manifest.accounts.users;
-  t.regex(users.find((u) => u.name === 'www-data')?.reason ?? '', /^owner of \/var\/(cache|log)\/lighttpd/);
+  t.regex(users.find((u) => u.name === 'www-data')?.reason ?? '', /^owner of \/(run|var\/cache|var\/log)\/lighttpd/);
+  t.like(manifest.directories.find((d) => d.path === '/run/lighttpd'), { mode: '0750', uid: wwwData?.uid, reason: 'tmpfiles.d of lighttpd (/usr/lib/tmpfiles.d/lighttpd.tmpfile.conf:1)' });
   t.like(manifest.directories.find((d) => d.path === '/var/cache/lighttpd/uploads'), { uid: wwwData?.uid, reason: 'shipped empty by lighttpd' });
   t.like(manifest.directories.find((d) => d.path === '/var/log/lighttpd'), { mode: '0750', uid: wwwData?.uid, reason: 'shipped empty by lighttpd' });
   t.like(manifest.files.find((f) => f.path === '/var/www/html/index.lighttpd.html'), { reason: "created by the install (in lighttpd's /var/www/html)" });

@@ -135,4 +135,7 @@ test('/init: network from the command line, the app under its uid, readiness fro
   t.regex(asRoot, /^\/x &$/m);
   t.notRegex(asRoot, /start-stop-daemon/);
   t.notRegex(asRoot, /LD_LIBRARY_PATH/);
+  t.notRegex(asRoot, /^cd /m);
+  const inDir = generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, workdir: '/var/lib/my app', readiness: null, libraryPath: [] });
+  t.regex(inDir, /^cd '\/var\/lib\/my app'\necho "tinyx: starting \/x"\n\/x &$/m);
 });

@@ -51,6 +51,9 @@ const LAYER: MemoryTree = {
   '/run/lighty': { dir: true, mode: 0o750, uid: 33, gid: 33 },
   '/run/adduser': '',
   '/var/lib/hap/dev': { dir: true },
+  // Like haproxy's: its run directory is made at boot by systemd-tmpfiles, never by the install.
+  '/usr/lib/tmpfiles.d/hap.conf': 'd /run/hap 2775 hap hap -\nd /var/lib/hap/dev 0700 hap hap -\nf /run/hap/x 0644 - - -\n',
+  '/usr/lib/tmpfiles.d/other.conf': 'd /run/otherd 0755 otherd otherd -\n',
   '/var/lib/store': { dir: true, mode: 0o750, uid: 101, gid: 102 },
   '/etc/store': { dir: true, mode: 0o2770, uid: 101, gid: 102 },
   '/etc/store/store.conf': { file: 'dir /var/lib/store\n', mode: 0o640, uid: 101, gid: 102 },
@@ -91,13 +94,13 @@ const FILE_LISTS: Record<string, string[]> = {
     '/var/log/lighty',
     '/var/run/lighty',
   ],
-  hap: ['/var/lib/hap', '/var/lib/hap/dev'],
+  hap: ['/var/lib/hap', '/var/lib/hap/dev', '/lib/tmpfiles.d/hap.conf'],
   store: ['/etc/store', '/etc/store/store.conf'],
   // keyed.conf is made by the postinst from a template (as sshd_config is), so dpkg does not list it.
   keyed: ['/etc/keyed'],
   mc: ['/usr/share/mc/mc.conf.default'],
   glibc: ['/usr/lib/libc.so'],
-  other: ['/srv/other', '/etc/otherd'],
+  other: ['/srv/other', '/etc/otherd', '/usr/lib/tmpfiles.d/other.conf'],
 };
 
 const installed = (name: string): InstalledPackage => ({ name, version: '1', architecture: 'amd64', depends: [], provides: [], essential: false, status: 'install ok installed' });
@@ -163,6 +166,15 @@ test('directories: shipped empty by kept packages (cache ones too), made by thei
   t.is(dirs['/var/lib/hap'], undefined, 'it has a listed child, and root 0755 is what the packer gives a parent anyway');
   t.is(dirs['/srv/other'], undefined, 'shipped empty, but by a package the image does not keep');
   t.is(dirs['/etc/systemd/system/lighty.service.d'], undefined, 'blacklisted');
+});
+
+test("tmpfiles.d: the kept packages' d lines are directories with their owner and mode; what the install made stays as it made it", async (t) => {
+  const made = await plan();
+  const dirs = Object.fromEntries(made.directories.map((d) => [d.path, d]));
+  t.like(dirs['/run/hap'], { mode: 0o2775, uid: 100, gid: 101, reason: 'tmpfiles.d of hap (/usr/lib/tmpfiles.d/hap.conf:1)' });
+  t.like(dirs['/var/lib/hap/dev'], { mode: 0o755, uid: 0, reason: 'shipped empty by hap' });
+  t.is(dirs['/run/otherd'], undefined, 'a package the image does not keep');
+  t.false(made.files.some((f) => f.path === '/run/hap/x'));
 });
 
 test('the skeleton: /var/run -> /run and /var/lock -> /run/lock, as the base has them', async (t) => {

@@ -114,7 +114,7 @@ test('an unknown name lists each directory searched, in order, with its recipes;
       `    ${p.bundled} (tinyx's own): nginx, redis`,
     ].join('\n'),
   );
-  t.is(error?.hint, `write recipes/ngnix.yaml (for an example, see ${join(p.bundled, 'nginx.yaml')}), or build a Debian package without a recipe: tinyx build --package ngnix --cmd "/usr/bin/ngnix"`);
+  t.is(error?.hint, `write recipes/ngnix.yaml (for an example, see ${join(p.bundled, 'nginx.yaml')}), or build a Debian package without a recipe, from its systemd unit: tinyx build --package ngnix (or with --cmd "/usr/bin/ngnix ...")`);
 });
 
 test('the data directories: the top level of a tinyx checkout, else the installed package itself', async (t) => {

@@ -34,6 +34,7 @@ test('defaults are filled in', (t) => {
   const recipe = parseRecipe(MINIMAL, 'recipes/x.yaml', 'x');
   t.is(recipe.name, 'x');
   t.is(recipe.entrypoint.user, 'root');
+  t.is(recipe.entrypoint.workdir, '/');
   t.deepEqual(recipe.users, []);
   t.is(recipe.readiness, null);
   t.deepEqual(recipe.kernel.features, []);
@@ -89,7 +90,7 @@ test('an unknown recipe name lists the recipes and suggests the close one', asyn
   const error = await t.throwsAsync(loadRecipe('ngnix'), { instanceOf: TinyxError });
   t.is(error?.code, 'E_UNKNOWN_RECIPE');
   t.regex(error?.message ?? '', /^no recipe named "ngnix"; did you mean "nginx"\?\n  searched, in order:\n.*: .*nginx.*$/m);
-  t.regex(error?.hint ?? '', /tinyx build --package ngnix --cmd/);
+  t.regex(error?.hint ?? '', /tinyx build --package ngnix \(or with --cmd/);
 });
 
 test('a recipe file is read from its path and named after it', async (t) => {

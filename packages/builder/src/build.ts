@@ -27,8 +27,10 @@ export interface KernelResult {
   config: KernelConfig;
   built: BuiltKernel | undefined;
 }
-import { loadRecipe } from './recipe/load-recipe.js';
+import { loadRecipe, recipeFromPackage } from './recipe/load-recipe.js';
 import type { Recipe } from './recipe/recipe.js';
+import type { DerivedFrom } from './recipe/recipe-from-unit.js';
+import { recipeFromInstalledUnit, type UnitRecipeRequest } from './recipe/package-unit.js';
 import type { RecipeSearchOptions } from './recipe/recipe-search-path.js';
 import { planImage, type ImagePlan } from './resolve/plan-image.js';
 import { planInstallMade, type InstallMadePlan } from './resolve/plan-install-made.js';
@@ -43,9 +45,10 @@ export interface BuildOptions {
   /**
    * A recipe name ("nginx": NAME.yaml in the first directory of the recipe
    * search path that has one; see `recipeSearch`), a recipe file path, or a
-   * recipe object (see recipeFromPackage).
+   * recipe object (see recipeFromPackage), or `{ fromUnit }`: the recipe the
+   * package's systemd unit amounts to, derived once the package is installed.
    */
-  recipe: string | Recipe;
+  recipe: string | Recipe | { fromUnit: UnitRecipeRequest };
   /**
    * Where recipe names are looked up, in order: `recipeSearch.dirs`,
    * $TINYX_RECIPES (directories separated by ":"), ./tinyx/ and ./recipes/ of
@@ -72,9 +75,10 @@ export interface BuildOptions {
   kernelSource?: string;
   /**
    * What to make: the whole image directory (default), or only the kernel
-   * ('kernel'), or only its configuration ('kernel-config'), for `tinyx kernel`.
+   * ('kernel'), or only its configuration ('kernel-config'), for `tinyx kernel`;
+   * or only the recipe derived from a package's unit ('recipe'), for `tinyx recipe init`.
    */
-  goal?: 'image' | 'kernel' | 'kernel-config';
+  goal?: 'image' | 'kernel' | 'kernel-config' | 'recipe';
   blacklistsDir?: string;
   signal?: AbortSignal;
   /** Progress: steps starting and ending, and the output lines of long commands. */
@@ -131,6 +135,8 @@ export class Build {
   private current: StepId = 'load';
 
   private recipe?: Recipe;
+  /** Set for a recipe derived from the package's systemd unit: what it took from where. */
+  private derived?: DerivedFrom;
   private blacklist?: Blacklist;
   private baseSpec?: BaseSpec;
   private base?: BaseRoot;
@@ -167,6 +173,7 @@ export class Build {
       image: options.kernel === false ? ['load', 'base', 'install', 'resolve', 'assemble', 'pack', 'emit'] : all.map((step) => step.id),
       kernel: ['load', 'base', 'install', 'resolve', 'kernel'],
       'kernel-config': ['load', 'base', 'install', 'resolve', 'kernel'],
+      recipe: ['load', 'base', 'install', 'resolve'],
     };
     this.steps = all.filter((step) => wanted[goal]!.includes(step.id));
   }
@@ -223,7 +230,9 @@ export class Build {
 
   private async load(): Promise<StepResult> {
     const { options } = this;
-    this.recipe = typeof options.recipe === 'string' ? await loadRecipe(options.recipe, options.recipeSearch) : options.recipe;
+    const asked = options.recipe;
+    // A unit's recipe is known only once the package is installed: until then, its name and packages.
+    this.recipe = typeof asked === 'string' ? await loadRecipe(asked, options.recipeSearch) : 'fromUnit' in asked ? unitRecipePlaceholder(asked.fromUnit) : asked;
     this.blacklist = await loadBlacklist(options.blacklistsDir);
     const format = options.format ?? 'initramfs';
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {
@@ -274,6 +283,17 @@ export class Build {
     const multiarch = ARCH_TRIPLETS[this.baseSpec!.architecture];
     if (!multiarch) throw new TinyxError('E_ARCH', `unsupported architecture ${this.baseSpec!.architecture}`);
     const view = new DirectoryRootView(root, this.signal);
+    const asked = this.options.recipe;
+    if (typeof asked === 'object' && 'fromUnit' in asked) {
+      const pkg = installed.find((p) => p.name === asked.fromUnit.package.replace(/:.*$/, ''));
+      const derived = await recipeFromInstalledUnit(view, asked.fromUnit, pkg ? (fileLists.get(pkg.name) ?? []) : []);
+      this.recipe = derived.recipe;
+      this.derived = derived.derivedFrom;
+      this.output(`recipe from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')} (as ${derived.recipe.entrypoint.user})`);
+      for (const f of derived.derivedFrom.fields) this.output(`  ${f.key}=${f.value} -> ${f.became}`);
+      for (const n of derived.derivedFrom.notCarried) this.output(`  ${n.key}=${n.value}: not carried over (${n.why})`);
+      if (this.options.goal === 'recipe') return { summary: `from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')}` };
+    }
     this.plan = await planImage({
       view,
       recipe: this.recipe!,
@@ -341,6 +361,12 @@ export class Build {
     return { cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}` };
   }
 
+  /** For `tinyx recipe init`: the recipe derived from the package's unit, and what it took from where. */
+  get derivedRecipe(): { recipe: Recipe; derivedFrom: DerivedFrom } {
+    if (!this.derived || !this.recipe) throw new TinyxError('E_INTERNAL', 'no recipe was derived from a unit');
+    return { recipe: this.recipe, derivedFrom: this.derived };
+  }
+
   /** What `tinyx kernel` shows: the source, the request with each option's origin, the final config, the built files. */
   get kernelOutcome(): KernelResult {
     if (!this.kernelResult) throw new TinyxError('E_INTERNAL', 'the kernel step has not run');
@@ -405,6 +431,7 @@ export class Build {
       manifestVersion: MANIFEST_VERSION,
       name: recipe.name,
       recipe,
+      derivedFrom: this.derived ?? null,
       platform,
       format,
       entrypoint: { cmd: [plan.entrypoint, ...recipe.entrypoint.cmd.slice(1)], user: recipe.entrypoint.user, uid: assembled.user.uid, gid: assembled.user.gid },
@@ -486,6 +513,12 @@ export class Build {
       ...(this.kernelResult ? { gcc: await firstLine('gcc', ['--version']), make: await firstLine('make', ['--version']) } : {}),
     };
   }
+}
+
+/** The name and packages of a recipe still to be derived from a unit: enough for the load and install steps. */
+function unitRecipePlaceholder(request: UnitRecipeRequest): Recipe {
+  const recipe = recipeFromPackage({ package: request.package, cmd: '/bin/false', name: request.name });
+  return { ...recipe, entrypoint: { ...recipe.entrypoint, cmd: [] }, source: `--package ${request.package} (its systemd unit)` };
 }
 
 export function createBuild(options: BuildOptions): Build {

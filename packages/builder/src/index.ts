@@ -11,6 +11,15 @@ export { loadRecipe, loadRecipeFile, findRecipe, parseRecipe, recipeFromPackage,
 export { BUNDLED_RECIPES_DIR, recipeSearchPath, recipeSearchCandidates, WORKING_DIRECTORY_RECIPE_DIRS } from './recipe/recipe-search-path.js';
 export type { RecipeSearchOptions, RecipeSearchDir } from './recipe/recipe-search-path.js';
 export type { PackageRecipeOptions } from './recipe/load-recipe.js';
+export { parseUnit, unitValues, unitValue, parseExecLine, parseEnvironment, parseEnvironmentFile, environmentFiles, splitUnitWords, UnitSyntaxError } from './recipe/systemd-unit.js';
+export type { SystemdUnit, UnitAssignment, ExecCommand } from './recipe/systemd-unit.js';
+export { recipeFromUnit } from './recipe/recipe-from-unit.js';
+export { chooseServiceUnit, recipeFromInstalledUnit, UNIT_DIRS } from './recipe/package-unit.js';
+export type { UnitRecipeRequest } from './recipe/package-unit.js';
+export { recipeToYaml, writeNewFile } from './recipe/recipe-yaml.js';
+export type { DerivedFrom, UnitRecipeOptions } from './recipe/recipe-from-unit.js';
+export { parseTmpfiles } from './recipe/tmpfiles.js';
+export type { TmpfilesEntry } from './recipe/tmpfiles.js';
 export { KERNEL_FEATURES } from './kernel-features.js';
 export type { KernelFeature } from './kernel-features.js';
 export { OUTPUT_FORMATS, packedFileName } from './pack/formats.js';

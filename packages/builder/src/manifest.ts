@@ -2,6 +2,7 @@ import type { KernelFeature } from './kernel-features.js';
 import type { OutputFormat } from './pack/formats.js';
 import type { Compression } from './pack/compressions.js';
 import type { Readiness, Recipe } from './recipe/recipe.js';
+import type { DerivedFrom } from './recipe/recipe-from-unit.js';
 
 /** The manifest format version; bumped when a field changes meaning. */
 export const MANIFEST_VERSION = 1;
@@ -56,6 +57,12 @@ export interface Manifest {
   directories: { path: string; mode: string; uid: number; gid: number; reason: string }[];
   /** The accounts in the image's /etc/passwd and /etc/group, and why each is there. */
   accounts: { users: { name: string; uid: number; gid: number; reason: string }[]; groups: { name: string; gid: number; reason: string }[] };
+  /**
+   * For a recipe derived from the package's systemd unit (`tinyx build --package P`
+   * without --cmd): the unit, each setting used and what it became, and what was not carried over.
+   * Null for a recipe file or --cmd. Absent in images built before tinyx read units.
+   */
+  derivedFrom?: DerivedFrom | null;
   /** What the install made for the kept packages that the image does not get, and why (secrets, logs, caches). */
   leftOut: { path: string; why: string }[];
   kernel: {

@@ -54,15 +54,14 @@ export function recipeOptions<T>(yargs: Argv<T>, command: string): Argv<T & Reci
       requiresArg: true,
       describe: 'a directory of recipes, searched before all others (repeatable)',
     })
-    .option('package', { type: 'string', describe: 'a Debian package to build without a recipe (with --cmd)', group: 'Without a recipe:' })
-    .option('cmd', { type: 'string', describe: 'the command line to run, for --package', group: 'Without a recipe:' })
+    .option('package', { type: 'string', describe: "a Debian package to build without a recipe: its systemd unit says how to run it (or --cmd)", group: 'Without a recipe:' })
+    .option('cmd', { type: 'string', describe: "the command line to run, for --package (default: the ExecStart of the package's systemd unit)", group: 'Without a recipe:' })
     .option('port', { type: 'number', describe: 'the TCP port that tells the app is ready, for --package', group: 'Without a recipe:' })
-    .option('user', { type: 'string', describe: 'the account to run --cmd as (default root)', group: 'Without a recipe:' })
+    .option('user', { type: 'string', describe: "the account to run the app as (default: the unit's User=, else root)", group: 'Without a recipe:' })
     .option('name', { type: 'string', describe: 'the image name (default: the package name)', group: 'Without a recipe:' })
     .check((args) => {
       if (args.package && args.recipe) throw new Error('give a recipe or --package, not both');
       if (!args.package && !args.recipe) throw new Error(`name a recipe (tinyx ${command} nginx) or a package (tinyx ${command} --package memcached --cmd "...")`);
-      if (args.package && !args.cmd) throw new Error('--package needs --cmd, the command line to run');
       if (!args.package && (args.cmd || args.port !== undefined || args.user || args.name)) throw new Error('--cmd, --port, --user and --name go with --package');
       if (args.package && args.recipes) throw new Error('--recipes goes with a recipe name, not --package');
       if (args.port !== undefined && (!Number.isInteger(args.port) || args.port < 1 || args.port > 65535)) throw new Error('--port must be 1-65535');
@@ -85,6 +84,7 @@ export function sourceOptions<T>(yargs: Argv<T>): Argv<T & SourceArgs> {
 
 /** The recipe and where its name is looked up, as BuildOptions. */
 export function recipeFrom(args: RecipeArgs): Pick<BuildOptions, 'recipe' | 'recipeSearch'> {
+  if (args.package && args.cmd === undefined) return { recipe: { fromUnit: { package: args.package, port: args.port, user: args.user, name: args.name } } };
   if (args.package) return { recipe: recipeFromPackage({ package: args.package, cmd: args.cmd!, port: args.port, user: args.user, name: args.name }) };
   return { recipe: args.recipe!, recipeSearch: { dirs: args.recipes ?? [], dirsLabel: '--recipes' } };
 }

@@ -6,6 +6,7 @@ import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { kernelCommand } from './commands/kernel.js';
 import { poolCommand } from './commands/pool.js';
+import { recipeCommand } from './commands/recipe.js';
 import { restoreCommand, runCommand } from './commands/run.js';
 import { logsCommand, pauseCommand, psCommand, saveCommand, stopCommand, unpauseCommand } from './commands/vms.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(logsCommand)
     .command(poolCommand)
     .command(kernelCommand)
+    .command(recipeCommand)
     .command(doctorCommand)
     .demandCommand(1, 'name a command: build, run, inspect, kernel or doctor')
     .strict()

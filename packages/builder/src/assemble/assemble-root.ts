@@ -109,7 +109,7 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
   text('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\nprotocols: files\n');
   text(
     '/init',
-    generateInit({ name: recipe.name, cmd: recipe.entrypoint.cmd.map((c, i) => (i === 0 ? plan.entrypoint : c)), user, env: recipe.entrypoint.env, readiness: recipe.readiness, libraryPath: plan.libraryPath }),
+    generateInit({ name: recipe.name, cmd: recipe.entrypoint.cmd.map((c, i) => (i === 0 ? plan.entrypoint : c)), user, env: recipe.entrypoint.env, workdir: recipe.entrypoint.workdir, readiness: recipe.readiness, libraryPath: plan.libraryPath }),
     0o755,
   );
 
@@ -121,6 +121,13 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
     // /var/run is a link to /run in Debian: the directory goes where the link leads.
     const { path } = await resolveInRoot(view, dir.path);
     add({ type: 'dir', path, mode: dir.mode, uid: owner.uid, gid: owner.gid }, 'recipe directories');
+  }
+
+  // The app starts there (/init cd's into it): it must be a directory of the image, listed or holding something.
+  if (recipe.entrypoint.workdir !== '/') {
+    const { path } = await resolveInRoot(view, recipe.entrypoint.workdir);
+    const inImage = entries.get(path)?.type === 'dir' || [...entries.keys()].some((p) => p.startsWith(`${path}/`));
+    if (!inImage) throw new RecipeError(recipe.source, 'entrypoint.workdir', `${recipe.entrypoint.workdir} is not a directory of the image`, 'list it under directories (or include it)');
   }
 
   for (const [i, fixup] of recipe.fixups.entries()) {

@@ -6,6 +6,8 @@ export interface InitOptions {
   /** Run the app as this account (numeric ids: no name lookup needed at boot). */
   user: { name: string; uid: number; gid: number };
   env: Record<string, string>;
+  /** The directory the app starts in; default "/". */
+  workdir?: string;
   readiness: Readiness | null;
   /** Exported as LD_LIBRARY_PATH: the image has no ld.so.cache. */
   libraryPath: readonly string[];
@@ -75,7 +77,8 @@ if ip link show eth0 >/dev/null 2>&1; then
 fi
 
 ${env.join('\n')}
-echo "tinyx: starting ${cmd.map((c) => c.replace(/["$`\\]/g, '\\$&')).join(' ')}"
+${options.workdir && options.workdir !== '/' ? `cd ${shellQuote(options.workdir)}
+` : ''}echo "tinyx: starting ${cmd.map((c) => c.replace(/["$`\\]/g, '\\$&')).join(' ')}"
 ${start}
 app=$!
 ${waitReady.join('\n')}

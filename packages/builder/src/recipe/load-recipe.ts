@@ -48,7 +48,7 @@ export async function findRecipe(name: string, search: RecipeSearchOptions = {})
   const exampleFile = example === undefined ? undefined : shown(example);
   throw new TinyxError('E_UNKNOWN_RECIPE', `no recipe named "${name}"${suggest(name, all)}\n  searched, in order:\n${lines.join('\n') || '    nothing: no directory of the search path exists'}`, {
     kind: 'user',
-    hint: `write ${shown(join(cwd, 'recipes', `${name}.yaml`))}${exampleFile ? ` (for an example, see ${exampleFile})` : ''}, or build a Debian package without a recipe: tinyx build --package ${name} --cmd "/usr/bin/${name}"`,
+    hint: `write ${shown(join(cwd, 'recipes', `${name}.yaml`))}${exampleFile ? ` (for an example, see ${exampleFile})` : ''}, or build a Debian package without a recipe, from its systemd unit: tinyx build --package ${name} (or with --cmd "/usr/bin/${name} ...")`,
   });
 }
 

@@ -34,6 +34,8 @@ export interface Recipe {
     /** The account the application runs as. */
     user: string;
     env: Record<string, string>;
+    /** The directory the app starts in (systemd's WorkingDirectory=); "/" by default. A directory of the image. */
+    workdir: string;
   };
   /** Further accounts the application switches to (nginx's workers run as www-data). */
   users: string[];

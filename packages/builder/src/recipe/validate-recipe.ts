@@ -42,7 +42,7 @@ export function validateRecipe(data: unknown, file: string, fallbackName: string
   const name = top.name === undefined ? fallbackName : v.string(top.name, 'name');
   if (!RECIPE_NAME.test(name)) v.fail('name', `"${name}" is not a valid image name`, 'use lower-case letters, digits, ".", "_" and "-"');
 
-  const entry = v.required(top.entrypoint, 'entrypoint', () => v.object(top.entrypoint!, 'entrypoint', ['cmd', 'user', 'env']));
+  const entry = v.required(top.entrypoint, 'entrypoint', () => v.object(top.entrypoint!, 'entrypoint', ['cmd', 'user', 'env', 'workdir']));
   const cmd = v.required(entry.cmd, 'entrypoint.cmd', () =>
     typeof entry.cmd === 'string' ? splitCommandLine(entry.cmd, (problem) => v.fail('entrypoint.cmd', problem)) : v.stringList(entry.cmd!, 'entrypoint.cmd'),
   );
@@ -57,6 +57,8 @@ export function validateRecipe(data: unknown, file: string, fallbackName: string
     }
   }
 
+  const workdir = entry.workdir === undefined ? '/' : v.absolutePath(entry.workdir, 'entrypoint.workdir');
+
   const users = top.users === undefined ? [] : v.stringList(top.users, 'users').map((u, i) => v.account(u, `users[${i}]`));
   const include = top.include === undefined ? [] : v.stringList(top.include, 'include').map((p, i) => v.absolutePath(p, `include[${i}]`));
   const dlopen = top.dlopen === undefined ? [] : v.stringList(top.dlopen, 'dlopen').map((p, i) => v.absolutePath(p, `dlopen[${i}]`));
@@ -70,7 +72,7 @@ export function validateRecipe(data: unknown, file: string, fallbackName: string
     name,
     description: top.description === undefined ? '' : v.string(top.description, 'description'),
     packages,
-    entrypoint: { cmd, user, env },
+    entrypoint: { cmd, user, env, workdir },
     users,
     include,
     directories,

@@ -6,6 +6,7 @@ import { parseStatOverrides, type StatOverride } from '../dpkg/statoverride.js';
 import { TinyxError } from '../errors.js';
 import { classifyExecutable } from './elf.js';
 import type { PlannedFile } from './plan-image.js';
+import { parseTmpfiles } from '../recipe/tmpfiles.js';
 import { resolveInRoot } from './root-path.js';
 import type { RootNode, RootView } from './root-view.js';
 
@@ -194,6 +195,7 @@ class InstallMadePlanner {
     await this.addSkeleton();
     await this.addShippedEmpty();
     await this.walkLayer('/');
+    await this.addTmpfilesDirectories();
     this.dropPublicHalves();
     await this.keepAddedAccounts();
     this.keepOverriddenAccounts();
@@ -316,6 +318,40 @@ class InstallMadePlanner {
   private addDirectory(path: string, node: RootNode & { kind: 'dir' }, reason: string): void {
     if (this.directories.has(path)) return;
     this.directories.set(path, { path, ...this.ownership(path, node), reason });
+  }
+
+  /**
+   * The `d` lines of the kept packages' tmpfiles.d files (a file of the same
+   * name in /etc/tmpfiles.d wins, as tmpfiles.d(5) says): directories
+   * systemd-tmpfiles makes at boot, which the install never made, so they are
+   * not in the layer (haproxy's `d /run/haproxy 2775 haproxy haproxy`). The
+   * image has them from the start: /init mounts no tmpfs over /run. What the
+   * install did make keeps the install's owner and mode.
+   */
+  private async addTmpfilesDirectories(): Promise<void> {
+    const files = new Map<string, { path: string; pkg: string }>();
+    for (const pkg of [...this.closure].sort()) {
+      for (const listed of this.input.fileLists.get(pkg) ?? []) {
+        if (/\/tmpfiles\.d\/[^/]+\.conf$/.test(listed) && !listed.startsWith('/etc/')) files.set(posix.basename(listed), { path: await this.canonical(listed), pkg });
+      }
+    }
+    for (const [name, file] of files) {
+      if ((await this.input.view.lstat(`/etc/tmpfiles.d/${name}`))?.kind === 'file') files.set(name, { ...file, path: `/etc/tmpfiles.d/${name}` });
+    }
+    for (const file of [...files.values()].sort((a, b) => (a.path < b.path ? -1 : 1))) {
+      for (const entry of parseTmpfiles(await this.readText(file.path), file.path)) {
+        if (entry.type !== 'd') continue;
+        const path = (await resolveInRoot(this.input.view, entry.path, this.dirCache)).path;
+        if (this.directories.has(path) || this.isBlacklisted(path)) continue;
+        const uid = this.passwd.find((p) => p.name === entry.user)?.uid;
+        const gid = this.groupEntries.find((g) => g.name === entry.group)?.gid;
+        if (uid === undefined || gid === undefined) {
+          this.leftOut.set(path, `${entry.from} names ${uid === undefined ? `the user ${entry.user}` : `the group ${entry.group}`}, which the install root does not have`);
+          continue;
+        }
+        this.directories.set(path, { path, mode: entry.mode, uid, gid, reason: `tmpfiles.d of ${file.pkg} (${entry.from})` });
+      }
+    }
   }
 
   /** /var/run -> /run and /var/lock -> /run/lock, and the directories they lead to, as the root has them. */

@@ -35,6 +35,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .example('$0 build nginx', 'build out/nginx (kernel and root) from the recipe nginx.yaml')
       .example('$0 build ./myapp.yaml --out images/myapp', 'build from your own recipe file')
       .example('$0 build myapp --recipes images/recipes', 'build images/recipes/myapp.yaml (./recipes/myapp.yaml needs no --recipes)')
+      .example('$0 build --package haproxy --verbose', "no recipe: the package's systemd unit says how to run it (--verbose shows what was taken from it)")
       .example('$0 build --package memcached --cmd "/usr/bin/memcached -u nobody -p 11211" --port 11211', 'no recipe: one package, its command, its port')
       .example('$0 build nginx --platform xen-pvh', 'for Xen PVH (vmlinuz, vmlinux, initrd and an xl config)')
       .example('$0 build nginx --compression xz', 'the smallest initrd (the kernel gets CONFIG_RD_XZ)')
@@ -62,6 +63,14 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         out.line(`\n${manifest.name}: ${build.outDir}`);
         if (s.kernel !== null) out.line(`  kernel           vmlinuz  ${formatBytes(s.kernel)} (Linux ${manifest.kernel!.version}, ${manifest.kernel!.platform}, ${manifest.kernel!.enabledOptions} options)`);
         out.line(`  root filesystem  ${manifest.artifacts.rootfs}  ${formatBytes(s.initrd)} (${formatBytes(s.initrdUncompressed)} unpacked, ${manifest.files.length} files, ${manifest.packages.length} packages)`);
+        const derived = manifest.derivedFrom;
+        if (derived) {
+          out.line(`  recipe from      ${derived.unit}${args.verbose ? '' : ' (--verbose, or tinyx inspect, shows what was taken from it)'}`);
+          if (args.verbose) {
+            for (const f of derived.fields) out.line(`    ${f.key}=${f.value} -> ${f.became}`);
+            for (const n of derived.notCarried) out.line(`    not carried over: ${n.key}=${n.value} (${n.why})`);
+          }
+        }
         out.line(`  inspect it with: tinyx inspect ${build.outDir}`);
       }
       process.exitCode = 0;

@@ -63,6 +63,13 @@ function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?
   line(`readiness    ${m.readiness ? JSON.stringify(m.readiness) : 'none'}`);
   line(`platform     ${m.platform}    format ${m.format}`);
   line();
+  // Only images built with --package and no --cmd have it (and none built before tinyx read units).
+  if (m.derivedFrom) {
+    line(`recipe from  ${m.derivedFrom.unit}`);
+    for (const f of m.derivedFrom.fields) line(`  ${f.key}=${f.value} -> ${f.became}`);
+    for (const n of m.derivedFrom.notCarried) line(`  not carried over: ${n.key}=${n.value} (${n.why})`);
+    line();
+  }
   line('sizes');
   line(`  kernel             ${s.kernel === null ? '(none: built with --no-kernel)' : `vmlinuz ${formatBytes(s.kernel)}${s.vmlinux ? `, vmlinux ${formatBytes(s.vmlinux)}` : ''}`}`);
   line(`  ${m.artifacts.rootfs.padEnd(18)} ${formatBytes(s.initrd)}  (${formatBytes(s.initrdUncompressed)} unpacked)`);

@@ -1,0 +1,78 @@
+import { TinyxError } from '../errors.js';
+import { resolveInRoot } from '../resolve/root-path.js';
+import type { RootView } from '../resolve/root-view.js';
+import { recipeFromUnit, type DerivedFrom } from './recipe-from-unit.js';
+import type { Recipe } from './recipe.js';
+import { parseUnit } from './systemd-unit.js';
+
+/** The system unit directories, most specific first (systemd.unit(5), "Unit File Load Path"). */
+export const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'] as const;
+
+/** `tinyx build --package P` without --cmd: what the package's unit says. */
+export interface UnitRecipeRequest {
+  package: string;
+  port?: number | undefined;
+  user?: string | undefined;
+  name?: string | undefined;
+}
+
+/**
+ * Which unit is the package's service: `<package>.service` in a unit
+ * directory, else the only non-template .service file the package's own file
+ * list names. Pure; an error lists the candidates when there is no single one.
+ */
+export function chooseServiceUnit(pkg: string, byName: readonly string[], listed: readonly string[]): string {
+  if (byName.length > 0) return byName[0]!;
+  const services = [...new Set(listed.filter((p) => UNIT_DIRS.some((d) => p.startsWith(`${d}/`)) && p.endsWith('.service') && !p.endsWith('@.service')))];
+  if (services.length === 1) return services[0]!;
+  const bare = pkg.replace(/:.*$/, '');
+  if (services.length === 0) {
+    throw new TinyxError('E_NO_UNIT', `${bare} ships no systemd service unit: nothing says how to start it`, {
+      kind: 'user',
+      hint: `give the command line: tinyx build --package ${bare} --cmd "/usr/bin/${bare} ..."`,
+    });
+  }
+  throw new TinyxError('E_NO_UNIT', `${bare} ships ${services.length} service units and none is named ${bare}.service: ${services.join(', ')}`, {
+    kind: 'user',
+    hint: `give the command line with --cmd (the ExecStart= of the one you want), or write a recipe`,
+  });
+}
+
+/**
+ * Derives the recipe from the unit found in the install root (`view`): the
+ * unit and its EnvironmentFile= files.
+ */
+export async function recipeFromInstalledUnit(
+  view: RootView,
+  request: UnitRecipeRequest,
+  packageFiles: readonly string[],
+): Promise<{ recipe: Recipe; derivedFrom: DerivedFrom }> {
+  const bare = request.package.replace(/:.*$/, '');
+  const byName: string[] = [];
+  for (const dir of UNIT_DIRS) if ((await resolveInRoot(view, `${dir}/${bare}.service`)).node?.kind === 'file') byName.push(`${dir}/${bare}.service`);
+  const unitPath = chooseServiceUnit(request.package, byName, packageFiles);
+  const text = await readText(view, unitPath);
+  let unit;
+  try {
+    unit = parseUnit(text, unitPath);
+  } catch (error) {
+    throw new TinyxError('E_RECIPE', `--package ${bare}: ${(error as Error).message}`, { kind: 'user', hint: 'give the command line: --cmd "..."' });
+  }
+
+  const environmentFiles: Record<string, string | null> = {};
+  for (const a of unit.sections.get('Service') ?? []) {
+    if (a.key !== 'EnvironmentFile') continue;
+    const path = a.value.replace(/^-/, '');
+    const resolved = await resolveInRoot(view, path);
+    environmentFiles[path] = resolved.node?.kind === 'file' ? await readText(view, resolved.path) : null;
+  }
+
+  return recipeFromUnit({ package: request.package, unit, environmentFiles, port: request.port, user: request.user, name: request.name });
+}
+
+async function readText(view: RootView, path: string): Promise<string> {
+  const resolved = await resolveInRoot(view, path);
+  const node = resolved.node;
+  if (node?.kind !== 'file') throw new TinyxError('E_NO_UNIT', `${path} is not a file of the install root`);
+  return Buffer.from(await view.read(resolved.path, 0, node.size)).toString('utf8');
+}
