@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, recipeFromPackage, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
+import { askSocket, startWatched, type Watched } from '../helpers/watched.js';
 import { IMAGE_ENV, processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
 // Issue #11: Debian services built with `--package P --cmd ...` and no recipe,
@@ -33,34 +32,8 @@ async function buildPackage(t: Parameters<typeof unpackInitrd>[0], pkg: string, 
  * the namespace, and resolves once it has. (SIGKILL: unshare --fork ignores
  * SIGTERM and SIGINT while it waits for its child.)
  */
-function startInRoot(root: string, script: string): { output(): string; exited(): boolean; stop(): Promise<void> } {
-  const child = spawn('unshare', ['--fork', '--pid', '--mount', '--net', '--kill-child', 'chroot', root, '/bin/sh', '-c', `mount -t proc proc /proc && ip link set lo up && ${script}`], {
-    env: IMAGE_ENV,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  return {
-    output: () => output,
-    exited: () => child.exitCode !== null || child.signalCode !== null,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await closed;
-    },
-  };
-}
-
-/** What haproxy's admin socket answers to one command. */
-function askSocket(path: string, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let answer = '';
-    const socket = createConnection(path);
-    socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-    socket.on('end', () => resolve(answer)).on('error', reject);
-    socket.write(`${command}\n`);
-  });
+function startInRoot(root: string, script: string): Watched {
+  return startWatched(['unshare', '--fork', '--pid', '--mount', '--net', '--kill-child', 'chroot', root, '/bin/sh', '-c', `mount -t proc proc /proc && ip link set lo up && ${script}`], IMAGE_ENV);
 }
 
 /** An account of the unpacked root's /etc/passwd. */

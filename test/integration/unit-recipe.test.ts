@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, loadRecipeFile, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
+import { askSocket, startWatched, type Watched } from '../helpers/watched.js';
 import { runCli } from '../helpers/cli.js';
 import { IMAGE_ENV, processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
@@ -30,30 +29,8 @@ async function buildPackage(t: Parameters<typeof unpackInitrd>[0], pkg: string):
  * PID, mount, network and UTS namespaces (/init sets the host name and mounts
  * /proc). `stop()` kills unshare, whose death kills /init and so the namespace.
  */
-function bootInRoot(root: string): { output(): string; exited(): boolean; stop(): Promise<void> } {
-  const child = spawn('unshare', ['--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', 'chroot', root, '/init'], { env: IMAGE_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  return {
-    output: () => output,
-    exited: () => child.exitCode !== null || child.signalCode !== null,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await closed;
-    },
-  };
-}
-
-function askSocket(path: string, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let answer = '';
-    const socket = createConnection(path);
-    socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-    socket.on('end', () => resolve(answer)).on('error', reject);
-    socket.write(`${command}\n`);
-  });
+function bootInRoot(root: string): Watched {
+  return startWatched(['unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', 'chroot', root, '/init'], IMAGE_ENV);
 }
 
 test("haproxy from its unit: ExecStart with the unit's Environment, /run/haproxy from its tmpfiles.d, and /init starts it", async (t) => {
