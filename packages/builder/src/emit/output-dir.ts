@@ -63,21 +63,30 @@ export function parseMarker(kind: OutputKind, text: string): { name?: string } |
  * directory and back).
  */
 export async function checkOutputDir(path: string, option = '--out'): Promise<OutputState> {
+  return (await inspectOutputDir(path, path, option)).state;
+}
+
+/**
+ * checkOutputDir's work: the state of `path`, and the names tinyx may remove
+ * there (those it writes, with the image's own `<name>.xl.cfg`). Errors name
+ * `shown`: the user's path, also when `path` is where it was moved aside.
+ */
+async function inspectOutputDir(path: string, shown: string, option = '--out'): Promise<{ state: OutputState; removable: Set<string> }> {
   const refuse = (what: string): never => {
-    throw new TinyxError('E_OUTPUT_NOT_OURS', `${option} ${path}: ${what}; tinyx replaces only a new path, an empty directory or a directory it wrote`, {
+    throw new TinyxError('E_OUTPUT_NOT_OURS', `${option} ${shown}: ${what}; tinyx replaces only a new path, an empty directory or a directory it wrote`, {
       kind: 'user',
-      hint: `choose a new path, e.g. ${option} ${join(path, 'image')} (or move what is there away yourself)`,
+      hint: `choose a new path, e.g. ${option} ${join(shown, 'image')} (or move what is there away yourself)`,
     });
   };
   const stat = await lstat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
     throw error;
   });
-  if (!stat) return 'absent';
+  if (!stat) return { state: 'absent', removable: new Set() };
   if (stat.isSymbolicLink()) refuse('is a symbolic link');
   if (!stat.isDirectory()) refuse('is a file, not a directory');
   const names = await readdir(path);
-  if (names.length === 0) return 'empty';
+  if (names.length === 0) return { state: 'empty', removable: new Set() };
   const marker = await readMarker(path, names);
   if (!marker) refuse(`holds ${describeEntries(names)} and no image that tinyx wrote (no tinyx manifest.json or kernel.json)`);
   const allowed = tinyxFileNames(marker!.name);
@@ -87,7 +96,7 @@ export async function checkOutputDir(path: string, option = '--out'): Promise<Ou
     if (!entry.isFile() || !allowed.has(name)) foreign.push(entry.isDirectory() ? `${name}/` : name);
   }
   if (foreign.length > 0) refuse(`is a tinyx output with other files in it (${describeEntries(foreign)})`);
-  return 'tinyx';
+  return { state: 'tinyx', removable: new Set(names) };
 }
 
 async function readMarker(dir: string, names: string[]): Promise<{ name?: string } | undefined> {
@@ -122,20 +131,17 @@ export async function replaceOutputDir(staging: string, out: string): Promise<{ 
   }
   const old = join(dirname(staging), `${basename(staging)}.old`);
   await rename(out, old);
+  let removable: Set<string>;
   try {
     // Checked once more where nothing else writes: a race between the check and the rename is caught here.
-    await checkOutputDir(old);
+    ({ removable } = await inspectOutputDir(old, out));
   } catch (error) {
     await rename(old, out);
     throw error;
   }
   await rename(staging, out);
-  const allowed = tinyxFileNames(undefined);
-  const marker = await readMarker(old, await readdir(old));
-  if (marker?.name) allowed.add(`${marker.name}.xl.cfg`);
-  for (const name of await readdir(old)) {
-    if (allowed.has(name) && (await lstat(join(old, name))).isFile()) await unlink(join(old, name));
-  }
+  // Only the files that check saw, each a regular file with a name tinyx writes; rmdir then fails on anything else.
+  for (const name of removable) await unlink(join(old, name));
   try {
     await rmdir(old);
     return { leftBehind: undefined };
