@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
+import { IMAGE_ENV } from './image.js';
 
 /** A long-running process a test starts and watches: its output so far, whether it ended, and a stop that waits for its end. */
 export interface Watched {
+  /** The host pid of argv[0] (for unshare: the process that owns the new namespaces). */
+  pid: number;
   output(): string;
   exited(): boolean;
   stop(): Promise<void>;
@@ -20,6 +23,7 @@ export function startWatched(argv: readonly string[], env: NodeJS.ProcessEnv): W
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
   return {
+    pid: child.pid!,
     output: () => output,
     exited: () => child.exitCode !== null || child.signalCode !== null,
     async stop() {
@@ -27,6 +31,17 @@ export function startWatched(argv: readonly string[], env: NodeJS.ProcessEnv): W
       await closed;
     },
   };
+}
+
+/**
+ * Runs an image's /init chrooted into its unpacked root, as PID 1 of fresh
+ * PID, mount, network and UTS namespaces (/init sets the host name and mounts
+ * /proc): what the VM would run, without a kernel. `stop()` kills unshare,
+ * whose death kills /init and so the namespace. The caller's test declares
+ * `unshare` (integrationTest({ tools })).
+ */
+export function bootInRoot(root: string): Watched {
+  return startWatched(['unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', 'chroot', root, '/init'], IMAGE_ENV);
 }
 
 /** What a UNIX socket answers to one line (haproxy's admin socket: `show info`). */
@@ -37,5 +52,32 @@ export function askSocket(path: string, command: string): Promise<string> {
     socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
     socket.on('end', () => resolve(answer)).on('error', reject);
     socket.write(`${command}\n`);
+  });
+}
+
+/**
+ * An HTTP GET of 127.0.0.1:port inside the network namespace of `pid` (a
+ * sandbox started with unshare --net): nsenter runs this very Node.js there
+ * as the client. Resolves to the status line and the body.
+ */
+export function httpGetInNamespace(pid: number, port: number, path: string): Promise<{ status: string; body: string }> {
+  const script = `
+    const http = require('node:http');
+    http.get({ host: '127.0.0.1', port: ${port}, path: ${JSON.stringify(path)} }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c) => (body += c)).on('end', () => console.log(JSON.stringify({ status: res.statusCode + ' ' + res.statusMessage, body })));
+    }).on('error', (e) => console.log(JSON.stringify({ status: 'error ' + e.message, body: '' })));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.on('error', reject);
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(out) as { status: string; body: string });
+      } catch {
+        reject(new Error(`no answer from the client in the namespace: ${out}`));
+      }
+    });
   });
 }

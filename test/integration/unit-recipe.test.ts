@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { build, loadRecipeFile, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
-import { askSocket, startWatched, type Watched } from '../helpers/watched.js';
+import { askSocket, bootInRoot } from '../helpers/watched.js';
 import { runCli } from '../helpers/cli.js';
-import { IMAGE_ENV, processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
+import { processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
 // Issue #11: `tinyx build --package P` with no --cmd and no recipe: the
 // recipe is the package's systemd unit (ExecStart, User, Environment, the
@@ -22,15 +22,6 @@ async function buildPackage(t: Parameters<typeof unpackInitrd>[0], pkg: string):
   const outDir = join(work, pkg);
   const manifest = await build({ recipe: { fromUnit: { package: pkg } }, outDir, kernel: false });
   return { manifest, root: await unpackInitrd(t, join(outDir, manifest.artifacts.rootfs)) };
-}
-
-/**
- * Runs the image's /init chrooted into the unpacked root, as PID 1 of fresh
- * PID, mount, network and UTS namespaces (/init sets the host name and mounts
- * /proc). `stop()` kills unshare, whose death kills /init and so the namespace.
- */
-function bootInRoot(root: string): Watched {
-  return startWatched(['unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', 'chroot', root, '/init'], IMAGE_ENV);
 }
 
 test("haproxy from its unit: ExecStart with the unit's Environment, /run/haproxy from its tmpfiles.d, and /init starts it", async (t) => {

@@ -50,15 +50,17 @@ test("doctor's choice: the packages of what is missing, within the flag's scope,
   t.deepEqual(packagesToInstall({ tests: true }, new Set([...HOST_TOOLS.map((x) => x.command), ...HOST_FILES.map((x) => x.path)])), hostPackages({ tests: true }));
 });
 
-test('optional: ccache always; zstd, QEMU and the bridge for building only, the tests need them', (t) => {
+test('optional: ccache always; zstd and QEMU for building only, the tests need them; the trace and verify tools never', (t) => {
   const tool = (command: string) => HOST_TOOLS.find((x) => x.command === command)!;
   for (const tests of [false, true]) {
     t.true(isOptional(tool('ccache'), { tests }));
     t.true(isOptional(tool('modprobe'), { tests }));
     t.false(isOptional(tool('debootstrap'), { tests }));
     t.false(isOptional(tool('make'), { tests }));
+    // The trace and verify steps are on by default: every build runs the app under strace in namespaces.
+    for (const command of ['strace', 'unshare', 'nsenter', 'ip']) t.false(isOptional(tool(command), { tests }), command);
   }
-  for (const command of ['zstd', 'qemu-system-x86_64', 'ip']) {
+  for (const command of ['zstd', 'qemu-system-x86_64']) {
     t.true(isOptional(tool(command), { tests: false }), command);
     t.false(isOptional(tool(command), { tests: true }), command);
   }
@@ -67,7 +69,7 @@ test('optional: ccache always; zstd, QEMU and the bridge for building only, the 
 
 test('the tiers: integration and xen start with the build tools and GNU cpio; xen also with depmod, dpkg-deb, QEMU and the kernel tools', (t) => {
   const integration = testTierTools('integration');
-  for (const command of ['debootstrap', 'objdump', 'chroot', 'mount', 'cpio', 'gzip', 'xz', 'tar']) t.true(integration.includes(command), command);
+  for (const command of ['debootstrap', 'objdump', 'chroot', 'mount', 'cpio', 'gzip', 'xz', 'tar', 'strace', 'unshare', 'nsenter', 'ip']) t.true(integration.includes(command), command);
   // Files that boot VMs or build kernels ask for QEMU and the kernel tools themselves, so a host without them runs the rest.
   t.false(integration.includes('qemu-system-x86_64'));
   t.false(integration.includes('make'));

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BUSYBOX_PATH, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
+import { BUSYBOX_PATH, IMAGE_MADE_PATHS, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
 import { createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir, processExists } from './cache.js';
@@ -35,6 +35,10 @@ import type { RecipeSearchOptions } from './recipe/recipe-search-path.js';
 import { planImage, type ImagePlan } from './resolve/plan-image.js';
 import { planInstallMade, type InstallMadePlan } from './resolve/plan-install-made.js';
 import { DirectoryRootView } from './resolve/root-view.js';
+import { resolveInRoot } from './resolve/root-path.js';
+import { traceApp, type TraceResult } from './trace/trace-app.js';
+import { verifyRoot, type VerifyResult } from './trace/verify-root.js';
+import type { InstalledPackage } from './dpkg/status.js';
 import { run } from './run.js';
 import { imageXlConfig } from './xen/xl-config.js';
 
@@ -71,6 +75,14 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   /** Build the image's kernel (default true); false gives a root filesystem only. */
   kernel?: boolean;
+  /**
+   * The trace pass (default true): the app run in the full install root under
+   * strace, and what it used added to the image (reason `traced`), its
+   * system calls to the kernel's features, its port to an empty readiness.
+   */
+  trace?: boolean;
+  /** Verify before emitting (default true): the image's own /init run in its root must pass the readiness probe and the check. */
+  verify?: boolean;
   /** A kernel tree or tarball instead of Debian's linux-source. */
   kernelSource?: string;
   /**
@@ -85,7 +97,7 @@ export interface BuildOptions {
   onEvent?: (event: BuildEvent) => void;
 }
 
-export type StepId = 'load' | 'base' | 'install' | 'resolve' | 'assemble' | 'kernel' | 'pack' | 'emit';
+export type StepId = 'load' | 'base' | 'install' | 'trace' | 'resolve' | 'assemble' | 'verify' | 'kernel' | 'pack' | 'emit';
 
 export type BuildEvent =
   | { type: 'step-start'; step: StepId; title: string }
@@ -142,6 +154,9 @@ export class Build {
   private base?: BaseRoot;
   private layer?: AppLayer;
   private root?: string;
+  private installRoot?: InstallRoot;
+  private traced?: TraceResult;
+  private verified?: VerifyResult;
   private plan?: ImagePlan;
   private made?: InstallMadePlan;
   private assembled?: AssembledRoot;
@@ -163,19 +178,24 @@ export class Build {
       { id: 'load', title: 'Load the recipe and check the host', run: () => this.load() },
       { id: 'base', title: 'Bootstrap the Debian base', run: () => this.bootstrapBase() },
       { id: 'install', title: 'Install the packages', run: () => this.install() },
+      { id: 'trace', title: 'Trace the app in the full install', run: () => this.trace() },
       { id: 'resolve', title: 'Resolve the runtime closure', run: () => this.resolveClosure() },
       { id: 'assemble', title: 'Assemble the root filesystem', run: () => this.assemble() },
+      { id: 'verify', title: "Verify the app starts in the image's root", run: () => this.verify() },
       { id: 'kernel', title: goal === 'kernel-config' ? 'Configure the kernel' : 'Build the kernel', run: () => this.kernel() },
       { id: 'pack', title: 'Pack the image', run: () => this.pack() },
       { id: 'emit', title: 'Write the image directory', run: () => this.emit() },
     ];
     const wanted: Record<string, StepId[]> = {
-      image: options.kernel === false ? ['load', 'base', 'install', 'resolve', 'assemble', 'pack', 'emit'] : all.map((step) => step.id),
-      kernel: ['load', 'base', 'install', 'resolve', 'kernel'],
-      'kernel-config': ['load', 'base', 'install', 'resolve', 'kernel'],
-      recipe: ['load', 'base', 'install', 'resolve'],
+      image: all.map((step) => step.id).filter((id) => id !== 'kernel' || options.kernel !== false),
+      // The trace runs for a kernel too: the system calls it saw are features of the image's kernel.
+      kernel: ['load', 'base', 'install', 'trace', 'resolve', 'kernel'],
+      'kernel-config': ['load', 'base', 'install', 'trace', 'resolve', 'kernel'],
+      // A recipe from a unit takes its readiness port from the trace.
+      recipe: ['load', 'base', 'install', 'trace', 'resolve'],
     };
-    this.steps = all.filter((step) => wanted[goal]!.includes(step.id));
+    const skipped = new Set<StepId>([...(options.trace === false ? (['trace'] as const) : []), ...(options.verify === false ? (['verify'] as const) : [])]);
+    this.steps = all.filter((step) => wanted[goal]!.includes(step.id) && !skipped.has(step.id));
   }
 
   /** Runs one step: timing, progress events, and a cancellation check before it starts. */
@@ -267,8 +287,13 @@ export class Build {
     return { cached: this.layer.cached, summary: this.recipe!.packages.join(' ') };
   }
 
-  private async resolveClosure(): Promise<StepResult> {
-    // A read-only view of base + app layer: two lower directories and no upper.
+  /**
+   * The install root, mounted once: a read-only view of base + app layer (two
+   * lower directories and no upper), its dpkg status and file lists, and the
+   * recipe derived from the package's unit when that was asked for.
+   */
+  private async openInstallRoot(): Promise<InstallRoot> {
+    if (this.installRoot) return this.installRoot;
     const temp = await this.cache.makeTemp('root');
     this.cleanups.push(() => removeTree(temp));
     const root = join(temp, 'root');
@@ -276,12 +301,9 @@ export class Build {
     await mount(['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${this.layer!.upper}:${this.base!.root}`, root], this.signal);
     this.root = root;
 
-    const statusFile = join(root, 'var/lib/dpkg/status');
-    const installed = await readDpkgStatus(statusFile);
+    const installed = await readDpkgStatus(join(root, 'var/lib/dpkg/status'));
     const fileLists = new Map<string, string[]>();
     for (const pkg of installed) fileLists.set(pkg.name, await readPackageFileList(join(root, 'var/lib/dpkg/info'), pkg));
-    const multiarch = ARCH_TRIPLETS[this.baseSpec!.architecture];
-    if (!multiarch) throw new TinyxError('E_ARCH', `unsupported architecture ${this.baseSpec!.architecture}`);
     const view = new DirectoryRootView(root, this.signal);
     const asked = this.options.recipe;
     if (typeof asked === 'object' && 'fromUnit' in asked) {
@@ -292,8 +314,51 @@ export class Build {
       this.output(`recipe from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')} (as ${derived.recipe.entrypoint.user})`);
       for (const f of derived.derivedFrom.fields) this.output(`  ${f.key}=${f.value} -> ${f.became}`);
       for (const n of derived.derivedFrom.notCarried) this.output(`  ${n.key}=${n.value}: not carried over (${n.why})`);
-      if (this.options.goal === 'recipe') return { summary: `from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')}` };
     }
+    this.installRoot = { root, view, installed, fileLists };
+    return this.installRoot;
+  }
+
+  /** The trace pass: what the app really uses, from a run in the full install root (see traceApp). */
+  private async trace(): Promise<StepResult> {
+    const { view, fileLists } = await this.openInstallRoot();
+    const recipe = this.recipe!;
+    const packaged = new Set([...fileLists.values()].flat());
+    const scratch = await this.cache.makeTemp('trace');
+    try {
+      this.traced = await traceApp({
+        lowerDirs: [this.layer!.upper, this.base!.root],
+        view,
+        scratch,
+        recipe,
+        provided: IMAGE_MADE_PATHS,
+        packaged: (path) => packaged.has(path),
+        signal: this.signal,
+        onLine: this.output,
+      });
+    } finally {
+      await removeTree(scratch);
+    }
+    const traced = this.traced;
+    // No readiness probe: the port the app listened on is one.
+    if (recipe.readiness === null && traced.listening.length > 0) {
+      const port = traced.listening[0]!;
+      this.recipe = { ...recipe, readiness: { tcp: { port } } };
+      this.derived?.fields.push({ key: 'trace', value: `listened on ${traced.listening.join(', ')}`, became: `readiness tcp ${port}` });
+      this.output(`readiness: tcp ${port}, the port it listened on`);
+    }
+    for (const p of traced.paths) this.output(`  ${p.path}: ${p.reason}`);
+    const summary = `${traced.outcome.replace(/ \(probe:.*$/, '')}; ${traced.paths.length} paths used, ${traced.features.size} kernel features`;
+    if (this.options.goal === 'recipe') return { summary: `from ${this.derived?.unit ?? recipe.source}: ${this.recipe!.entrypoint.cmd.join(' ')}; ${summary}` };
+    return { summary };
+  }
+
+  private async resolveClosure(): Promise<StepResult> {
+    const { view, installed, fileLists } = await this.openInstallRoot();
+    if (this.options.goal === 'recipe') return { summary: `from ${this.derived!.unit}: ${this.recipe!.entrypoint.cmd.join(' ')}` };
+    const multiarch = ARCH_TRIPLETS[this.baseSpec!.architecture];
+    if (!multiarch) throw new TinyxError('E_ARCH', `unsupported architecture ${this.baseSpec!.architecture}`);
+    const traced = this.traced?.paths ?? [];
     this.plan = await planImage({
       view,
       recipe: this.recipe!,
@@ -302,6 +367,7 @@ export class Build {
       blacklist: this.blacklist!,
       multiarch,
       alwaysInclude: [{ path: BUSYBOX_PATH, reason: "BusyBox, /init's shell and tools" }],
+      traced: traced.filter((p) => p.kind === 'file'),
       ...(this.signal ? { signal: this.signal } : {}),
     });
     // What the maintainer scripts made for the kept packages, read from the app layer itself.
@@ -319,21 +385,48 @@ export class Build {
       },
       ...(this.signal ? { signal: this.signal } : {}),
     });
+    // The directories the app listed (nginx's conf.d) and the accounts it switched to, as the trace saw them.
+    for (const dir of traced.filter((p) => p.kind === 'dir')) {
+      const resolved = await resolveInRoot(view, dir.path);
+      if (resolved.node?.kind !== 'dir' || this.made.directories.some((d) => d.path === resolved.path)) continue;
+      const { mode, uid, gid } = resolved.node;
+      this.made.directories.push({ path: resolved.path, mode, uid, gid, reason: dir.reason });
+      for (const link of resolved.links) if (!this.plan.symlinks.has(link.path)) this.made.symlinks.push({ ...link, reason: `on the way to ${dir.path} (traced)` });
+    }
+    this.made.users.push(...(this.traced?.users ?? []));
+    const remade = new Set((this.traced?.secrets ?? []).map((secret) => secret.path));
+    this.made.leftOut = [...this.made.leftOut.filter((l) => !remade.has(l.path)), ...(this.traced?.leftOut ?? [])];
+    this.made.groups.push(...(this.traced?.groups ?? []));
     const elves = [...this.plan.files.values()].filter((f) => f.elf).length;
     const made = this.made.files.length + this.made.symlinks.length + this.made.directories.length;
     return { summary: `${this.plan.files.size} files (${elves} ELF) from ${this.plan.packages.length} packages; ${made} entries and ${this.made.users.length} accounts the install made` };
   }
 
   private async assemble(): Promise<StepResult> {
-    this.assembled = await assembleRoot(this.root!, this.recipe!, this.plan!, this.made!);
+    this.assembled = await assembleRoot(this.root!, this.recipe!, this.plan!, this.made!, this.traced?.secrets);
     const bytes = this.assembled.files.reduce((sum, f) => sum + f.size, 0);
     return { summary: `${this.assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
+  }
+
+  /** Verify before emitting: the cut root, written out, must start the app and pass its probe and check (see verifyRoot). */
+  private async verify(): Promise<StepResult> {
+    const { view, fileLists } = await this.openInstallRoot();
+    const owners = new Map<string, string>();
+    for (const [pkg, paths] of fileLists) for (const path of paths) owners.set(path, pkg);
+    for (const file of this.plan!.files.values()) if (file.package) owners.set(file.path, file.package);
+    const scratch = await this.cache.makeTemp('verify');
+    try {
+      this.verified = await verifyRoot({ entries: this.assembled!.entries, scratch, recipe: this.recipe!, view, owner: (path) => owners.get(path), signal: this.signal });
+    } finally {
+      await removeTree(scratch);
+    }
+    return { summary: `${this.verified.outcome}${this.verified.check ? `; check: ${this.verified.check}` : ''}` };
   }
 
   /** The kernel: its features (declared + inferred), its configuration, and unless only that is wanted, the build. */
   private async kernel(): Promise<StepResult> {
     const recipe = this.recipe!;
-    const features = await imageKernelFeatures(this.root!, this.plan!, recipe.kernel.features, this.signal);
+    const features = await imageKernelFeatures(this.root!, this.plan!, recipe.kernel.features, this.traced?.features, this.signal);
     const platform = this.options.platform ?? 'kvm';
     const compression = this.compression();
     const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
@@ -459,6 +552,10 @@ export class Build {
       directories: assembled.directories.map((d) => ({ ...d, mode: d.mode.toString(8).padStart(4, '0') })),
       accounts: assembled.accounts,
       leftOut: this.made!.leftOut,
+      trace: this.traced
+        ? { outcome: this.traced.outcome, seconds: this.traced.seconds, listening: this.traced.listening, added: this.traced.paths.map((p) => ({ path: p.path, reason: p.reason })) }
+        : null,
+      verify: this.verified ?? null,
       kernel: kernel
         ? {
             version: kernel.built!.version,
@@ -513,6 +610,14 @@ export class Build {
       ...(this.kernelResult ? { gcc: await firstLine('gcc', ['--version']), make: await firstLine('make', ['--version']) } : {}),
     };
   }
+}
+
+/** The install root as the trace, resolve and verify steps read it. */
+interface InstallRoot {
+  root: string;
+  view: DirectoryRootView;
+  installed: InstalledPackage[];
+  fileLists: Map<string, string[]>;
 }
 
 /** The name and packages of a recipe still to be derived from a unit: enough for the load and install steps. */

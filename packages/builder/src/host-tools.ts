@@ -71,6 +71,11 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'chroot', debianPackage: 'coreutils', purpose: "runs apt-get inside the image root (the tests run the app's check in it)", neededFor: 'build', tiers: BUILDING_TIERS },
   { command: 'dpkg', debianPackage: 'dpkg', purpose: 'tells the host architecture (a unit test compares versions with it)', neededFor: 'build', tiers: ALL_TIERS },
   { command: 'dpkg-query', debianPackage: 'dpkg', purpose: "reads the versions of debootstrap, linux-source and dom0's Xen tools", neededFor: 'build', tiers: BUILDING_TIERS },
+  // The trace and verify steps run the app in its own namespaces (--no-trace --no-verify do without them).
+  { command: 'unshare', debianPackage: 'util-linux', purpose: 'starts the app in its own namespaces for the trace and verify steps (the tests hide a tool with it)', neededFor: 'build', tiers: BUILDING_TIERS },
+  { command: 'nsenter', debianPackage: 'util-linux', purpose: "probes the app's port inside its network namespace (trace, verify)", neededFor: 'build', tiers: BUILDING_TIERS },
+  { command: 'strace', debianPackage: 'strace', purpose: 'records what the app opens, executes and calls (the trace step; verify names what was missing)', neededFor: 'build', tiers: BUILDING_TIERS },
+  { command: 'ip', debianPackage: 'iproute2', purpose: "brings up lo in the trace's network namespace; makes the bridge and taps of tinyx run --network bridge", neededFor: 'build', tiers: BUILDING_TIERS },
   // Optional: OverlayFS may be built in, or loaded already.
   { command: 'modprobe', debianPackage: 'kmod', purpose: 'loads the overlay module when OverlayFS is a module not yet loaded', neededFor: 'overlay' },
   // The xen tier builds kernels before it starts; the integration tier's kernel and boot tests ask for these themselves.
@@ -91,7 +96,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   },
   // The xen tier boots Xen inside QEMU; the integration tier's boot tests ask for QEMU themselves.
   { command: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', purpose: 'boots images (tinyx run)', neededFor: 'run', tiers: ['xen'] },
-  { command: 'ip', debianPackage: 'iproute2', purpose: 'makes the bridge and taps of tinyx run --network bridge', neededFor: 'bridge' },
+
   { command: 'apt-get', debianPackage: 'apt', purpose: "installs what is missing (tinyx doctor --fix); the Xen tests download the hypervisor and dom0's kernel with it", neededFor: 'fix', tiers: ['xen'] },
 
   // Only the tests run these: independent readers of what tinyx writes, and the harnesses' own tools.
@@ -107,7 +112,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'pkill', debianPackage: 'procps', purpose: 'kills a QEMU under a detached VM', neededFor: 'tests' },
   { command: 'fallocate', debianPackage: 'util-linux', purpose: 'fills a filesystem for the disk-full fault tests', neededFor: 'tests' },
   { command: 'mountpoint', debianPackage: 'util-linux', purpose: 'the fault tests unmount only their own tmpfs', neededFor: 'tests' },
-  { command: 'unshare', debianPackage: 'util-linux', purpose: "hides a tool in a private mount namespace (the missing-tool errors); starts an image's app in its own namespaces", neededFor: 'tests' },
+
   { command: 'depmod', debianPackage: 'kmod', purpose: "indexes the Xen tests' dom0 kernel modules", neededFor: 'tests', tiers: ['xen'] },
   { command: 'dpkg-deb', debianPackage: 'dpkg', purpose: "unpacks the Xen hypervisor and dom0's kernel", neededFor: 'tests', tiers: ['xen'] },
   { command: 'apt-cache', debianPackage: 'apt', purpose: "finds dom0's kernel package and version", neededFor: 'tests', tiers: ['xen'] },

@@ -40,3 +40,6 @@ export * from './kernel/build-kernel.js';
 export type { ImageEntry } from './image-tree.js';
 export { checkOutputDir, replaceOutputDir, parseMarker, tinyxFileNames } from './emit/output-dir.js';
 export { Cache, compareContents } from './cache.js';
+export * from './trace/strace-log.js';
+export { listeningPorts } from './trace/sandbox.js';
+export { secretFiles } from './trace/secrets.js';

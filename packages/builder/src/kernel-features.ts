@@ -13,6 +13,7 @@ export const KERNEL_FEATURES = {
   signalfd: { describe: 'signalfd', symbols: ['SIGNALFD'] },
   inotify: { describe: 'inotify_init', symbols: ['INOTIFY_USER'] },
   aio: { describe: 'Linux native AIO (io_setup, io_submit)', symbols: ['AIO'] },
+  'io-uring': { describe: 'io_uring (io_uring_setup, io_uring_enter)', symbols: ['IO_URING'] },
   futex: { describe: 'futexes (every threaded program)', symbols: ['FUTEX'] },
   sysvipc: { describe: 'System V IPC: shmget, semget, msgget', symbols: ['SYSVIPC'] },
   'posix-mqueue': { describe: 'POSIX message queues (mq_open)', symbols: ['POSIX_MQUEUE'] },

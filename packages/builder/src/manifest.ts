@@ -65,6 +65,10 @@ export interface Manifest {
   derivedFrom?: DerivedFrom | null;
   /** What the install made for the kept packages that the image does not get, and why (secrets, logs, caches). */
   leftOut: { path: string; why: string }[];
+  /** The trace pass (null with --no-trace): how the run in the full install ended, its ports, and what it added to the image. */
+  trace?: { outcome: string; seconds: number; listening: number[]; added: { path: string; reason: string }[] } | null;
+  /** Verify before emitting (null with --no-verify): how the image's own /init fared in its root. */
+  verify?: { outcome: string; check: string | null; seconds: number } | null;
   kernel: {
     version: string;
     /** What the tree came from: Debian's linux-source package and version, a tarball's sha256, a directory. */

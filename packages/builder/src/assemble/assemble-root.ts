@@ -4,13 +4,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RecipeError } from '../errors.js';
 import type { ImageEntry } from '../image-tree.js';
-import type { Recipe } from '../recipe/recipe.js';
+import type { Fixup, Recipe } from '../recipe/recipe.js';
 import type { ImagePlan } from '../resolve/plan-image.js';
 import type { InstallMadePlan } from '../resolve/plan-install-made.js';
 import { resolveInRoot } from '../resolve/root-path.js';
 import { DirectoryRootView } from '../resolve/root-view.js';
 import { selectAccounts, type Account, type ImageAccounts } from './accounts.js';
 import { INIT_APPLETS, generateInit } from './init-script.js';
+import type { ImageSecret } from '../trace/secrets.js';
 
 export interface AssembledRoot {
   entries: ImageEntry[];
@@ -37,6 +38,16 @@ const SKELETON_DIRS: [string, number][] = [
   ['/var/tmp', 0o1777],
 ];
 
+/** Where /init's BusyBox applets are linked. */
+const APPLET_PATHS = INIT_APPLETS.map((applet) => `/usr/${['mount', 'ip', 'hostname', 'reboot', 'start-stop-daemon'].includes(applet) ? 'sbin' : 'bin'}/${applet}`);
+
+/**
+ * Paths the image makes itself, never copied from the install (the trace
+ * does not add them): its /init, its account and host files, BusyBox and the
+ * applet links /init runs (an app that runs /bin/sh gets BusyBox's).
+ */
+export const IMAGE_MADE_PATHS: ReadonlySet<string> = new Set(['/init', '/etc/passwd', '/etc/group', '/etc/hosts', '/etc/nsswitch.conf', BUSYBOX_PATH, ...APPLET_PATHS]);
+
 /** What the install made that no package lists, when the build has read it (planInstallMade). */
 const NOTHING_MADE: InstallMadePlan = { files: [], directories: [], symlinks: [], users: [], groups: [], leftOut: [] };
 
@@ -47,7 +58,7 @@ const NOTHING_MADE: InstallMadePlan = { files: [], directories: [], symlinks: []
  * /init, the recipe's directories and fix-ups, and /dev/console (the kernel
  * opens it for PID 1 before any devtmpfs is mounted).
  */
-export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan, made: InstallMadePlan = NOTHING_MADE): Promise<AssembledRoot> {
+export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan, made: InstallMadePlan = NOTHING_MADE, secrets: readonly ImageSecret[] = []): Promise<AssembledRoot> {
   const view = new DirectoryRootView(root);
   const entries = new Map<string, ImageEntry>();
   const reasons = new Map<string, string>();
@@ -67,10 +78,7 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
 
   // The planner always includes BusyBox (BUSYBOX_PATH); /init's applets are links to it.
   const busybox = await resolveInRoot(view, BUSYBOX_PATH);
-  for (const applet of INIT_APPLETS) {
-    const path = `/usr/${['mount', 'ip', 'hostname', 'reboot', 'start-stop-daemon'].includes(applet) ? 'sbin' : 'bin'}/${applet}`;
-    if (!entries.has(path)) add({ type: 'symlink', path, target: busybox.path }, 'a BusyBox applet /init runs');
-  }
+  for (const path of APPLET_PATHS) if (!entries.has(path)) add({ type: 'symlink', path, target: busybox.path }, 'a BusyBox applet /init runs');
 
   const files = [...plan.files.values(), ...made.files.filter((f) => !plan.files.has(f.path))];
   // The recipe's directories win over what the install made of them (owner and mode as the recipe says).
@@ -88,7 +96,7 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
         ...made.users,
       ],
       groups: made.groups,
-      owners: [...files, ...madeDirs],
+      owners: [...files, ...madeDirs, ...secrets],
     },
     recipe.source,
   );
@@ -100,6 +108,8 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
   for (const file of files) {
     add({ type: 'file', path: file.path, mode: file.mode, ...owned(file), source: { path: join(root, file.path) } }, file.reason);
   }
+  // Made for this image (sshd's host keys), never the install's copy that every image of the package would share.
+  for (const secret of secrets) add({ type: 'file', path: secret.path, mode: secret.mode, ...owned(secret), source: { content: secret.content } }, `a secret made for this image: ${secret.madeBy}`);
   for (const dir of madeDirs) if (!entries.has(dir.path)) add({ type: 'dir', path: dir.path, mode: dir.mode, ...owned(dir) }, dir.reason);
   const text = (path: string, content: string, mode = 0o644): void => add({ type: 'file', path, mode, source: { content: Buffer.from(content) } });
   text('/etc/passwd', accounts.passwd);
@@ -133,20 +143,8 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
   for (const [i, fixup] of recipe.fixups.entries()) {
     const resolved = await resolveInRoot(view, fixup.file);
     const existing = entries.get(resolved.path);
-    let content: string;
-    if ('write' in fixup) content = fixup.write;
-    else {
-      if (existing?.type !== 'file') throw new RecipeError(recipe.source, `fixups[${i}].file`, `${fixup.file} is not a file of the image`, 'a fix-up edits a file the image already has; use `write` to create one');
-      const before = 'content' in existing.source ? Buffer.from(existing.source.content).toString('utf8') : await readFile(existing.source.path, 'utf8');
-      content =
-        'deleteLines' in fixup
-          ? before
-              .split('\n')
-              .filter((line) => !new RegExp(fixup.deleteLines).test(line))
-              .join('\n')
-          : before.replace(new RegExp(fixup.replace, 'gm'), fixup.with);
-      if (content === before) throw new RecipeError(recipe.source, `fixups[${i}]`, `changes nothing in ${fixup.file}`, 'the file may have changed upstream; update the pattern or drop the fix-up');
-    }
+    const before = existing?.type !== 'file' ? undefined : 'content' in existing.source ? Buffer.from(existing.source.content).toString('utf8') : await readFile(existing.source.path, 'utf8');
+    const content = fixedContent(fixup, before, `fixups[${i}]`, recipe.source);
     const owner = existing?.type === 'file' ? { mode: existing.mode, uid: existing.uid ?? 0, gid: existing.gid ?? 0 } : { mode: 0o644 };
     add({ type: 'file', path: resolved.path, ...owner, source: { content: Buffer.from(content) } }, reasons.get(resolved.path));
   }
@@ -165,6 +163,25 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
     fileList.push({ path: entry.path, size, sha256, mode: entry.mode, package: planned?.package ?? null, reason });
   }
   return { entries: sorted, files: fileList, directories, symlinks, accounts: accounts.kept, user };
+}
+
+/**
+ * A file's text after one fix-up (`before` is undefined when the file does
+ * not exist). Errors name the recipe field: a fix-up that edits a missing
+ * file, or that changes nothing, is a recipe gone stale.
+ */
+export function fixedContent(fixup: Fixup, before: string | undefined, field: string, source: string): string {
+  if ('write' in fixup) return fixup.write;
+  if (before === undefined) throw new RecipeError(source, `${field}.file`, `${fixup.file} is not a file of the image`, 'a fix-up edits a file the image already has; use `write` to create one');
+  const content =
+    'deleteLines' in fixup
+      ? before
+          .split('\n')
+          .filter((line) => !new RegExp(fixup.deleteLines).test(line))
+          .join('\n')
+      : before.replace(new RegExp(fixup.replace, 'gm'), fixup.with);
+  if (content === before) throw new RecipeError(source, field, `changes nothing in ${fixup.file}`, 'the file may have changed upstream; update the pattern or drop the fix-up');
+  return content;
 }
 
 async function digest(source: { path: string } | { content: Uint8Array }): Promise<{ size: number; sha256: string }> {

@@ -9,9 +9,16 @@ export type FeatureOrigins = Map<KernelFeature, string[]>;
 
 /**
  * The features an image's kernel needs: those the recipe declares, and those
- * inferred from the dynamic symbols its ELF files import (objdump -T).
+ * inferred from the dynamic symbols its ELF files import (objdump -T), and
+ * those the trace saw it use.
  */
-export async function imageKernelFeatures(root: string, plan: ImagePlan, declared: readonly KernelFeature[], signal?: AbortSignal): Promise<FeatureOrigins> {
+export async function imageKernelFeatures(
+  root: string,
+  plan: ImagePlan,
+  declared: readonly KernelFeature[],
+  traced: ReadonlyMap<KernelFeature, string[]> = new Map(),
+  signal?: AbortSignal,
+): Promise<FeatureOrigins> {
   const objects = new Map<string, string>();
   for (const file of plan.files.values()) {
     if (!file.elf) continue;
@@ -22,6 +29,11 @@ export async function imageKernelFeatures(root: string, plan: ImagePlan, declare
   for (const [feature, evidence] of inferFeatures(objects)) {
     const shown = evidence.length > 3 ? [...evidence.slice(0, 3), `${evidence.length - 3} more`] : evidence;
     origins.set(feature, [...(origins.get(feature) ?? []), ...shown.map((e) => `inferred: ${e}`)]);
+  }
+  // What the trace saw the app call (syscall(2), static code, socket families), where nothing else showed it.
+  for (const [feature, evidence] of traced) {
+    if (origins.has(feature)) continue;
+    origins.set(feature, evidence.length > 3 ? [...evidence.slice(0, 3), `${evidence.length - 3} more`] : evidence);
   }
   return new Map([...origins].sort(([a], [b]) => (a < b ? -1 : 1)));
 }

@@ -55,3 +55,48 @@ export function inferFeatures(objects: ReadonlyMap<string, string>): Map<KernelF
   }
   return new Map([...found].sort(([a], [b]) => (a < b ? -1 : 1)).map(([f, s]) => [f, [...s].sort()]));
 }
+
+/**
+ * Which kernel feature a system call needs, by the name strace prints: what
+ * the trace pass saw the app call with success, including calls made through
+ * syscall(2) and from static code, which no imported symbol shows.
+ */
+export const SYSCALL_FEATURES: Readonly<Record<string, KernelFeature>> = {
+  ...each(['epoll_create', 'epoll_create1', 'epoll_ctl', 'epoll_wait', 'epoll_pwait', 'epoll_pwait2'], 'epoll'),
+  ...each(['eventfd', 'eventfd2'], 'eventfd'),
+  ...each(['timerfd_create', 'timerfd_settime', 'timerfd_gettime'], 'timerfd'),
+  ...each(['signalfd', 'signalfd4'], 'signalfd'),
+  ...each(['inotify_init', 'inotify_init1', 'inotify_add_watch'], 'inotify'),
+  ...each(['shmget', 'shmat', 'semget', 'semop', 'semtimedop', 'msgget', 'msgsnd', 'msgrcv'], 'sysvipc'),
+  ...each(['mq_open', 'mq_timedsend', 'mq_timedreceive', 'mq_notify'], 'posix-mqueue'),
+  ...each(['memfd_create'], 'shmem'),
+  ...each(['io_setup', 'io_submit', 'io_getevents'], 'aio'),
+  ...each(['io_uring_setup', 'io_uring_enter', 'io_uring_register'], 'io-uring'),
+  ...each(['flock'], 'file-locking'),
+  ...each(['futex', 'futex_waitv'], 'futex'),
+};
+
+/** Which kernel feature a socket address family needs. */
+export const FAMILY_FEATURES: Readonly<Record<string, KernelFeature>> = {
+  AF_INET: 'net',
+  AF_INET6: 'ipv6',
+  AF_UNIX: 'unix',
+  AF_LOCAL: 'unix',
+};
+
+/** The features a traced run needs: from the system calls that succeeded and the socket families opened. */
+export function syscallFeatures(syscalls: ReadonlyMap<string, number>, families: ReadonlySet<string>): Map<KernelFeature, string[]> {
+  const found = new Map<KernelFeature, string[]>();
+  const note = (feature: KernelFeature, evidence: string): void => {
+    found.set(feature, [...(found.get(feature) ?? []), evidence]);
+  };
+  for (const name of [...syscalls.keys()].sort()) {
+    const feature = SYSCALL_FEATURES[name];
+    if (feature) note(feature, `traced: ${name}()`);
+  }
+  for (const family of [...families].sort()) {
+    const feature = FAMILY_FEATURES[family];
+    if (feature) note(feature, `traced: socket(${family})`);
+  }
+  return new Map([...found].sort(([a], [b]) => (a < b ? -1 : 1)));
+}

@@ -49,6 +49,12 @@ export interface PlanInput {
   blacklist: Blacklist;
   /** Files every image has whatever the recipe says (BusyBox, for /init), with the reason shown. */
   alwaysInclude?: readonly { path: string; reason: string }[];
+  /**
+   * Files the trace pass saw the app use (opened, executed, stat'ed): added
+   * whatever the blacklist says, with their ELF closure, and an executed
+   * script's interpreter.
+   */
+  traced?: readonly { path: string; reason: string }[];
   /** The Debian multiarch triplet, e.g. x86_64-linux-gnu. */
   multiarch: string;
   signal?: AbortSignal;
@@ -102,6 +108,7 @@ class Planner {
     await this.addResolved(entry, 'entrypoint', true);
 
     for (const { path, reason } of this.input.alwaysInclude ?? []) await this.addPath(path, reason, true);
+    for (const { path, reason } of this.input.traced ?? []) await this.addPath(path, reason, false);
     for (const [i, pattern] of recipe.dlopen.entries()) {
       const matches = await this.expandGlob(pattern);
       if (matches.length === 0) throw new RecipeError(recipe.source, `dlopen[${i}]`, `${pattern} matches nothing in the install root`);
@@ -197,7 +204,7 @@ class Planner {
       });
     }
     if (kind.kind === 'elf') this.elfQueue.push({ path: resolved.path, reason, rpath });
-    else if (kind.kind === 'script' && (isEntry || reason === 'dlopen')) {
+    else if (kind.kind === 'script' && (isEntry || reason === 'dlopen' || reason.startsWith('traced: executed'))) {
       // A script entrypoint needs its interpreter (and that one's libraries).
       await this.addPath(kind.interpreter, `interpreter of ${resolved.path}`, true);
     }

@@ -9,6 +9,8 @@ interface BuildArgs extends GlobalArgs, RecipeArgs, SourceArgs {
   format: OutputFormat;
   compression?: Compression;
   kernel: boolean;
+  trace: boolean;
+  verify: boolean;
 }
 
 export const buildCommand: CommandModule<object, BuildArgs> = {
@@ -32,6 +34,16 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         defaultDescription: 'gzip',
       })
       .option('kernel', { type: 'boolean', default: true, describe: 'build the kernel too (--no-kernel: the root filesystem only)' })
+      .option('trace', {
+        type: 'boolean',
+        default: true,
+        describe: 'run the app once in the full install under strace and add what it used (--no-trace: static analysis only)',
+      })
+      .option('verify', {
+        type: 'boolean',
+        default: true,
+        describe: "start the app from the image's own root and pass its probe and check before writing the image (--no-verify: skip)",
+      })
       .example('$0 build nginx', 'build out/nginx (kernel and root) from the recipe nginx.yaml')
       .example('$0 build ./myapp.yaml --out images/myapp', 'build from your own recipe file')
       .example('$0 build myapp --recipes images/recipes', 'build images/recipes/myapp.yaml (./recipes/myapp.yaml needs no --recipes)')
@@ -42,7 +54,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .example('$0 build redis --no-kernel --format tar --json', 'a tar of the root only, and the manifest as JSON on stdout')
       .epilog(
         `${recipeSearchHelp()}\n\n` +
-          'The steps: load the recipe, bootstrap a Debian base (cached), install the packages in an OverlayFS (cached), resolve what the app needs at run time (ELF closure + package data), assemble the root with BusyBox and a generated /init, build the kernel (tinyconfig + platform + the features the app needs; cached by its .config), pack, write the image directory. Needs root.',
+          'The steps: load the recipe, bootstrap a Debian base (cached), install the packages in an OverlayFS (cached), trace the app in the full install (strace: what it opens, runs, calls), resolve what it needs at run time (ELF closure + package data + the trace), assemble the root with BusyBox and a generated /init, verify that the app starts and passes its probe in that root, build the kernel (tinyconfig + platform + the features the app needs; cached by its .config), pack, write the image directory. Needs root.',
       ) as unknown as Argv<BuildArgs>,
   handler: async (args) => {
     const out = makeOutput(args);
@@ -54,6 +66,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         format: args.format,
         ...(args.compression ? { compression: args.compression } : {}),
         kernel: args.kernel,
+        trace: args.trace,
+        verify: args.verify,
       });
       const manifest = build.manifest;
       if (out.json) {

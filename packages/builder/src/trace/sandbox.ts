@@ -1,0 +1,182 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, readlink } from 'node:fs/promises';
+import { debianPackageFor } from '../host-tools.js';
+import { MissingToolError } from '../errors.js';
+import { SUBPROCESS_PATH } from '../run.js';
+
+/** How a sandboxed program is started. */
+export interface SandboxOptions {
+  /**
+   * The shell lines run first as PID 1 of the namespaces, on the host's
+   * programs (ip, mount), before the program: they bring up lo and mount
+   * what the root needs. `$ROOT` is the root.
+   */
+  setup: string[];
+  root: string;
+  /**
+   * The program: `argv` inside the root. `chroot` starts it with chroot(1)
+   * as root (an image's /init, which switches ids itself); `as` starts it
+   * with unshare --root --wd --setuid --setgid (an app, as its account).
+   */
+  argv: readonly string[];
+  as?: { uid: number; gid: number; workdir: string };
+  env: Record<string, string>;
+  /** Run under `strace -f -yy`, writing to this host file; `failedOnly` adds -Z (the verify pass wants only what was missing). */
+  strace?: { log: string; failedOnly?: boolean };
+}
+
+/** A program running in its own PID, mount, network and UTS namespaces, in a root directory. */
+export interface Sandbox {
+  /** What it printed so far (stdout and stderr). */
+  output(): string;
+  /** Set once the namespace's PID 1 has ended. */
+  ended(): boolean;
+  /** How it ended ("with status 1", "killed by SIGSEGV"): the program's own status, which unshare and strace pass on. */
+  status(): string | undefined;
+  /** The ports of its network namespace with a TCP socket in LISTEN (read from /proc/PID/net/tcp and tcp6). */
+  listening(): Promise<number[]>;
+  /**
+   * Connects to 127.0.0.1:port inside its network namespace (through nsenter
+   * and this Node.js), and for an HTTP probe sends GET path: the status line,
+   * or the error.
+   */
+  probe(port: number, httpPath?: string): Promise<{ ok: boolean; answer: string }>;
+  /** Ends it: strace (if any) first with SIGTERM so that its log is complete, then the whole namespace. */
+  stop(): Promise<void>;
+}
+
+/** The programs a sandbox runs on the host. */
+export const SANDBOX_TOOLS = ['unshare', 'nsenter', 'ip', 'mount', 'chroot', 'strace'] as const;
+
+/**
+ * Starts a program in a root directory, in its own namespaces: no network
+ * but lo (ports cannot clash with the host's), its own PIDs (stopping PID 1
+ * ends everything it started), its own mounts (gone with it). The chain is
+ * `unshare --fork --kill-child` → sh (setup) → [strace] → unshare --root | chroot → the program.
+ */
+export function startSandbox(options: SandboxOptions): Sandbox {
+  const program = options.as
+    ? ['unshare', `--root=${options.root}`, `--wd=${options.as.workdir}`, '--setuid', String(options.as.uid), '--setgid', String(options.as.gid), '--', ...options.argv]
+    : ['chroot', options.root, ...options.argv];
+  const traced = options.strace
+    ? ['strace', '-f', '-yy', '-qq', '-s', '512', ...(options.strace.failedOnly ? ['-Z', '-e', 'trace=%file,%process'] : []), '-o', options.strace.log, '--', ...program]
+    : program;
+  const script = ['set -e', ...options.setup, 'exec "$@"'].join('\n');
+  const child: ChildProcess = spawn(
+    'setpriv',
+    ['--pdeathsig', 'KILL', '--', 'unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', '--', 'sh', '-c', script, 'sandbox', ...traced],
+    { env: { PATH: SUBPROCESS_PATH, ...options.env, ROOT: options.root }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  let output = '';
+  let ended = false;
+  let status: string | undefined;
+  let spawnError: Error | undefined;
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const closed = new Promise<void>((resolve) => {
+    child.on('close', (code, sig) => {
+      status = code !== null ? `with status ${code}` : `killed by ${sig}`;
+      ended = true;
+      resolve();
+    });
+    child.on('error', (error) => {
+      spawnError = error;
+      ended = true;
+      resolve();
+    });
+  });
+  const pid = child.pid;
+
+  return {
+    output: () => (spawnError ? `${output}${spawnError.message}` : output),
+    ended: () => ended,
+    status: () => status,
+    async listening() {
+      if (pid === undefined || ended) return [];
+      // Until unshare has made its network namespace, /proc/PID/net is the host's: its ports are not the app's.
+      const [own, host] = await Promise.all([readlink(`/proc/${pid}/ns/net`).catch(() => ''), readlink('/proc/self/ns/net')]);
+      if (own === '' || own === host) return [];
+      const ports = new Set<number>();
+      for (const table of ['tcp', 'tcp6']) {
+        const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
+        for (const port of listeningPorts(text)) ports.add(port);
+      }
+      return [...ports].sort((a, b) => a - b);
+    },
+    probe: (port, httpPath) => (pid === undefined ? Promise.resolve({ ok: false, answer: 'not started' }) : probeInNamespace(pid, port, httpPath)),
+    async stop() {
+      if (!ended && pid !== undefined && options.strace) {
+        // strace detaches and flushes its log on SIGTERM; PID 1's end then ends the namespace.
+        const straced = await childrenOf(pid);
+        for (const p of straced) signal(p, 'SIGTERM');
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+      }
+      if (!ended && pid !== undefined) signal(-pid, 'SIGKILL');
+      await closed;
+    },
+  };
+}
+
+/** Ports with a socket in LISTEN state (st 0A) in a /proc/net/tcp table. */
+export function listeningPorts(table: string): number[] {
+  const ports: number[] = [];
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[3] !== '0A') continue;
+    const port = parseInt(fields[1]?.split(':')[1] ?? '', 16);
+    if (Number.isFinite(port)) ports.push(port);
+  }
+  return ports;
+}
+
+async function childrenOf(pid: number): Promise<number[]> {
+  const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  return text.split(/\s+/).filter(Boolean).map(Number);
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** The client the probe runs in the namespace: this very Node.js, a script on its command line. */
+const PROBE_SCRIPT = `
+const net = require('node:net');
+const [port, path] = process.argv.slice(1);
+const socket = net.createConnection({ host: '127.0.0.1', port: Number(port) });
+let answer = '';
+socket.setTimeout(5000, () => { console.log('timeout'); process.exit(1); });
+socket.on('connect', () => {
+  if (!path) { console.log('connected'); process.exit(0); }
+  socket.write('GET ' + path + ' HTTP/1.0\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n');
+});
+socket.on('data', (d) => { answer += d; });
+socket.on('end', () => { console.log(answer.split('\\r\\n')[0]); process.exit(/^HTTP\\/1\\.[01] [23]\\d\\d/.test(answer) ? 0 : 1); });
+socket.on('error', (e) => { console.log(e.message); process.exit(1); });
+`;
+
+function probeInNamespace(pid: number, port: number, httpPath: string | undefined): Promise<{ ok: boolean; answer: string }> {
+  return new Promise((resolve) => {
+    const args = ['--net=/proc/' + pid + '/ns/net', '--', process.execPath, '-e', PROBE_SCRIPT, String(port), ...(httpPath ? [httpPath] : [])];
+    const probe = spawn('nsenter', args, { env: { PATH: SUBPROCESS_PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let answer = '';
+    probe.stdout.setEncoding('utf8').on('data', (c: string) => (answer += c));
+    probe.stderr.setEncoding('utf8').on('data', (c: string) => (answer += c));
+    probe.on('error', (error) => resolve({ ok: false, answer: error.message }));
+    probe.on('close', (code) => resolve({ ok: code === 0, answer: answer.trim() }));
+  });
+}
+
+/** A missing sandbox tool as the named error every other missing tool gives. */
+export function sandboxToolError(output: string): MissingToolError | undefined {
+  for (const tool of SANDBOX_TOOLS) {
+    if (new RegExp(`(^|\\W)${tool}: (not found|No such file)|failed to execute ${tool}`).test(output)) {
+      const pkg = debianPackageFor(tool);
+      if (pkg) return new MissingToolError(tool, pkg);
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,239 @@
+import { chmod, chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { parseGroup, parsePasswd } from '../account-files.js';
+import { fixedContent } from '../assemble/assemble-root.js';
+import { TinyxError, throwIfAborted } from '../errors.js';
+import type { KernelFeature } from '../kernel-features.js';
+import { syscallFeatures } from '../kernel/infer-features.js';
+import { mount, removeTree } from '../mounts.js';
+import type { Readiness, Recipe } from '../recipe/recipe.js';
+import { parseTmpfiles } from '../recipe/tmpfiles.js';
+import { resolveInRoot } from '../resolve/root-path.js';
+import type { RootView } from '../resolve/root-view.js';
+import { makeSecrets, secretFiles, type ImageSecret } from './secrets.js';
+import { parseStraceLog, type TraceLog } from './strace-log.js';
+import { startSandbox, type Sandbox } from './sandbox.js';
+
+/** A path the trace saw the app use, as the planner takes it. */
+export interface TracedPath {
+  path: string;
+  kind: 'file' | 'dir';
+  reason: string;
+}
+
+/** What the trace pass found, for the planner, the accounts, the kernel and the manifest. */
+export interface TraceResult {
+  /** Files and directories of the install root the app used that the image is to have. */
+  paths: TracedPath[];
+  /** Accounts the app switched to (setuid/setgid/setgroups), by name, with the call that showed it. */
+  users: { name: string; reason: string }[];
+  groups: { name: string; reason: string }[];
+  /** TCP ports it listened on. */
+  listening: number[];
+  /** Kernel features its system calls and socket families need, with the evidence. */
+  features: Map<KernelFeature, string[]>;
+  /** Secrets the app used that the install made once (sshd's host keys), made again for this image. */
+  secrets: ImageSecret[];
+  /** Secrets the app used that tinyx cannot make per image: left out, with why. */
+  leftOut: { path: string; why: string }[];
+  /** How the run ended: ready (probe passed or a port listened), still running, or exited. */
+  outcome: string;
+  seconds: number;
+}
+
+export interface TraceInput {
+  /** Lower directories of the full install root, upper first (the app layer, then the base). */
+  lowerDirs: string[];
+  /** The same root, read-only, for existence checks and accounts. */
+  view: RootView;
+  /** A scratch directory for the writable copy and the log; the caller removes it. */
+  scratch: string;
+  recipe: Recipe;
+  /** Paths the image makes itself, never taken from the install (its /etc/passwd, BusyBox's applet links). */
+  provided: ReadonlySet<string>;
+  /** Whether dpkg lists a path (a file no package lists, that not all may read, is a secret the install made). */
+  packaged: (path: string) => boolean;
+  /** How long to wait for the app to become ready, in ms. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  onLine?: (line: string) => void;
+}
+
+/** Where the trace never adds from: kernel filesystems, runtime state, and what the image writes itself. */
+export const NOT_TRACED = /^\/(proc|sys|dev|run|tmp|var\/run|var\/tmp|var\/log)(\/|$)|^\/etc\/(ld\.so\.(cache|preload)|passwd|group|shadow|gshadow|nsswitch\.conf|hosts|hostname|resolv\.conf|mtab)$/;
+
+/** The image's PATH: the app's environment in the trace, as /init exports it. */
+export const IMAGE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
+
+/**
+ * The trace pass: the app started as its account, with its environment, in a
+ * writable copy of the full install root (an OverlayFS over it, thrown away
+ * after), in its own namespaces, under `strace -f`; driven by its readiness
+ * probe, then stopped. What it used (files opened, stat'ed and executed,
+ * directories listed, accounts switched to, system calls, socket families,
+ * ports listened on) is what the image needs beyond the static analysis.
+ */
+export async function traceApp(input: TraceInput): Promise<TraceResult> {
+  const { recipe, scratch, view } = input;
+  const started = performance.now();
+  const root = join(scratch, 'root');
+  for (const dir of ['root', 'upper', 'work']) await mkdir(join(scratch, dir), { recursive: true });
+  await mount(['-t', 'overlay', 'overlay', '-o', `lowerdir=${input.lowerDirs.join(':')},upperdir=${join(scratch, 'upper')},workdir=${join(scratch, 'work')}`, root], input.signal);
+  try {
+    const passwd = parsePasswd(await readFile(join(root, 'etc/passwd'), 'utf8'));
+    const groups = parseGroup(await readFile(join(root, 'etc/group'), 'utf8'));
+    const account = (name: string): { uid: number; gid: number } => {
+      const entry = passwd.find((p) => p.name === name);
+      if (!entry) throw new TinyxError('E_NO_ACCOUNT', `${recipe.source}: the account "${name}" does not exist in the install root's /etc/passwd`, { kind: 'user' });
+      return entry;
+    };
+    // The directories the image will have made for it: the recipe's (RuntimeDirectory=...), and what
+    // systemd-tmpfiles would make at boot (haproxy's /run/haproxy), which the install never made.
+    const made = [...recipe.directories.map((d) => ({ path: d.path, mode: d.mode, ...account(d.owner) })), ...(await tmpfilesDirectories(root, passwd, groups))];
+    for (const dir of made) {
+      const { path, node } = await resolveInRoot(view, dir.path);
+      if (node && !recipe.directories.some((d) => d.path === dir.path)) continue;
+      const host = join(root, path);
+      await mkdir(host, { recursive: true });
+      await chown(host, dir.uid, dir.gid);
+      await chmod(host, dir.mode);
+    }
+    // The recipe's fix-ups, as the image will have them (nginx without its IPv6 listen).
+    for (const [i, fixup] of recipe.fixups.entries()) {
+      const { path, node } = await resolveInRoot(view, fixup.file);
+      const before = node?.kind === 'file' ? await readFile(join(root, path), 'utf8') : undefined;
+      await mkdir(dirname(join(root, path)), { recursive: true });
+      await writeFile(join(root, path), fixedContent(fixup, before, `fixups[${i}]`, recipe.source));
+    }
+    const user = account(recipe.entrypoint.user);
+    const log = join(scratch, 'strace.log');
+    const sandbox = startSandbox({
+      setup: ['ip link set lo up', 'mount -t proc proc "$ROOT/proc"', 'mount -t sysfs sysfs "$ROOT/sys"'],
+      root,
+      argv: recipe.entrypoint.cmd,
+      as: { uid: user.uid, gid: user.gid, workdir: recipe.entrypoint.workdir },
+      env: { ...IMAGE_ENV, ...recipe.entrypoint.env },
+      strace: { log },
+    });
+    let outcome: string;
+    try {
+      outcome = await driveApp(sandbox, recipe.readiness, input.timeoutMs ?? 30_000, input.signal);
+    } finally {
+      await sandbox.stop();
+    }
+    for (const line of sandbox.output().split('\n').filter(Boolean).slice(-40)) input.onLine?.(line);
+    const ended = /^exited/.test(outcome);
+    const listening = outcome.match(/listening on ([\d, ]+)/)?.[1]?.split(', ').map(Number) ?? [];
+    const text = await readFile(log, 'utf8').catch(() => '');
+    if (ended && !/status 0\b/.test(outcome)) {
+      throw new TinyxError('E_APP_FAILED', `${recipe.entrypoint.cmd[0]} ${outcome} in the full install root, before the image was even cut:\n${tail(sandbox.output(), 15) || '(it printed nothing)'}`, {
+        kind: 'user',
+        hint: 'the VM would fail the same way: fix the configuration (a recipe fixup) or the command; --no-trace builds without this run',
+      });
+    }
+    if (outcome.startsWith('still not ready')) {
+      throw new TinyxError('E_APP_NOT_READY', `${recipe.entrypoint.cmd[0]} was ${outcome} in the full install root (readiness ${JSON.stringify(recipe.readiness)}):\n${tail(sandbox.output(), 15) || '(it printed nothing)'}`, {
+        kind: 'user',
+        hint: 'check the readiness port against the configuration; --no-trace builds without this run',
+      });
+    }
+    const traced = parseStraceLog(text, root, 2);
+    const { secretPaths, ...result } = await collect(traced, input, passwd, groups);
+    const secrets = await makeSecrets(root, secretPaths, input.signal);
+    const leftOut = secrets.unknown.map((path) => ({ path, why: 'a secret the install made once for every image of the package, and tinyx knows no way to make it per image: give your own with a recipe include' }));
+    return { ...result, secrets: secrets.made, leftOut, listening, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
+  } finally {
+    await removeTree(root).catch(() => undefined);
+  }
+}
+
+/** Waits until the app is ready (its probe passes, or for no probe, a port listens), quiet, or ended; then exercises it once. */
+async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs: number, signal: AbortSignal | undefined): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let lastOutput = '';
+  let quietSince = Date.now();
+  while (Date.now() < deadline) {
+    throwIfAborted(signal);
+    if (sandbox.ended()) {
+      return `exited ${sandbox.status() ?? ''}`.trim();
+    }
+    const ports = await sandbox.listening();
+    if (readiness && 'console' in readiness) {
+      if (sandbox.output().includes(readiness.console.line)) return 'ready (its console line)';
+    } else {
+      const wanted = readiness ? ('tcp' in readiness ? readiness.tcp.port : readiness.http.port) : undefined;
+      if (wanted !== undefined ? ports.includes(wanted) : ports.length > 0) {
+        const port = wanted ?? ports[0]!;
+        const probe = await sandbox.probe(port, readiness && 'http' in readiness ? readiness.http.path : undefined);
+        // What the first request touches (an index page, a lazily loaded module) is traced too.
+        await sleep(300);
+        return `ready, listening on ${(await sandbox.listening()).join(', ')} (probe: ${probe.answer})`;
+      }
+    }
+    // No probe and no port: a program that has settled (no output for 3 s) has shown what it uses.
+    const output = sandbox.output();
+    if (output !== lastOutput) {
+      lastOutput = output;
+      quietSince = Date.now();
+    } else if (!readiness && Date.now() - quietSince > 3000) {
+      return 'running, quiet for 3 s (no port listened)';
+    }
+    await sleep(50);
+  }
+  return `still not ready after ${timeoutMs / 1000} s`;
+}
+
+async function collect(
+  log: TraceLog,
+  input: TraceInput,
+  passwd: ReturnType<typeof parsePasswd>,
+  groups: ReturnType<typeof parseGroup>,
+): Promise<Pick<TraceResult, 'paths' | 'users' | 'groups' | 'features'> & { secretPaths: string[] }> {
+  const paths: TracedPath[] = [];
+  const secretPaths: string[] = [];
+  for (const [path, { how, by }] of [...log.reached].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (NOT_TRACED.test(path) || input.provided.has(path)) continue;
+    // Only what the install root has: what the app created while it ran is its own business.
+    const resolved = await resolveInRoot(input.view, path);
+    if (!resolved.node || NOT_TRACED.test(resolved.path)) continue;
+    if (input.provided.has(resolved.path) || resolved.links.some((l) => input.provided.has(l.path))) continue;
+    const reason = `traced: ${how === 'executed' ? 'executed' : how === 'stat' ? "stat'ed" : how === 'directory' ? 'listed' : 'opened'} by ${by}`;
+    if (resolved.node.kind === 'file' && (resolved.node.mode & 0o004) === 0 && !input.packaged(path) && !input.packaged(resolved.path)) secretPaths.push(resolved.path);
+    else if (resolved.node.kind === 'file') paths.push({ path, kind: 'file', reason });
+    else if (resolved.node.kind === 'dir' && how !== 'stat') paths.push({ path, kind: 'dir', reason });
+  }
+  const users = [...log.uids].flatMap((uid) => passwd.filter((p) => p.uid === uid).slice(0, 1).map((p) => ({ name: p.name, reason: `traced: setuid(${uid})` })));
+  const groupNames = [...log.gids].flatMap((gid) => groups.filter((g) => g.gid === gid).slice(0, 1).map((g) => ({ name: g.name, reason: `traced: setgid(${gid})` })));
+  // What goes with a secret (its public half) is made with it, never taken from the install.
+  const withSecrets = new Set(secretPaths.flatMap((p) => secretFiles(p) ?? [p]));
+  return { paths: paths.filter((p) => !withSecrets.has(p.path)), secretPaths, users, groups: groupNames, features: syscallFeatures(log.syscalls, log.families) };
+}
+
+/** The `d` lines of every tmpfiles.d file of the root (a file in /etc/tmpfiles.d wins over one of the same name in /usr/lib), as owner ids. */
+async function tmpfilesDirectories(
+  root: string,
+  passwd: ReturnType<typeof parsePasswd>,
+  groups: ReturnType<typeof parseGroup>,
+): Promise<{ path: string; mode: number; uid: number; gid: number }[]> {
+  const files = new Map<string, string>();
+  for (const dir of ['usr/lib/tmpfiles.d', 'etc/tmpfiles.d']) {
+    for (const name of await readdir(join(root, dir)).catch(() => [] as string[])) if (name.endsWith('.conf')) files.set(name, `/${dir}/${name}`);
+  }
+  const dirs: { path: string; mode: number; uid: number; gid: number }[] = [];
+  for (const file of [...files.values()].sort()) {
+    for (const entry of parseTmpfiles(await readFile(join(root, file), 'utf8').catch(() => ''), file)) {
+      const uid = passwd.find((p) => p.name === entry.user)?.uid;
+      const gid = groups.find((g) => g.name === entry.group)?.gid;
+      if (entry.type === 'd' && uid !== undefined && gid !== undefined) dirs.push({ path: entry.path, mode: entry.mode, uid, gid });
+    }
+  }
+  return dirs;
+}
+
+function tail(text: string, lines: number): string {
+  return text.split('\n').filter(Boolean).slice(-lines).join('\n');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,149 @@
+import { chmod, copyFile, lchown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { READY_LINE } from '../assemble/init-script.js';
+import { TinyxError, throwIfAborted } from '../errors.js';
+import type { ImageEntry } from '../image-tree.js';
+import type { Recipe } from '../recipe/recipe.js';
+import { resolveInRoot } from '../resolve/root-path.js';
+import type { RootView } from '../resolve/root-view.js';
+import { parseStraceLog } from './strace-log.js';
+import { startSandbox, type Sandbox } from './sandbox.js';
+import { IMAGE_ENV, NOT_TRACED } from './trace-app.js';
+
+export interface VerifyInput {
+  /** The image's entries, as the pack step will write them. */
+  entries: readonly ImageEntry[];
+  /** A scratch directory for the unpacked root and the log; the caller removes it. */
+  scratch: string;
+  recipe: Recipe;
+  /** The full install root: what the cut root lacks is looked up there, for the error. */
+  view: RootView;
+  /** The package that installed a path, for the error. */
+  owner: (path: string) => string | undefined;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface VerifyResult {
+  /** "ready, probe: HTTP/1.1 200 OK", "ran to completion (status 0)". */
+  outcome: string;
+  /** The recipe check's command and its last line, when there is a check. */
+  check: string | null;
+  seconds: number;
+}
+
+/**
+ * Verify before emitting: the image's root written out as it will be, the
+ * recipe's check run in it, then its own /init started in it (as PID 1 of
+ * fresh namespaces, under `strace -f -Z`, which logs only the calls that
+ * failed) and its readiness probe passed with a real client. A failure is a
+ * build error that names what was missing: the paths the app looked for in
+ * vain that the full install has, with their package.
+ */
+export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
+  const { recipe, scratch } = input;
+  const started = performance.now();
+  const root = join(scratch, 'root');
+  await writeEntries(input.entries, root);
+  const log = join(scratch, 'verify.log');
+  const cmd = recipe.entrypoint.cmd[0]!;
+
+  let check: string | null = null;
+  if (recipe.check) {
+    const run = startSandbox({
+      setup: ['mount -t proc proc "$ROOT/proc"', 'mount -t devtmpfs devtmpfs "$ROOT/dev"'],
+      root,
+      argv: recipe.check,
+      env: IMAGE_ENV,
+      strace: { log, failedOnly: true },
+    });
+    const ended = await waitUntil(() => run.ended(), input.timeoutMs ?? 30_000, input.signal).finally(() => run.stop());
+    const status = run.status();
+    if (!ended || status !== 'with status 0') {
+      throw await verifyError(input, `the check (${recipe.check.join(' ')}) ${ended ? `failed ${status}` : 'did not finish'} in the image's root`, run, log);
+    }
+    check = `${recipe.check.join(' ')}: ${lastLine(run.output()) || 'passed'}`;
+  }
+
+  const app = startSandbox({ setup: [], root, argv: ['/init'], env: {}, strace: { log, failedOnly: true } });
+  try {
+    const timeout = input.timeoutMs ?? 30_000;
+    const settled = await waitUntil(() => app.ended() || app.output().includes(READY_LINE) || /tinyx: \S+ exited with status/.test(app.output()), timeout, input.signal);
+    const output = app.output();
+    const exited = output.match(/tinyx: \S+ exited with status (\d+)/);
+    if (!settled) throw await verifyError(input, `${cmd} did not become ready within ${timeout / 1000} s in the image's root`, app, log);
+    if (exited && !output.includes(READY_LINE)) throw await verifyError(input, `${cmd} exited with status ${exited[1]} in the image's root, before it was ready`, app, log);
+    if (exited && exited[1] !== '0') throw await verifyError(input, `${cmd} exited with status ${exited[1]} in the image's root`, app, log);
+    if (!output.includes(READY_LINE)) throw await verifyError(input, `/init ended ${app.status() ?? ''} before ${cmd} was ready`, app, log);
+    let outcome = exited ? 'ran to completion (status 0)' : 'ready';
+    const readiness = recipe.readiness;
+    if (!exited && readiness && !('console' in readiness)) {
+      const port = 'tcp' in readiness ? readiness.tcp.port : readiness.http.port;
+      const probe = await app.probe(port, 'http' in readiness ? readiness.http.path : undefined);
+      if (!probe.ok) throw await verifyError(input, `${cmd} listens on ${port} in the image's root, but its probe failed: ${probe.answer}`, app, log);
+      outcome = `ready, probe on ${port}: ${probe.answer}`;
+    }
+    return { outcome, check, seconds: Math.round((performance.now() - started) / 10) / 100 };
+  } finally {
+    await app.stop();
+  }
+}
+
+/** The error for a failed verify: what happened, the app's last lines, and what it looked for that the image lacks. */
+async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, log: string): Promise<TinyxError> {
+  await sandbox.stop();
+  const text = await readFile(log, 'utf8').catch(() => '');
+  const missing: string[] = [];
+  for (const [path, by] of parseStraceLog(text, join(input.scratch, 'root'), 2).missing) {
+    if (NOT_TRACED.test(path)) continue;
+    const resolved = await resolveInRoot(input.view, path);
+    if (resolved.node?.kind !== 'file' && resolved.node?.kind !== 'dir') continue;
+    const pkg = input.owner(resolved.path);
+    missing.push(`  ${path}: no such ${resolved.node.kind === 'dir' ? 'directory' : 'file'} in the image (${pkg ? `owned by ${pkg}; ` : ''}in the full install${by === '?' ? '' : `; looked for by ${by}`})`);
+  }
+  const output = sandbox.output().split('\n').filter(Boolean).slice(-12).join('\n');
+  return new TinyxError('E_VERIFY', `verify: ${what}\n${output}${missing.length > 0 ? `\nwhat it looked for and the image lacks:\n${missing.slice(0, 15).join('\n')}` : ''}`, {
+    hint: missing.length > 0 ? "add them with the recipe's include (or dlopen for modules); --no-verify emits the image anyway" : 'run the image to see more; --no-verify emits the image anyway',
+  });
+}
+
+/**
+ * Writes the image's entries into a directory, as the packer would: owners,
+ * modes and links as listed. Device nodes are left out (the /init mounts a
+ * devtmpfs over /dev, and a check gets one).
+ */
+export async function writeEntries(entries: readonly ImageEntry[], root: string): Promise<void> {
+  await mkdir(root, { recursive: true, mode: 0o755 });
+  await chmod(root, 0o755);
+  for (const entry of [...entries].sort((a, b) => (a.path < b.path ? -1 : 1))) {
+    const host = join(root, entry.path);
+    await mkdir(dirname(host), { recursive: true, mode: 0o755 });
+    if (entry.type === 'symlink') {
+      await symlink(entry.target, host);
+      await lchown(host, entry.uid ?? 0, entry.gid ?? 0);
+      continue;
+    }
+    if (entry.type === 'dir') await mkdir(host, { recursive: true });
+    else if (entry.type === 'file') {
+      if ('content' in entry.source) await writeFile(host, entry.source.content);
+      else await copyFile(entry.source.path, host);
+    } else continue;
+    // chown first: it clears the set-id bits a chmod sets.
+    await lchown(host, entry.uid ?? 0, entry.gid ?? 0);
+    await chmod(host, entry.mode);
+  }
+}
+
+async function waitUntil(done: () => boolean, timeoutMs: number, signal: AbortSignal | undefined): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    throwIfAborted(signal);
+    if (done()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return done();
+}
+
+function lastLine(text: string): string {
+  return text.split('\n').filter(Boolean).pop() ?? '';
+}

@@ -1,0 +1,145 @@
+import { mkdtemp, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build, recipeFromPackage, type BuildOptions, type Manifest } from '@tinyx/builder';
+import { READY_LINE, removeTree } from '@tinyx/builder/internals';
+import { integrationTest } from '../helpers/capabilities.js';
+import { bootInRoot, httpGetInNamespace } from '../helpers/watched.js';
+import { runCli } from '../helpers/cli.js';
+import { processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
+
+// Issue #11, the trace pass and verify before emitting. `tinyx build --package P`
+// alone: the app runs once in the full install under strace, and what it used
+// joins the image; then the image's own /init must start it in the cut root and
+// pass its probe. Each image is then started here the same way the VM would
+// (its /init as PID 1 of fresh namespaces, no kernel) and asked with a real client.
+const test = integrationTest({ tools: ['unshare', 'nsenter'] });
+const work = await mkdtemp(join(tmpdir(), 'tinyx-it-trace-'));
+test.after.always(() => removeTree(work));
+
+type Root = Parameters<typeof unpackInitrd>[0];
+
+async function buildImage(t: Root, name: string, recipe: BuildOptions['recipe'], options: Partial<BuildOptions> = {}): Promise<{ manifest: Manifest; root: string }> {
+  const outDir = join(work, name);
+  const manifest = await build({ recipe, outDir, kernel: false, ...options });
+  return { manifest, root: await unpackInitrd(t, join(outDir, manifest.artifacts.rootfs)) };
+}
+
+/** Starts the image's /init in its root and GETs `path` once it says it is ready. */
+async function serve(root: string, port: number, path: string): Promise<{ status: string; body: string; output: string }> {
+  const app = bootInRoot(root);
+  try {
+    const ready = await waitFor(() => app.output().includes(READY_LINE), 30_000, app.exited);
+    if (!ready) return { status: 'never ready', body: '', output: app.output() };
+    return { ...(await httpGetInNamespace(app.pid, port, path)), output: app.output() };
+  } finally {
+    await app.stop();
+  }
+}
+
+test('lighttpd, no recipe: the trace brings the Perl its configuration runs and the www-data it switches to; the port it listened on is its probe', async (t) => {
+  const { manifest, root } = await buildImage(t, 'lighttpd', { fromUnit: { package: 'lighttpd' } });
+  // No port in the unit: the one it listened on in the trace.
+  t.deepEqual(manifest.readiness, { tcp: { port: 80 } });
+  t.like(manifest.derivedFrom?.fields.find((f) => f.key === 'trace'), { became: 'readiness tcp 80' });
+  // include_shell "/usr/share/lighttpd/use-ipv6.pl": a script no ELF closure or package rule brings, and its interpreter.
+  t.regex(manifest.files.find((f) => f.path === '/usr/share/lighttpd/use-ipv6.pl')?.reason ?? '', /^traced: executed/);
+  t.regex(manifest.files.find((f) => f.path === '/usr/bin/perl')?.reason ?? '', /^interpreter of /);
+  t.regex(manifest.accounts.users.find((u) => u.name === 'www-data')?.reason ?? '', /^traced: setuid\(33\)$|^owner of /);
+  t.regex(manifest.verify?.outcome ?? '', /^ready, probe on 80: connected$/);
+
+  const page = await serve(root, 80, '/');
+  t.is(page.status, '200 OK', page.output);
+  t.regex(page.body, /lighttpd/i);
+});
+
+test('nginx, no recipe: www-data (named only in nginx.conf) from the setuid the trace saw; the default page over IPv4', async (t) => {
+  const { manifest, root } = await buildImage(t, 'nginx-unit', { fromUnit: { package: 'nginx' } });
+  t.truthy(manifest.accounts.users.find((u) => u.name === 'www-data'));
+  t.regex(manifest.verify?.check ?? '', /nginx -t/);
+  const app = bootInRoot(root);
+  try {
+    t.true(await waitFor(() => app.output().includes(READY_LINE), 30_000, app.exited), app.output());
+    const page = await httpGetInNamespace(app.pid, 80, '/');
+    t.is(page.status, '200 OK', app.output());
+    t.regex(page.body, /Welcome to nginx/);
+    // The workers run as www-data, in the image as in the full install.
+    const workers = (await processesInRoot(root)).filter((p) => p.comm === 'nginx' && p.uid !== 0);
+    t.true(workers.length > 0, app.output());
+    t.true(workers.every((p) => p.uid === 33));
+  } finally {
+    await app.stop();
+  }
+});
+
+test("nginx's kernel, no recipe: the trace's socket(AF_INET6) asks for IPv6, which no imported symbol shows", async (t) => {
+  const result = await runCli(['kernel', 'config', '--package', 'nginx', '--json']);
+  t.is(result.code, 0, result.stderr);
+  const features = (JSON.parse(result.stdout) as { features: { name: string; from: string[] }[] }).features;
+  t.deepEqual(features.find((f) => f.name === 'ipv6')?.from, ['traced: socket(AF_INET6)']);
+});
+
+test("python3 http.server with --cmd: the compiled modules it imports (ssl, sqlite3) are in the image, because the trace saw them", async (t) => {
+  const cmd = `/usr/bin/python3 -c 'import ssl, sqlite3, http.server as s; s.test(HandlerClass=s.SimpleHTTPRequestHandler, port=8000, bind="0.0.0.0")'`;
+  const recipe = recipeFromPackage({ package: 'python3', cmd, port: 8000 });
+  const { manifest, root } = await buildImage(t, 'python3', recipe);
+  for (const module of ['_ssl', '_sqlite3']) {
+    t.regex(manifest.files.find((f) => f.path.includes(`/lib-dynload/${module}.`))?.reason ?? '', /^traced: /, module);
+  }
+  const imported = runInRoot(root, ['/usr/bin/python3', '-c', 'import ssl, sqlite3; print(ssl.OPENSSL_VERSION.split()[0], sqlite3.connect(":memory:").execute("select 6*7").fetchone()[0])']);
+  t.is(imported.code, 0, imported.output);
+  t.is(imported.output.trim(), 'OpenSSL 42');
+  const page = await serve(root, 8000, '/');
+  t.is(page.status, '200 OK', page.output);
+  t.regex(page.body, /Directory listing for \//);
+
+  // Without the trace the same image would not start: verify says so, and nothing is written.
+  const out = join(work, 'python3-untraced');
+  const error = await build({ recipe, outDir: out, kernel: false, trace: false }).then(
+    () => undefined,
+    (e: unknown) => e as Error & { code?: string },
+  );
+  t.is(error?.code, 'E_VERIFY');
+  t.regex(error?.message ?? '', /ModuleNotFoundError: No module named '_ssl'/);
+  t.regex(error?.message ?? '', /\/usr\/lib\/python3\.11\/lib-dynload: no such directory in the image \(owned by python3\.11/);
+  await t.throwsAsync(stat(out), { code: 'ENOENT' });
+});
+
+test('an image that would not start is a build error, never an emitted image: lighttpd without the trace lacks its Perl script', async (t) => {
+  const out = join(work, 'lighttpd-untraced');
+  const result = await runCli(['build', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--out', out]);
+  t.is(result.code, 1, result.stderr);
+  t.regex(result.stderr, /verify: the check \(\/usr\/sbin\/lighttpd -tt -f \/etc\/lighttpd\/lighttpd\.conf\) failed/);
+  t.regex(result.stderr, /\/usr\/share\/lighttpd\/use-ipv6\.pl: no such file in the image \(owned by lighttpd; in the full install/);
+  t.regex(result.stderr, /--no-verify emits the image anyway/);
+  await t.throwsAsync(stat(out), { code: 'ENOENT' });
+  // --no-verify: the user's call, and the image is written.
+  const forced = await runCli(['build', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--no-verify', '--out', out, '--json']);
+  t.is(forced.code, 0, forced.stderr);
+  t.like((JSON.parse(forced.stdout) as { manifest: Manifest }).manifest, { trace: null, verify: null });
+});
+
+test('an app that fails in the full install fails the trace, in its own words, before anything is cut', async (t) => {
+  const out = join(work, 'lighttpd-bad');
+  const result = await runCli(['build', '--package', 'lighttpd', '--cmd', '/usr/sbin/lighttpd -D -f /etc/lighttpd/missing.conf', '--no-kernel', '--out', out]);
+  t.is(result.code, 2, result.stderr);
+  t.regex(result.stderr, /\/usr\/sbin\/lighttpd exited with status 255 in the full install root/);
+  t.regex(result.stderr, /missing\.conf/);
+  await t.throwsAsync(stat(out), { code: 'ENOENT' });
+});
+
+test("secrets per image: sshd's host keys are made for each image, never the install's copy every image would share", async (t) => {
+  const keys = (m: Manifest): Map<string, string> => new Map(m.files.filter((f) => /^\/etc\/ssh\/ssh_host_\w+_key(\.pub)?$/.test(f.path)).map((f) => [f.path, f.sha256]));
+  const a = await buildImage(t, 'sshd-a', { fromUnit: { package: 'openssh-server' } });
+  const b = await buildImage(t, 'sshd-b', { fromUnit: { package: 'openssh-server' } });
+  const [ka, kb] = [keys(a.manifest), keys(b.manifest)];
+  t.true(ka.has('/etc/ssh/ssh_host_ed25519_key'), [...ka.keys()].join(' '));
+  t.is(ka.size, kb.size);
+  for (const [path, sha] of ka) t.not(kb.get(path), sha, path);
+  t.regex(a.manifest.files.find((f) => f.path === '/etc/ssh/ssh_host_ed25519_key')?.reason ?? '', /^a secret made for this image: ssh-keygen /);
+  t.false(a.manifest.leftOut.some((l) => ka.has(l.path)));
+  // The private key is the daemon's alone, as the install made it; sshd accepts its configuration and keys.
+  t.like(a.manifest.files.find((f) => f.path === '/etc/ssh/ssh_host_ed25519_key'), { mode: '0600' });
+  const check = runInRoot(a.root, ['/usr/sbin/sshd', '-t']);
+  t.is(check.code, 0, check.output);
+});

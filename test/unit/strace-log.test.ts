@@ -1,0 +1,74 @@
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import { listeningPorts, parseStraceLog, syscallFeatures } from '@tinyx/builder/internals';
+
+// test/fixtures/strace/lighttpd.log: `strace -f -yy -qq -s 512` of `unshare --root=ROOT --setuid 0 -- lighttpd -D`
+// started in lighttpd's full install root (Debian 12), as the trace pass runs it, with the noisiest calls
+// (mmap, read, write, ...) filtered out and the root renamed /cache/tmp/trace-1/root.
+const ROOT = '/cache/tmp/trace-1/root';
+const fixture = await readFile(new URL('../../fixtures/strace/lighttpd.log', import.meta.url), 'utf8');
+
+test('the paths the app reached, inside the root, as it named them (through /etc/localtime, not the zoneinfo file)', (t) => {
+  const log = parseStraceLog(fixture, ROOT, 2);
+  t.like(log.reached.get('/etc/lighttpd/lighttpd.conf'), { how: 'opened', by: '/usr/sbin/lighttpd' });
+  t.like(log.reached.get('/etc/localtime'), { how: 'opened' });
+  t.false(log.reached.has('/usr/share/zoneinfo/Etc/UTC'));
+  t.like(log.reached.get('/etc/lighttpd/conf-enabled'), { how: 'directory' });
+  // The config's include_shell: /bin/sh runs a Perl script, which stats and opens its modules.
+  t.like(log.reached.get('/usr/share/lighttpd/use-ipv6.pl'), { how: 'executed', by: '/usr/share/lighttpd/use-ipv6.pl' });
+  t.like(log.reached.get('/usr/lib/x86_64-linux-gnu/perl-base/Socket.pm'), { by: '/usr/share/lighttpd/use-ipv6.pl' });
+  t.like(log.reached.get('/bin/sh'), { how: 'executed' });
+});
+
+test("what the sandbox's own unshare did before it ran the app is not the app's", (t) => {
+  const log = parseStraceLog(fixture, ROOT, 2);
+  // unshare's own libraries (host paths) and its setuid(0) come before the app's execve.
+  t.false([...log.reached.keys()].some((p) => p.startsWith('/cache')));
+  t.false(log.uids.has(0));
+  t.deepEqual([...log.uids], [33]);
+  t.deepEqual([...log.gids].sort(), [33]);
+  // Without the skip, unshare's own execve and setuid(0) count.
+  t.true(parseStraceLog(fixture, ROOT, 0).uids.has(0));
+});
+
+test('paths looked for in vain, system calls that succeeded, socket families', (t) => {
+  const log = parseStraceLog(fixture, ROOT, 2);
+  t.is(log.missing.get('/etc/ld.so.preload'), '/usr/sbin/lighttpd');
+  t.true(log.families.has('AF_INET6'));
+  t.true(log.families.has('AF_INET'));
+  t.true((log.syscalls.get('listen') ?? 0) >= 2);
+  t.true(log.syscalls.has('epoll_create1'));
+  t.false(log.syscalls.has('no_such_call'));
+  const features = syscallFeatures(log.syscalls, log.families);
+  t.deepEqual(features.get('ipv6'), ['traced: socket(AF_INET6)']);
+  t.truthy(features.get('epoll'));
+});
+
+test('relative paths against the directory fd, halves of interrupted calls joined, truncated and outside paths dropped', (t) => {
+  const text = [
+    '5     execve("/usr/bin/unshare", ["unshare"], 0x0 /* 1 var */) = 0',
+    '5     execve("/usr/sbin/app", ["app"], 0x0 /* 1 var */) = 0',
+    '5     openat(AT_FDCWD</r/etc/app>, "conf.d/a.conf", O_RDONLY) = 3</r/etc/app/conf.d/a.conf>',
+    '5     openat(4</r/usr/lib/app>, "../share/x", O_RDONLY) = 3</r/usr/lib/share/x>',
+    '6     newfstatat(AT_FDCWD</r>, "/usr/lib/mod.so",  <unfinished ...>',
+    '5     statx(AT_FDCWD</r>, "/var/lib/app\\x2fdb", AT_STATX_SYNC_AS_STAT, STATX_ALL, {...}) = 0',
+    '6     <... newfstatat resumed>{st_mode=S_IFREG|0644, st_size=1}, 0) = 0',
+    '5     openat(AT_FDCWD</r>, "/very/long"..., O_RDONLY) = 3</r/very/long>',
+    '5     openat(AT_FDCWD</elsewhere>, "x", O_RDONLY) = 3</elsewhere/x>',
+    '5     open("/etc/missing", O_RDONLY) = -1 ENOENT (No such file or directory)',
+  ].join('\n');
+  const log = parseStraceLog(text, '/r', 2);
+  t.deepEqual([...log.reached.keys()].sort(), ['/etc/app/conf.d/a.conf', '/usr/lib/mod.so', '/usr/lib/share/x', '/usr/sbin/app', '/var/lib/app/db']);
+  t.is(log.reached.get('/usr/lib/mod.so')?.how, 'stat');
+  t.is(log.missing.get('/etc/missing'), '/usr/sbin/app');
+});
+
+test('listening ports from /proc/net/tcp: only sockets in LISTEN (0A)', (t) => {
+  const table = [
+    '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+    '   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0',
+    '   1: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   100        0 2 1 0 100 0 0 10 0',
+    '   2: 0100007F:0050 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1',
+  ].join('\n');
+  t.deepEqual(listeningPorts(table), [80, 6379]);
+});
