@@ -9,6 +9,8 @@
 //              pause/unpause, save/restore                          (bench/boot.js)
 //   baselines  the same app as a Debian VM, and Debian's kernel with the tinyx root (bench/baselines.js)
 //   density    50 nginx VMs at once                                 (bench/density.js)
+//   corpus     twenty Debian services from `--package NAME` alone, booted and asked by a
+//              client of their protocol (issue #11)                 (bench/corpus.js)
 //   xen        Xen 4.17 inside QEMU: the Nth domain's creation time (Xen's vif script, the lean
 //              one, the pool), PVH vs PV boot, save/restore          (test/xen, its bench suite)
 //
@@ -25,10 +27,11 @@ import { detectAccel, freePort } from '@tinyx/toolstack';
 import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
 import { kernelFigures, rootFigures } from './build.js';
 import { density } from './density.js';
+import { corpus, renderCorpus } from './corpus.js';
 import { renderXen, xenFigures } from './xen.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
-const SECTIONS = ['build', 'kernels', 'boot', 'baselines', 'density', 'xen'];
+const SECTIONS = ['build', 'kernels', 'boot', 'baselines', 'density', 'corpus', 'xen'];
 const APPS = ['nginx', 'redis'];
 const sharedCache = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME || join(process.env.HOME, '.cache'), 'tinyx');
 /** Where the benchmark keeps its images, state files and baseline VMs between runs. */
@@ -131,6 +134,15 @@ await section('density', async () => {
   return { runs };
 });
 
+// TINYX_BENCH_CORPUS=nginx,redis-server measures only those (the others' rows are kept).
+await section('corpus', async () => {
+  const only = process.env.TINYX_BENCH_CORPUS?.split(',');
+  const measured = await corpus(work, only);
+  if (!only || !results.corpus) return measured;
+  const rows = results.corpus.rows.map((r) => measured.rows.find((m) => m.package === r.package) ?? r);
+  return { rows, served: rows.filter((r) => r.serves).length, total: rows.length };
+});
+
 await section('xen', async () => {
   const dirs = {};
   for (const platform of ['xen-pvh', 'xen-pv']) {
@@ -194,6 +206,7 @@ function renderTables(r) {
       for (const f of d.failures ?? []) out.push(`|  |  |  |  |  |  | failed: ${f.replace(/\|/g, '/')} |  |  |`);
     }
   }
+  if (r.corpus) out.push('', ...renderCorpus(r.corpus));
   if (r.xen) out.push('', ...renderXen(r.xen));
   if (r.build) {
     out.push('', `### Root filesystems (${r.build.date.slice(0, 10)}; \`--no-kernel\`; cold = empty cache, debootstrap and apt included)`, '');

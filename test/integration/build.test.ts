@@ -32,7 +32,7 @@ test('nginx: the image directory, its manifest, and `nginx -t` inside the assemb
   t.true(manifest.files.some((f) => f.path === '/usr/lib/x86_64-linux-gnu/libssl.so.3' && /^[0-9a-f]{64}$/.test(f.sha256)));
   t.false(manifest.files.some((f) => f.path.startsWith('/usr/share/doc/')), 'no docs');
   t.false(manifest.files.some((f) => f.path.startsWith('/var/lib/dpkg/')), 'no dpkg state');
-  t.deepEqual(Object.keys(manifest.build.seconds), ['load', 'base', 'install', 'resolve', 'assemble', 'pack']);
+  t.deepEqual(Object.keys(manifest.build.seconds), ['load', 'base', 'install', 'trace', 'resolve', 'assemble', 'verify', 'pack']);
   t.truthy(manifest.build.tools.objdump);
 
   const root = await unpackInitrd(t, join(dir, 'initrd.cpio.gz'));

@@ -60,13 +60,12 @@ test('an entrypoint no installed package provides: exit 2, with the programs the
   t.regex(unowned.stderr, /--package memcached: entrypoint\.cmd: \/etc\/passwd is not in any installed package/);
 });
 
-test("--package alone: a Type=forking unit with no known foreground flag is exit 2, naming the unit and asking for --cmd; no image is written", async (t) => {
-  // dnsmasq.service: Type=forking, ExecStart=/usr/share/dnsmasq/systemd-helper exec.
-  const out = join(work, 'dnsmasq');
-  const result = await runCli(['build', '--package', 'dnsmasq', '--no-kernel', '--out', out]);
+test('--package alone for a package that ships no service unit: exit 2, asking for the command line; no image is written', async (t) => {
+  const out = join(work, 'python3');
+  const result = await runCli(['build', '--package', 'python3', '--no-kernel', '--out', out]);
   t.is(result.code, 2, result.stderr);
-  t.regex(result.stderr, /--package dnsmasq \(\/usr\/lib\/systemd\/system\/dnsmasq\.service\): ExecStart: dnsmasq\.service is Type=forking/);
-  t.regex(result.stderr, /hint: give the foreground command line: --cmd/);
+  t.regex(result.stderr, /python3 ships no systemd service unit: nothing says how to start it/);
+  t.regex(result.stderr, /hint: give the command line: tinyx build --package python3 --cmd/);
   t.false(await stat(out).then(() => true, () => false));
 });
 

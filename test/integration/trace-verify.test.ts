@@ -1,4 +1,4 @@
-import { mkdtemp, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, recipeFromPackage, type BuildOptions, type Manifest } from '@tinyx/builder';
@@ -77,6 +77,34 @@ test("nginx's kernel, no recipe: the trace's socket(AF_INET6) asks for IPv6, whi
   t.is(result.code, 0, result.stderr);
   const features = (JSON.parse(result.stdout) as { features: { name: string; from: string[] }[] }).features;
   t.deepEqual(features.find((f) => f.name === 'ipv6')?.from, ['traced: socket(AF_INET6)']);
+});
+
+test('apache2, no recipe: Type=forking with no pid file; /init follows what `apachectl start` leaves running, and it serves', async (t) => {
+  const { manifest, root } = await buildImage(t, 'apache2', { fromUnit: { package: 'apache2' } });
+  t.like(manifest.recipe.entrypoint, { cmd: ['/usr/sbin/apachectl', 'start'], forks: true, pidFile: null });
+  t.like(manifest.derivedFrom?.fields.find((f) => f.key === 'Type'), { became: 'entrypoint.forks: /init follows what the command leaves running' });
+  const page = await serve(root, 80, '/');
+  t.is(page.status, '200 OK', page.output);
+  t.regex(page.body, /Apache2 Debian Default Page/);
+});
+
+test("dnsmasq, no recipe: Type=forking with PIDFile=; /init follows the pid in it, and ends when that process does", async (t) => {
+  const { manifest, root } = await buildImage(t, 'dnsmasq', { fromUnit: { package: 'dnsmasq' } });
+  t.like(manifest.recipe.entrypoint, { forks: true, pidFile: '/run/dnsmasq/dnsmasq.pid' });
+  t.deepEqual(manifest.readiness, { tcp: { port: 53 } });
+  const app = bootInRoot(root);
+  try {
+    t.true(await waitFor(() => app.output().includes(READY_LINE), 30_000, app.exited), app.output());
+    const pid = Number((await readFile(join(root, 'run/dnsmasq/dnsmasq.pid'), 'utf8')).trim());
+    const daemon = (await processesInRoot(root)).find((p) => p.comm === 'dnsmasq');
+    t.truthy(daemon, app.output());
+    // The pid file holds the namespace's pid; the daemon is the one dnsmasq process, and /init outlives the helper that started it.
+    t.true(pid > 1);
+    process.kill(daemon!.pid, 'SIGTERM');
+    t.true(await waitFor(() => /tinyx: dnsmasq exited with status 0/.test(app.output()), 15_000), app.output());
+  } finally {
+    await app.stop();
+  }
 });
 
 test("python3 http.server with --cmd: the compiled modules it imports (ssl, sqlite3) are in the image, because the trace saw them", async (t) => {

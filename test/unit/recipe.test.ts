@@ -35,6 +35,8 @@ test('defaults are filled in', (t) => {
   t.is(recipe.name, 'x');
   t.is(recipe.entrypoint.user, 'root');
   t.is(recipe.entrypoint.workdir, '/');
+  t.false(recipe.entrypoint.forks);
+  t.is(recipe.entrypoint.pidFile, null);
   t.deepEqual(recipe.users, []);
   t.is(recipe.readiness, null);
   t.deepEqual(recipe.kernel.features, []);
@@ -66,6 +68,8 @@ test('bad values: package names, paths, features, probes, fix-ups, modes', (t) =
   const feature = recipeError(t, `${MINIMAL}kernel: { features: [epol] }\n`);
   t.is(feature.message, 'recipes/x.yaml: kernel.features[0]: unknown feature "epol"');
   t.regex(feature.hint ?? '', /did you mean "epoll"/);
+  t.is(recipeError(t, 'packages: [xyz]\nentrypoint: { cmd: [/x], pidFile: /run/x.pid }\n').message, 'recipes/x.yaml: entrypoint.pidFile: is only for an app whose command forks');
+  t.is(recipeError(t, 'packages: [xyz]\nentrypoint: { cmd: [/x], forks: yes please }\n').message, 'recipes/x.yaml: entrypoint.forks: must be true or false, not the string "yes please"');
   t.is(recipeError(t, `${MINIMAL}readiness: { tcp: 80, console: ready }\n`).message, 'recipes/x.yaml: readiness: names 2 probes (tcp, console)');
   t.is(recipeError(t, `${MINIMAL}fixups: [{ file: /etc/x, delete-lines: "(" }]\n`).message.split(':').slice(0, 3).join(':'), 'recipes/x.yaml: fixups[0].delete-lines: is not a valid regular expression');
   t.is(recipeError(t, `${MINIMAL}fixups: [{ file: /etc/x, replace: a }]\n`).message, 'recipes/x.yaml: fixups[0].with: is required');

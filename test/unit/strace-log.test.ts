@@ -1,6 +1,6 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
-import { listeningPorts, parseStraceLog, syscallFeatures } from '@tinyx/builder/internals';
+import { listeningSockets, parseStraceLog, syscallFeatures } from '@tinyx/builder/internals';
 
 // test/fixtures/strace/lighttpd.log: `strace -f -yy -qq -s 512` of `unshare --root=ROOT --setuid 0 -- lighttpd -D`
 // started in lighttpd's full install root (Debian 12), as the trace pass runs it, with the noisiest calls
@@ -63,12 +63,26 @@ test('relative paths against the directory fd, halves of interrupted calls joine
   t.is(log.missing.get('/etc/missing'), '/usr/sbin/app');
 });
 
-test('listening ports from /proc/net/tcp: only sockets in LISTEN (0A)', (t) => {
+test('listening sockets from /proc/net/tcp and tcp6: only those in LISTEN (0A), loopback told apart', (t) => {
   const table = [
     '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
     '   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0',
     '   1: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   100        0 2 1 0 100 0 0 10 0',
     '   2: 0100007F:0050 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1',
   ].join('\n');
-  t.deepEqual(listeningPorts(table), [80, 6379]);
+  t.deepEqual(listeningSockets(table), [
+    { port: 80, loopback: false },
+    { port: 6379, loopback: true },
+  ]);
+  const table6 = [
+    '  sl  local_address                         remote_address                        st',
+    '   0: 00000000000000000000000001000000:18EB 00000000000000000000000000000000:0000 0A 0',
+    '   1: 0000000000000000FFFF00000100007F:2BCB 00000000000000000000000000000000:0000 0A 0',
+    '   2: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0',
+  ].join('\n');
+  t.deepEqual(listeningSockets(table6), [
+    { port: 6379, loopback: true },
+    { port: 11211, loopback: true },
+    { port: 80, loopback: false },
+  ]);
 });

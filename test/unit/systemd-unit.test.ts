@@ -90,11 +90,15 @@ test('memcached: the wrapper is the command', (t) => {
   t.deepEqual(recipe.entrypoint.cmd, ['/usr/share/memcached/scripts/systemd-memcached-wrapper', '/etc/memcached.conf']);
 });
 
-test('a forking unit with no known foreground flag is an error naming the unit and asking for --cmd', (t) => {
-  const u = parseUnit('[Service]\nType=forking\nExecStart=/usr/sbin/food --pidfile /run/food.pid\n', '/usr/lib/systemd/system/food.service');
-  const error = t.throws(() => recipeFromUnit({ package: 'food', unit: u, environmentFiles: {} }), { instanceOf: RecipeError });
-  t.regex(error!.message, /food\.service is Type=forking/);
-  t.regex(error!.hint ?? '', /--cmd/);
+test('a forking unit with no known foreground flag runs as it is, and /init follows it: by PIDFile= (relative to /run), or by what it leaves', (t) => {
+  const u = parseUnit('[Service]\nType=forking\nPIDFile=food/food.pid\nExecStart=/usr/sbin/food --pidfile /run/food/food.pid\n', '/usr/lib/systemd/system/food.service');
+  const { recipe, derivedFrom } = recipeFromUnit({ package: 'food', unit: u, environmentFiles: {} });
+  t.like(recipe.entrypoint, { cmd: ['/usr/sbin/food', '--pidfile', '/run/food/food.pid'], forks: true, pidFile: '/run/food/food.pid' });
+  t.like(derivedFrom.fields.find((f) => f.key === 'PIDFile'), { became: 'entrypoint.pidFile /run/food/food.pid' });
+  const bare = parseUnit('[Service]\nType=forking\nExecStart=/usr/sbin/food\n', '/usr/lib/systemd/system/food.service');
+  t.like(recipeFromUnit({ package: 'food', unit: bare, environmentFiles: {} }).recipe.entrypoint, { forks: true, pidFile: null });
+  // A known foreground flag wins: nginx stays in the foreground (see above), never forks.
+  t.false(recipeFromUnit({ package: 'nginx', unit: unit('nginx.service'), environmentFiles: {} }).recipe.entrypoint.forks);
 });
 
 test('WorkingDirectory= is where the app starts; "~" (the home) is not carried over', (t) => {

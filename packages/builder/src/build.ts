@@ -17,6 +17,7 @@ import { OUTPUT_FORMATS, packImage, type OutputFormat } from './pack/formats.js'
 import { COMPRESSIONS, type Compression } from './pack/compressions.js';
 import { buildKernel, configureKernel, type BuiltKernel, type KernelConfig } from './kernel/build-kernel.js';
 import type { KernelPlatform, KernelRequest } from './kernel/fragments.js';
+import { isKernelFeature, KERNEL_FEATURES, type KernelFeature } from './kernel-features.js';
 import { imageKernelFeatures } from './kernel/image-features.js';
 import { prepareKernelSource, type KernelSource } from './kernel/kernel-source.js';
 
@@ -32,7 +33,7 @@ import type { Recipe } from './recipe/recipe.js';
 import type { DerivedFrom } from './recipe/recipe-from-unit.js';
 import { recipeFromInstalledUnit, type UnitRecipeRequest } from './recipe/package-unit.js';
 import type { RecipeSearchOptions } from './recipe/recipe-search-path.js';
-import { planImage, type ImagePlan } from './resolve/plan-image.js';
+import { locateEntrypoint, planImage, type ImagePlan } from './resolve/plan-image.js';
 import { planInstallMade, type InstallMadePlan } from './resolve/plan-install-made.js';
 import { DirectoryRootView } from './resolve/root-view.js';
 import { resolveInRoot } from './resolve/root-path.js';
@@ -83,6 +84,12 @@ export interface BuildOptions {
   trace?: boolean;
   /** Verify before emitting (default true): the image's own /init run in its root must pass the readiness probe and the check. */
   verify?: boolean;
+  /**
+   * Kernel features beyond what the app needs: images built with the same
+   * superset share one kernel (one build, one cache entry) whatever each app
+   * needs of it.
+   */
+  kernelFeatures?: readonly KernelFeature[];
   /** A kernel tree or tarball instead of Debian's linux-source. */
   kernelSource?: string;
   /**
@@ -258,6 +265,9 @@ export class Build {
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {
       throw new TinyxError('E_FORMAT', `unknown output format "${format}"`, { kind: 'user', hint: `formats: ${Object.keys(OUTPUT_FORMATS).join(', ')}` });
     }
+    for (const feature of options.kernelFeatures ?? []) {
+      if (!isKernelFeature(feature)) throw new TinyxError('E_FEATURE', `unknown kernel feature "${feature}"`, { kind: 'user', hint: `features: ${Object.keys(KERNEL_FEATURES).join(', ')}` });
+    }
     const compression = options.compression;
     if (compression !== undefined && !Object.hasOwn(COMPRESSIONS, compression)) {
       throw new TinyxError('E_FORMAT', `unknown compression "${compression}"`, { kind: 'user', hint: `compressions: ${Object.keys(COMPRESSIONS).join(', ')}` });
@@ -324,6 +334,8 @@ export class Build {
     const { view, fileLists } = await this.openInstallRoot();
     const recipe = this.recipe!;
     const packaged = new Set([...fileLists.values()].flat());
+    // A --cmd that names nothing installed is the user's error, said as such before anything runs.
+    await locateEntrypoint(view, recipe, fileLists);
     const scratch = await this.cache.makeTemp('trace');
     try {
       this.traced = await traceApp({
@@ -348,6 +360,11 @@ export class Build {
       this.output(`readiness: tcp ${port}, the port it listened on`);
     }
     for (const p of traced.paths) this.output(`  ${p.path}: ${p.reason}`);
+    if (traced.loopbackOnly.length > 0) {
+      this.notice(
+        `${recipe.name} listens on ${traced.loopbackOnly.join(', ')} at a loopback address only (its configuration says so): nothing outside the VM can reach it there; a recipe fixup can change the address`,
+      );
+    }
     const summary = `${traced.outcome.replace(/ \(probe:.*$/, '')}; ${traced.paths.length} paths used, ${traced.features.size} kernel features`;
     if (this.options.goal === 'recipe') return { summary: `from ${this.derived?.unit ?? recipe.source}: ${this.recipe!.entrypoint.cmd.join(' ')}; ${summary}` };
     return { summary };
@@ -426,7 +443,9 @@ export class Build {
   /** The kernel: its features (declared + inferred), its configuration, and unless only that is wanted, the build. */
   private async kernel(): Promise<StepResult> {
     const recipe = this.recipe!;
-    const features = await imageKernelFeatures(this.root!, this.plan!, recipe.kernel.features, this.traced?.features, this.signal);
+    const needed = await imageKernelFeatures(this.root!, this.plan!, recipe.kernel.features, this.traced?.features, this.signal);
+    const extra = (this.options.kernelFeatures ?? []).filter((f) => !needed.has(f)).map((f): [KernelFeature, string[]] => [f, ['asked for the build (kernelFeatures)']]);
+    const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
     const platform = this.options.platform ?? 'kvm';
     const compression = this.compression();
     const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);

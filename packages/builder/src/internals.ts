@@ -41,5 +41,5 @@ export type { ImageEntry } from './image-tree.js';
 export { checkOutputDir, replaceOutputDir, parseMarker, tinyxFileNames } from './emit/output-dir.js';
 export { Cache, compareContents } from './cache.js';
 export * from './trace/strace-log.js';
-export { listeningPorts } from './trace/sandbox.js';
+export { listeningSockets } from './trace/sandbox.js';
 export { secretFiles } from './trace/secrets.js';

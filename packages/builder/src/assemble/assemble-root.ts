@@ -119,7 +119,7 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
   text('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\nprotocols: files\n');
   text(
     '/init',
-    generateInit({ name: recipe.name, cmd: recipe.entrypoint.cmd.map((c, i) => (i === 0 ? plan.entrypoint : c)), user, env: recipe.entrypoint.env, workdir: recipe.entrypoint.workdir, readiness: recipe.readiness, libraryPath: plan.libraryPath }),
+    generateInit({ name: recipe.name, cmd: recipe.entrypoint.cmd.map((c, i) => (i === 0 ? plan.entrypoint : c)), user, env: recipe.entrypoint.env, workdir: recipe.entrypoint.workdir, forks: recipe.entrypoint.forks, pidFile: recipe.entrypoint.pidFile, readiness: recipe.readiness, libraryPath: plan.libraryPath }),
     0o755,
   );
 

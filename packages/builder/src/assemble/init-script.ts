@@ -8,6 +8,9 @@ export interface InitOptions {
   env: Record<string, string>;
   /** The directory the app starts in; default "/". */
   workdir?: string;
+  /** The command backgrounds the app and exits (Type=forking): followed by its pid file, else by every process left. */
+  forks?: boolean;
+  pidFile?: string | null;
   readiness: Readiness | null;
   /** Exported as LD_LIBRARY_PATH: the image has no ld.so.cache. */
   libraryPath: readonly string[];
@@ -29,26 +32,52 @@ export const READY_LINE = 'tinyx: ready';
 export function generateInit(options: InitOptions): string {
   const { cmd, user, readiness } = options;
   const argv = cmd.map(shellQuote).join(' ');
-  const start =
+  const command =
     user.uid === 0
-      ? `${argv} &`
+      ? argv
       : // start-stop-daemon execs the program in this process after switching ids, so $! is the app.
-        `start-stop-daemon -S -c ${user.uid}:${user.gid} -x ${shellQuote(cmd[0]!)} -- ${cmd.slice(1).map(shellQuote).join(' ')} &`;
+        `start-stop-daemon -S -c ${user.uid}:${user.gid} -x ${shellQuote(cmd[0]!)} -- ${cmd.slice(1).map(shellQuote).join(' ')}`;
+  const start = options.forks
+    ? [
+        `# The command puts the app in the background and exits (systemd's Type=forking).`,
+        command,
+        'status=$?',
+        `[ $status -eq 0 ] || { echo "tinyx: ${options.name} exited with status $status"; reboot -f; }`,
+        ...(options.pidFile
+          ? [
+              `# The app is the process in its pid file.`,
+              `while [ ! -s ${shellQuote(options.pidFile)} ] && others; do sleep 0.01; done`,
+              `read app < ${shellQuote(options.pidFile)} 2>/dev/null`,
+              'running() { kill -0 "$app" 2>/dev/null; }',
+            ]
+          : [`# No pid file: the app is whatever the command left running.`, 'app=', 'running() { others; }']),
+      ]
+    : [`${command} &`, 'app=$!', 'running() { kill -0 $app 2>/dev/null; }'];
+  const others = [
+    '# Whether any process runs besides PID 1 and this script.',
+    'others() {',
+    '  for d in /proc/[0-9]*; do',
+    '    p=${d#/proc/}',
+    '    [ "$p" != 1 ] && [ "$p" != $$ ] && return 0',
+    '  done',
+    '  return 1',
+    '}',
+  ];
   const env = Object.entries(options.env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
   if (options.libraryPath.length > 0) env.push(`export LD_LIBRARY_PATH=${shellQuote(options.libraryPath.join(':'))}`);
   const port = readiness && 'tcp' in readiness ? readiness.tcp.port : readiness && 'http' in readiness ? readiness.http.port : undefined;
   const waitReady =
     port === undefined
-      ? [`echo "${READY_LINE} (started, pid $app)"`]
+      ? [`echo "${READY_LINE} (started${options.forks ? '' : ', pid $app'})"`]
       : [
           `# Ready means listening: a LISTEN (0A) socket on port ${port} in /proc/net/tcp or tcp6.`,
           `while ! grep -qE ':${port.toString(16).toUpperCase().padStart(4, '0')} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null; do`,
-          '  kill -0 $app 2>/dev/null || break',
+          '  running || break',
           '  sleep 0.01',
           'done',
           // The guest's own clock too: how much of the boot the guest saw (the rest is the VMM's).
           'read uptime _ < /proc/uptime',
-          `kill -0 $app 2>/dev/null && echo "${READY_LINE} (listening on ${port}) at \${uptime} s of guest uptime"`,
+          `running && echo "${READY_LINE} (listening on ${port}) at \${uptime} s of guest uptime"`,
         ];
 
   return `#!/bin/sh
@@ -79,11 +108,11 @@ fi
 ${env.join('\n')}
 ${options.workdir && options.workdir !== '/' ? `cd ${shellQuote(options.workdir)}
 ` : ''}echo "tinyx: starting ${cmd.map((c) => c.replace(/["$`\\]/g, '\\$&')).join(' ')}"
-${start}
-app=$!
+${options.forks ? `${others.join('\n')}
+` : ''}${start.join('\n')}
 ${waitReady.join('\n')}
-wait $app
-echo "tinyx: ${options.name} exited with status $?"
+${options.forks ? 'while running; do sleep 0.5; done\nstatus=0' : 'wait $app\nstatus=$?'}
+echo "tinyx: ${options.name} exited with status $status"
 # Ends the VM: a reset, which the toolstack turns into the VMM exiting (QEMU
 # -no-reboot with reboot=t, Xen on_reboot=destroy). A power-off would need
 # ACPI, which the kvm kernel leaves out.

@@ -112,14 +112,22 @@ function deriveRecipe(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom
   if (starts.length > 1) fail('ExecStart', `${unit.name} has ${starts.length} ExecStart lines (Type=oneshot)`, 'give the command line of the long-running program: --cmd "..."');
   const start = parseExecLine(starts[0]!, unit, env);
   let cmd = start.argv;
+  let forks = false;
+  let pidFile: string | null = null;
   const type = unitValue(unit, 'Service', 'Type')?.value ?? 'simple';
   if (type === 'forking') {
     const rule = FOREGROUND_RULES.map((r) => ({ r, argv: r.apply(cmd) })).find((x) => x.argv !== undefined);
-    if (!rule) {
-      fail('ExecStart', `${unit.name} is Type=forking: "${cmd.join(' ')}" puts itself in the background, and tinyx knows no flag of it that keeps it in the foreground`, 'give the foreground command line: --cmd "...", or write a recipe file');
+    if (rule) {
+      cmd = rule.argv!;
+      fields.push({ key: 'Type', value: 'forking', became: `the foreground form: ${rule.r.describe}` });
+    } else {
+      // No known foreground flag: /init does what systemd does, and follows the app the command leaves behind.
+      forks = true;
+      const pid = unitValue(unit, 'Service', 'PIDFile');
+      if (pid) pidFile = posix.resolve('/run', expand(pid.value, 'PIDFile'));
+      fields.push({ key: 'Type', value: 'forking', became: 'entrypoint.forks: /init follows what the command leaves running' });
+      if (pid) fields.push({ key: 'PIDFile', value: pid.value, became: `entrypoint.pidFile ${pidFile}` });
     }
-    cmd = rule!.argv!;
-    fields.push({ key: 'Type', value: 'forking', became: `the foreground form: ${rule!.r.describe}` });
   } else if (type === 'oneshot') {
     fail('Type', `${unit.name} is Type=oneshot: it runs a task and exits, there is no service to run`, 'give the command line: --cmd "..."');
   }
@@ -199,7 +207,7 @@ function deriveRecipe(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom
     name: options.name ?? options.package.replace(/:.*$/, ''),
     description: unitValue(unit, 'Unit', 'Description')?.value ?? '',
     packages: [options.package],
-    entrypoint: { cmd, user, env, workdir },
+    entrypoint: { cmd, user, env, workdir, forks, pidFile },
     directories: [...directories.values()].map((d) => ({ ...d, mode: d.mode.toString(8).padStart(4, '0') })),
     kernel: { features: ['net', 'unix', 'epoll', 'eventfd', 'futex', 'file-locking', 'shmem'] },
     check,

@@ -18,6 +18,8 @@ export function recipeToYaml(recipe: Recipe, derivedFrom?: DerivedFrom): string 
       user: recipe.entrypoint.user,
       ...(Object.keys(recipe.entrypoint.env).length > 0 ? { env: recipe.entrypoint.env } : {}),
       ...(recipe.entrypoint.workdir !== '/' ? { workdir: recipe.entrypoint.workdir } : {}),
+      ...(recipe.entrypoint.forks ? { forks: true } : {}),
+      ...(recipe.entrypoint.pidFile ? { pidFile: recipe.entrypoint.pidFile } : {}),
     },
     ...(recipe.users.length > 0 ? { users: recipe.users } : {}),
     ...(recipe.include.length > 0 ? { include: recipe.include } : {}),

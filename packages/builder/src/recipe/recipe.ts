@@ -36,6 +36,13 @@ export interface Recipe {
     env: Record<string, string>;
     /** The directory the app starts in (systemd's WorkingDirectory=); "/" by default. A directory of the image. */
     workdir: string;
+    /**
+     * The command puts the app in the background and exits (systemd's
+     * Type=forking): /init waits for it, then follows the app by `pidFile`
+     * (PIDFile=), or without one, by every process the command left running.
+     */
+    forks: boolean;
+    pidFile: string | null;
   };
   /** Further accounts the application switches to (nginx's workers run as www-data). */
   users: string[];

@@ -42,7 +42,7 @@ export function validateRecipe(data: unknown, file: string, fallbackName: string
   const name = top.name === undefined ? fallbackName : v.string(top.name, 'name');
   if (!RECIPE_NAME.test(name)) v.fail('name', `"${name}" is not a valid image name`, 'use lower-case letters, digits, ".", "_" and "-"');
 
-  const entry = v.required(top.entrypoint, 'entrypoint', () => v.object(top.entrypoint!, 'entrypoint', ['cmd', 'user', 'env', 'workdir']));
+  const entry = v.required(top.entrypoint, 'entrypoint', () => v.object(top.entrypoint!, 'entrypoint', ['cmd', 'user', 'env', 'workdir', 'forks', 'pidFile']));
   const cmd = v.required(entry.cmd, 'entrypoint.cmd', () =>
     typeof entry.cmd === 'string' ? splitCommandLine(entry.cmd, (problem) => v.fail('entrypoint.cmd', problem)) : v.stringList(entry.cmd!, 'entrypoint.cmd'),
   );
@@ -58,6 +58,9 @@ export function validateRecipe(data: unknown, file: string, fallbackName: string
   }
 
   const workdir = entry.workdir === undefined ? '/' : v.absolutePath(entry.workdir, 'entrypoint.workdir');
+  const forks = entry.forks === undefined ? false : v.boolean(entry.forks, 'entrypoint.forks');
+  const pidFile = entry.pidFile === undefined || entry.pidFile === null ? null : v.absolutePath(entry.pidFile, 'entrypoint.pidFile');
+  if (pidFile && !forks) v.fail('entrypoint.pidFile', 'is only for an app whose command forks', 'set forks: true, or drop pidFile');
 
   const users = top.users === undefined ? [] : v.stringList(top.users, 'users').map((u, i) => v.account(u, `users[${i}]`));
   const include = top.include === undefined ? [] : v.stringList(top.include, 'include').map((p, i) => v.absolutePath(p, `include[${i}]`));
@@ -72,7 +75,7 @@ export function validateRecipe(data: unknown, file: string, fallbackName: string
     name,
     description: top.description === undefined ? '' : v.string(top.description, 'description'),
     packages,
-    entrypoint: { cmd, user, env, workdir },
+    entrypoint: { cmd, user, env, workdir, forks, pidFile },
     users,
     include,
     directories,
@@ -236,6 +239,11 @@ class Validator {
 
   string(value: Json, field: string): string {
     if (typeof value !== 'string') this.fail(field, `must be a string, not ${describe(value)}`);
+    return value;
+  }
+
+  boolean(value: Json, field: string): boolean {
+    if (typeof value !== 'boolean') this.fail(field, `must be true or false, not ${describe(value)}`);
     return value;
   }
 

@@ -67,6 +67,50 @@ const HEAD_BYTES = 128;
 export const IMAGE_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 /**
+ * The entrypoint's program in the install root (argv[0] as a path, or looked
+ * up on the image's PATH) and the package that installed it: the errors a
+ * user meets for a --cmd that names nothing, or something no package
+ * installed. The trace checks it before it runs anything.
+ */
+export async function locateEntrypoint(
+  view: RootView,
+  recipe: Pick<Recipe, 'entrypoint' | 'packages' | 'source'>,
+  fileLists: ReadonlyMap<string, readonly string[]>,
+  dirCache = new Map<string, string>(),
+): Promise<ResolvedPath & { requested: string; owner: string }> {
+  const argv0 = recipe.entrypoint.cmd[0]!;
+  const hint = (): string => `the recipe's packages (${recipe.packages.join(', ')}) install these programs: ${programsOf(fileLists, recipe.packages).join(', ') || 'none'}`;
+  const candidates = argv0.includes('/') ? [posix.resolve('/', argv0)] : IMAGE_PATH.map((dir) => `${dir}/${argv0}`);
+  for (const candidate of candidates) {
+    const resolved = await resolveInRoot(view, candidate, dirCache);
+    if (resolved.node?.kind !== 'file') continue;
+    // dpkg lists the file by a name with the same last component, maybe through a linked directory (/bin -> usr/bin).
+    const name = posix.basename(resolved.path);
+    for (const [pkg, paths] of fileLists) {
+      for (const listed of paths) {
+        if (posix.basename(listed) === name && (await resolveInRoot(view, listed, dirCache)).path === resolved.path) return { ...resolved, requested: candidate, owner: pkg };
+      }
+    }
+    throw new TinyxError('E_ENTRY_NOT_PACKAGED', `${recipe.source}: entrypoint.cmd: ${argv0} is not in any installed package`, { kind: 'user', hint: hint() });
+  }
+  throw new TinyxError('E_ENTRY_MISSING', `${recipe.source}: entrypoint.cmd: ${argv0} does not exist in the install root${argv0.includes('/') ? '' : ` (searched ${IMAGE_PATH.join(':')})`}`, {
+    kind: 'user',
+    hint: hint(),
+  });
+}
+
+/** The executables a set of packages installs, for hints. */
+function programsOf(fileLists: ReadonlyMap<string, readonly string[]>, packages: readonly string[]): string[] {
+  const programs: string[] = [];
+  for (const pkg of packages) {
+    for (const path of fileLists.get(pkg.replace(/:.*$/, '')) ?? []) {
+      if (/^(\/usr)?\/s?bin\/[^/]+$/.test(path)) programs.push(path);
+    }
+  }
+  return programs.sort();
+}
+
+/**
  * Decides what goes into the image, without copying anything: the ELF closure
  * of the entrypoint (NEEDED, RPATH/RUNPATH, $ORIGIN, the interpreter), of the
  * recipe's dlopen'd modules and included ELF files; the Depends closure of the
@@ -96,15 +140,8 @@ class Planner {
     await this.indexOwners();
     this.ldConfDirs = await this.readLdSoConf('/etc/ld.so.conf', 0);
 
-    const argv0 = recipe.entrypoint.cmd[0]!;
-    const entry = await this.findEntrypoint(argv0);
-    const entryOwner = this.owners.get(entry.path);
-    if (!entryOwner) {
-      throw new TinyxError('E_ENTRY_NOT_PACKAGED', `${recipe.source}: entrypoint.cmd: ${argv0} is not in any installed package`, {
-        kind: 'user',
-        hint: `the recipe's packages (${recipe.packages.join(', ')}) install these programs: ${this.programsOf(recipe.packages).join(', ') || 'none'}`,
-      });
-    }
+    const entry = await locateEntrypoint(view, recipe, this.input.fileLists, this.dirCache);
+    const entryOwner = entry.owner;
     await this.addResolved(entry, 'entrypoint', true);
 
     for (const { path, reason } of this.input.alwaysInclude ?? []) await this.addPath(path, reason, true);
@@ -148,30 +185,6 @@ class Planner {
 
   private async resolve(path: string): Promise<ResolvedPath> {
     return resolveInRoot(this.input.view, path, this.dirCache);
-  }
-
-  private async findEntrypoint(argv0: string): Promise<ResolvedPath & { requested: string }> {
-    const candidates = argv0.includes('/') ? [posix.resolve('/', argv0)] : IMAGE_PATH.map((dir) => `${dir}/${argv0}`);
-    for (const candidate of candidates) {
-      const resolved = await this.resolve(candidate);
-      if (resolved.node?.kind === 'file') return { ...resolved, requested: candidate };
-    }
-    const { recipe } = this.input;
-    throw new TinyxError('E_ENTRY_MISSING', `${recipe.source}: entrypoint.cmd: ${argv0} does not exist in the install root${argv0.includes('/') ? '' : ` (searched ${IMAGE_PATH.join(':')})`}`, {
-      kind: 'user',
-      hint: `the recipe's packages (${recipe.packages.join(', ')}) install these programs: ${this.programsOf(recipe.packages).join(', ') || 'none'}`,
-    });
-  }
-
-  /** The executables a set of packages installs, for hints. */
-  private programsOf(packages: readonly string[]): string[] {
-    const programs: string[] = [];
-    for (const pkg of packages) {
-      for (const path of this.input.fileLists.get(pkg.replace(/:.*$/, '')) ?? []) {
-        if (/^(\/usr)?\/s?bin\/[^/]+$/.test(path)) programs.push(path);
-      }
-    }
-    return programs.sort();
   }
 
   /** Adds a path (and the symlinks leading to it); ELF files join the closure queue. */

@@ -33,8 +33,8 @@ export interface Sandbox {
   ended(): boolean;
   /** How it ended ("with status 1", "killed by SIGSEGV"): the program's own status, which unshare and strace pass on. */
   status(): string | undefined;
-  /** The ports of its network namespace with a TCP socket in LISTEN (read from /proc/PID/net/tcp and tcp6). */
-  listening(): Promise<number[]>;
+  /** The TCP sockets in LISTEN in its network namespace (from /proc/PID/net/tcp and tcp6), by port: loopback when no socket on that port listens beyond 127.0.0.0/8 or ::1. */
+  listening(): Promise<{ port: number; loopback: boolean }[]>;
   /**
    * Connects to 127.0.0.1:port inside its network namespace (through nsenter
    * and this Node.js), and for an HTTP probe sends GET path: the status line,
@@ -59,7 +59,7 @@ export function startSandbox(options: SandboxOptions): Sandbox {
     ? ['unshare', `--root=${options.root}`, `--wd=${options.as.workdir}`, '--setuid', String(options.as.uid), '--setgid', String(options.as.gid), '--', ...options.argv]
     : ['chroot', options.root, ...options.argv];
   const traced = options.strace
-    ? ['strace', '-f', '-yy', '-qq', '-s', '512', ...(options.strace.failedOnly ? ['-Z', '-e', 'trace=%file,%process'] : []), '-o', options.strace.log, '--', ...program]
+    ? ['strace', '-f', '-I2', '-yy', '-qq', '-s', '512', ...(options.strace.failedOnly ? ['-Z', '-e', 'trace=%file,%process'] : []), '-o', options.strace.log, '--', ...program]
     : program;
   const script = ['set -e', ...options.setup, 'exec "$@"'].join('\n');
   const child: ChildProcess = spawn(
@@ -96,12 +96,12 @@ export function startSandbox(options: SandboxOptions): Sandbox {
       // Until unshare has made its network namespace, /proc/PID/net is the host's: its ports are not the app's.
       const [own, host] = await Promise.all([readlink(`/proc/${pid}/ns/net`).catch(() => ''), readlink('/proc/self/ns/net')]);
       if (own === '' || own === host) return [];
-      const ports = new Set<number>();
+      const ports = new Map<number, boolean>();
       for (const table of ['tcp', 'tcp6']) {
         const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
-        for (const port of listeningPorts(text)) ports.add(port);
+        for (const { port, loopback } of listeningSockets(text)) ports.set(port, (ports.get(port) ?? true) && loopback);
       }
-      return [...ports].sort((a, b) => a - b);
+      return [...ports].sort(([a], [b]) => a - b).map(([port, loopback]) => ({ port, loopback }));
     },
     probe: (port, httpPath) => (pid === undefined ? Promise.resolve({ ok: false, answer: 'not started' }) : probeInNamespace(pid, port, httpPath)),
     async stop() {
@@ -117,16 +117,20 @@ export function startSandbox(options: SandboxOptions): Sandbox {
   };
 }
 
-/** Ports with a socket in LISTEN state (st 0A) in a /proc/net/tcp table. */
-export function listeningPorts(table: string): number[] {
-  const ports: number[] = [];
+/** Sockets in LISTEN state (st 0A) in a /proc/net/tcp or tcp6 table: the port, and whether the address is a loopback one. */
+export function listeningSockets(table: string): { port: number; loopback: boolean }[] {
+  const sockets: { port: number; loopback: boolean }[] = [];
   for (const line of table.split('\n').slice(1)) {
     const fields = line.trim().split(/\s+/);
     if (fields[3] !== '0A') continue;
-    const port = parseInt(fields[1]?.split(':')[1] ?? '', 16);
-    if (Number.isFinite(port)) ports.push(port);
+    const [address = '', portHex = ''] = fields[1]?.split(':') ?? [];
+    const port = parseInt(portHex, 16);
+    // IPv4 is the big-endian address printed as a host-order word: 127.0.0.1 is 0100007F.
+    const v4 = address.length === 8 ? address : /^0{16}FFFF0000/i.test(address) ? address.slice(24) : undefined;
+    const loopback = v4 !== undefined ? v4.toUpperCase().endsWith('7F') : address === '00000000000000000000000001000000';
+    if (Number.isFinite(port)) sockets.push({ port, loopback });
   }
-  return ports;
+  return sockets;
 }
 
 async function childrenOf(pid: number): Promise<number[]> {

@@ -30,6 +30,8 @@ export interface TraceResult {
   groups: { name: string; reason: string }[];
   /** TCP ports it listened on. */
   listening: number[];
+  /** Of those, the ports it listened on only at a loopback address: out of reach of the VM's network. */
+  loopbackOnly: number[];
   /** Kernel features its system calls and socket families need, with the evidence. */
   features: Map<KernelFeature, string[]>;
   /** Secrets the app used that the install made once (sshd's host keys), made again for this image. */
@@ -115,15 +117,17 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
       env: { ...IMAGE_ENV, ...recipe.entrypoint.env },
       strace: { log },
     });
-    let outcome: string;
+    let driven: Driven;
     try {
-      outcome = await driveApp(sandbox, recipe.readiness, input.timeoutMs ?? 30_000, input.signal);
+      driven = await driveApp(sandbox, recipe.readiness, input.timeoutMs ?? 30_000, input.signal);
     } finally {
       await sandbox.stop();
     }
     for (const line of sandbox.output().split('\n').filter(Boolean).slice(-40)) input.onLine?.(line);
+    const { outcome, sockets } = driven;
     const ended = /^exited/.test(outcome);
-    const listening = outcome.match(/listening on ([\d, ]+)/)?.[1]?.split(', ').map(Number) ?? [];
+    const listening = sockets.map((s) => s.port);
+    const loopbackOnly = sockets.filter((s) => s.loopback).map((s) => s.port);
     const text = await readFile(log, 'utf8').catch(() => '');
     if (ended && !/status 0\b/.test(outcome)) {
       throw new TinyxError('E_APP_FAILED', `${recipe.entrypoint.cmd[0]} ${outcome} in the full install root, before the image was even cut:\n${tail(sandbox.output(), 15) || '(it printed nothing)'}`, {
@@ -141,33 +145,40 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     const { secretPaths, ...result } = await collect(traced, input, passwd, groups);
     const secrets = await makeSecrets(root, secretPaths, input.signal);
     const leftOut = secrets.unknown.map((path) => ({ path, why: 'a secret the install made once for every image of the package, and tinyx knows no way to make it per image: give your own with a recipe include' }));
-    return { ...result, secrets: secrets.made, leftOut, listening, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
+    return { ...result, secrets: secrets.made, leftOut, listening, loopbackOnly, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
   } finally {
     await removeTree(root).catch(() => undefined);
   }
 }
 
 /** Waits until the app is ready (its probe passes, or for no probe, a port listens), quiet, or ended; then exercises it once. */
-async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs: number, signal: AbortSignal | undefined): Promise<string> {
+/** How the traced run went, and the sockets it listened on then. */
+interface Driven {
+  outcome: string;
+  sockets: { port: number; loopback: boolean }[];
+}
+
+async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs: number, signal: AbortSignal | undefined): Promise<Driven> {
   const deadline = Date.now() + timeoutMs;
   let lastOutput = '';
   let quietSince = Date.now();
   while (Date.now() < deadline) {
     throwIfAborted(signal);
     if (sandbox.ended()) {
-      return `exited ${sandbox.status() ?? ''}`.trim();
+      return { outcome: `exited ${sandbox.status() ?? ''}`.trim(), sockets: [] };
     }
     const ports = await sandbox.listening();
     if (readiness && 'console' in readiness) {
-      if (sandbox.output().includes(readiness.console.line)) return 'ready (its console line)';
+      if (sandbox.output().includes(readiness.console.line)) return { outcome: 'ready (its console line)', sockets: ports };
     } else {
       const wanted = readiness ? ('tcp' in readiness ? readiness.tcp.port : readiness.http.port) : undefined;
-      if (wanted !== undefined ? ports.includes(wanted) : ports.length > 0) {
-        const port = wanted ?? ports[0]!;
+      if (wanted !== undefined ? ports.some((p) => p.port === wanted) : ports.length > 0) {
+        const port = wanted ?? ports[0]!.port;
         const probe = await sandbox.probe(port, readiness && 'http' in readiness ? readiness.http.path : undefined);
         // What the first request touches (an index page, a lazily loaded module) is traced too.
         await sleep(300);
-        return `ready, listening on ${(await sandbox.listening()).join(', ')} (probe: ${probe.answer})`;
+        const sockets = await sandbox.listening();
+        return { outcome: `ready, listening on ${sockets.map((p) => `${p.port}${p.loopback ? ' (loopback only)' : ''}`).join(', ')} (probe: ${probe.answer})`, sockets };
       }
     }
     // No probe and no port: a program that has settled (no output for 3 s) has shown what it uses.
@@ -176,11 +187,11 @@ async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs
       lastOutput = output;
       quietSince = Date.now();
     } else if (!readiness && Date.now() - quietSince > 3000) {
-      return 'running, quiet for 3 s (no port listened)';
+      return { outcome: 'running, quiet for 3 s (no port listened)', sockets: [] };
     }
     await sleep(50);
   }
-  return `still not ready after ${timeoutMs / 1000} s`;
+  return { outcome: `still not ready after ${timeoutMs / 1000} s`, sockets: await sandbox.listening() };
 }
 
 async function collect(

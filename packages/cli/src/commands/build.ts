@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { COMPRESSIONS, OUTPUT_FORMATS, formatBytes, type Compression, type OutputFormat } from '@tinyx/builder';
+import { COMPRESSIONS, KERNEL_FEATURES, OUTPUT_FORMATS, formatBytes, type Compression, type KernelFeature, type OutputFormat } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
@@ -11,6 +11,7 @@ interface BuildArgs extends GlobalArgs, RecipeArgs, SourceArgs {
   kernel: boolean;
   trace: boolean;
   verify: boolean;
+  'kernel-features'?: string;
 }
 
 export const buildCommand: CommandModule<object, BuildArgs> = {
@@ -34,6 +35,10 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         defaultDescription: 'gzip',
       })
       .option('kernel', { type: 'boolean', default: true, describe: 'build the kernel too (--no-kernel: the root filesystem only)' })
+      .option('kernel-features', {
+        type: 'string',
+        describe: `kernel features beyond what the app needs, comma-separated (${Object.keys(KERNEL_FEATURES).join(', ')}): images built with the same set share one kernel`,
+      })
       .option('trace', {
         type: 'boolean',
         default: true,
@@ -66,6 +71,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         format: args.format,
         ...(args.compression ? { compression: args.compression } : {}),
         kernel: args.kernel,
+        ...(args['kernel-features'] ? { kernelFeatures: args['kernel-features'].split(',').map((f) => f.trim()).filter(Boolean) as KernelFeature[] } : {}),
         trace: args.trace,
         verify: args.verify,
       });

@@ -70,6 +70,14 @@ function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?
     for (const n of m.derivedFrom.notCarried) line(`  not carried over: ${n.key}=${n.value} (${n.why})`);
     line();
   }
+  // Images built before the trace and verify steps existed, or with --no-trace / --no-verify, have none.
+  if (m.trace) {
+    line(`trace        ${m.trace.outcome} (${m.trace.seconds} s): ${m.trace.added.length} paths added`);
+    for (const a of m.trace.added.slice(0, allFiles ? undefined : 8)) line(`  ${a.path}  (${a.reason})`);
+    if (!allFiles && m.trace.added.length > 8) line(`  ... ${m.trace.added.length - 8} more (--files lists them all)`);
+  }
+  if (m.verify) line(`verify       ${m.verify.outcome}${m.verify.check ? `; check: ${m.verify.check}` : ''} (${m.verify.seconds} s)`);
+  if (m.trace || m.verify) line();
   line('sizes');
   line(`  kernel             ${s.kernel === null ? '(none: built with --no-kernel)' : `vmlinuz ${formatBytes(s.kernel)}${s.vmlinux ? `, vmlinux ${formatBytes(s.vmlinux)}` : ''}`}`);
   line(`  ${m.artifacts.rootfs.padEnd(18)} ${formatBytes(s.initrd)}  (${formatBytes(s.initrdUncompressed)} unpacked)`);

@@ -1,0 +1,147 @@
+// The corpus benchmark (issue #11): twenty popular Debian services, each built
+// with `--package NAME` alone (no recipe, no --cmd: the package's systemd unit,
+// the trace and verify), booted under QEMU and asked by a real client of its
+// protocol. All of them boot one kernel: the same superset of features for
+// every image makes the same configuration, so it is built once.
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { build, KERNEL_FEATURES } from '@tinyx/builder';
+import { freePort, getBackend } from '@tinyx/toolstack';
+import { imageSizes } from './boot.js';
+
+/** What a client sends, and what the answer must look like, per protocol. */
+const PROTOCOLS = {
+  http: { send: 'GET / HTTP/1.0\r\nHost: localhost\r\n\r\n', answer: /^HTTP\/1\.[01] \d{3}/ },
+  'http-proxy': { send: 'GET http://localhost/ HTTP/1.0\r\nHost: localhost\r\n\r\n', answer: /^HTTP\/1\.[01] \d{3}/ },
+  redis: { send: '*1\r\n$4\r\nPING\r\n', answer: /^\+PONG\r\n/ },
+  memcached: { send: 'version\r\n', answer: /^VERSION \d/ },
+  ssh: { send: '', answer: /^SSH-2\.0-/ },
+  nats: { send: '', answer: /^INFO \{/ },
+  // MQTT 3.1.1 CONNECT (client id "t", clean session); CONNACK is 0x20 0x02.
+  mqtt: { send: Buffer.from([0x10, 0x0d, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x01, 0x74]), answer: /^\x20\x02/ },
+  // DNS over TCP: a query for localhost. A (id 0x7478); any answer with the same id is DNS served.
+  dns: { send: Buffer.from('001b74780100000100000000000009686f73746e616d650000010001', 'hex'), answer: /^[\s\S]{2}\x74\x78/ },
+  // PostgreSQL's SSLRequest: the server answers one byte, S or N.
+  postgres: { send: Buffer.from('0000000804d2162f', 'hex'), answer: /^[SN]$/ },
+  // MariaDB greets first: a packet whose payload starts with protocol version 10.
+  mysql: { send: '', answer: /^[\s\S]{4}\x0a\d/ },
+  // XMPP: a stream header is answered with one.
+  xmpp: { send: "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>", answer: /<stream:stream/ },
+};
+
+/** The corpus: package, the port its default configuration serves, the protocol its client speaks. */
+export const CORPUS = [
+  { pkg: 'nginx', port: 80, protocol: 'http', kind: 'web server' },
+  { pkg: 'lighttpd', port: 80, protocol: 'http', kind: 'web server' },
+  { pkg: 'apache2', port: 80, protocol: 'http', kind: 'web server' },
+  { pkg: 'caddy', port: 80, protocol: 'http', kind: 'web server (Go)' },
+  { pkg: 'varnish', port: 6081, protocol: 'http', kind: 'HTTP cache' },
+  { pkg: 'squid', port: 3128, protocol: 'http-proxy', kind: 'proxy' },
+  { pkg: 'tinyproxy', port: 8888, protocol: 'http-proxy', kind: 'proxy' },
+  { pkg: 'haproxy', port: 80, protocol: 'http', kind: 'load balancer' },
+  { pkg: 'apt-cacher-ng', port: 3142, protocol: 'http', kind: 'caching proxy' },
+  { pkg: 'redis-server', port: 6379, protocol: 'redis', kind: 'cache' },
+  { pkg: 'memcached', port: 11211, protocol: 'memcached', kind: 'cache' },
+  { pkg: 'mosquitto', port: 1883, protocol: 'mqtt', kind: 'broker (MQTT)' },
+  { pkg: 'nats-server', port: 4222, protocol: 'nats', kind: 'broker (Go)' },
+  { pkg: 'dnsmasq', port: 53, protocol: 'dns', kind: 'DNS' },
+  { pkg: 'bind9', port: 53, protocol: 'dns', kind: 'DNS' },
+  { pkg: 'postgresql', port: 5432, protocol: 'postgres', kind: 'database' },
+  { pkg: 'mariadb-server', port: 3306, protocol: 'mysql', kind: 'database' },
+  { pkg: 'openssh-server', port: 22, protocol: 'ssh', kind: 'remote shell' },
+  { pkg: 'prometheus-node-exporter', port: 9100, protocol: 'http', kind: 'metrics (Go)' },
+  { pkg: 'prosody', port: 5222, protocol: 'xmpp', kind: 'XMPP server (Lua)' },
+];
+
+/** Every kernel feature: one configuration for all twenty images. */
+const SUPERSET = Object.keys(KERNEL_FEATURES);
+
+/** One exchange with a service: true when the answer has the protocol's shape. */
+function ask(host, port, protocol, timeoutMs = 5000) {
+  const { send, answer } = PROTOCOLS[protocol];
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    let reply = Buffer.alloc(0);
+    const done = (ok, text) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ ok, answer: text });
+    };
+    const timer = setTimeout(() => done(false, `no answer in ${timeoutMs} ms${reply.length ? `: ${reply.toString('latin1').slice(0, 60)}` : ''}`), timeoutMs);
+    socket.on('connect', () => send.length && socket.write(send));
+    socket.on('data', (chunk) => {
+      reply = Buffer.concat([reply, chunk]);
+      const text = reply.toString('latin1');
+      if (answer.test(text)) done(true, text.split(/\r?\n/)[0].replace(/[^\x20-\x7e]/g, '.').slice(0, 60));
+    });
+    socket.on('error', (e) => done(false, e.message));
+    socket.on('end', () => done(false, `closed${reply.length ? ` after: ${reply.toString('latin1').slice(0, 60).replace(/[^\x20-\x7e]/g, '.')}` : ''}`));
+  });
+}
+
+/** Builds, boots and asks each service of the corpus; one row per package. */
+export async function corpus(work, only) {
+  const rows = [];
+  for (const entry of CORPUS.filter((e) => !only || only.includes(e.pkg))) {
+    const row = { package: entry.pkg, kind: entry.kind, protocol: entry.protocol, built: false, serves: false };
+    rows.push(row);
+    const outDir = join(work, 'corpus', entry.pkg);
+    const t0 = performance.now();
+    try {
+      const manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET });
+      row.built = true;
+      row.buildSeconds = Math.round((performance.now() - t0) / 100) / 10;
+      row.sizes = await imageSizes(outDir);
+      row.rootFiles = manifest.files.length;
+      row.derived = derivation(manifest);
+      row.readiness = manifest.readiness;
+      row.traced = manifest.trace?.added.length ?? 0;
+      row.kernelSha = manifest.kernel?.configSha256;
+    } catch (error) {
+      row.error = `${error.code ?? 'error'}: ${String(error.message).split('\n').slice(0, 4).join(' / ')}`;
+      console.log(`${entry.pkg}: not built: ${row.error}`);
+      continue;
+    }
+    const vm = await getBackend('qemu').create(outDir, { memoryMiB: 256, publish: [{ host: await freePort(), guest: entry.port }] }).catch((e) => ((row.error = `boot: ${e.message}`), undefined));
+    if (!vm) continue;
+    try {
+      const ready = await vm.waitReady(null, { timeoutMs: 90_000 }).catch((e) => ((row.error = `not ready: ${String(e.message).split('\n')[0]}`), undefined));
+      if (ready) row.readyMs = Math.round(ready.consoleMs ?? ready.ms);
+      const target = vm.endpoint(entry.port);
+      let reply = { ok: false, answer: 'not asked' };
+      for (let i = 0; i < 10 && !reply.ok; i++) {
+        reply = await ask(target.host, target.port, entry.protocol);
+        if (!reply.ok) await new Promise((r) => setTimeout(r, 1000));
+      }
+      row.serves = reply.ok;
+      row.answer = reply.answer;
+      if (!reply.ok) row.console = (await vm.console()).split('\n').filter(Boolean).slice(-6).join(' / ');
+    } finally {
+      await vm.destroy();
+    }
+    console.log(`${entry.pkg}: ${row.serves ? 'serves' : 'does not serve'} (${row.answer})${row.readyMs ? `, ready in ${row.readyMs} ms` : ''}`);
+  }
+  return { rows, served: rows.filter((r) => r.serves).length, total: rows.length };
+}
+
+/** What the build took from where, in a few words. */
+function derivation(manifest) {
+  const d = manifest.derivedFrom;
+  if (!d) return '';
+  const keys = d.fields.map((f) => f.key).filter((k) => !['ExecStart', 'Description'].includes(k));
+  return `${d.unit.split('/').pop()}${keys.length ? `: ${[...new Set(keys)].join(', ')}` : ''}`;
+}
+
+export function renderCorpus(c) {
+  const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
+  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}; \`tinyx build --package NAME\` alone, one superset kernel for all, 256 MiB, QEMU microvm)`, ''];
+  out.push(`**${c.served} of ${c.total}** serve their protocol to a real client from the host.`, '');
+  out.push('| package | kind | serves? | answer | image (root) | ready | derived from the unit (and the trace) |');
+  out.push('|---|---|---|---|---:|---:|---|');
+  for (const r of c.rows) {
+    const size = r.sizes ? `${mib(r.sizes.totalBytes)} (${mib(r.sizes.initrdBytes)})` : '';
+    const why = r.serves ? r.answer : r.why ?? r.error ?? r.answer ?? '';
+    out.push(`| ${r.package} | ${r.kind} | ${r.serves ? 'yes' : '**no**'} | ${String(why).replace(/\|/g, '/').slice(0, 140)} | ${size} | ${r.readyMs ? `${(r.readyMs / 1000).toFixed(2)} s` : ''} | ${r.derived ?? ''} |`);
+  }
+  return out;
+}
