@@ -87,6 +87,33 @@ test.serial('Ctrl-C while resolving: the read-only root view is unmounted', asyn
   await assertCleanAfterInterrupt(t, await cli.done);
 });
 
+/** Waits until a process whose command line names the directory matches `re` (strace under the trace, chroot under verify). */
+async function waitForProcess(dir: string, re: RegExp, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (re.test(processesIn(dir))) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+test.serial('Ctrl-C while the trace runs the app: strace, the app and its namespaces end, its writable root is unmounted', async (t) => {
+  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 't')], { env });
+  await cli.waitForLine(/^\[trace\] Trace/, 120_000);
+  t.true(await waitForProcess(cache, /strace .*-o \S+\/tmp\/trace-/, 30_000), 'nginx ran under strace');
+  cli.child.kill('SIGINT');
+  await assertCleanAfterInterrupt(t, await cli.done);
+});
+
+test.serial("Ctrl-C while verify starts the image's /init: nothing of it is left running or written", async (t) => {
+  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'v')], { env });
+  await cli.waitForLine(/^\[verify\] Verify/, 120_000);
+  t.true(await waitForProcess(cache, /(chroot|strace) .*\/tmp\/verify-/, 30_000), "the image's root was started");
+  cli.child.kill('SIGINT');
+  await assertCleanAfterInterrupt(t, await cli.done);
+  t.false(await readdir(join(out, 'v')).then(() => true, () => false), 'no image written');
+});
+
 test.serial('after all that, the next build succeeds from the same cache', async (t) => {
   const cli = startCli(['build', 'redis', '--no-kernel', '--out', join(out, 'r')], { env });
   const result = await cli.done;

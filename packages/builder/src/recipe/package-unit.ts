@@ -50,7 +50,15 @@ export async function recipeFromInstalledUnit(
   const bare = request.package.replace(/:.*$/, '');
   const byName: string[] = [];
   for (const dir of UNIT_DIRS) if ((await resolveInRoot(view, `${dir}/${bare}.service`)).node?.kind === 'file') byName.push(`${dir}/${bare}.service`);
-  const unitPath = chooseServiceUnit(request.package, byName, packageFiles);
+  // An alias is the same unit (mariadb-server lists mysql.service and mysqld.service, links to mariadb.service): each counts once, by its real file.
+  const listed: string[] = [];
+  for (const path of packageFiles) {
+    if (!path.endsWith('.service')) continue;
+    const resolved = await resolveInRoot(view, path);
+    if (resolved.node?.kind === 'file' && UNIT_DIRS.some((d) => resolved.path.startsWith(`${d}/`) || resolved.path.startsWith(`/usr${d}/`))) listed.push(resolved.path);
+    else if (resolved.node?.kind === 'file') listed.push(path);
+  }
+  const unitPath = chooseServiceUnit(request.package, byName, [...new Set(listed)]);
   const text = await readText(view, unitPath);
   let unit;
   try {
