@@ -20,7 +20,7 @@ const PROTOCOLS = {
   // MQTT 3.1.1 CONNECT (client id "t", clean session); CONNACK is 0x20 0x02.
   mqtt: { send: Buffer.from([0x10, 0x0d, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x01, 0x74]), answer: /^\x20\x02/ },
   // DNS over TCP: a query for localhost. A (id 0x7478); any answer with the same id is DNS served.
-  dns: { send: Buffer.from('001b74780100000100000000000009686f73746e616d650000010001', 'hex'), answer: /^[\s\S]{2}\x74\x78/ },
+  dns: { send: Buffer.from('001b7478010000010000000000000' + '9' + Buffer.from('localhost').toString('hex') + '0000010001', 'hex'), answer: /^[\s\S]{2}\x74\x78/ },
   // PostgreSQL's SSLRequest: the server answers one byte, S or N.
   postgres: { send: Buffer.from('0000000804d2162f', 'hex'), answer: /^[SN]$/ },
   // MariaDB greets first: a packet whose payload starts with protocol version 10.
@@ -102,7 +102,7 @@ export async function corpus(work, only) {
       console.log(`${entry.pkg}: not built: ${row.error}`);
       continue;
     }
-    const vm = await getBackend('qemu').create(outDir, { memoryMiB: 256, publish: [{ host: await freePort(), guest: entry.port }] }).catch((e) => ((row.error = `boot: ${e.message}`), undefined));
+    const vm = await getBackend('qemu').create(outDir, { memoryMiB: 512, publish: [{ host: await freePort(), guest: entry.port }] }).catch((e) => ((row.error = `boot: ${e.message}`), undefined));
     if (!vm) continue;
     try {
       const ready = await vm.waitReady(null, { timeoutMs: 90_000 }).catch((e) => ((row.error = `not ready: ${String(e.message).split('\n')[0]}`), undefined));
@@ -134,7 +134,7 @@ function derivation(manifest) {
 
 export function renderCorpus(c) {
   const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
-  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}; \`tinyx build --package NAME\` alone, one superset kernel for all, 256 MiB, QEMU microvm)`, ''];
+  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}; \`tinyx build --package NAME\` alone, one superset kernel for all, 512 MiB, QEMU microvm)`, ''];
   out.push(`**${c.served} of ${c.total}** serve their protocol to a real client from the host.`, '');
   out.push('| package | kind | serves? | answer | image (root) | ready | derived from the unit (and the trace) |');
   out.push('|---|---|---|---|---:|---:|---|');

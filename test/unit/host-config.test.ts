@@ -74,7 +74,7 @@ test('accounts: root, nobody, the wanted ones, their primary groups, no login sh
   t.is(accounts.passwd, 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\n');
   t.is(accounts.group, 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n');
   t.is(selectAccounts('root:x:0:0::/root:/bin/sh\n', 'root:x:0:\n', wish(), 'r.yaml').passwd, 'root:x:0:0::/root:/sbin/nologin\n', 'a root without nobody is no error');
-  t.deepEqual(accounts.users.get('www-data'), { name: 'www-data', uid: 33, gid: 33 });
+  t.deepEqual(accounts.users.get('www-data'), { name: 'www-data', uid: 33, gid: 33, home: '/var/www' });
   const error = t.throws(() => selectAccounts(passwd, group, wish('nginx'), 'recipes/nginx.yaml'), { instanceOf: TinyxError });
   t.regex(error?.message ?? '', /recipes\/nginx\.yaml: the account "nginx" does not exist/);
 });

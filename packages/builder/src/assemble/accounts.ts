@@ -5,6 +5,8 @@ export interface Account {
   name: string;
   uid: number;
   gid: number;
+  /** Its home directory, as passwd has it: the app's $HOME when it runs as this account. */
+  home?: string;
 }
 
 /** An account asked for by name, and why. */
@@ -54,7 +56,7 @@ export function selectAccounts(passwdText: string, groupText: string, request: A
   const groupReasons = new Map<number, string>([[0, 'root']]);
   const keepUser = (entry: (typeof passwd)[number], reason: string): void => {
     if (users.has(entry.name)) return;
-    users.set(entry.name, { name: entry.name, uid: entry.uid, gid: entry.gid });
+    users.set(entry.name, { name: entry.name, uid: entry.uid, gid: entry.gid, home: entry.home });
     userReasons.set(entry.name, reason);
     if (!groupReasons.has(entry.gid)) groupReasons.set(entry.gid, `the group of ${entry.name}`);
   };

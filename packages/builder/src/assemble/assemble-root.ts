@@ -38,6 +38,11 @@ const SKELETON_DIRS: [string, number][] = [
   ['/var/tmp', 0o1777],
 ];
 
+/** The image's /etc/hosts: localhost and its own name (/init sets the host name) on the loopback addresses. */
+export function imageHosts(name: string): string {
+  return `127.0.0.1\tlocalhost ${name}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+}
+
 /** Where /init's BusyBox applets are linked. */
 const APPLET_PATHS = INIT_APPLETS.map((applet) => `/usr/${['mount', 'ip', 'hostname', 'reboot', 'start-stop-daemon'].includes(applet) ? 'sbin' : 'bin'}/${applet}`);
 
@@ -114,7 +119,7 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
   const text = (path: string, content: string, mode = 0o644): void => add({ type: 'file', path, mode, source: { content: Buffer.from(content) } });
   text('/etc/passwd', accounts.passwd);
   text('/etc/group', accounts.group);
-  text('/etc/hosts', `127.0.0.1\tlocalhost ${recipe.name}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+  text('/etc/hosts', imageHosts(recipe.name));
   // glibc reads nsswitch.conf for every user and host lookup; "files" is built into libc.so.6 since glibc 2.34.
   text('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\nprotocols: files\n');
   text(

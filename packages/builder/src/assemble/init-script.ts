@@ -4,7 +4,7 @@ export interface InitOptions {
   name: string;
   cmd: readonly string[];
   /** Run the app as this account (numeric ids: no name lookup needed at boot). */
-  user: { name: string; uid: number; gid: number };
+  user: { name: string; uid: number; gid: number; home?: string | undefined };
   env: Record<string, string>;
   /** The directory the app starts in; default "/". */
   workdir?: string;
@@ -63,7 +63,9 @@ export function generateInit(options: InitOptions): string {
     '  return 1',
     '}',
   ];
-  const env = Object.entries(options.env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+  // As systemd does for a unit with User=: the account's HOME, USER and LOGNAME (the recipe's env wins).
+  const accountEnv = user.uid === 0 ? {} : { HOME: user.home ?? '/', USER: user.name, LOGNAME: user.name };
+  const env = Object.entries({ ...accountEnv, ...options.env }).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
   if (options.libraryPath.length > 0) env.push(`export LD_LIBRARY_PATH=${shellQuote(options.libraryPath.join(':'))}`);
   const port = readiness && 'tcp' in readiness ? readiness.tcp.port : readiness && 'http' in readiness ? readiness.http.port : undefined;
   const waitReady =

@@ -51,6 +51,36 @@ const FOREGROUND_RULES: { describe: string; apply(argv: string[]): string[] | un
   },
 ];
 
+/**
+ * What an ExecStartPre= line that only makes directories makes: `mkdir [-p]
+ * [-m MODE] DIR...` (mode 0755 by default) or `chown USER[:GROUP] DIR...`;
+ * undefined for anything else.
+ */
+function directoriesMadeBy(argv: readonly string[]): { mkdir: { path: string; mode: number }[]; chown?: { owner: string; paths: string[] } } | undefined {
+  const program = posix.basename(argv[0] ?? '');
+  if (program === 'mkdir') {
+    let mode = 0o755;
+    const paths: string[] = [];
+    for (let i = 1; i < argv.length; i++) {
+      const word = argv[i]!;
+      if (word === '-p' || word === '--parents') continue;
+      if (word === '-m' || word === '--mode') {
+        if (!/^[0-7]{3,4}$/.test(argv[i + 1] ?? '')) return undefined;
+        mode = parseInt(argv[++i]!, 8);
+      } else if (/^-m[0-7]{3,4}$/.test(word)) mode = parseInt(word.slice(2), 8);
+      else if (word.startsWith('/') && !word.includes('..')) paths.push(posix.normalize(word));
+      else return undefined;
+    }
+    return paths.length > 0 ? { mkdir: paths.map((path) => ({ path, mode })) } : undefined;
+  }
+  if (program === 'chown' && argv.length >= 3 && /^[a-z_][\w.-]*(:[a-z_][\w.-]*)?$/.test(argv[1]!)) {
+    const paths = argv.slice(2);
+    if (!paths.every((p) => p.startsWith('/') && !p.includes('..'))) return undefined;
+    return { mkdir: [], chown: { owner: argv[1]!.split(':')[0]!, paths: paths.map((p) => posix.normalize(p)) } };
+  }
+  return undefined;
+}
+
 /** Flags by which a program checks its configuration and exits (nginx -t, haproxy -c, lighttpd -tt). */
 const CONFIG_TEST_FLAGS = new Set(['-t', '-tt', '-T', '-c', '--test', '--configtest', '--test-config', '--config-test', '--check', '-n', 'configtest', 'checkconfig']);
 
@@ -183,9 +213,19 @@ function deriveRecipe(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom
   for (const a of unitValues(unit, 'Service', 'ExecStartPre')) {
     const pre = parseExecLine(a, unit, env);
     const isTest = pre.argv[0] === start.argv[0] && pre.argv.slice(1).some((w) => CONFIG_TEST_FLAGS.has(w));
+    const made = directoriesMadeBy(pre.argv);
     if (isTest && check === null) {
       check = pre.argv;
       fields.push({ key: 'ExecStartPre', value: a.value, became: `check ${JSON.stringify(pre.argv)}` });
+    } else if (made) {
+      // mkdir and chown before the start (mosquitto's /run/mosquitto): directories the image has from the start.
+      for (const dir of made.mkdir) directories.set(dir.path, { path: dir.path, owner: directories.get(dir.path)?.owner ?? 'root', mode: dir.mode });
+      for (const path of made.chown?.paths ?? []) {
+        const known = directories.get(path);
+        if (known) directories.set(path, { ...known, owner: made.chown!.owner });
+      }
+      const touched = [...made.mkdir.map((d) => d.path), ...(made.chown?.paths ?? [])].filter((p) => directories.has(p));
+      fields.push({ key: 'ExecStartPre', value: a.value, became: `directories ${[...new Set(touched)].map((p) => { const d = directories.get(p)!; return `${p} (${d.owner}, ${d.mode.toString(8).padStart(4, '0')})`; }).join(', ')}` });
     } else {
       notCarried.push({ key: 'ExecStartPre', value: a.value, why: 'not a configuration test of the program: /init runs only the app' });
     }

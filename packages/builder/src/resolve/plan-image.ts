@@ -77,6 +77,8 @@ export async function locateEntrypoint(
   recipe: Pick<Recipe, 'entrypoint' | 'packages' | 'source'>,
   fileLists: ReadonlyMap<string, readonly string[]>,
   dirCache = new Map<string, string>(),
+  /** Every listed path, resolved, with its package (the planner has it); without it, the lists are searched by name. */
+  owners?: ReadonlyMap<string, string>,
 ): Promise<ResolvedPath & { requested: string; owner: string }> {
   const argv0 = recipe.entrypoint.cmd[0]!;
   const hint = (): string => `the recipe's packages (${recipe.packages.join(', ')}) install these programs: ${programsOf(fileLists, recipe.packages).join(', ') || 'none'}`;
@@ -84,9 +86,11 @@ export async function locateEntrypoint(
   for (const candidate of candidates) {
     const resolved = await resolveInRoot(view, candidate, dirCache);
     if (resolved.node?.kind !== 'file') continue;
+    const known = owners?.get(resolved.path);
+    if (known) return { ...resolved, requested: candidate, owner: known };
     // dpkg lists the file by a name with the same last component, maybe through a linked directory (/bin -> usr/bin).
     const name = posix.basename(resolved.path);
-    for (const [pkg, paths] of fileLists) {
+    for (const [pkg, paths] of owners ? [] : fileLists) {
       for (const listed of paths) {
         if (posix.basename(listed) === name && (await resolveInRoot(view, listed, dirCache)).path === resolved.path) return { ...resolved, requested: candidate, owner: pkg };
       }
@@ -140,7 +144,7 @@ class Planner {
     await this.indexOwners();
     this.ldConfDirs = await this.readLdSoConf('/etc/ld.so.conf', 0);
 
-    const entry = await locateEntrypoint(view, recipe, this.input.fileLists, this.dirCache);
+    const entry = await locateEntrypoint(view, recipe, this.input.fileLists, this.dirCache, this.owners);
     const entryOwner = entry.owner;
     await this.addResolved(entry, 'entrypoint', true);
 

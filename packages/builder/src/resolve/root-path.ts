@@ -41,7 +41,8 @@ export async function resolveInRoot(view: RootView, path: string, cache?: Map<st
     if (node?.kind === 'symlink') {
       if (++hops > MAX_LINKS) return { path: candidate, node: undefined, links };
       links.push({ path: candidate, target: node.target });
-      const targetParts = splitPath(node.target);
+      // A relative target's ".." climbs from the link's directory (normalizing it as an absolute path would drop them).
+      const targetParts = node.target.startsWith('/') ? splitPath(node.target) : node.target.split('/').filter((p) => p !== '' && p !== '.');
       pending = [...targetParts, ...pending];
       if (node.target.startsWith('/')) current = [];
       continue;

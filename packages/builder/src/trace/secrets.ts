@@ -35,6 +35,12 @@ const SECRET_MAKERS: readonly SecretMaker[] = [
     makes: (path) => [path, `${path}.pub`],
   },
   {
+    // varnish's postinst: random bytes that varnishadm and varnishd share.
+    pattern: /^\/etc\/varnish\/secret$/,
+    argv: (path) => ['dd', 'if=/dev/urandom', `of=${path}`, 'bs=512', 'count=1', 'status=none'],
+    makes: (path) => [path],
+  },
+  {
     pattern: /^\/etc\/ssl\/private\/ssl-cert-snakeoil\.key$/,
     argv: () => ['make-ssl-cert', 'generate-default-snakeoil', '--force-overwrite'],
     makes: (path) => [path, '/etc/ssl/certs/ssl-cert-snakeoil.pem'],

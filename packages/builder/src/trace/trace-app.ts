@@ -1,7 +1,8 @@
 import { chmod, chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { parseGroup, parsePasswd } from '../account-files.js';
-import { fixedContent } from '../assemble/assemble-root.js';
+import { fixedContent, imageHosts } from '../assemble/assemble-root.js';
+import { shellQuote } from '../assemble/init-script.js';
 import { TinyxError, throwIfAborted } from '../errors.js';
 import type { KernelFeature } from '../kernel-features.js';
 import { syscallFeatures } from '../kernel/infer-features.js';
@@ -64,6 +65,9 @@ export interface TraceInput {
 /** Where the trace never adds from: kernel filesystems, runtime state, and what the image writes itself. */
 export const NOT_TRACED = /^\/(proc|sys|dev|run|tmp|var\/run|var\/tmp|var\/log)(\/|$)|^\/etc\/(ld\.so\.(cache|preload)|passwd|group|shadow|gshadow|nsswitch\.conf|hosts|hostname|resolv\.conf|mtab)$/;
 
+/** Directories the trace never adds: kernel filesystems and runtime state (log directories it may). */
+export const NOT_TRACED_DIRS = /^\/(proc|sys|dev|run|tmp|var\/run|var\/tmp)(\/|$)/;
+
 /** The image's PATH: the app's environment in the trace, as /init exports it. */
 export const IMAGE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
 
@@ -108,13 +112,17 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
       await writeFile(join(root, path), fixedContent(fixup, before, `fixups[${i}]`, recipe.source));
     }
     const user = account(recipe.entrypoint.user);
+    const entry = passwd.find((p) => p.name === recipe.entrypoint.user)!;
+    const accountEnv: Record<string, string> = user.uid === 0 ? {} : { HOME: entry.home, USER: entry.name, LOGNAME: entry.name };
+    // The host files the image writes itself (the install root may have none): localhost resolves, as in the VM.
+    await writeFile(join(root, 'etc/hosts'), imageHosts(recipe.name));
     const log = join(scratch, 'strace.log');
     const sandbox = startSandbox({
-      setup: ['ip link set lo up', 'mount -t proc proc "$ROOT/proc"', 'mount -t sysfs sysfs "$ROOT/sys"'],
+      setup: ['ip link set lo up', `hostname ${shellQuote(recipe.name)}`, 'mount -t proc proc "$ROOT/proc"', 'mount -t sysfs sysfs "$ROOT/sys"'],
       root,
       argv: recipe.entrypoint.cmd,
       as: { uid: user.uid, gid: user.gid, workdir: recipe.entrypoint.workdir },
-      env: { ...IMAGE_ENV, ...recipe.entrypoint.env },
+      env: { ...IMAGE_ENV, ...accountEnv, ...recipe.entrypoint.env },
       strace: { log },
     });
     let driven: Driven;
@@ -203,10 +211,20 @@ async function collect(
   const paths: TracedPath[] = [];
   const secretPaths: string[] = [];
   for (const [path, { how, by }] of [...log.reached].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    if (NOT_TRACED.test(path) || input.provided.has(path)) continue;
-    // Only what the install root has: what the app created while it ran is its own business.
+    if (NOT_TRACED_DIRS.test(path) || input.provided.has(path)) continue;
     const resolved = await resolveInRoot(input.view, path);
-    if (!resolved.node || NOT_TRACED.test(resolved.path)) continue;
+    if (!resolved.node) {
+      // What the app created while it ran is its own business, but not the directory it created it in
+      // (apt-cacher-ng will not start without its own log directory; the logs in it stay out).
+      const parent = await resolveInRoot(input.view, posix.dirname(resolved.path));
+      if (parent.node?.kind === 'dir' && how === 'opened' && !NOT_TRACED_DIRS.test(parent.path) && parent.path !== '/') {
+        paths.push({ path: parent.path, kind: 'dir', reason: `traced: ${by} made ${posix.basename(resolved.path)} in it` });
+      }
+      continue;
+    }
+    // A directory the app uses under /var/log is needed; the logs are not.
+    const excluded = resolved.node.kind === 'dir' && how !== 'stat' ? NOT_TRACED_DIRS : NOT_TRACED;
+    if (excluded.test(resolved.path)) continue;
     if (input.provided.has(resolved.path) || resolved.links.some((l) => input.provided.has(l.path))) continue;
     const reason = `traced: ${how === 'executed' ? 'executed' : how === 'stat' ? "stat'ed" : how === 'directory' ? 'listed' : 'opened'} by ${by}`;
     if (resolved.node.kind === 'file' && (resolved.node.mode & 0o004) === 0 && !input.packaged(path) && !input.packaged(resolved.path)) secretPaths.push(resolved.path);

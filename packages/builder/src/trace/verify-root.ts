@@ -8,7 +8,7 @@ import { resolveInRoot } from '../resolve/root-path.js';
 import type { RootView } from '../resolve/root-view.js';
 import { parseStraceLog } from './strace-log.js';
 import { startSandbox, type Sandbox } from './sandbox.js';
-import { IMAGE_ENV, NOT_TRACED } from './trace-app.js';
+import { IMAGE_ENV, NOT_TRACED, NOT_TRACED_DIRS } from './trace-app.js';
 
 export interface VerifyInput {
   /** The image's entries, as the pack step will write them. */
@@ -95,9 +95,9 @@ async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, l
   const text = await readFile(log, 'utf8').catch(() => '');
   const missing: string[] = [];
   for (const [path, by] of parseStraceLog(text, join(input.scratch, 'root'), 2).missing) {
-    if (NOT_TRACED.test(path)) continue;
     const resolved = await resolveInRoot(input.view, path);
     if (resolved.node?.kind !== 'file' && resolved.node?.kind !== 'dir') continue;
+    if ((resolved.node.kind === 'dir' ? NOT_TRACED_DIRS : NOT_TRACED).test(path)) continue;
     const pkg = input.owner(resolved.path);
     missing.push(`  ${path}: no such ${resolved.node.kind === 'dir' ? 'directory' : 'file'} in the image (${pkg ? `owned by ${pkg}; ` : ''}in the full install${by === '?' ? '' : `; looked for by ${by}`})`);
   }
