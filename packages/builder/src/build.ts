@@ -354,7 +354,7 @@ export class Build {
     const traced = this.traced;
     // No readiness probe: the port the app listened on is one.
     if (recipe.readiness === null && traced.listening.length > 0) {
-      const port = traced.listening[0]!;
+      const port = traced.listening.find((p) => !traced.loopbackOnly.includes(p)) ?? traced.listening[0]!;
       this.recipe = { ...recipe, readiness: { tcp: { port } } };
       this.derived?.fields.push({ key: 'trace', value: `listened on ${traced.listening.join(', ')}`, became: `readiness tcp ${port}` });
       this.output(`readiness: tcp ${port}, the port it listened on`);

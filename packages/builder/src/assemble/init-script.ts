@@ -91,7 +91,13 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts 2>/dev/null
+# POSIX shared memory (shm_open: squid, PostgreSQL) wants a world-writable tmpfs; a kernel without tmpfs goes without.
+mount -t tmpfs -o mode=1777 shm /dev/shm 2>/dev/null
 hostname ${shellQuote(options.name)}
+
+# One app per VM: it may bind ports below 1024 whatever its account (systemd's
+# AmbientCapabilities=CAP_NET_BIND_SERVICE; Docker sets the same for containers).
+echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null
 
 # Network from the kernel command line: tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2
 ip link set lo up

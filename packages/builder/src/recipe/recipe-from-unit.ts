@@ -205,6 +205,12 @@ function deriveRecipe(options: UnitRecipeOptions): { recipe: Recipe; derivedFrom
   }
   for (const key of ['AmbientCapabilities', 'CapabilityBoundingSet']) {
     const caps = unitValues(unit, 'Service', key);
+    const words = caps.flatMap((a) => a.value.split(/\s+/)).filter(Boolean);
+    if (key === 'AmbientCapabilities' && words.length > 0 && words.every((w) => w === 'CAP_NET_BIND_SERVICE')) {
+      // What it grants, every account has in a tinyx VM: /init lets all bind ports below 1024.
+      fields.push({ key, value: words.join(' '), became: 'nothing to carry: /init sets net.ipv4.ip_unprivileged_port_start=0 (as Docker does), so any account binds ports below 1024' });
+      continue;
+    }
     if (caps.length > 0) notCarried.push({ key, value: caps.map((a) => a.value).join(' '), why: 'recorded only: /init starts the app with the full capabilities of its account' });
   }
 

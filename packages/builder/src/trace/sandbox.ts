@@ -61,7 +61,7 @@ export function startSandbox(options: SandboxOptions): Sandbox {
   const traced = options.strace
     ? ['strace', '-f', '-I2', '-yy', '-qq', '-s', '512', ...(options.strace.failedOnly ? ['-Z', '-e', 'trace=%file,%process'] : []), '-o', options.strace.log, '--', ...program]
     : program;
-  const script = ['set -e', ...options.setup, 'exec "$@"'].join('\n');
+  const script = ['set -e', ...options.setup, 'unset ROOT', 'exec "$@"'].join('\n');
   const child: ChildProcess = spawn(
     'setpriv',
     ['--pdeathsig', 'KILL', '--', 'unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', '--', 'sh', '-c', script, 'sandbox', ...traced],

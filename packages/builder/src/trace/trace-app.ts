@@ -118,7 +118,8 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     await writeFile(join(root, 'etc/hosts'), imageHosts(recipe.name));
     const log = join(scratch, 'strace.log');
     const sandbox = startSandbox({
-      setup: ['ip link set lo up', `hostname ${shellQuote(recipe.name)}`, 'mount -t proc proc "$ROOT/proc"', 'mount -t sysfs sysfs "$ROOT/sys"'],
+      // As /init does in the VM; the setting belongs to the sandbox's own network namespace.
+      setup: ['ip link set lo up', 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start', `hostname ${shellQuote(recipe.name)}`, 'mount -t proc proc "$ROOT/proc"', 'mount -t sysfs sysfs "$ROOT/sys"', 'mkdir -p "$ROOT/dev/shm"', 'mount -t tmpfs -o mode=1777 shm "$ROOT/dev/shm"'],
       root,
       argv: recipe.entrypoint.cmd,
       as: { uid: user.uid, gid: user.gid, workdir: recipe.entrypoint.workdir },
@@ -181,7 +182,9 @@ async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs
     } else {
       const wanted = readiness ? ('tcp' in readiness ? readiness.tcp.port : readiness.http.port) : undefined;
       if (wanted !== undefined ? ports.some((p) => p.port === wanted) : ports.length > 0) {
-        const port = wanted ?? ports[0]!.port;
+        // No port asked for: the app may open several (caddy: its admin port first); let it open them all, then probe the first one outside loopback.
+        const seen = wanted === undefined ? (await sleep(500), await sandbox.listening()) : ports;
+        const port = wanted ?? (seen.find((p) => !p.loopback) ?? seen[0] ?? ports[0]!).port;
         const probe = await sandbox.probe(port, readiness && 'http' in readiness ? readiness.http.path : undefined);
         // What the first request touches (an index page, a lazily loaded module) is traced too.
         await sleep(300);
