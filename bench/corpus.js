@@ -96,6 +96,7 @@ export async function corpus(work, only) {
       row.derived = derivation(manifest);
       row.readiness = manifest.readiness;
       row.traced = manifest.trace?.added.length ?? 0;
+      row.traceOutcome = manifest.trace?.outcome ?? null;
       row.kernelSha = manifest.kernel?.configSha256;
     } catch (error) {
       row.error = `${error.code ?? 'error'}: ${String(error.message).split('\n').slice(0, 4).join(' / ')}`;
@@ -124,6 +125,18 @@ export async function corpus(work, only) {
   return { rows, served: rows.filter((r) => r.serves).length, total: rows.length };
 }
 
+/** Why a service of the corpus does not serve, in one line, from what the build and the boot said. */
+function whyNot(r) {
+  if (!r.built) return r.error ?? 'not built';
+  const outcome = r.traceOutcome ?? '';
+  if (r.readiness?.tcp && outcome.includes(`${r.readiness.tcp.port} (loopback only)`)) {
+    return "Debian's configuration listens on a loopback address only (the build says so); a recipe fixup opens it";
+  }
+  if (!r.readiness && /no port listened/.test(outcome)) return "Debian's configuration has it listen on no port";
+  if (/No space left on device/.test(r.console ?? r.error ?? '')) return "out of space: the root is in the guest's RAM, and its data did not fit beside it (No space left on device)";
+  return r.error ?? r.answer ?? '';
+}
+
 /** What the build took from where, in a few words. */
 function derivation(manifest) {
   const d = manifest.derivedFrom;
@@ -140,7 +153,7 @@ export function renderCorpus(c) {
   out.push('|---|---|---|---|---:|---:|---|');
   for (const r of c.rows) {
     const size = r.sizes ? `${mib(r.sizes.totalBytes)} (${mib(r.sizes.initrdBytes)})` : '';
-    const why = r.serves ? r.answer : r.why ?? r.error ?? r.answer ?? '';
+    const why = r.serves ? r.answer : whyNot(r);
     out.push(`| ${r.package} | ${r.kind} | ${r.serves ? 'yes' : '**no**'} | ${String(why).replace(/\|/g, '/').slice(0, 140)} | ${size} | ${r.readyMs ? `${(r.readyMs / 1000).toFixed(2)} s` : ''} | ${r.derived ?? ''} |`);
   }
   return out;

@@ -107,6 +107,25 @@ test("dnsmasq, no recipe: Type=forking with PIDFile=; /init follows the pid in i
   }
 });
 
+test('caddy, no recipe: as User=caddy it binds port 80 (AmbientCapabilities= needs nothing in the VM), with its HOME; the probe is the port outside loopback', async (t) => {
+  const { manifest, root } = await buildImage(t, 'caddy', { fromUnit: { package: 'caddy' } });
+  t.is(manifest.entrypoint.user, 'caddy');
+  // caddy listens on localhost:2019 (its admin API) and :80: the readiness probe is the one the VM's network reaches.
+  t.deepEqual(manifest.readiness, { tcp: { port: 80 } });
+  t.regex(await readFile(join(root, 'init'), 'utf8'), /export HOME=\/var\/lib\/caddy/);
+  const app = bootInRoot(root);
+  try {
+    t.true(await waitFor(() => app.output().includes(READY_LINE), 30_000, app.exited), app.output());
+    const page = await httpGetInNamespace(app.pid, 80, '/');
+    t.is(page.status, '200 OK', app.output());
+    t.regex(page.body, /Caddy/);
+    const caddy = (await processesInRoot(root)).filter((p) => p.comm === 'caddy');
+    t.true(caddy.length > 0 && caddy.every((p) => p.uid !== 0), app.output());
+  } finally {
+    await app.stop();
+  }
+});
+
 test("python3 http.server with --cmd: the compiled modules it imports (ssl, sqlite3) are in the image, because the trace saw them", async (t) => {
   const cmd = `/usr/bin/python3 -c 'import ssl, sqlite3, http.server as s; s.test(HandlerClass=s.SimpleHTTPRequestHandler, port=8000, bind="0.0.0.0")'`;
   const recipe = recipeFromPackage({ package: 'python3', cmd, port: 8000 });

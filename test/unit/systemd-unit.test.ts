@@ -101,6 +101,38 @@ test('a forking unit with no known foreground flag runs as it is, and /init foll
   t.false(recipeFromUnit({ package: 'nginx', unit: unit('nginx.service'), environmentFiles: {} }).recipe.entrypoint.forks);
 });
 
+test("ExecStartPre= lines that make directories (mosquitto's mkdir and chown) become the recipe's directories; other lines are not carried", (t) => {
+  const u = parseUnit(
+    [
+      '[Service]',
+      'ExecStartPre=/bin/mkdir -m 740 -p /var/log/mosquitto',
+      'ExecStartPre=/bin/chown mosquitto /var/log/mosquitto',
+      'ExecStartPre=/bin/mkdir -m 740 -p /run/mosquitto',
+      'ExecStartPre=/bin/chown mosquitto:mosquitto /run/mosquitto',
+      'ExecStartPre=/bin/rm -f /run/mosquitto/stale',
+      'ExecStart=/usr/sbin/mosquitto -c /etc/mosquitto/mosquitto.conf',
+      '',
+    ].join('\n'),
+    '/usr/lib/systemd/system/mosquitto.service',
+  );
+  const { recipe, derivedFrom } = recipeFromUnit({ package: 'mosquitto', unit: u, environmentFiles: {} });
+  t.deepEqual(recipe.directories, [
+    { path: '/var/log/mosquitto', owner: 'mosquitto', mode: 0o740 },
+    { path: '/run/mosquitto', owner: 'mosquitto', mode: 0o740 },
+  ]);
+  t.is(derivedFrom.fields.filter((f) => f.key === 'ExecStartPre').at(-1)?.became, 'directories /run/mosquitto (mosquitto, 0740)');
+  t.deepEqual(derivedFrom.notCarried.map((n) => n.value), ['/bin/rm -f /run/mosquitto/stale']);
+});
+
+test('AmbientCapabilities=CAP_NET_BIND_SERVICE needs nothing in a tinyx VM; any other capability is listed as not carried', (t) => {
+  const bind = parseUnit('[Service]\nUser=caddy\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nExecStart=/usr/bin/caddy run\n', '/usr/lib/systemd/system/caddy.service');
+  const caddy = recipeFromUnit({ package: 'caddy', unit: bind, environmentFiles: {} });
+  t.regex(caddy.derivedFrom.fields.find((f) => f.key === 'AmbientCapabilities')?.became ?? '', /ip_unprivileged_port_start=0/);
+  t.false(caddy.derivedFrom.notCarried.some((n) => n.key === 'AmbientCapabilities'));
+  const lock = parseUnit('[Service]\nAmbientCapabilities=CAP_IPC_LOCK\nExecStart=/usr/sbin/mariadbd\n', '/usr/lib/systemd/system/mariadb.service');
+  t.like(recipeFromUnit({ package: 'mariadb-server', unit: lock, environmentFiles: {} }).derivedFrom.notCarried.find((n) => n.key === 'AmbientCapabilities'), { value: 'CAP_IPC_LOCK' });
+});
+
 test('WorkingDirectory= is where the app starts; "~" (the home) is not carried over', (t) => {
   const u = parseUnit('[Service]\nExecStart=/usr/bin/x\nWorkingDirectory=-%S/x\n', '/lib/systemd/system/x.service');
   const { recipe, derivedFrom } = recipeFromUnit({ package: 'xd', unit: u, environmentFiles: {} });
