@@ -3,6 +3,7 @@
 // the trace and verify), booted under QEMU and asked by a real client of its
 // protocol. All of them boot one kernel: the same superset of features for
 // every image makes the same configuration, so it is built once.
+import { execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { build, KERNEL_FEATURES } from '@tinyx/builder';
@@ -122,7 +123,8 @@ export async function corpus(work, only) {
     }
     console.log(`${entry.pkg}: ${row.serves ? 'serves' : 'does not serve'} (${row.answer})${row.readyMs ? `, ready in ${row.readyMs} ms` : ''}`);
   }
-  return { rows, served: rows.filter((r) => r.serves).length, total: rows.length };
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  return { commit, rows, served: rows.filter((r) => r.serves).length, total: rows.length };
 }
 
 /** Why a service of the corpus does not serve, in one line, from what the build and the boot said. */
@@ -147,7 +149,7 @@ function derivation(manifest) {
 
 export function renderCorpus(c) {
   const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
-  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}; \`tinyx build --package NAME\` alone, one superset kernel for all, 512 MiB, QEMU microvm)`, ''];
+  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}, commit ${c.commit ?? '?'}; \`tinyx build --package NAME\` alone, one superset kernel for all, 512 MiB, QEMU microvm)`, ''];
   out.push(`**${c.served} of ${c.total}** serve their protocol to a real client from the host.`, '');
   out.push('| package | kind | serves? | answer | image (root) | ready | derived from the unit (and the trace) |');
   out.push('|---|---|---|---|---:|---:|---|');

@@ -88,7 +88,7 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
   try {
     const passwd = parsePasswd(await readFile(join(root, 'etc/passwd'), 'utf8'));
     const groups = parseGroup(await readFile(join(root, 'etc/group'), 'utf8'));
-    const account = (name: string): { uid: number; gid: number } => {
+    const account = (name: string): (typeof passwd)[number] => {
       const entry = passwd.find((p) => p.name === name);
       if (!entry) throw new TinyxError('E_NO_ACCOUNT', `${recipe.source}: the account "${name}" does not exist in the install root's /etc/passwd`, { kind: 'user' });
       return entry;
@@ -112,8 +112,7 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
       await writeFile(join(root, path), fixedContent(fixup, before, `fixups[${i}]`, recipe.source));
     }
     const user = account(recipe.entrypoint.user);
-    const entry = passwd.find((p) => p.name === recipe.entrypoint.user)!;
-    const accountEnv: Record<string, string> = user.uid === 0 ? {} : { HOME: entry.home, USER: entry.name, LOGNAME: entry.name };
+    const accountEnv: Record<string, string> = user.uid === 0 ? {} : { HOME: user.home, USER: user.name, LOGNAME: user.name };
     // The host files the image writes itself (the install root may have none): localhost resolves, as in the VM.
     await writeFile(join(root, 'etc/hosts'), imageHosts(recipe.name));
     const log = join(scratch, 'strace.log');
@@ -156,17 +155,18 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     const leftOut = secrets.unknown.map((path) => ({ path, why: 'a secret the install made once for every image of the package, and tinyx knows no way to make it per image: give your own with a recipe include' }));
     return { ...result, secrets: secrets.made, leftOut, listening, loopbackOnly, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
   } finally {
+    // Unmounted now, so that nothing holds the layer; a failure here is reported by the caller's removal of `scratch`, which tries again.
     await removeTree(root).catch(() => undefined);
   }
 }
 
-/** Waits until the app is ready (its probe passes, or for no probe, a port listens), quiet, or ended; then exercises it once. */
 /** How the traced run went, and the sockets it listened on then. */
 interface Driven {
   outcome: string;
   sockets: { port: number; loopback: boolean }[];
 }
 
+/** Waits until the app is ready (its probe passes, or for no probe, a port listens), quiet, or ended; then exercises it once. */
 async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs: number, signal: AbortSignal | undefined): Promise<Driven> {
   const deadline = Date.now() + timeoutMs;
   let lastOutput = '';
