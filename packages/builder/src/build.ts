@@ -160,7 +160,6 @@ export class Build {
   private baseSpec?: BaseSpec;
   private base?: BaseRoot;
   private layer?: AppLayer;
-  private root?: string;
   private installRoot?: InstallRoot;
   private traced?: TraceResult;
   private verified?: VerifyResult;
@@ -309,11 +308,15 @@ export class Build {
     const root = join(temp, 'root');
     await mkdir(root);
     await mount(['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${this.layer!.upper}:${this.base!.root}`, root], this.signal);
-    this.root = root;
 
     const installed = await readDpkgStatus(join(root, 'var/lib/dpkg/status'));
     const fileLists = new Map<string, string[]>();
-    for (const pkg of installed) fileLists.set(pkg.name, await readPackageFileList(join(root, 'var/lib/dpkg/info'), pkg));
+    const listedBy = new Map<string, string>();
+    for (const pkg of installed) {
+      const list = await readPackageFileList(join(root, 'var/lib/dpkg/info'), pkg);
+      fileLists.set(pkg.name, list);
+      for (const path of list) listedBy.set(path, pkg.name);
+    }
     const view = new DirectoryRootView(root, this.signal);
     const asked = this.options.recipe;
     if (typeof asked === 'object' && 'fromUnit' in asked) {
@@ -325,15 +328,14 @@ export class Build {
       for (const f of derived.derivedFrom.fields) this.output(`  ${f.key}=${f.value} -> ${f.became}`);
       for (const n of derived.derivedFrom.notCarried) this.output(`  ${n.key}=${n.value}: not carried over (${n.why})`);
     }
-    this.installRoot = { root, view, installed, fileLists };
+    this.installRoot = { root, view, installed, fileLists, listedBy };
     return this.installRoot;
   }
 
   /** The trace pass: what the app really uses, from a run in the full install root (see traceApp). */
   private async trace(): Promise<StepResult> {
-    const { view, fileLists } = await this.openInstallRoot();
+    const { view, fileLists, listedBy } = await this.openInstallRoot();
     const recipe = this.recipe!;
-    const packaged = new Set([...fileLists.values()].flat());
     // A --cmd that names nothing installed is the user's error, said as such before anything runs.
     await locateEntrypoint(view, recipe, fileLists);
     const scratch = await this.cache.makeTemp('trace');
@@ -344,7 +346,7 @@ export class Build {
         scratch,
         recipe,
         provided: IMAGE_MADE_PATHS,
-        packaged: (path) => packaged.has(path),
+        packaged: (path) => listedBy.has(path),
         signal: this.signal,
         onLine: this.output,
       });
@@ -420,20 +422,19 @@ export class Build {
   }
 
   private async assemble(): Promise<StepResult> {
-    this.assembled = await assembleRoot(this.root!, this.recipe!, this.plan!, this.made!, this.traced?.secrets);
+    this.assembled = await assembleRoot(this.installRoot!.root, this.recipe!, this.plan!, this.made!, this.traced?.secrets);
     const bytes = this.assembled.files.reduce((sum, f) => sum + f.size, 0);
     return { summary: `${this.assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
   }
 
   /** Verify before emitting: the cut root, written out, must start the app and pass its probe and check (see verifyRoot). */
   private async verify(): Promise<StepResult> {
-    const { view, fileLists } = await this.openInstallRoot();
-    const owners = new Map<string, string>();
-    for (const [pkg, paths] of fileLists) for (const path of paths) owners.set(path, pkg);
-    for (const file of this.plan!.files.values()) if (file.package) owners.set(file.path, file.package);
+    const { view, listedBy } = await this.openInstallRoot();
+    // By the path dpkg lists, or by the resolved path the plan knows (/usr/lib/... for a listed /lib/...).
+    const owner = (path: string): string | undefined => listedBy.get(path) ?? this.plan!.files.get(path)?.package;
     const scratch = await this.cache.makeTemp('verify');
     try {
-      this.verified = await verifyRoot({ entries: this.assembled!.entries, scratch, recipe: this.recipe!, view, owner: (path) => owners.get(path), signal: this.signal });
+      this.verified = await verifyRoot({ entries: this.assembled!.entries, scratch, recipe: this.recipe!, view, owner, signal: this.signal });
     } finally {
       await removeTree(scratch);
     }
@@ -443,7 +444,7 @@ export class Build {
   /** The kernel: its features (declared + inferred), its configuration, and unless only that is wanted, the build. */
   private async kernel(): Promise<StepResult> {
     const recipe = this.recipe!;
-    const needed = await imageKernelFeatures(this.root!, this.plan!, recipe.kernel.features, this.traced?.features, this.signal);
+    const needed = await imageKernelFeatures(this.installRoot!.root, this.plan!, recipe.kernel.features, this.traced?.features, this.signal);
     const extra = (this.options.kernelFeatures ?? []).filter((f) => !needed.has(f)).map((f): [KernelFeature, string[]] => [f, ['asked for the build (kernelFeatures)']]);
     const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
     const platform = this.options.platform ?? 'kvm';
@@ -620,7 +621,7 @@ export class Build {
     const firstLine = async (cmd: string, args: string[]): Promise<string> =>
       (await run(cmd, args, { allowFailure: true }).catch(() => ({ stdout: 'unknown' }))).stdout.split('\n')[0] ?? 'unknown';
     const base = await this.cache.readMeta<{ debootstrap?: string }>(dirname(this.base!.root)).catch(() => ({ debootstrap: undefined }));
-    const busybox = (await readDpkgStatus(join(this.root!, 'var/lib/dpkg/status'))).find((p) => p.name === 'busybox-static');
+    const busybox = (await readDpkgStatus(join(this.installRoot!.root, 'var/lib/dpkg/status'))).find((p) => p.name === 'busybox-static');
     return {
       node: process.version,
       debootstrap: base.debootstrap ?? 'unknown',
@@ -637,6 +638,8 @@ interface InstallRoot {
   view: DirectoryRootView;
   installed: InstalledPackage[];
   fileLists: Map<string, string[]>;
+  /** The package dpkg lists each path under (as listed, not resolved). */
+  listedBy: Map<string, string>;
 }
 
 /** The name and packages of a recipe still to be derived from a unit: enough for the load and install steps. */

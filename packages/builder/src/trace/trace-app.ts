@@ -9,6 +9,7 @@ import { syscallFeatures } from '../kernel/infer-features.js';
 import { mount, removeTree } from '../mounts.js';
 import type { Readiness, Recipe } from '../recipe/recipe.js';
 import { parseTmpfiles } from '../recipe/tmpfiles.js';
+import { IMAGE_PATH } from '../resolve/plan-image.js';
 import { resolveInRoot } from '../resolve/root-path.js';
 import type { RootView } from '../resolve/root-view.js';
 import { makeSecrets, secretFiles, type ImageSecret } from './secrets.js';
@@ -69,7 +70,7 @@ export const NOT_TRACED = /^\/(proc|sys|dev|run|tmp|var\/run|var\/tmp|var\/log)(
 export const NOT_TRACED_DIRS = /^\/(proc|sys|dev|run|tmp|var\/run|var\/tmp)(\/|$)/;
 
 /** The image's PATH: the app's environment in the trace, as /init exports it. */
-export const IMAGE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
+export const IMAGE_ENV = { PATH: IMAGE_PATH.join(':'), HOME: '/root' };
 
 /**
  * The trace pass: the app started as its account, with its environment, in a
