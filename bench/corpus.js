@@ -36,7 +36,8 @@ export const CORPUS = [
   { pkg: 'lighttpd', port: 80, protocol: 'http', kind: 'web server' },
   { pkg: 'apache2', port: 80, protocol: 'http', kind: 'web server' },
   { pkg: 'caddy', port: 80, protocol: 'http', kind: 'web server (Go)' },
-  { pkg: 'varnish', port: 6081, protocol: 'http', kind: 'HTTP cache' },
+  // Its shared-memory log (~85 MiB of files under /var/lib/varnish) lives in the RAM root, which the kernel caps at half the guest's memory.
+  { pkg: 'varnish', port: 6081, protocol: 'http', kind: 'HTTP cache', memoryMiB: 1024 },
   { pkg: 'squid', port: 3128, protocol: 'http-proxy', kind: 'proxy' },
   { pkg: 'tinyproxy', port: 8888, protocol: 'http-proxy', kind: 'proxy' },
   { pkg: 'haproxy', port: 80, protocol: 'http', kind: 'load balancer' },
@@ -53,6 +54,9 @@ export const CORPUS = [
   { pkg: 'prometheus-node-exporter', port: 9100, protocol: 'http', kind: 'metrics (Go)' },
   { pkg: 'prosody', port: 5222, protocol: 'xmpp', kind: 'XMPP server (Lua)' },
 ];
+
+/** The guests' memory, unless an entry says otherwise (and the table says why). */
+const MEMORY_MIB = 512;
 
 /** Every kernel feature: one configuration for all twenty images. */
 const SUPERSET = Object.keys(KERNEL_FEATURES);
@@ -88,8 +92,9 @@ export async function corpus(work, only) {
     rows.push(row);
     const outDir = join(work, 'corpus', entry.pkg);
     const t0 = performance.now();
+    let manifest;
     try {
-      const manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET });
+      manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET });
       row.built = true;
       row.buildSeconds = Math.round((performance.now() - t0) / 100) / 10;
       row.sizes = await imageSizes(outDir);
@@ -104,7 +109,9 @@ export async function corpus(work, only) {
       console.log(`${entry.pkg}: not built: ${row.error}`);
       continue;
     }
-    const vm = await getBackend('qemu').create(outDir, { memoryMiB: 512, publish: [{ host: await freePort(), guest: entry.port }] }).catch((e) => ((row.error = `boot: ${e.message}`), undefined));
+    row.memoryMiB = entry.memoryMiB ?? MEMORY_MIB;
+    row.relay = manifest.relay ?? [];
+    const vm = await getBackend('qemu').create(outDir, { memoryMiB: row.memoryMiB, publish: [{ host: await freePort(), guest: entry.port }] }).catch((e) => ((row.error = `boot: ${e.message}`), undefined));
     if (!vm) continue;
     try {
       const ready = await vm.waitReady(null, { timeoutMs: 90_000 }).catch((e) => ((row.error = `not ready: ${String(e.message).split('\n')[0]}`), undefined));
@@ -149,14 +156,15 @@ function derivation(manifest) {
 
 export function renderCorpus(c) {
   const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
-  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}, commit ${c.commit ?? '?'}; \`tinyx build --package NAME\` alone, one superset kernel for all, 512 MiB, QEMU microvm)`, ''];
+  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}, commit ${c.commit ?? '?'}; \`tinyx build --package NAME\` alone, one superset kernel for all, ${MEMORY_MIB} MiB unless noted, QEMU microvm, TCG)`, ''];
   out.push(`**${c.served} of ${c.total}** serve their protocol to a real client from the host.`, '');
   out.push('| package | kind | serves? | answer | image (root) | ready | derived from the unit (and the trace) |');
   out.push('|---|---|---|---|---:|---:|---|');
   for (const r of c.rows) {
     const size = r.sizes ? `${mib(r.sizes.totalBytes)} (${mib(r.sizes.initrdBytes)})` : '';
-    const why = r.serves ? r.answer : whyNot(r);
-    out.push(`| ${r.package} | ${r.kind} | ${r.serves ? 'yes' : '**no**'} | ${String(why).replace(/\|/g, '/').slice(0, 140)} | ${size} | ${r.readyMs ? `${(r.readyMs / 1000).toFixed(2)} s` : ''} | ${r.derived ?? ''} |`);
+    const how = [r.relay?.length ? `relayed to ${r.relay.map((p) => `${p.address}:${p.port}`).join(', ')}` : '', r.memoryMiB && r.memoryMiB !== MEMORY_MIB ? `${r.memoryMiB} MiB` : ''].filter(Boolean).join(', ');
+    const why = `${String(r.serves ? r.answer : whyNot(r)).slice(0, 110)}${how ? ` (${how})` : ''}`;
+    out.push(`| ${r.package} | ${r.kind} | ${r.serves ? 'yes' : '**no**'} | ${why.replace(/\|/g, '/')} | ${size} | ${r.readyMs ? `${(r.readyMs / 1000).toFixed(2)} s` : ''} | ${r.derived ?? ''} |`);
   }
   return out;
 }

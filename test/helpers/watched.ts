@@ -44,6 +44,39 @@ export function bootInRoot(root: string): Watched {
   return startWatched(['unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', 'chroot', root, '/init'], IMAGE_ENV);
 }
 
+/**
+ * bootInRoot with a network card: a veth named eth0 in the namespace, and
+ * TINYX_CMDLINE giving /init the address QEMU's user network gives a guest
+ * (10.0.2.15/24), which it puts on eth0 as in the VM.
+ */
+export function bootInRootWithNic(root: string): Watched {
+  const setup = 'ip link add eth0 type veth peer name tinyx-peer && ip link set tinyx-peer up && exec chroot "$0" /init';
+  return startWatched(['unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', 'sh', '-c', setup, root], { ...IMAGE_ENV, TINYX_CMDLINE: 'tinyx.ip=10.0.2.15/24' });
+}
+
+/** What a TCP server at host:port inside the network namespace of `pid` answers to `request` (its first chunk), through nsenter and this Node.js. */
+export function askInNamespace(pid: number, host: string, port: number, request: string): Promise<string> {
+  const script = `
+    const socket = require('node:net').createConnection({ host: ${JSON.stringify(host)}, port: ${port} });
+    socket.setTimeout(5000, () => { console.log(JSON.stringify('timeout')); process.exit(1); });
+    socket.on('connect', () => socket.write(${JSON.stringify(request)}));
+    socket.once('data', (d) => { console.log(JSON.stringify(String(d))); process.exit(0); });
+    socket.on('error', (e) => { console.log(JSON.stringify('error ' + e.message)); process.exit(1); });`;
+  return new Promise((resolve, reject) => {
+    const child = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.on('error', reject);
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(out) as string);
+      } catch {
+        reject(new Error(`no answer from the client in the namespace: ${out}`));
+      }
+    });
+  });
+}
+
 /** What a UNIX socket answers to one line (haproxy's admin socket: `show info`). */
 export function askSocket(path: string, command: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -140,7 +140,7 @@ test('the tarballs hold what runs and the data, nothing of development, and the 
     packed.map((p) => p.name),
     ['@tinyx/builder', '@tinyx/toolstack', '@tinyx/cli'],
   );
-  const shipped = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/tinyx\.js|(recipes|blacklists|kernel)\/.+)$/;
+  const shipped = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/tinyx\.js|(recipes|blacklists|kernel|helpers)\/.+)$/;
   for (const p of packed) {
     const files = p.files.map((f) => f.path);
     t.deepEqual(
@@ -150,7 +150,7 @@ test('the tarballs hold what runs and the data, nothing of development, and the 
     );
     t.true(files.includes('dist/index.d.ts') || p.name === '@tinyx/cli', `${p.name}: its types`);
     t.true(files.includes('LICENSE') && files.includes('README.md'), `${p.name}: LICENSE and README.md`);
-    if (p.name !== '@tinyx/builder') t.false(files.some((f) => /^(recipes|blacklists|kernel)\//.test(f)), `${p.name}: data only in the builder`);
+    if (p.name !== '@tinyx/builder') t.false(files.some((f) => /^(recipes|blacklists|kernel|helpers)\//.test(f)), `${p.name}: data only in the builder`);
   }
   // Installed, the builder's data are the checkout's, file for file and byte for byte.
   for (const dir of DATA_DIR_NAMES) {

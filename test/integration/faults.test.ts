@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
+import { statfsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, statfs, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
+import { build } from '@tinyx/builder';
 import { mountsBelow, removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli, startCli, type CliResult } from '../helpers/cli.js';
@@ -16,7 +18,7 @@ import { sha256File } from '../helpers/image.js';
 // gone. The cache lives on a tmpfs of its own (1200 MiB of RAM, debootstrap
 // included); the README's "Faults" table lists these cases.
 
-const test = integrationTest({ tools: ['fallocate', 'mountpoint', 'mount'] });
+const test = integrationTest({ kernel: true, tools: ['fallocate', 'mountpoint', 'mount', 'pgrep'] });
 const work = await mkdtemp('/var/tmp/tinyx-it-faults-');
 const disk = join(work, 'disk');
 const small = join(work, 'small');
@@ -106,6 +108,69 @@ test.serial('disk full while packing over an earlier image: E_NO_SPACE naming th
   t.is(ok.code, 0, ok.stderr.slice(-3000));
   t.is(await sha256File(join(out, 'initrd.cpio.gz')), before, 'the same bytes');
   t.deepEqual(await readdir(small), ['nginx']);
+});
+
+/** Processes whose command line names the directory (pgrep leaves itself out; exit 1 means none). */
+function processesIn(dir: string): string {
+  try {
+    return execFileSync('pgrep', ['-af', '--', dir], { encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+}
+
+test.serial('disk full while the kernel compiles: E_NO_SPACE naming the kernel step, the cache and make; no make left, no build tree, no kernel entry', async (t) => {
+  // The kernel tree of the shared cache (extracted there once), used in place: the objects, ccache's
+  // and the build tree go to this cache, on the tmpfs, which fills up within the first files.
+  const tree = (JSON.parse((await runCli(['kernel', 'config', 'nginx', '--json'])).stdout) as { sourceDir: string }).sourceDir;
+  await fill(disk, 24);
+  const full = startCli(['kernel', 'build', 'nginx', '--kernel-source', tree], { env });
+  const result = await full.done;
+  assertNamed(t, result, 3, /no space left on the device during the kernel step: the cache \(.*\/cache\) has .* free \(make failed/);
+  t.is(processesIn(tree), '', 'no make or compiler left');
+  await assertNothingLeaked(t);
+  t.deepEqual(await entries('kernels'), [], 'no kernel entry');
+  await unfill(disk);
+  // Once the fault is gone the same command compiles the whole kernel (7 minutes here): kernel.test.ts builds it.
+});
+
+test.serial("disk full while the kernel step copies the kernel into --out's directory, then while emit writes the manifest: E_NO_SPACE naming each step and the output's directory; the earlier image kept byte for byte", async (t) => {
+  // The shared cache: nginx's kernel is the one kernel.test.ts builds (built here when this runs first).
+  const place = join(work, 'small-out');
+  await mkdir(place);
+  // 8 MiB: the initrd would fit, the 11 MiB vmlinux does not.
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', place]);
+  t.teardown(() => execFileSync('sh', ['-c', `! mountpoint -q "$1" || umount "$1"`, 'sh', place]));
+  const out = join(place, 'nginx');
+  const copying = await runCli(['build', 'nginx', '--out', out]);
+  assertNamed(t, copying, 3, /no space left on the device during the kernel step: the output's directory \(.*small-out\) has/);
+  t.deepEqual(await readdir(place), [], 'no staging directory left');
+
+  execFileSync('mount', ['-o', 'remount,size=64m', place]);
+  const first = await build({ recipe: 'nginx', outDir: out });
+  const before = Object.fromEntries(await Promise.all((await readdir(out)).map(async (name) => [name, await sha256File(join(out, name))] as const)));
+  // Emit starts with every other file of the new image in its staging directory: the disk fills up then.
+  const error = await build({
+    recipe: 'nginx',
+    outDir: out,
+    onEvent: (event) => {
+      if (event.type === 'step-start' && event.step === 'emit') execFileSync('fallocate', ['-l', String(statfsSync(place).bavail * statfsSync(place).bsize), join(place, 'filler')]);
+    },
+  }).then(
+    () => undefined,
+    (e: unknown) => e as Error & { code?: string },
+  );
+  t.is(error?.code, 'E_NO_SPACE', String(error));
+  t.regex(error?.message ?? '', /no space left on the device during the emit step: the output's directory \(.*small-out\) has/);
+  const after = Object.fromEntries(await Promise.all((await readdir(out)).map(async (name) => [name, await sha256File(join(out, name))] as const)));
+  t.deepEqual(after, before, 'the earlier image is untouched');
+  t.deepEqual((await readdir(place)).sort(), ['filler', 'nginx'], 'no staging directory left');
+
+  await rm(join(place, 'filler'));
+  const again = await runCli(['build', 'nginx', '--out', out]);
+  t.is(again.code, 0, again.stderr.slice(-3000));
+  t.is(await sha256File(join(out, 'initrd.cpio.gz')), before['initrd.cpio.gz']!, 'the same bytes');
+  t.is(first.artifacts.rootfs, 'initrd.cpio.gz');
 });
 
 test.serial('a mirror that does not answer, and one that answers garbage: the command, the mirror and the hint; nothing kept', async (t) => {

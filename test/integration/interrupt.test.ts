@@ -114,6 +114,19 @@ test.serial("Ctrl-C while verify starts the image's /init: nothing of it is left
   t.false(await readdir(join(out, 'v')).then(() => true, () => false), 'no image written');
 });
 
+test.serial('Ctrl-C while packing (xz -9e, seconds long): xz is stopped, no staging directory or half-written archive is left, no image written', async (t) => {
+  const packed = await readdir(join(cache, 'packed')).catch(() => [] as string[]);
+  const cli = startCli(['build', 'nginx', '--no-kernel', '--compression', 'xz', '--out', join(out, 'p')], { env });
+  await cli.waitForLine(/^\[pack\] /, 180_000);
+  // Well into it: xz is compressing the archive in the staging directory beside --out.
+  t.true(await waitForProcess(out, /xz .*-9e/, 30_000), 'xz ran');
+  cli.child.kill('SIGINT');
+  await assertCleanAfterInterrupt(t, await cli.done);
+  t.is(processesIn(out), '', 'no xz left');
+  t.false(await readdir(join(out, 'p')).then(() => true, () => false), 'no image written');
+  t.deepEqual(await readdir(join(cache, 'packed')).catch(() => [] as string[]), packed, 'no xz archive published');
+});
+
 test.serial('after all that, the next build succeeds from the same cache', async (t) => {
   const cli = startCli(['build', 'redis', '--no-kernel', '--out', join(out, 'r')], { env });
   const result = await cli.done;

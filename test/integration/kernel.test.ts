@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, defaultCacheDir, type Manifest } from '@tinyx/builder';
@@ -81,6 +81,27 @@ test.serial('the nginx kernel boots under QEMU (microvm, vmlinux through the PVH
   const q35 = bootQemu(join(work, 'nginx', 'vmlinuz'), initrd, 'q35');
   t.is(q35.status, 0, q35.output.slice(-2000));
   t.regex(q35.output, new RegExp(`^${marker}\\r?$`, 'm'), 'and the bzImage on q35 (virtio-pci)');
+});
+
+test.serial('a damaged cached kernel (a truncated vmlinux) is detected, removed and built again (ccache: the same files, compiled once), never shipped: the same bytes', async (t) => {
+  const kernels = join(defaultCacheDir(), 'kernels');
+  let entry: string | undefined;
+  for (const name of await readdir(kernels)) {
+    const meta = JSON.parse(await readFile(join(kernels, name, 'meta.json'), 'utf8')) as { configSha256: string };
+    if (meta.configSha256 === nginx.kernel!.configSha256) entry = name;
+  }
+  t.truthy(entry, "nginx's kernel is in the cache");
+  const sha = (file: string): string => execFileSync('sha256sum', [file], { encoding: 'utf8' }).split(' ')[0]!;
+  const good = { vmlinux: sha(join(kernels, entry!, 'vmlinux')), bzImage: sha(join(kernels, entry!, 'bzImage')) };
+  await truncate(join(kernels, entry!, 'vmlinux'), 4096);
+  const out = join(work, 'nginx-again');
+  const result = await runCli(['build', 'nginx', '--out', out]);
+  t.is(result.code, 0, result.stderr.slice(-3000));
+  t.regex(result.stderr, new RegExp(`cache: kernels/${entry} was damaged \\(vmlinux is not what was published \\(sha256 differs\\)\\); removed, building it again`));
+  t.regex(result.stderr, /\[kernel\] done/, 'compiled, not a cache hit');
+  t.is(sha(join(out, 'vmlinux')), good.vmlinux, 'the image has the right kernel');
+  t.is(sha(join(out, 'vmlinuz')), good.bzImage);
+  t.is(sha(join(kernels, entry!, 'vmlinux')), good.vmlinux, 'and so has the cache again');
 });
 
 test.serial('a second build with the same config is a cache hit; redis gets its own config', async (t) => {

@@ -1,4 +1,5 @@
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeTree } from '@tinyx/builder/internals';
@@ -75,6 +76,21 @@ test.serial('an image directory tinyx wrote is replaced; once a user file is add
   t.is(await readFile(join(out, 'mine.txt'), 'utf8'), 'mine\n');
   t.true((await readdir(out)).includes('manifest.json'), 'the image is left as it was');
   t.deepEqual((await readdir(work)).filter((name) => name.startsWith('.img')), [], 'no staging directory left');
+});
+
+test.serial('a build killed between the two renames of its swap (nothing at --out, the earlier image moved aside): the next build puts the earlier image back, then replaces it', async (t) => {
+  const out = join(work, 'swapped');
+  const first = await runCli(['build', 'nginx', '--no-kernel', '--out', out]);
+  t.is(first.code, 0, first.stderr);
+  // What SIGKILL leaves at that moment: the old image renamed aside, the new one still in its staging directory.
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  await rename(out, join(work, `.swapped.tmp-${dead}-0a1b2c.old`));
+  await mkdir(join(work, `.swapped.tmp-${dead}-0a1b2c`));
+  const next = await runCli(['build', 'nginx', '--no-kernel', '--out', out]);
+  t.is(next.code, 0, next.stderr);
+  t.regex(next.stderr, new RegExp(`${out} was moved aside by a build killed during its swap \\(pid ${dead}\\): put back`));
+  t.deepEqual((await readdir(out)).sort(), ['initrd.cpio.gz', 'manifest.json']);
+  t.deepEqual((await readdir(work)).filter((name) => name.startsWith('.swapped')), [], 'the staging directory it left is removed');
 });
 
 test.serial('a VM id with ".." or "/" is refused by every command before anything is touched', async (t) => {

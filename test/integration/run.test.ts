@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
-import { build, recipeFromPackage, type Manifest } from '@tinyx/builder';
+import { build, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { ToolstackError, detectAccel, getBackend, probeTcp, runtimeDir, type QemuBackend, type QemuVm } from '@tinyx/toolstack';
 import { integrationTest } from '../helpers/capabilities.js';
@@ -74,17 +74,34 @@ test.serial('nginx boots, answers HTTP 200 with its page, stops answering when p
   t.false(await probeTcp('127.0.0.1', port), 'the forward is gone');
 });
 
-test.serial('redis boots with its own kernel: PING is answered PONG, a SET is read back by GET', async (t) => {
-  // redis's kernel differs from nginx's (it imports signalfd, timerfd and inotify): built here, or a cache hit.
-  const out = join(work, 'redis');
-  const built = await build({ recipe: 'redis', outDir: out });
+test.serial('redis-server without a recipe, zstd-compressed through the CLI, boots with its own kernel (its zstd decompressor); it listens on loopback only and is reached through the relay: PING is answered PONG, a SET is read back by GET', async (t) => {
+  // No recipe: the package's unit says how to run it. Debian's redis.conf binds 127.0.0.1 and ::1 (and keeps
+  // protected mode): the image relays the VM's address to it. --compression zstd gives the kernel CONFIG_RD_ZSTD
+  // instead of RD_GZIP: the kernel's own decompressor unpacks the root (this kernel is built once, here or as a cache hit).
+  const out = join(work, 'redis-server');
+  const cli = await runCli(['build', '--package', 'redis-server', '--compression', 'zstd', '--out', out, '--json']);
+  t.is(cli.code, 0, cli.stderr.slice(-3000));
+  const built = (JSON.parse(cli.stdout) as { manifest: Manifest }).manifest;
   t.true(built.kernel!.features.some((f) => f.name === 'signalfd'), 'signalfd is inferred from redis-server');
+  t.deepEqual(built.relay, [{ port: 6379, address: '127.0.0.1' }]);
+  t.deepEqual(built.readiness, { tcp: { port: 6379 } });
+  t.regex(built.verify!.outcome, /probe on 10\.0\.2\.15:6379 through the relay: connected/);
+  t.true(built.files.some((f) => f.path === '/usr/sbin/tinyx-relay' && f.size < 64 * 1024), 'the relay, a few KiB');
+  t.is(built.compression, 'zstd');
+  t.is(built.kernel!.decompressor, 'RD_ZSTD');
+  t.is(built.artifacts.rootfs, 'initrd.cpio.zst');
+  const magic = (await readFile(join(out, built.artifacts.rootfs))).subarray(0, 4).toString('hex');
+  t.is(magic, '28b52ffd', "a zstd frame, which the kernel's decompressor unpacks below");
+  const config = await readFile(join(out, 'kernel.config'), 'utf8');
+  t.regex(config, /^CONFIG_RD_ZSTD=y$/m);
+  t.regex(config, /^# CONFIG_RD_GZIP is not set$/m, 'no gzip to fall back to');
   const vm = await qemu.create(out);
   started.push(vm);
   await vm.waitReady();
+  t.regex(await vm.console(), /tinyx: relaying 10\.0\.2\.15 to 127\.0\.0\.1:6379/);
   t.regex(await vm.console(), /tinyx: ready \(listening on 6379\)/);
   const port = vm.hostPort(6379)!;
-  t.is(await redisCommand(port, 'PING'), '+PONG\r\n');
+  t.is(await redisCommand(port, 'PING'), '+PONG\r\n', 'protected mode lets the relayed client in: it comes from loopback');
   t.is(await redisCommand(port, 'SET', 'tinyx', 'lighter than a container'), '+OK\r\n');
   t.is(await redisCommand(port, 'GET', 'tinyx'), '$24\r\nlighter than a container\r\n');
   t.is(await redisCommand(port, 'GET', 'absent'), '$-1\r\n');
@@ -92,17 +109,14 @@ test.serial('redis boots with its own kernel: PING is answered PONG, a SET is re
   t.is(qemuProcessesOf(vm.id), '');
 });
 
-test.serial('memcached, built without a recipe, boots: set, then get returns the value', async (t) => {
+test.serial('memcached without a recipe or --cmd (its unit: a Perl wrapper, -l 127.0.0.1) boots and is reached through the relay: set, then get returns the value', async (t) => {
   const out = join(work, 'memcached');
-  // memcached's inferred features are a subset of redis's: declaring redis's makes the same
-  // kernel configuration, so this boots the kernel the redis test built (a cache hit, not
-  // another seven-minute compile in CI). Its own kernel differs from that one only in options.
-  // -l 0.0.0.0: by default memcached opens an IPv6 listener too, the trace sees socket(AF_INET6),
-  // and the kernel gets IPv6, which redis's lacks (the kernel test's business, not this one's).
-  const recipe = recipeFromPackage({ package: 'memcached', cmd: '/usr/bin/memcached -u nobody -l 0.0.0.0 -p 11211', port: 11211 });
-  const redisFeatures = (JSON.parse(await readFile(join(work, 'redis', 'manifest.json'), 'utf8')) as Manifest).kernel!.features.map((f) => f.name);
-  const built = await build({ recipe: { ...recipe, kernel: { ...recipe.kernel, features: redisFeatures } }, outDir: out });
-  t.is(built.kernel!.configSha256, (JSON.parse(await readFile(join(work, 'redis', 'manifest.json'), 'utf8')) as Manifest).kernel!.configSha256, "redis's kernel");
+  // memcached's features are a subset of redis-server's: asking for those makes the same kernel configuration,
+  // so this boots the kernel the redis-server test built (a cache hit, not another seven-minute compile in CI).
+  const redisServer = JSON.parse(await readFile(join(work, 'redis-server', 'manifest.json'), 'utf8')) as Manifest;
+  const built = await build({ recipe: { fromUnit: { package: 'memcached' } }, kernelFeatures: redisServer.kernel!.features.map((f) => f.name), compression: 'zstd', outDir: out });
+  t.is(built.kernel!.configSha256, redisServer.kernel!.configSha256, "redis-server's kernel");
+  t.deepEqual(built.relay, [{ port: 11211, address: '127.0.0.1' }]);
   const vm = await qemu.create(out);
   started.push(vm);
   await vm.waitReady();

@@ -2,9 +2,9 @@ import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, recipeFromPackage, type BuildOptions, type Manifest } from '@tinyx/builder';
-import { READY_LINE, removeTree } from '@tinyx/builder/internals';
+import { READY_LINE, compileRelay, removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
-import { bootInRoot, httpGetInNamespace } from '../helpers/watched.js';
+import { askInNamespace, bootInRoot, bootInRootWithNic, httpGetInNamespace } from '../helpers/watched.js';
 import { runCli } from '../helpers/cli.js';
 import { processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
@@ -13,7 +13,7 @@ import { processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/im
 // joins the image; then the image's own /init must start it in the cut root and
 // pass its probe. Each image is then started here the same way the VM would
 // (its /init as PID 1 of fresh namespaces, no kernel) and asked with a real client.
-const test = integrationTest({ tools: ['unshare', 'nsenter'] });
+const test = integrationTest({ tools: ['unshare', 'nsenter', 'ip', 'gcc'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-trace-'));
 test.after.always(() => removeTree(work));
 
@@ -150,6 +150,40 @@ test("python3 http.server with --cmd: the compiled modules it imports (ssl, sqli
   t.regex(error?.message ?? '', /ModuleNotFoundError: No module named '_ssl'/);
   t.regex(error?.message ?? '', /\/usr\/lib\/python3\.11\/lib-dynload: no such directory in the image \(owned by python3\.11/);
   await t.throwsAsync(stat(out), { code: 'ENOENT' });
+});
+
+test("redis-server, no recipe, listens on loopback only (Debian's redis.conf): the image relays the VM's address to it, and a client there is served; --no-relay-loopback keeps it local", async (t) => {
+  const { manifest, root } = await buildImage(t, 'redis-server', { fromUnit: { package: 'redis-server' } });
+  t.deepEqual(manifest.relay, [{ port: 6379, address: '127.0.0.1' }]);
+  t.deepEqual(manifest.readiness, { tcp: { port: 6379 } });
+  t.regex(manifest.verify!.outcome, /^ready, probe on 10\.0\.2\.15:6379 through the relay: connected$/);
+  const relay = manifest.files.find((f) => f.path === '/usr/sbin/tinyx-relay');
+  t.truthy(relay, 'the relay is in the image');
+  t.true(relay!.size < 16 * 1024, `a few KiB (${relay!.size} bytes)`);
+  t.regex(relay!.reason, /relays the VM's address to 127\.0\.0\.1:6379/);
+  // Its bytes depend on the source and gcc only.
+  const [a, b] = [await mkdtemp(join(work, 'relay-')), await mkdtemp(join(work, 'relay-'))];
+  t.deepEqual(await compileRelay(a), await compileRelay(b));
+
+  // The image's /init, with a network card as in the VM: the relay forwards 10.0.2.15:6379 to redis, which
+  // answers a client there (protected mode lets it in: the relayed connection comes from loopback).
+  const app = bootInRootWithNic(root);
+  try {
+    t.true(await waitFor(() => app.output().includes(READY_LINE), 30_000, app.exited), app.output());
+    t.regex(app.output(), /tinyx: relaying 10\.0\.2\.15 to 127\.0\.0\.1:6379/);
+    t.is(await askInNamespace(app.pid, '10.0.2.15', 6379, 'PING\r\n'), '+PONG\r\n');
+    t.is(await askInNamespace(app.pid, '10.0.2.15', 6379, 'SET tinyx relayed\r\n'), '+OK\r\n');
+    t.is(await askInNamespace(app.pid, '10.0.2.15', 6379, 'GET tinyx\r\n'), '$7\r\nrelayed\r\n');
+  } finally {
+    await app.stop();
+  }
+
+  const local = await runCli(['build', '--package', 'redis-server', '--no-kernel', '--no-relay-loopback', '--out', join(work, 'redis-local'), '--json']);
+  t.is(local.code, 0, local.stderr);
+  const kept = (JSON.parse(local.stdout) as { manifest: Manifest }).manifest;
+  t.deepEqual(kept.relay, []);
+  t.false(kept.files.some((f) => f.path === '/usr/sbin/tinyx-relay'));
+  t.regex(kept.verify!.outcome, /^ready, probe on 6379: connected$/);
 });
 
 test('an image that would not start is a build error, never an emitted image: lighttpd without the trace lacks its Perl script', async (t) => {

@@ -139,3 +139,20 @@ test('/init: network from the command line, the app under its uid, readiness fro
   const inDir = generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, workdir: '/var/lib/my app', readiness: null, libraryPath: [] });
   t.regex(inDir, /^cd '\/var\/lib\/my app'\necho "tinyx: starting \/x"\n\/x &$/m);
 });
+
+test("/init with a relay: tinyx-relay from the VM's address to each loopback port, started before the app; a forking app's watch leaves the relay and its connections out", (t) => {
+  const relay = [
+    { port: 6379, address: '127.0.0.1' },
+    { port: 3306, address: '::1' },
+  ];
+  const init = generateInit({ name: 'db', cmd: ['/usr/sbin/db'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, readiness: { tcp: { port: 6379 } }, libraryPath: [], relay });
+  t.regex(init, /^if \[ -n "\$addr" \]; then\n {2}\/usr\/sbin\/tinyx-relay "\$\{addr%\/\*\}" 6379 127\.0\.0\.1 "\$\{addr%\/\*\}" 3306 ::1 &\n {2}relay=\$!$/m);
+  t.true(init.indexOf('tinyx-relay') < init.indexOf('echo "tinyx: starting'), 'the relay is up before the app starts');
+  t.true(init.indexOf('tinyx.ip=*)') < init.indexOf('/usr/sbin/tinyx-relay'), "after the network, whose address it listens on");
+  t.regex(init, /for arg in \$\{TINYX_CMDLINE:-\$\(cat \/proc\/cmdline\)\}; do/, 'the command line, or what verify gives in its place');
+  const forking = generateInit({ name: 'db', cmd: ['/usr/sbin/db'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, forks: true, readiness: null, libraryPath: [], relay });
+  t.regex(forking, /\[ "\$p" = "\$relay" \] && continue/);
+  t.true(forking.includes('[ -n "$relay" ] && grep -qs "^PPid:[[:space:]]*$relay$" "$d/status" && continue'), 'its connections are its children');
+  const none = generateInit({ name: 'db', cmd: ['/usr/sbin/db'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, forks: true, readiness: null, libraryPath: [] });
+  t.notRegex(none, /relay/);
+});

@@ -57,6 +57,8 @@ const LAYER: MemoryTree = {
   '/var/lib/store': { dir: true, mode: 0o750, uid: 101, gid: 102 },
   '/etc/store': { dir: true, mode: 0o2770, uid: 101, gid: 102 },
   '/etc/store/store.conf': { file: 'dir /var/lib/store\n', mode: 0o640, uid: 101, gid: 102 },
+  // The service's own state, private to its account (as mariadb's system tables): not a secret.
+  '/var/lib/store/dump.db': { file: 'DATA', mode: 0o660, uid: 101, gid: 102 },
   '/etc/keyed/keyed.conf': 'HostKey /etc/keyed/host_key\n',
   '/etc/keyed/host_key': { file: 'PRIVATE', mode: 0o600 },
   '/etc/keyed/host_key.pub': 'ssh-ed25519 AAAA',
@@ -121,11 +123,12 @@ async function plan(options: { closure?: string[]; plannedFiles?: string[] } = {
 
 const reasonsOf = <T extends { path: string; reason: string }>(entries: T[]): Record<string, string> => Object.fromEntries(entries.map((e) => [e.path, e.reason]));
 
-test('files and links the scripts made: in a directory only kept packages list, or named by a kept package\'s script', async (t) => {
+test('files and links the scripts made: in a directory only kept packages list, or named by a kept package\'s script; state private to its account is kept (only /etc holds secrets)', async (t) => {
   const made = await plan();
   t.deepEqual(reasonsOf(made.files), {
     '/etc/keyed/keyed.conf': "created by the install (in keyed's /etc/keyed)",
     '/etc/mc.conf': 'created by the install (named in mc.postinst)',
+    '/var/lib/store/dump.db': 'created by the install (named in store.postinst)',
     '/var/www/html/index.lighty.html': "created by the install (in lighty's /var/www/html)",
   });
   t.like(made.symlinks.find((l) => l.path === '/etc/lighty/conf-enabled/99-unconfigured.conf'), {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
-import { listeningSockets, parseStraceLog, syscallFeatures } from '@tinyx/builder/internals';
+import { listeningPorts, listeningSockets, parseStraceLog, syscallFeatures } from '@tinyx/builder/internals';
 
 // test/fixtures/strace/lighttpd.log: `strace -f -yy -qq -s 512` of `unshare --root=ROOT --setuid 0 -- lighttpd -D`
 // started in lighttpd's full install root (Debian 12), as the trace pass runs it, with the noisiest calls
@@ -63,16 +63,20 @@ test('relative paths against the directory fd, halves of interrupted calls joine
   t.is(log.missing.get('/etc/missing'), '/usr/sbin/app');
 });
 
-test('listening sockets from /proc/net/tcp and tcp6: only those in LISTEN (0A), loopback told apart', (t) => {
+test('listening sockets from /proc/net/tcp and tcp6: only those in LISTEN (0A), loopback told apart, with their address', (t) => {
   const table = [
     '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
     '   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0',
     '   1: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   100        0 2 1 0 100 0 0 10 0',
     '   2: 0100007F:0050 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1',
+    '   3: 3500007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0',
+    '   4: 0F02000A:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5 1 0 100 0 0 10 0',
   ].join('\n');
   t.deepEqual(listeningSockets(table), [
-    { port: 80, loopback: false },
-    { port: 6379, loopback: true },
+    { port: 80, loopback: false, address: '0.0.0.0' },
+    { port: 6379, loopback: true, address: '127.0.0.1' },
+    { port: 53, loopback: true, address: '127.0.0.53' },
+    { port: 22, loopback: false, address: '10.0.2.15' },
   ]);
   const table6 = [
     '  sl  local_address                         remote_address                        st',
@@ -81,8 +85,19 @@ test('listening sockets from /proc/net/tcp and tcp6: only those in LISTEN (0A), 
     '   2: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0',
   ].join('\n');
   t.deepEqual(listeningSockets(table6), [
-    { port: 6379, loopback: true },
-    { port: 11211, loopback: true },
-    { port: 80, loopback: false },
+    { port: 6379, loopback: true, address: '::1' },
+    { port: 11211, loopback: true, address: '127.0.0.1' },
+    { port: 80, loopback: false, address: '::' },
   ]);
+});
+
+test('listening ports: loopback only when every socket of the port is, reached at its IPv4 loopback address first (what a relay forwards to)', (t) => {
+  const v4 = listeningSockets('h\n   0: 0100007F:18EB 00000000:0000 0A\n   1: 00000000:0050 00000000:0000 0A\n   2: 0100007F:0050 00000000:0000 0A');
+  const v6 = listeningSockets('h\n   0: 00000000000000000000000001000000:18EB 00000000000000000000000000000000:0000 0A\n   1: 00000000000000000000000001000000:0CEA 00000000000000000000000000000000:0000 0A');
+  t.deepEqual(listeningPorts([...v6, ...v4]), [
+    { port: 80, loopback: false },
+    { port: 3306, loopback: true, loopbackAddress: '::1' },
+    { port: 6379, loopback: true, loopbackAddress: '127.0.0.1' },
+  ]);
+  t.deepEqual(listeningPorts([]), []);
 });

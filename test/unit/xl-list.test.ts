@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { domainState, parseXlListLong, parseXlListTable } from '@tinyx/toolstack/internals';
+import { domainState, linesAboutDomain, parseXlListLong, parseXlListTable } from '@tinyx/toolstack/internals';
 
 // Real output of xl 4.17 in the test harness's dom0 (see test/fixtures/xen/README.md).
 const fixture = (name: string): Promise<string> => readFile(fileURLToPath(new URL(`../../fixtures/xen/${name}`, import.meta.url)), 'utf8');
@@ -48,4 +48,19 @@ test('xl list: the table, and the state its letters mean', async (t) => {
   t.is(domainState('---s--'), 'stopped');
   t.is(domainState('-----d'), 'stopped');
   t.throws(() => parseXlListTable('Name ID Mem\nnot a row\n'), { message: /not a domain/ });
+});
+
+test("xl dmesg: a domain's lines are its own, with the register dump that follows them", async (t) => {
+  const log = await fixture('xen-console-triple-fault.txt');
+  const d5 = linesAboutDomain(log, 5);
+  t.regex(d5[0] ?? '', /d5v0 Triple fault/, 'the headline first');
+  t.true(d5.some((l) => /\*\*\* Dumping Dom5 vcpu#0 state/.test(l)));
+  t.true(d5.some((l) => /RIP:\s+0010:\[<ffffffff8101856b>\]/.test(l)), 'the dump is part of it');
+  t.regex(d5.at(-1) ?? '', /ds: 0000 {3}es: 0000/, 'to its last register line');
+  t.is(d5.length, 15);
+  t.false(d5.some((l) => /Dom0|d0 has/.test(l)), "dom0's lines are not domain 5's");
+  const d0 = linesAboutDomain(log, 0).map((l) => l.replace(/^\(XEN\)\s+/, ''));
+  t.true(d0.includes('d0 has maximum 416 PIRQs') && d0.includes('Dom0 has maximum 2 VCPUs'), 'dom0 by both of its names');
+  t.false(d0.some((l) => /Triple fault|d5v0/.test(l)));
+  t.deepEqual(linesAboutDomain(log, 7), [], 'a domain Xen said nothing about');
 });

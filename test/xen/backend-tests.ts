@@ -1,5 +1,6 @@
 // The xen backend's tests (packages/toolstack/src/xen.ts, pool.ts and the
 // CLI on top), run in dom0 by in-dom0.ts on the real Xen.
+import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -39,15 +40,28 @@ export function backendTestNames(config: { backend?: BackendSuite | undefined })
  * One VM's life under the backend: create, ready, HTTP 200 from dom0 at its
  * leased address, pause (no answer), unpause (200), save (the domain is gone),
  * restore (200 at the same address), destroy (no domain, vif, lease or files).
+ * `via: 'cli'` does each step as a user types it in dom0 (`tinyx run --backend
+ * xen --detach`, `pause`, `unpause`, `save`, `restore --detach`, `stop`),
+ * `via: 'library'` with the backend's calls; the checks are the same.
  */
-export async function backendLifecycle(config: BackendTestConfig, image: string, type: 'pvh' | 'pv', hotplug: Hotplug): Promise<Outcome> {
+export async function backendLifecycle(config: BackendTestConfig, image: string, type: 'pvh' | 'pv', hotplug: Hotplug, via: 'library' | 'cli' = 'library'): Promise<Outcome> {
   const backend = new XenBackend({ consoleDir: config.consoleDir });
   const ms: Record<string, number> = {};
-  const details: Record<string, unknown> = { type, image, hotplug };
+  const details: Record<string, unknown> = { type, image, hotplug, via };
+  const cli = async (args: string[], id: string | undefined): Promise<Record<string, unknown>> => {
+    const result = await tinyx(config, args);
+    if (result.ok !== true || (id !== undefined && result.id !== id)) throw new Error(`tinyx ${args.join(' ')}: ${JSON.stringify(result)}`);
+    return result;
+  };
   let vm: XenVm | undefined;
   try {
     let started = performance.now();
-    vm = await backend.create(image, { type, memoryMiB: 128, hotplug });
+    if (via === 'cli') {
+      const ran = await cli(['run', '--backend', 'xen', image, '--type', type, '--hotplug', hotplug, '--memory', '128', '--detach'], undefined);
+      vm = await backend.get(String(ran.id));
+      vm.startedAt = started;
+      if (ran.address !== vm.address || ran.fromPool !== false) throw new Error(`tinyx run --detach: ${JSON.stringify(ran)}`);
+    } else vm = await backend.create(image, { type, memoryMiB: 128, hotplug });
     ms.create = since(started);
     details.id = vm.id;
     details.address = vm.address;
@@ -63,12 +77,14 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
     await expectState(vm, 'running');
     await expectPs(config, vm, 'running');
 
-    await vm.pause();
+    if (via === 'cli') await cli(['pause', vm.id], vm.id);
+    else await vm.pause();
     await expectState(vm, 'paused');
     await expectPs(config, vm, 'paused');
     await expectNoAnswer(url, 'while paused');
     started = performance.now();
-    await vm.unpause();
+    if (via === 'cli') await cli(['unpause', vm.id], vm.id);
+    else await vm.unpause();
     await waitForStatus(url, 200, 20_000, 'after unpause');
     ms.unpauseToHttp = since(started);
 
@@ -76,13 +92,21 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
     const address = vm.address;
     const id = vm.id;
     started = performance.now();
-    await vm.save(stateFile);
+    if (via === 'cli') {
+      const saved = await cli(['save', id, stateFile], id);
+      if (saved.stopped !== true) throw new Error(`tinyx save: ${JSON.stringify(saved)}`);
+    } else await vm.save(stateFile);
     ms.save = since(started);
     await expectGone(backend, config, id, address, 'after save');
+    if (via === 'cli' && (await listedIds(config)).includes(id)) throw new Error(`tinyx ps lists ${id} after save`);
     vm = undefined;
 
     started = performance.now();
-    vm = await backend.restore(stateFile);
+    if (via === 'cli') {
+      await cli(['restore', stateFile, '--detach'], id);
+      vm = await backend.get(id);
+      vm.startedAt = started;
+    } else vm = await backend.restore(stateFile);
     ms.restore = since(started);
     if (vm.address !== address) throw new Error(`restored at ${vm.address}, saved at ${address}`);
     await vm.waitReady(undefined, { timeoutMs: config.readySeconds * 1000 });
@@ -92,10 +116,12 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
     await rm(`${stateFile}.json`, { force: true });
 
     started = performance.now();
-    await vm.destroy();
+    if (via === 'cli') await cli(['stop', id], id);
+    else await vm.destroy();
     ms.destroy = since(started);
     vm = undefined;
     details.left = await expectGone(backend, config, id, address, 'after destroy');
+    if (via === 'cli' && (await listedIds(config)).includes(id)) throw new Error(`tinyx ps lists ${id} after stop`);
     return { ms, details };
   } catch (error) {
     throw await withConsole(error, vm);
@@ -108,7 +134,7 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
  * The split toolstack through the CLI: `tinyx pool fill --size 3`, `tinyx run
  * --backend xen --check` takes one from the pool (instantiation time), the
  * pool refills itself to 3 in the background, `pool ls`, `pool drain`; then
- * nothing is left.
+ * nothing is left. Then Ctrl-C in the middle of a `pool fill`.
  */
 export async function poolThroughCli(config: BackendTestConfig, image: string, type: 'pvh' | 'pv'): Promise<Outcome> {
   const backend = new XenBackend({ consoleDir: config.consoleDir });
@@ -140,7 +166,13 @@ export async function poolThroughCli(config: BackendTestConfig, image: string, t
     await waitFor(async () => (await pool.entries({ imageDir: image })).length >= 3, 120_000, 'the pool did not refill to 3');
     ms.refill = since(started);
     const listed = await tinyx(config, ['pool', 'ls']);
-    details.poolLs = (listed.pool as { id: string; state: string }[]).map((e) => `${e.id} ${e.state}`);
+    const rows = listed.pool as { id: string; state: string }[];
+    details.poolLs = rows.map((e) => `${e.id} ${e.state}`);
+    // `pool ls` lists exactly the waiting domains, each paused, and not the one the run took.
+    const waitingIds = (await pool.entries({ imageDir: image })).map((e) => e.id).sort();
+    if (JSON.stringify(rows.map((e) => e.id).sort()) !== JSON.stringify(waitingIds) || rows.some((e) => e.state !== 'paused') || rows.some((e) => e.id === ran.id)) {
+      throw new Error(`tinyx pool ls: ${JSON.stringify(rows)}; the pool holds ${waitingIds.join(', ')} (paused), the run took ${String(ran.id)}`);
+    }
 
     started = performance.now();
     const drained = await tinyx(config, ['pool', 'drain', image]);
@@ -148,6 +180,25 @@ export async function poolThroughCli(config: BackendTestConfig, image: string, t
     details.drained = (drained.destroyed as string[]).length;
     if ((await pool.entries()).length !== 0) throw new Error('pool entries are left after drain');
     details.left = await expectGone(backend, config, undefined, undefined, 'after drain');
+
+    // Ctrl-C in the middle of `pool fill`: exit 130; the domains made before it wait in the pool, each
+    // with its entry; the one being made is not left half-made (no domain, lease or directory without an entry).
+    const filling = spawn(process.execPath, [config.cli, 'pool', 'fill', image, '--size', '3', '--type', type, '--json'], { env: { ...process.env, TINYX_XEN_CONSOLE_DIR: config.consoleDir }, stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => filling.once('exit', (code) => resolve(code)));
+    await waitFor(async () => (await pool.entries({ imageDir: image })).length >= 1, 120_000, 'pool fill made no entry');
+    filling.kill('SIGINT');
+    const code = await exited;
+    if (code !== 130) throw new Error(`pool fill interrupted: exit ${code}, not 130`);
+    const kept = (await pool.entries({ imageDir: image })).map((e) => e.id).sort();
+    const domains = (await backend.domains()).filter((d) => d.domid !== 0).map((d) => d.name).sort();
+    const dirs = (await readdir(runtimeDir())).filter((n) => !n.startsWith('.')).sort();
+    if (kept.length === 0 || JSON.stringify(domains) !== JSON.stringify(kept) || JSON.stringify(dirs) !== JSON.stringify(kept)) {
+      throw new Error(`after Ctrl-C in pool fill: entries ${kept.join(', ')}; domains ${domains.join(', ')}; runtime directories ${dirs.join(', ')}`);
+    }
+    for (const id of kept) await expectState(await backend.get(id), 'paused');
+    details.interruptedFill = { exit: code, kept: kept.length };
+    await tinyx(config, ['pool', 'drain', image]);
+    await expectGone(backend, config, undefined, undefined, 'after the interrupted fill was drained');
     return { ms, details };
   } catch (error) {
     await tinyx(config, ['pool', 'drain']).catch(() => undefined);
@@ -216,6 +267,10 @@ async function tinyx(config: BackendTestConfig, args: string[], options: { expec
   }
   if (result.exitCode !== 0) throw new Error(`tinyx ${args.join(' ')}: exit ${result.exitCode}: ${JSON.stringify(parsed.error ?? parsed)}`);
   return parsed;
+}
+
+async function listedIds(config: BackendTestConfig): Promise<string[]> {
+  return ((await tinyx(config, ['ps'])).vms as { id: string }[]).map((r) => r.id);
 }
 
 /** `tinyx ps --json`, run as a user would in dom0, lists the VM with its backend, type, address and state. */

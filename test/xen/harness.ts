@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build, debianPackageFor, testTierTools, type Platform } from '@tinyx/builder';
+import { build, COMPRESSIONS, debianPackageFor, testTierTools, type Compression, type Platform } from '@tinyx/builder';
 import { Cache, defaultCacheDir, removeTree, run } from '@tinyx/builder/internals';
 import { bootXen } from './boot-xen.js';
 import { buildDom0 } from './dom0.js';
@@ -200,10 +200,13 @@ async function imageDirs(temp: string, signal: AbortSignal): Promise<Record<stri
     return Object.fromEntries(Object.entries({ pvh: args.pvh, pv: args.pv }).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => [k, resolve(v)]));
   }
   const images: Record<string, string> = {};
-  for (const [type, platform] of [['pvh', 'xen-pvh'], ['pv', 'xen-pv']] as [string, Platform][]) {
-    say(`== nginx for ${platform}`);
+  // The PV image is xz-compressed: its kernel (built for this tier only) has RD_XZ instead of RD_GZIP, so
+  // the kernel's own xz decompressor unpacks a root in every PV boot below (libxc passes an xz ramdisk through).
+  for (const [type, platform, compression] of [['pvh', 'xen-pvh', 'gzip'], ['pv', 'xen-pv', 'xz']] as [string, Platform, Compression][]) {
+    say(`== nginx for ${platform} (${compression})`);
     images[type] = join(temp, `nginx-${type}`);
-    await build({ recipe: 'nginx', platform, outDir: images[type], signal });
+    const manifest = await build({ recipe: 'nginx', platform, outDir: images[type], compression, signal });
+    if (manifest.kernel?.decompressor !== COMPRESSIONS[compression].kernelSymbol) throw new Error(`the ${platform} kernel has ${manifest.kernel?.decompressor}, not ${COMPRESSIONS[compression].kernelSymbol}`);
   }
   return images;
 }
@@ -215,6 +218,7 @@ function report(timings: Record<string, number | undefined>, results: TestResult
     // Details can hold whole xl outputs (the parsers' fixtures): --json has them all, the report their start.
     const details = result.details ? ` ${JSON.stringify(result.details)}` : '';
     say(`${result.ok ? 'ok  ' : 'FAIL'} ${result.name} ${result.seconds} s${ms}${details.length > 800 ? `${details.slice(0, 800)}... (--json for all)` : details}`);
+    if (result.retriedAfter) say(`     run again after a guest's triple fault (QEMU's emulated SVM, not tinyx): ${result.retriedAfter}`);
     if (!result.ok) {
       say(`     ${result.error}`);
       if (result.consoleTail) say(result.consoleTail.split('\n').map((l) => `     | ${l}`).join('\n'));

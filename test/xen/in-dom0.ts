@@ -45,6 +45,8 @@ export interface TestResult {
   details?: Record<string, unknown>;
   error?: string;
   consoleTail?: string;
+  /** The first attempt's error, when the test ran again after a guest's triple fault (see main). */
+  retriedAfter?: string;
 }
 
 const READY_LINE = 'tinyx: ready';
@@ -66,7 +68,8 @@ async function main(configFile: string): Promise<number> {
     const shared: BackendTestConfig = { bridge: config.bridge.name, consoleDir: CONSOLE_DIR, readySeconds: config.readySeconds, cli: b.cli };
     const [errors, ...rest] = backendTestNames(config);
     tests.push({ name: errors!, run: () => backendErrors(shared, b.guests[0]?.image ?? b.pool.image) });
-    b.guests.forEach((guest, i) => tests.push({ name: rest[i]!, run: () => backendLifecycle(shared, guest.image, guest.type, guest.hotplug) }));
+    // PVH's life through the library's calls, PV's through the CLI's verbs (run --detach, pause, unpause, save, restore, stop).
+    b.guests.forEach((guest, i) => tests.push({ name: rest[i]!, run: () => backendLifecycle(shared, guest.image, guest.type, guest.hotplug, guest.type === 'pv' ? 'cli' : 'library') }));
     tests.push({ name: rest.at(-1)!, run: () => poolThroughCli(shared, b.pool.image, b.pool.type) });
   }
   if (config.bench) {
@@ -78,18 +81,30 @@ async function main(configFile: string): Promise<number> {
   let failed = 0;
   for (const test of tests.filter((t) => !config.only || t.name === 'xen' || config.only.includes(t.name))) {
     const started = performance.now();
-    let result: TestResult;
-    try {
-      result = { name: test.name, ok: true, seconds: 0, ...(await test.run()) };
-    } catch (error) {
-      const failure = error as Error & { consoleTail?: string };
-      result = { name: test.name, ok: false, seconds: 0, error: failure.message, ...(failure.consoleTail ? { consoleTail: failure.consoleTail } : {}) };
+    let result = await attempt(test);
+    // Xen under QEMU's TCG (the only Xen this host has) now and then
+    // triple-faults a guest in its first instructions (the kernel's PIT
+    // calibration, before its console works; fixture xen-console-triple-fault.txt):
+    // an artifact of the emulated SVM, not of tinyx. The test runs once more
+    // then, and says so; any other failure, or a second one, stands.
+    if (!result.ok && /Triple fault/.test(result.error ?? '')) {
+      const first = result.error;
+      result = { ...(await attempt(test)), retriedAfter: first };
     }
     result.seconds = round((performance.now() - started) / 1000);
     if (!result.ok) failed++;
     console.log(`${FRAME.result} ${JSON.stringify(result)}`);
   }
   return failed === 0 ? 0 : 1;
+}
+
+async function attempt(test: { name: string; run: () => Promise<Omit<TestResult, 'name' | 'ok' | 'seconds'>> }): Promise<TestResult> {
+  try {
+    return { name: test.name, ok: true, seconds: 0, ...(await test.run()) };
+  } catch (error) {
+    const failure = error as Error & { consoleTail?: string };
+    return { name: test.name, ok: false, seconds: 0, error: failure.message, ...(failure.consoleTail ? { consoleTail: failure.consoleTail } : {}) };
+  }
 }
 
 /** What Xen this is, and what dom0 sees of it: part of the record, and a check that xl can talk to the hypervisor. */

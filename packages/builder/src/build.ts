@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, IMAGE_MADE_PATHS, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
+import { compileRelay, type LoopbackRelay } from './assemble/relay.js';
 import { createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir, processExists } from './cache.js';
@@ -85,6 +86,15 @@ export interface BuildOptions {
   /** Verify before emitting (default true): the image's own /init run in its root must pass the readiness probe and the check. */
   verify?: boolean;
   /**
+   * An app the trace saw listening only at loopback addresses (its package's
+   * configuration: redis, memcached, mariadb) is reached through the VM's own
+   * address: /init starts tinyx-relay, which forwards each such port to it
+   * (default true). In a one-app VM nothing else runs to be a local client,
+   * and the VM's network is reached only through what the toolstack publishes,
+   * as a container's. False keeps such an app local (and unreachable).
+   */
+  relayLoopback?: boolean;
+  /**
    * Kernel features beyond what the app needs: images built with the same
    * superset share one kernel (one build, one cache entry) whatever each app
    * needs of it.
@@ -167,6 +177,8 @@ export class Build {
   private made?: InstallMadePlan;
   private assembled?: AssembledRoot;
   private staging?: string;
+  /** The loopback ports /init relays the VM's address to (see BuildOptions.relayLoopback). */
+  private relay: LoopbackRelay[] = [];
   private packed?: Awaited<ReturnType<typeof packImage>>;
   private kernelResult?: KernelResult;
   private result?: Manifest;
@@ -362,10 +374,15 @@ export class Build {
       this.output(`readiness: tcp ${port}, the port it listened on`);
     }
     for (const p of traced.paths) this.output(`  ${p.path}: ${p.reason}`);
-    if (traced.loopbackOnly.length > 0) {
+    const where = traced.loopbackAt.map((p) => `${p.address}:${p.port}`).join(', ');
+    if (traced.loopbackOnly.length > 0 && traced.loopbackOnly.length === traced.listening.length && this.options.relayLoopback !== false) {
+      // It serves nothing beyond loopback: the VM's address is relayed to it (a port it also has at loopback beside a public one is an admin port, and stays local).
+      this.relay = traced.loopbackAt;
       this.notice(
-        `${recipe.name} listens on ${traced.loopbackOnly.join(', ')} at a loopback address only (its configuration says so): nothing outside the VM can reach it there; a recipe fixup can change the address`,
+        `${recipe.name} listens only at ${where} (its configuration): the image relays the VM's own address to it (tinyx-relay), so whoever reaches the VM's port ${traced.loopbackOnly.join(', ')} reaches it, as a container's port; --no-relay-loopback keeps it local`,
       );
+    } else if (traced.loopbackOnly.length > 0) {
+      this.notice(`${recipe.name} listens on ${where} at a loopback address only (its configuration says so): nothing outside the VM can reach it there; a recipe fixup can change the address`);
     }
     const summary = `${traced.outcome.replace(/ \(probe:.*$/, '')}; ${traced.paths.length} paths used, ${traced.features.size} kernel features`;
     if (this.options.goal === 'recipe') return { summary: `from ${this.derived?.unit ?? recipe.source}: ${this.recipe!.entrypoint.cmd.join(' ')}; ${summary}` };
@@ -422,7 +439,16 @@ export class Build {
   }
 
   private async assemble(): Promise<StepResult> {
-    this.assembled = await assembleRoot(this.installRoot!.root, this.recipe!, this.plan!, this.made!, this.traced?.secrets);
+    let relay: { binary: Uint8Array; ports: LoopbackRelay[] } | undefined;
+    if (this.relay.length > 0) {
+      const scratch = await this.cache.makeTemp('relay');
+      try {
+        relay = { binary: await compileRelay(scratch, this.signal), ports: this.relay };
+      } finally {
+        await removeTree(scratch);
+      }
+    }
+    this.assembled = await assembleRoot(this.installRoot!.root, this.recipe!, this.plan!, this.made!, this.traced?.secrets, relay);
     const bytes = this.assembled.files.reduce((sum, f) => sum + f.size, 0);
     return { summary: `${this.assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
   }
@@ -434,7 +460,7 @@ export class Build {
     const owner = (path: string): string | undefined => listedBy.get(path) ?? this.plan!.files.get(path)?.package;
     const scratch = await this.cache.makeTemp('verify');
     try {
-      this.verified = await verifyRoot({ entries: this.assembled!.entries, scratch, recipe: this.recipe!, view, owner, signal: this.signal });
+      this.verified = await verifyRoot({ entries: this.assembled!.entries, scratch, recipe: this.recipe!, view, owner, relay: this.relay, signal: this.signal });
     } finally {
       await removeTree(scratch);
     }
@@ -499,9 +525,18 @@ export class Build {
     const out = this.outDir!;
     await mkdir(dirname(out), { recursive: true });
     // A staging directory beside it from a build killed before its cleanup (its process is gone) is tinyx's own: removed.
-    for (const name of await readdir(dirname(out))) {
-      const pid = Number(name.match(new RegExp(`^\\.${escapeRegExp(basename(out))}\\.tmp-(\\d+)-[0-9a-f]+(\\.old)?$`))?.[1]);
-      if (pid && pid !== process.pid && !processExists(pid)) await removeTree(join(dirname(out), name));
+    // A `.old` one is the earlier image, moved aside by the swap: when the build was killed before the new one
+    // took its place (nothing is at --out), it is put back, not removed.
+    const stale = (await readdir(dirname(out)))
+      .map((name) => ({ name, match: name.match(new RegExp(`^\\.${escapeRegExp(basename(out))}\\.tmp-(\\d+)-[0-9a-f]+(\\.old)?$`)) }))
+      .filter((s) => s.match && Number(s.match[1]) !== process.pid && !processExists(Number(s.match[1])))
+      .sort((a, b) => Number(!!b.match![2]) - Number(!!a.match![2]));
+    for (const { name, match } of stale) {
+      const path = join(dirname(out), name);
+      if (match![2] && !(await lstat(out).then(() => true, () => false))) {
+        await rename(path, out);
+        this.notice(`${out} was moved aside by a build killed during its swap (pid ${match![1]}): put back`);
+      } else await removeTree(path);
     }
     const staging = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
     this.cleanups.push(() => removeTree(staging));
@@ -575,6 +610,7 @@ export class Build {
       trace: this.traced
         ? { outcome: this.traced.outcome, seconds: this.traced.seconds, listening: this.traced.listening, added: this.traced.paths.map((p) => ({ path: p.path, reason: p.reason })) }
         : null,
+      relay: this.relay,
       verify: this.verified ?? null,
       kernel: kernel
         ? {

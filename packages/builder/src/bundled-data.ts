@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The data directories tinyx ships: recipes, blacklists, kernel fragments. */
-export type DataDirName = 'recipes' | 'blacklists' | 'kernel';
-export const DATA_DIR_NAMES: readonly DataDirName[] = ['recipes', 'blacklists', 'kernel'];
+/** The data directories tinyx ships: recipes, blacklists, kernel fragments, the C source of the image's helpers. */
+export type DataDirName = 'recipes' | 'blacklists' | 'kernel' | 'helpers';
+export const DATA_DIR_NAMES: readonly DataDirName[] = ['recipes', 'blacklists', 'kernel', 'helpers'];
 
 /** This package's directory: packages/builder in a checkout, node_modules/@tinyx/builder once installed. */
 export const PACKAGE_DIR = fileURLToPath(new URL('../', import.meta.url));

@@ -41,5 +41,6 @@ export type { ImageEntry } from './image-tree.js';
 export { checkOutputDir, replaceOutputDir, parseMarker, tinyxFileNames } from './emit/output-dir.js';
 export { Cache, compareContents } from './cache.js';
 export * from './trace/strace-log.js';
-export { listeningSockets } from './trace/sandbox.js';
+export { listeningPorts, listeningSockets } from './trace/sandbox.js';
+export { RELAY_CFLAGS, RELAY_PATH, compileRelay, relayArguments } from './assemble/relay.js';
 export { secretFiles } from './trace/secrets.js';

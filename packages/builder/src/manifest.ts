@@ -67,6 +67,13 @@ export interface Manifest {
   leftOut: { path: string; why: string }[];
   /** The trace pass (null with --no-trace): how the run in the full install ended, its ports, and what it added to the image. */
   trace?: { outcome: string; seconds: number; listening: number[]; added: { path: string; reason: string }[] } | null;
+  /**
+   * The ports the app listens on only at a loopback address (its configuration)
+   * that /init relays the VM's own address to (tinyx-relay), each with that
+   * address; empty when it listens beyond loopback, or with --no-relay-loopback.
+   * Absent in images built before tinyx relayed.
+   */
+  relay?: { port: number; address: string }[];
   /** Verify before emitting (null with --no-verify): how the image's own /init fared in its root. */
   verify?: { outcome: string; check: string | null; seconds: number } | null;
   kernel: {

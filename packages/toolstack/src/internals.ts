@@ -2,7 +2,7 @@
 export { guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX } from './bridge.js';
 export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlListRow } from './xl-list.js';
 export { DEFAULT_BRIDGE } from './bridge.js';
-export { guestType, xenDomainConfig, xlFailure } from './xen.js';
+export { guestType, linesAboutDomain, xenDomainConfig, xlFailure } from './xen.js';
 export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './hotplug.js';
 export { checkVmId, ensurePrivateDir, runtimeDirPath } from './runtime.js';
 export { checkStateFile, isSavedState, writeStateFile } from './state-file.js';

@@ -82,6 +82,8 @@ export interface XenVmRecord {
   /** A pre-created paused domain waiting in the pool (tinyx pool); false once taken. */
   pooled: boolean;
   startedAtEpochMs: number;
+  /** Xen's number for the domain, asked once xl made it: what the hypervisor's own log (`xl dmesg`) calls it, after it is gone too. */
+  domid?: number;
 }
 
 /** What `save` writes next to the state file (FILE.json), and `restore` reads. */
@@ -268,6 +270,9 @@ export class XenBackend implements Backend {
       xlStarted = true;
       const result = await xl(args, spec.signal);
       if (result.exitCode !== 0) throw xlFailure(args[0]!, id, result, record.config);
+      // Asked while the guest boots (a created domain runs already): it does not delay readiness.
+      record.domid = await domainId(id);
+      await writeRecord(dir, record);
       return new XenVm(record, image, dir, startedAt);
     } catch (error) {
       // xl removes a domain it failed to build, but not always one whose devices failed after the build.
@@ -440,8 +445,13 @@ export class XenVm implements Vm {
   }
 
   private async failure(what: string): Promise<ToolstackError> {
-    const tail = (await this.console()).trim().split('\n').slice(-20).map((l) => `  | ${l}`).join('\n');
-    return new ToolstackError('E_NOT_READY', `${this.image.name} (${this.id}): ${what}\nconsole (last lines):\n${tail || '  | (empty)'}`, { hint: `the whole console: ${this.consoleFile}` });
+    const quote = (lines: string[]): string => lines.map((l) => `  | ${l}`).join('\n');
+    const consoleLines = (await this.console()).split('\n').filter((l) => l.trim() !== '').slice(-20);
+    let message = `${this.image.name} (${this.id}): ${what}\nconsole (last lines):\n${quote(consoleLines.length > 0 ? consoleLines : ['(empty)'])}`;
+    // A guest that dies before its console works (a triple fault in early boot) is explained only by the hypervisor.
+    const said = this.record.domid === undefined ? [] : await hypervisorLines(this.record.domid);
+    if (said.length > 0) message += `\nthe hypervisor about domain ${this.record.domid} (xl dmesg):\n${quote(said)}`;
+    return new ToolstackError('E_NOT_READY', message, { hint: `the whole console: ${this.consoleFile}` });
   }
 
   /** Ends the domain (`xl destroy`) and removes its lease, files and console log. Safe to call twice, and for a domain already gone. */
@@ -515,6 +525,37 @@ async function xl(args: string[], signal?: AbortSignal): Promise<RunResult> {
 
 async function domainExists(name: string): Promise<boolean> {
   return (await xl(['domid', name])).exitCode === 0;
+}
+
+async function domainId(name: string): Promise<number | undefined> {
+  const result = await xl(['domid', name]);
+  const domid = Number(result.stdout.trim());
+  return result.exitCode === 0 && Number.isInteger(domid) ? domid : undefined;
+}
+
+/** The lines of the hypervisor's log (`xl dmesg`) about one domain, the last 16 (a register dump is 15). */
+async function hypervisorLines(domid: number): Promise<string[]> {
+  const result = await xl(['dmesg']);
+  return result.exitCode === 0 ? linesAboutDomain(result.stdout, domid).slice(-16) : [];
+}
+
+/**
+ * Xen names a domain `d5`, `d5v0` (its vcpu 0) or `Dom5` / `Domain 5`; a
+ * register dump that follows a line about it (a triple fault's) is about it too.
+ */
+export function linesAboutDomain(log: string, domid: number): string[] {
+  const about = new RegExp(`\\b(d${domid}(v\\d+)?|dom(ain)? ?${domid})\\b`, 'i');
+  const lines: string[] = [];
+  let dump = false;
+  for (const line of log.split('\n')) {
+    if (about.test(line)) {
+      lines.push(line.trimEnd());
+      dump = true;
+    } else if (dump && /^\(XEN\)\s+(\S+:\s|----|CPU:|RIP:|RFLAGS:)/.test(line)) {
+      lines.push(line.trimEnd());
+    } else dump = false;
+  }
+  return lines;
 }
 
 /**

@@ -11,6 +11,7 @@ import { resolveInRoot } from '../resolve/root-path.js';
 import { DirectoryRootView } from '../resolve/root-view.js';
 import { selectAccounts, type Account, type ImageAccounts } from './accounts.js';
 import { INIT_APPLETS, generateInit } from './init-script.js';
+import { RELAY_PATH, type LoopbackRelay } from './relay.js';
 import type { ImageSecret } from '../trace/secrets.js';
 
 export interface AssembledRoot {
@@ -63,7 +64,14 @@ const NOTHING_MADE: InstallMadePlan = { files: [], directories: [], symlinks: []
  * /init, the recipe's directories and fix-ups, and /dev/console (the kernel
  * opens it for PID 1 before any devtmpfs is mounted).
  */
-export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan, made: InstallMadePlan = NOTHING_MADE, secrets: readonly ImageSecret[] = []): Promise<AssembledRoot> {
+export async function assembleRoot(
+  root: string,
+  recipe: Recipe,
+  plan: ImagePlan,
+  made: InstallMadePlan = NOTHING_MADE,
+  secrets: readonly ImageSecret[] = [],
+  relay?: { binary: Uint8Array; ports: readonly LoopbackRelay[] },
+): Promise<AssembledRoot> {
   const view = new DirectoryRootView(root);
   const entries = new Map<string, ImageEntry>();
   const reasons = new Map<string, string>();
@@ -124,9 +132,21 @@ export async function assembleRoot(root: string, recipe: Recipe, plan: ImagePlan
   text('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\nprotocols: files\n');
   text(
     '/init',
-    generateInit({ name: recipe.name, cmd: recipe.entrypoint.cmd.map((c, i) => (i === 0 ? plan.entrypoint : c)), user, env: recipe.entrypoint.env, workdir: recipe.entrypoint.workdir, forks: recipe.entrypoint.forks, pidFile: recipe.entrypoint.pidFile, readiness: recipe.readiness, libraryPath: plan.libraryPath }),
+    generateInit({
+      name: recipe.name,
+      cmd: recipe.entrypoint.cmd.map((c, i) => (i === 0 ? plan.entrypoint : c)),
+      user,
+      env: recipe.entrypoint.env,
+      workdir: recipe.entrypoint.workdir,
+      forks: recipe.entrypoint.forks,
+      pidFile: recipe.entrypoint.pidFile,
+      readiness: recipe.readiness,
+      libraryPath: plan.libraryPath,
+      relay: relay?.ports ?? [],
+    }),
     0o755,
   );
+  if (relay) add({ type: 'file', path: RELAY_PATH, mode: 0o755, source: { content: relay.binary } }, `relays the VM's address to ${relay.ports.map((p) => `${p.address}:${p.port}`).join(', ')}, where the app listens (built from tinyx's helpers/tinyx-relay.c)`);
 
   for (const [path, mode] of SKELETON_DIRS) if (!entries.has(path)) add({ type: 'dir', path, mode }, 'filesystem skeleton');
   add({ type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 });

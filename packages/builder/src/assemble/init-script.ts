@@ -1,4 +1,5 @@
 import type { Readiness } from '../recipe/recipe.js';
+import { RELAY_PATH, relayArguments, type LoopbackRelay } from './relay.js';
 
 export interface InitOptions {
   name: string;
@@ -14,6 +15,8 @@ export interface InitOptions {
   readiness: Readiness | null;
   /** Exported as LD_LIBRARY_PATH: the image has no ld.so.cache. */
   libraryPath: readonly string[];
+  /** Ports the app listens on only at loopback: tinyx-relay (RELAY_PATH) forwards the VM's address to each. */
+  relay?: readonly LoopbackRelay[];
 }
 
 /** The BusyBox applets the generated /init calls; the image gets a link for each. */
@@ -31,6 +34,7 @@ export const READY_LINE = 'tinyx: ready';
  */
 export function generateInit(options: InitOptions): string {
   const { cmd, user, readiness } = options;
+  const relays = options.relay ?? [];
   const argv = cmd.map(shellQuote).join(' ');
   const command =
     user.uid === 0
@@ -58,7 +62,14 @@ export function generateInit(options: InitOptions): string {
     'others() {',
     '  for d in /proc/[0-9]*; do',
     '    p=${d#/proc/}',
-    '    [ "$p" != 1 ] && [ "$p" != $$ ] && return 0',
+    ...(relays.length > 0
+      ? [
+          '    # The relay and the connections it serves are not the app.',
+          '    [ "$p" = "$relay" ] && continue',
+          '    [ -n "$relay" ] && grep -qs "^PPid:[[:space:]]*$relay\$" "$d/status" && continue',
+        ]
+      : []),
+    '    [ "$p" != 1 ] && [ "$p" != $$ ] && [ -d "$d" ] && return 0',
     '  done',
     '  return 1',
     '}',
@@ -100,8 +111,9 @@ hostname ${shellQuote(options.name)}
 echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null
 
 # Network from the kernel command line: tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2
+# (TINYX_CMDLINE stands in for it where no kernel gives one: the build's verify step).
 ip link set lo up
-for arg in $(cat /proc/cmdline); do
+for arg in \${TINYX_CMDLINE:-$(cat /proc/cmdline)}; do
   case "$arg" in
     tinyx.ip=*) addr="\${arg#tinyx.ip=}" ;;
     tinyx.gw=*) gw="\${arg#tinyx.gw=}" ;;
@@ -113,7 +125,19 @@ if ip link show eth0 >/dev/null 2>&1; then
   [ -n "$gw" ] && ip route add default via "$gw"
 fi
 
-${env.join('\n')}
+${
+  relays.length > 0
+    ? `# ${options.name} listens only at ${relays.map((r) => `${r.address}:${r.port}`).join(', ')} (its configuration): the VM's own
+# address is relayed to it, as a container's published port would be.
+relay=
+if [ -n "$addr" ]; then
+  ${RELAY_PATH} ${relayArguments(relays, '"${addr%/*}"')} &
+  relay=$!
+  echo "tinyx: relaying \${addr%/*} to ${relays.map((r) => `${r.address}:${r.port}`).join(', ')}"
+fi
+`
+    : ''
+}${env.join('\n')}
 ${options.workdir && options.workdir !== '/' ? `cd ${shellQuote(options.workdir)}
 ` : ''}echo "tinyx: starting ${cmd.map((c) => c.replace(/["$`\\]/g, '\\$&')).join(' ')}"
 ${options.forks ? `${others.join('\n')}

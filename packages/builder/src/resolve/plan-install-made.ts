@@ -9,6 +9,7 @@ import type { PlannedFile } from './plan-image.js';
 import { parseTmpfiles } from '../recipe/tmpfiles.js';
 import { resolveInRoot } from './root-path.js';
 import type { RootNode, RootView } from './root-view.js';
+import { mayBeSecret } from '../trace/secrets.js';
 
 /** A directory of the image with the owner and mode the install gave it. */
 export interface PlannedDirectory {
@@ -435,7 +436,7 @@ class InstallMadePlanner {
     }
     if (node.kind !== 'file') return;
     const { mode, uid, gid } = this.ownership(path, node);
-    if ((mode & 0o004) === 0) {
+    if ((mode & 0o004) === 0 && mayBeSecret(path)) {
       this.leftOut.set(path, 'not readable by all: a secret the install made once for every image of the package; it must be made per image');
       return;
     }

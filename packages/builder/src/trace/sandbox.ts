@@ -33,14 +33,19 @@ export interface Sandbox {
   ended(): boolean;
   /** How it ended ("with status 1", "killed by SIGSEGV"): the program's own status, which unshare and strace pass on. */
   status(): string | undefined;
-  /** The TCP sockets in LISTEN in its network namespace (from /proc/PID/net/tcp and tcp6), by port: loopback when no socket on that port listens beyond 127.0.0.0/8 or ::1. */
-  listening(): Promise<{ port: number; loopback: boolean }[]>;
   /**
-   * Connects to 127.0.0.1:port inside its network namespace (through nsenter
-   * and this Node.js), and for an HTTP probe sends GET path: the status line,
-   * or the error.
+   * The TCP sockets in LISTEN in its network namespace (from /proc/PID/net/tcp
+   * and tcp6), by port: loopback when no socket on that port listens beyond
+   * 127.0.0.0/8 or ::1, with the loopback address it listens at then (an IPv4
+   * one first).
    */
-  probe(port: number, httpPath?: string): Promise<{ ok: boolean; answer: string }>;
+  listening(): Promise<ListeningPort[]>;
+  /**
+   * Connects to host:port (default 127.0.0.1) inside its network namespace
+   * (through nsenter and this Node.js), and for an HTTP probe sends GET path:
+   * the status line, or the error.
+   */
+  probe(port: number, httpPath?: string, host?: string): Promise<{ ok: boolean; answer: string }>;
   /** Ends it: strace (if any) first with SIGTERM so that its log is complete, then the whole namespace. */
   stop(): Promise<void>;
 }
@@ -96,14 +101,11 @@ export function startSandbox(options: SandboxOptions): Sandbox {
       // Until unshare has made its network namespace, /proc/PID/net is the host's: its ports are not the app's.
       const [own, host] = await Promise.all([readlink(`/proc/${pid}/ns/net`).catch(() => ''), readlink('/proc/self/ns/net')]);
       if (own === '' || own === host) return [];
-      const ports = new Map<number, boolean>();
-      for (const table of ['tcp', 'tcp6']) {
-        const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
-        for (const { port, loopback } of listeningSockets(text)) ports.set(port, (ports.get(port) ?? true) && loopback);
-      }
-      return [...ports].sort(([a], [b]) => a - b).map(([port, loopback]) => ({ port, loopback }));
+      const sockets: ListeningSocket[] = [];
+      for (const table of ['tcp', 'tcp6']) sockets.push(...listeningSockets(await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '')));
+      return listeningPorts(sockets);
     },
-    probe: (port, httpPath) => (pid === undefined ? Promise.resolve({ ok: false, answer: 'not started' }) : probeInNamespace(pid, port, httpPath)),
+    probe: (port, httpPath, host = '127.0.0.1') => (pid === undefined ? Promise.resolve({ ok: false, answer: 'not started' }) : probeInNamespace(pid, host, port, httpPath)),
     async stop() {
       if (!ended && pid !== undefined && options.strace) {
         // strace detaches and flushes its log on SIGTERM; PID 1's end then ends the namespace.
@@ -117,20 +119,56 @@ export function startSandbox(options: SandboxOptions): Sandbox {
   };
 }
 
-/** Sockets in LISTEN state (st 0A) in a /proc/net/tcp or tcp6 table: the port, and whether the address is a loopback one. */
-export function listeningSockets(table: string): { port: number; loopback: boolean }[] {
-  const sockets: { port: number; loopback: boolean }[] = [];
+export interface ListeningSocket {
+  port: number;
+  loopback: boolean;
+  /** Dotted IPv4 (an IPv4-mapped IPv6 one too), `::1`, `::` or the table's hex for another IPv6 address. */
+  address: string;
+}
+
+export interface ListeningPort {
+  port: number;
+  /** No socket on the port listens beyond 127.0.0.0/8 or ::1. */
+  loopback: boolean;
+  /** For a loopback port: the address to reach it at (an IPv4 one when there is one). */
+  loopbackAddress?: string;
+}
+
+/** Sockets in LISTEN state (st 0A) in a /proc/net/tcp or tcp6 table: the port, the address, and whether it is a loopback one. */
+export function listeningSockets(table: string): ListeningSocket[] {
+  const sockets: ListeningSocket[] = [];
   for (const line of table.split('\n').slice(1)) {
     const fields = line.trim().split(/\s+/);
     if (fields[3] !== '0A') continue;
-    const [address = '', portHex = ''] = fields[1]?.split(':') ?? [];
+    const [hex = '', portHex = ''] = fields[1]?.split(':') ?? [];
     const port = parseInt(portHex, 16);
     // IPv4 is the big-endian address printed as a host-order word: 127.0.0.1 is 0100007F.
-    const v4 = address.length === 8 ? address : /^0{16}FFFF0000/i.test(address) ? address.slice(24) : undefined;
-    const loopback = v4 !== undefined ? v4.toUpperCase().endsWith('7F') : address === '00000000000000000000000001000000';
-    if (Number.isFinite(port)) sockets.push({ port, loopback });
+    const v4 = hex.length === 8 ? hex : /^0{16}FFFF0000/i.test(hex) ? hex.slice(24) : undefined;
+    const address =
+      v4 !== undefined
+        ? [6, 4, 2, 0].map((i) => parseInt(v4.slice(i, i + 2), 16)).join('.')
+        : hex === '00000000000000000000000001000000'
+          ? '::1'
+          : /^0{32}$/.test(hex)
+            ? '::'
+            : hex;
+    const loopback = v4 !== undefined ? address.startsWith('127.') : address === '::1';
+    if (Number.isFinite(port)) sockets.push({ port, loopback, address });
   }
   return sockets;
+}
+
+/** Sockets by port, in port order: loopback when all of a port's are. */
+export function listeningPorts(sockets: readonly ListeningSocket[]): ListeningPort[] {
+  const ports = new Map<number, ListeningSocket[]>();
+  for (const socket of sockets) ports.set(socket.port, [...(ports.get(socket.port) ?? []), socket]);
+  return [...ports]
+    .sort(([a], [b]) => a - b)
+    .map(([port, on]) => {
+      if (!on.every((s) => s.loopback)) return { port, loopback: false };
+      const address = (on.find((s) => s.address.startsWith('127.')) ?? on[0]!).address;
+      return { port, loopback: true, loopbackAddress: address };
+    });
 }
 
 async function childrenOf(pid: number): Promise<number[]> {
@@ -149,8 +187,8 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 /** The client the probe runs in the namespace: this very Node.js, a script on its command line. */
 const PROBE_SCRIPT = `
 const net = require('node:net');
-const [port, path] = process.argv.slice(1);
-const socket = net.createConnection({ host: '127.0.0.1', port: Number(port) });
+const [host, port, path] = process.argv.slice(1);
+const socket = net.createConnection({ host, port: Number(port) });
 let answer = '';
 socket.setTimeout(5000, () => { console.log('timeout'); process.exit(1); });
 socket.on('connect', () => {
@@ -162,9 +200,9 @@ socket.on('end', () => { console.log(answer.split('\\r\\n')[0]); process.exit(/^
 socket.on('error', (e) => { console.log(e.message); process.exit(1); });
 `;
 
-function probeInNamespace(pid: number, port: number, httpPath: string | undefined): Promise<{ ok: boolean; answer: string }> {
+function probeInNamespace(pid: number, host: string, port: number, httpPath: string | undefined): Promise<{ ok: boolean; answer: string }> {
   return new Promise((resolve) => {
-    const args = ['--net=/proc/' + pid + '/ns/net', '--', process.execPath, '-e', PROBE_SCRIPT, String(port), ...(httpPath ? [httpPath] : [])];
+    const args = ['--net=/proc/' + pid + '/ns/net', '--', process.execPath, '-e', PROBE_SCRIPT, host, String(port), ...(httpPath ? [httpPath] : [])];
     const probe = spawn('nsenter', args, { env: { PATH: SUBPROCESS_PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
     let answer = '';
     probe.stdout.setEncoding('utf8').on('data', (c: string) => (answer += c));

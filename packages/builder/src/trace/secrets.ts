@@ -47,6 +47,19 @@ const SECRET_MAKERS: readonly SecretMaker[] = [
   },
 ];
 
+/**
+ * Whether a file the install made, that no package lists and not all may
+ * read, is taken for a secret (made once, shared by every image of the
+ * package: it must be made per image or left out). Secrets are
+ * configuration: under /etc (sshd's host keys, the snakeoil key) or /root.
+ * Elsewhere such a file is the service's own state, private to its account
+ * (mariadb's system tables under /var/lib/mysql): the image starts with it,
+ * as the install left it.
+ */
+export function mayBeSecret(path: string): boolean {
+  return /^\/(etc|root)\//.test(path) || SECRET_MAKERS.some((maker) => maker.pattern.test(path));
+}
+
 /** The paths a secret's maker writes, or undefined when tinyx knows no maker for it. */
 export function secretFiles(path: string): string[] | undefined {
   for (const maker of SECRET_MAKERS) if (maker.pattern.test(path)) return maker.makes(path);

@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { parseGroup, parsePasswd } from '../account-files.js';
 import { fixedContent, imageHosts } from '../assemble/assemble-root.js';
@@ -12,9 +12,9 @@ import { parseTmpfiles } from '../recipe/tmpfiles.js';
 import { IMAGE_PATH } from '../resolve/plan-image.js';
 import { resolveInRoot } from '../resolve/root-path.js';
 import type { RootView } from '../resolve/root-view.js';
-import { makeSecrets, secretFiles, type ImageSecret } from './secrets.js';
+import { makeSecrets, mayBeSecret, secretFiles, type ImageSecret } from './secrets.js';
 import { parseStraceLog, type TraceLog } from './strace-log.js';
-import { startSandbox, type Sandbox } from './sandbox.js';
+import { startSandbox, type ListeningPort, type Sandbox } from './sandbox.js';
 
 /** A path the trace saw the app use, as the planner takes it. */
 export interface TracedPath {
@@ -34,6 +34,8 @@ export interface TraceResult {
   listening: number[];
   /** Of those, the ports it listened on only at a loopback address: out of reach of the VM's network. */
   loopbackOnly: number[];
+  /** The same ports with the loopback address each listened at (127.0.0.1 first, else ::1): what a relay reaches. */
+  loopbackAt: { port: number; address: string }[];
   /** Kernel features its system calls and socket families need, with the evidence. */
   features: Map<KernelFeature, string[]>;
   /** Secrets the app used that the install made once (sshd's host keys), made again for this image. */
@@ -128,7 +130,7 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     });
     let driven: Driven;
     try {
-      driven = await driveApp(sandbox, recipe.readiness, input.timeoutMs ?? 30_000, input.signal);
+      driven = await driveApp(sandbox, recipe.readiness, input.timeoutMs ?? 30_000, input.signal, fileCallsSince(log));
     } finally {
       await sandbox.stop();
     }
@@ -137,6 +139,7 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     const ended = /^exited/.test(outcome);
     const listening = sockets.map((s) => s.port);
     const loopbackOnly = sockets.filter((s) => s.loopback).map((s) => s.port);
+    const loopbackAt = sockets.filter((s) => s.loopback).map((s) => ({ port: s.port, address: s.loopbackAddress ?? '127.0.0.1' }));
     const text = await readFile(log, 'utf8').catch(() => '');
     if (ended && !/status 0\b/.test(outcome)) {
       throw new TinyxError('E_APP_FAILED', `${recipe.entrypoint.cmd[0]} ${outcome} in the full install root, before the image was even cut:\n${tail(sandbox.output(), 15) || '(it printed nothing)'}`, {
@@ -154,7 +157,7 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     const { secretPaths, ...result } = await collect(traced, input, passwd, groups);
     const secrets = await makeSecrets(root, secretPaths, input.signal);
     const leftOut = secrets.unknown.map((path) => ({ path, why: 'a secret the install made once for every image of the package, and tinyx knows no way to make it per image: give your own with a recipe include' }));
-    return { ...result, secrets: secrets.made, leftOut, listening, loopbackOnly, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
+    return { ...result, secrets: secrets.made, leftOut, listening, loopbackOnly, loopbackAt, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
   } finally {
     // Unmounted now, so that nothing holds the layer; a failure here is reported by the caller's removal of `scratch`, which tries again.
     await removeTree(root).catch(() => undefined);
@@ -164,11 +167,52 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
 /** How the traced run went, and the sockets it listened on then. */
 interface Driven {
   outcome: string;
-  sockets: { port: number; loopback: boolean }[];
+  sockets: ListeningPort[];
 }
 
+/**
+ * Returns once the app has reached for no file for SETTLED_MS (at most
+ * SETTLE_MAX_MS): `fileCalls` says whether the strace log gained a call on a
+ * path since it was last asked. A timer's epoll_wait does not count.
+ */
+async function settle(fileCalls: () => Promise<boolean>, signal: AbortSignal | undefined): Promise<void> {
+  const deadline = Date.now() + SETTLE_MAX_MS;
+  let stillSince = Date.now();
+  await fileCalls();
+  while (Date.now() < deadline && Date.now() - stillSince < SETTLED_MS) {
+    throwIfAborted(signal);
+    await sleep(100);
+    if (await fileCalls()) stillSince = Date.now();
+  }
+}
+
+/** Whether the strace log gained a call on a path (open, stat, exec, ...) since the last call of the returned function. */
+function fileCallsSince(log: string): () => Promise<boolean> {
+  let offset = 0;
+  let partial = '';
+  return async () => {
+    const handle = await open(log, 'r').catch(() => undefined);
+    if (!handle) return false;
+    try {
+      const { size } = await handle.stat();
+      if (size <= offset) return false;
+      const chunk = Buffer.alloc(size - offset);
+      await handle.read(chunk, 0, chunk.length, offset);
+      offset = size;
+      const text = partial + chunk.toString('latin1');
+      partial = text.slice(text.lastIndexOf('\n') + 1);
+      return /\b(open|openat|openat2|creat|stat|lstat|newfstatat|statx|access|faccessat2?|execve|execveat|readlink|readlinkat|mkdir|mkdirat|unlink|unlinkat|rename|renameat2?|getdents64)\(/.test(text.slice(0, text.length - partial.length));
+    } finally {
+      await handle.close();
+    }
+  };
+}
+
+const SETTLED_MS = 1000;
+const SETTLE_MAX_MS = 10_000;
+
 /** Waits until the app is ready (its probe passes, or for no probe, a port listens), quiet, or ended; then exercises it once. */
-async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs: number, signal: AbortSignal | undefined): Promise<Driven> {
+async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs: number, signal: AbortSignal | undefined, fileCalls: () => Promise<boolean>): Promise<Driven> {
   const deadline = Date.now() + timeoutMs;
   let lastOutput = '';
   let quietSince = Date.now();
@@ -187,8 +231,9 @@ async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs
         const seen = wanted === undefined ? (await sleep(500), await sandbox.listening()) : ports;
         const port = wanted ?? (seen.find((p) => !p.loopback) ?? seen[0] ?? ports[0]!).port;
         const probe = await sandbox.probe(port, readiness && 'http' in readiness ? readiness.http.path : undefined);
-        // What the first request touches (an index page, a lazily loaded module) is traced too.
-        await sleep(300);
+        // What the first request touches (an index page, a lazily loaded module) is traced too, and what
+        // the app opens once it listens (mariadb's privilege tables): the run ends once its trace is still.
+        await settle(fileCalls, signal);
         const sockets = await sandbox.listening();
         return { outcome: `ready, listening on ${sockets.map((p) => `${p.port}${p.loopback ? ' (loopback only)' : ''}`).join(', ')} (probe: ${probe.answer})`, sockets };
       }
@@ -231,7 +276,7 @@ async function collect(
     if (excluded.test(resolved.path)) continue;
     if (input.provided.has(resolved.path) || resolved.links.some((l) => input.provided.has(l.path))) continue;
     const reason = `traced: ${how === 'executed' ? 'executed' : how === 'stat' ? "stat'ed" : how === 'directory' ? 'listed' : 'opened'} by ${by}`;
-    if (resolved.node.kind === 'file' && (resolved.node.mode & 0o004) === 0 && !input.packaged(path) && !input.packaged(resolved.path)) secretPaths.push(resolved.path);
+    if (resolved.node.kind === 'file' && (resolved.node.mode & 0o004) === 0 && mayBeSecret(resolved.path) && !input.packaged(path) && !input.packaged(resolved.path)) secretPaths.push(resolved.path);
     else if (resolved.node.kind === 'file') paths.push({ path, kind: 'file', reason });
     else if (resolved.node.kind === 'dir' && how !== 'stat') paths.push({ path, kind: 'dir', reason });
   }

@@ -20,9 +20,18 @@ export interface VerifyInput {
   view: RootView;
   /** The package that installed a path, for the error. */
   owner: (path: string) => string | undefined;
+  /** The loopback ports the image's /init relays: verify gives it a network card, and probes through the relay. */
+  relay?: readonly { port: number; address: string }[];
   timeoutMs?: number;
   signal?: AbortSignal;
 }
+
+/** How long the app must keep running once ready. */
+const STILL_RUNNING_MS = 1500;
+const EXITED = /tinyx: \S+ exited with status (\d+)/;
+
+/** The address verify gives an image that relays (QEMU's user network gives the guest the same). */
+const VERIFY_ADDRESS = '10.0.2.15';
 
 export interface VerifyResult {
   /** "ready, probe: HTTP/1.1 200 OK", "ran to completion (status 0)". */
@@ -65,7 +74,16 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
     check = `${recipe.check.join(' ')}: ${lastLine(run.output()) || 'passed'}`;
   }
 
-  const app = startSandbox({ setup: [], root, argv: ['/init'], env: {}, strace: { log, failedOnly: true } });
+  // An image that relays loopback ports gets a network card, as in a VM: /init gives it the address
+  // (TINYX_CMDLINE stands in for the kernel's command line) and starts the relay; the probe goes through it.
+  const relayed = (input.relay ?? []).length > 0;
+  const app = startSandbox({
+    setup: relayed ? ['ip link add eth0 type veth peer name tinyx-peer', 'ip link set tinyx-peer up'] : [],
+    root,
+    argv: ['/init'],
+    env: relayed ? { TINYX_CMDLINE: `tinyx.ip=${VERIFY_ADDRESS}/24` } : {},
+    strace: { log, failedOnly: true },
+  });
   try {
     const timeout = input.timeoutMs ?? 30_000;
     const settled = await waitUntil(() => app.ended() || app.output().includes(READY_LINE) || /tinyx: \S+ exited with status/.test(app.output()), timeout, input.signal);
@@ -79,9 +97,15 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
     const readiness = recipe.readiness;
     if (!exited && readiness && !('console' in readiness)) {
       const port = 'tcp' in readiness ? readiness.tcp.port : readiness.http.port;
-      const probe = await app.probe(port, 'http' in readiness ? readiness.http.path : undefined);
-      if (!probe.ok) throw await verifyError(input, `${cmd} listens on ${port} in the image's root, but its probe failed: ${probe.answer}`, app, log);
-      outcome = `ready, probe on ${port}: ${probe.answer}`;
+      const host = relayed ? VERIFY_ADDRESS : '127.0.0.1';
+      const probe = await app.probe(port, 'http' in readiness ? readiness.http.path : undefined, host);
+      if (!probe.ok) throw await verifyError(input, `${cmd} listens on ${port} in the image's root, but its probe${relayed ? ` through the relay (${host}:${port})` : ''} failed: ${probe.answer}`, app, log);
+      outcome = `ready, probe on ${relayed ? `${host}:${port} through the relay` : port}: ${probe.answer}`;
+    }
+    // Ready is not enough: an app that listens, then gives up a moment later (mariadb without its privilege tables) fails here.
+    if (!exited && (await waitUntil(() => app.ended() || EXITED.test(app.output()), STILL_RUNNING_MS, input.signal))) {
+      const status = app.output().match(EXITED)?.[1];
+      throw await verifyError(input, `${cmd} exited${status ? ` with status ${status}` : ''} in the image's root, ${STILL_RUNNING_MS / 1000} s after it was ready`, app, log);
     }
     return { outcome, check, seconds: Math.round((performance.now() - started) / 10) / 100 };
   } finally {

@@ -11,6 +11,7 @@ interface BuildArgs extends GlobalArgs, RecipeArgs, SourceArgs {
   kernel: boolean;
   trace: boolean;
   verify: boolean;
+  'relay-loopback': boolean;
   'kernel-features'?: string;
 }
 
@@ -49,6 +50,12 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         default: true,
         describe: "start the app from the image's own root and pass its probe and check before writing the image (--no-verify: skip)",
       })
+      .option('relay-loopback', {
+        type: 'boolean',
+        default: true,
+        describe:
+          "an app that listens only at loopback addresses (its package's configuration: redis, memcached, mariadb) is reached at the VM's own address through a relay in the image, as a container's published port (--no-relay-loopback: it stays local, out of reach)",
+      })
       .example('$0 build nginx', 'build out/nginx (kernel and root) from the recipe nginx.yaml')
       .example('$0 build ./myapp.yaml --out images/myapp', 'build from your own recipe file')
       .example('$0 build myapp --recipes images/recipes', 'build images/recipes/myapp.yaml (./recipes/myapp.yaml needs no --recipes)')
@@ -74,6 +81,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         ...(args['kernel-features'] ? { kernelFeatures: args['kernel-features'].split(',').map((f) => f.trim()).filter(Boolean) as KernelFeature[] } : {}),
         trace: args.trace,
         verify: args.verify,
+        relayLoopback: args['relay-loopback'],
       });
       const manifest = build.manifest;
       if (out.json) {

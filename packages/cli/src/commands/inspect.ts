@@ -77,6 +77,7 @@ function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?
     if (!allFiles && m.trace.added.length > 8) line(`  ... ${m.trace.added.length - 8} more (--files lists them all)`);
   }
   if (m.verify) line(`verify       ${m.verify.outcome}${m.verify.check ? `; check: ${m.verify.check}` : ''} (${m.verify.seconds} s)`);
+  if (m.relay && m.relay.length > 0) line(`relay        the VM's address to ${m.relay.map((r) => `${r.address}:${r.port}`).join(', ')}, where the app listens (loopback only)`);
   if (m.trace || m.verify) line();
   line('sizes');
   line(`  kernel             ${s.kernel === null ? '(none: built with --no-kernel)' : `vmlinuz ${formatBytes(s.kernel)}${s.vmlinux ? `, vmlinux ${formatBytes(s.vmlinux)}` : ''}`}`);
