@@ -36,8 +36,7 @@ export const CORPUS = [
   { pkg: 'lighttpd', port: 80, protocol: 'http', kind: 'web server' },
   { pkg: 'apache2', port: 80, protocol: 'http', kind: 'web server' },
   { pkg: 'caddy', port: 80, protocol: 'http', kind: 'web server (Go)' },
-  // Its shared-memory log (~85 MiB of files under /var/lib/varnish) lives in the RAM root, which the kernel caps at half the guest's memory.
-  { pkg: 'varnish', port: 6081, protocol: 'http', kind: 'HTTP cache', memoryMiB: 1024 },
+  { pkg: 'varnish', port: 6081, protocol: 'http', kind: 'HTTP cache' },
   { pkg: 'squid', port: 3128, protocol: 'http-proxy', kind: 'proxy' },
   { pkg: 'tinyproxy', port: 8888, protocol: 'http-proxy', kind: 'proxy' },
   { pkg: 'haproxy', port: 80, protocol: 'http', kind: 'load balancer' },
@@ -141,7 +140,10 @@ function whyNot(r) {
   if (r.readiness?.tcp && outcome.includes(`${r.readiness.tcp.port} (loopback only)`)) {
     return "Debian's configuration listens on a loopback address only (the build says so); a recipe fixup opens it";
   }
-  if (!r.readiness && /no port listened/.test(outcome)) return "Debian's configuration has it listen on no port";
+  if (!r.readiness && /no port listened/.test(outcome)) return "Debian's configuration has it listen on no port: it runs, and serves nothing until it is configured";
+  if (/VFIL_allocate/.test(r.console ?? '')) {
+    return "it checks for free space before it writes its shared-memory log, and the initramfs root (a tmpfs Linux 6.1 gives no size) reports 0 bytes free: it needs a disk root";
+  }
   if (/No space left on device/.test(r.console ?? r.error ?? '')) return "out of space: the root is in the guest's RAM, and its data did not fit beside it (No space left on device)";
   return r.error ?? r.answer ?? '';
 }

@@ -54,12 +54,12 @@ export function bootInRootWithNic(root: string): Watched {
   return startWatched(['unshare', '--fork', '--pid', '--mount', '--net', '--uts', '--kill-child', 'sh', '-c', setup, root], { ...IMAGE_ENV, TINYX_CMDLINE: 'tinyx.ip=10.0.2.15/24' });
 }
 
-/** What a TCP server at host:port inside the network namespace of `pid` answers to `request` (its first chunk), through nsenter and this Node.js. */
+/** What a TCP server at host:port inside the network namespace of `pid` answers to `request` (bytes as latin1; its first chunk), through nsenter and this Node.js. */
 export function askInNamespace(pid: number, host: string, port: number, request: string): Promise<string> {
   const script = `
     const socket = require('node:net').createConnection({ host: ${JSON.stringify(host)}, port: ${port} });
     socket.setTimeout(5000, () => { console.log(JSON.stringify('timeout')); process.exit(1); });
-    socket.on('connect', () => socket.write(${JSON.stringify(request)}));
+    socket.on('connect', () => socket.write(Buffer.from(${JSON.stringify(request)}, 'latin1')));
     socket.once('data', (d) => { console.log(JSON.stringify(String(d))); process.exit(0); });
     socket.on('error', (e) => { console.log(JSON.stringify('error ' + e.message)); process.exit(1); });`;
   return new Promise((resolve, reject) => {

@@ -186,6 +186,26 @@ test("redis-server, no recipe, listens on loopback only (Debian's redis.conf): t
   t.regex(kept.verify!.outcome, /^ready, probe on 6379: connected$/);
 });
 
+test("postgresql, no recipe: its unit runs nothing (an umbrella), the package's generator says it wants postgresql@15-main; pg_hba.conf (0640, private text) is kept, the snakeoil key made anew; a client at the VM's address gets PostgreSQL's answer", async (t) => {
+  const { manifest, root } = await buildImage(t, 'postgresql', { fromUnit: { package: 'postgresql' } });
+  t.regex(manifest.derivedFrom!.unit, /postgresql@\.service \(postgresql@15-main\.service\)$/);
+  t.like(manifest.derivedFrom!.fields[0], { key: 'Wants', value: 'postgresql@15-main.service' });
+  t.deepEqual(manifest.recipe.entrypoint.cmd, ['/usr/bin/pg_ctlcluster', '--skip-systemctl-redirect', '15-main', 'start']);
+  t.like(manifest.recipe.entrypoint, { forks: true, pidFile: '/run/postgresql/15-main.pid' });
+  t.deepEqual(manifest.relay, [{ port: 5432, address: '127.0.0.1' }]);
+  t.true(manifest.files.some((f) => f.path === '/etc/postgresql/15/main/pg_hba.conf' && f.mode === '0640'), 'private configuration is no secret');
+  t.regex(manifest.files.find((f) => f.path === '/etc/ssl/private/ssl-cert-snakeoil.key')?.reason ?? '', /a secret made for this image: make-ssl-cert/);
+  t.regex(await readFile(join(root, 'etc/group'), 'utf8'), /^ssl-cert:x:\d+:postgres$/m, 'postgres reads the key as a member of ssl-cert');
+  const app = bootInRootWithNic(root);
+  try {
+    t.true(await waitFor(() => app.output().includes(READY_LINE), 60_000, app.exited), app.output());
+    // SSLRequest: PostgreSQL answers one byte, S (it has the snakeoil certificate) or N.
+    t.is(await askInNamespace(app.pid, '10.0.2.15', 5432, '\u0000\u0000\u0000\u0008\u0004\u00d2\u0016\u002f'), 'S');
+  } finally {
+    await app.stop();
+  }
+});
+
 test('an image that would not start is a build error, never an emitted image: lighttpd without the trace lacks its Perl script', async (t) => {
   const out = join(work, 'lighttpd-untraced');
   const result = await runCli(['build', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--out', out]);

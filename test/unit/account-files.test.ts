@@ -10,9 +10,9 @@ test('passwd and group lines as fields; comments and malformed lines skipped', (
     { name: 'www-data', uid: 33, gid: 33, gecos: 'www-data', home: '/var/www', shell: '/usr/sbin/nologin' },
   ]);
   t.deepEqual(parseGroup(BASE_GROUP), [
-    { name: 'root', gid: 0 },
-    { name: 'adm', gid: 4 },
-    { name: 'www-data', gid: 33 },
+    { name: 'root', gid: 0, members: [] },
+    { name: 'adm', gid: 4, members: ['syslog'] },
+    { name: 'www-data', gid: 33, members: [] },
   ]);
 });
 
@@ -25,6 +25,6 @@ test('the accounts an install added: in the root, not in the base, in the root\'
       ['redis', '/var/lib/redis'],
     ],
   );
-  t.deepEqual(addedNames(parseGroup(BASE_GROUP), parseGroup(`${BASE_GROUP}haproxy:x:101:\n`)), [{ name: 'haproxy', gid: 101 }]);
+  t.deepEqual(addedNames(parseGroup(BASE_GROUP), parseGroup(`${BASE_GROUP}haproxy:x:101:\n`)), [{ name: 'haproxy', gid: 101, members: [] }]);
   t.deepEqual(addedNames(parseGroup(BASE_GROUP), parseGroup(BASE_GROUP)), []);
 });

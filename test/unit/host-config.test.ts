@@ -66,7 +66,7 @@ test('the bundled blacklists parse, and patterns match as documented', async (t)
 
 const wish = (...names: string[]) => ({ users: names.map((name) => ({ name, reason: 'recipe users' })) });
 
-test('accounts: root, nobody, the wanted ones, their primary groups, no login shells', (t) => {
+test('accounts: root, nobody, the wanted ones, their primary groups, the kept members of kept groups, no login shells', (t) => {
   const passwd =
     'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nredis:x:100:101::/var/lib/redis:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
   const group = 'root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nredis:x:101:\nadm:x:4:syslog,redis\nnogroup:x:65534:\n';
@@ -75,6 +75,10 @@ test('accounts: root, nobody, the wanted ones, their primary groups, no login sh
   t.is(accounts.group, 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n');
   t.is(selectAccounts('root:x:0:0::/root:/bin/sh\n', 'root:x:0:\n', wish(), 'r.yaml').passwd, 'root:x:0:0::/root:/sbin/nologin\n', 'a root without nobody is no error');
   t.deepEqual(accounts.users.get('www-data'), { name: 'www-data', uid: 33, gid: 33, home: '/var/www' });
+  // A kept group keeps its members that are kept accounts, and only those (postgres reads ssl-cert's key as a member).
+  const members = selectAccounts(passwd, `${group}ssl-cert:x:102:redis,postgres,www-data\n`, { ...wish('redis'), groups: [{ name: 'ssl-cert', reason: 'the install added it' }] }, 'r.yaml');
+  t.regex(members.group, /^ssl-cert:x:102:redis$/m);
+  t.regex(members.group, /^redis:x:101:$/m);
   const error = t.throws(() => selectAccounts(passwd, group, wish('nginx'), 'recipes/nginx.yaml'), { instanceOf: TinyxError });
   t.regex(error?.message ?? '', /recipes\/nginx\.yaml: the account "nginx" does not exist/);
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { loadBlacklist, planInstallMade, type InstalledPackage, type InstallMadePlan } from '@tinyx/builder/internals';
+import { looksSecret, loadBlacklist, planInstallMade, type InstalledPackage, type InstallMadePlan } from '@tinyx/builder/internals';
 import { installRoots, type MemoryTree } from '../helpers/memory-root.js';
 
 const ELF_HEADER = Buffer.from('7f454c4602010100000000000000000003003e00010000000000000000000000', 'hex');
@@ -59,6 +59,8 @@ const LAYER: MemoryTree = {
   '/etc/store/store.conf': { file: 'dir /var/lib/store\n', mode: 0o640, uid: 101, gid: 102 },
   // The service's own state, private to its account (as mariadb's system tables): not a secret.
   '/var/lib/store/dump.db': { file: 'DATA', mode: 0o660, uid: 101, gid: 102 },
+  // Private text configuration (as PostgreSQL's pg_hba.conf, 0640 postgres): not a secret either.
+  '/etc/store/access.conf': { file: '# who may connect\nlocal all peer\n', mode: 0o640, uid: 101, gid: 102 },
   '/etc/keyed/keyed.conf': 'HostKey /etc/keyed/host_key\n',
   '/etc/keyed/host_key': { file: 'PRIVATE', mode: 0o600 },
   '/etc/keyed/host_key.pub': 'ssh-ed25519 AAAA',
@@ -123,12 +125,13 @@ async function plan(options: { closure?: string[]; plannedFiles?: string[] } = {
 
 const reasonsOf = <T extends { path: string; reason: string }>(entries: T[]): Record<string, string> => Object.fromEntries(entries.map((e) => [e.path, e.reason]));
 
-test('files and links the scripts made: in a directory only kept packages list, or named by a kept package\'s script; state private to its account is kept (only /etc holds secrets)', async (t) => {
+test('files and links the scripts made: in a directory only kept packages list, or named by a kept package\'s script; state and private text configuration are kept (secrets look like secrets)', async (t) => {
   const made = await plan();
   t.deepEqual(reasonsOf(made.files), {
     '/etc/keyed/keyed.conf': "created by the install (in keyed's /etc/keyed)",
     '/etc/mc.conf': 'created by the install (named in mc.postinst)',
     '/var/lib/store/dump.db': 'created by the install (named in store.postinst)',
+    '/etc/store/access.conf': "created by the install (in store's /etc/store)",
     '/var/www/html/index.lighty.html': "created by the install (in lighty's /var/www/html)",
   });
   t.like(made.symlinks.find((l) => l.path === '/etc/lighty/conf-enabled/99-unconfigured.conf'), {
@@ -217,4 +220,16 @@ test('accounts: those the install added for kept packages, their groups, and tho
   // otherd: added by a package the image does not keep.
   const all = await plan({ closure: ['other'] });
   t.deepEqual(all.users.map((u) => u.name), ['otherd']);
+});
+
+test('a secret is configuration that looks like one: a known kind, a name that says so, a PEM private key or binary; not private text configuration, nor state', (t) => {
+  const text = (s: string): Uint8Array => Buffer.from(s);
+  t.true(looksSecret('/etc/ssh/ssh_host_ed25519_key', text('-----BEGIN OPENSSH PRIVATE KEY-----')));
+  t.true(looksSecret('/etc/varnish/secret', text('x')));
+  t.true(looksSecret('/etc/app/api-token', text('abc')));
+  t.true(looksSecret('/etc/app/tls.pem', text('cert')));
+  t.true(looksSecret('/etc/app/blob', Buffer.from([1, 0, 2])), 'binary');
+  t.true(looksSecret('/etc/app/conf', text('x\n-----BEGIN RSA PRIVATE KEY-----\n')), 'a key inside');
+  t.false(looksSecret('/etc/postgresql/15/main/pg_hba.conf', text('# METHOD can be "trust", "password", "md5"\nlocal all postgres peer\n')));
+  t.false(looksSecret('/var/lib/mysql/mysql/db.MAI', Buffer.from([0xfe, 0, 0])), 'state outside /etc');
 });

@@ -1,7 +1,11 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RecipeError, UnitSyntaxError, chooseServiceUnit, parseRecipe, recipeToYaml, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
+import { DirectoryRootView, expandSpecifiers } from '@tinyx/builder/internals';
+import { RecipeError, UnitSyntaxError, chooseServiceUnit, isUmbrella, recipeFromInstalledUnit, umbrellaInstance, parseRecipe, recipeToYaml, parseEnvironmentFile, parseExecLine, parseTmpfiles, parseUnit, recipeFromUnit, unitValues } from '@tinyx/builder';
 
 const fixture = (name: string): string => readFileSync(fileURLToPath(new URL(`../../fixtures/systemd/${name}`, import.meta.url)), 'utf8');
 const unit = (name: string) => parseUnit(fixture(name), `/usr/lib/systemd/system/${name}`);
@@ -174,4 +178,39 @@ test('a derived recipe as YAML reads back as the same recipe, with where each se
   t.deepEqual(parseRecipe(text, 'recipes/redis-server.yaml', 'x'), { ...recipe, source: 'recipes/redis-server.yaml' });
   const nginx = recipeFromUnit({ package: 'nginx', unit: unit('nginx.service'), environmentFiles: {}, port: 80 }).recipe;
   t.deepEqual(parseRecipe(recipeToYaml(nginx), 'n.yaml', 'n'), { ...nginx, source: 'n.yaml' });
+});
+
+test("an umbrella unit (postgresql.service: Type=oneshot, ExecStart=/bin/true) stands for the one template instance it wants; %i and %I of the instance", (t) => {
+  t.true(isUmbrella(unit('postgresql.service')));
+  t.false(isUmbrella(unit('redis-server.service')));
+  t.is(umbrellaInstance('postgresql.service', ['postgresql@15-main.service', 'other.target']), 'postgresql@15-main.service');
+  t.throws(() => umbrellaInstance('postgresql.service', []), { message: /runs nothing itself .* wants no instance of a service/ });
+  t.throws(() => umbrellaInstance('postgresql.service', ['postgresql@15-main.service', 'postgresql@15-second.service']), { message: /wants 2 services: postgresql@15-main\.service, postgresql@15-second\.service/ });
+  const instance = parseUnit(fixture('postgresql@.service'), '/usr/lib/systemd/system/postgresql@.service', 'postgresql@15-main.service');
+  const { recipe } = recipeFromUnit({ package: 'postgresql', unit: instance, environmentFiles: {} });
+  t.deepEqual(recipe.entrypoint.cmd, ['/usr/bin/pg_ctlcluster', '--skip-systemctl-redirect', '15-main', 'start']);
+  t.true(recipe.entrypoint.forks);
+  t.is(recipe.entrypoint.pidFile, '/run/postgresql/15-main.pid');
+  // %I is the instance unescaped (systemd-escape: "-" is "/"), as AssertPathExists= uses it.
+  t.is(expandSpecifiers('/etc/postgresql/%I/postgresql.conf %i %%', instance, 'AssertPathExists'), '/etc/postgresql/15/main/postgresql.conf 15-main %');
+});
+
+test('recipeFromInstalledUnit: postgresql.service in an install root becomes postgresql@15-main, as what wants it says', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'tinyx-units-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  await mkdir(join(root, 'usr/lib/systemd/system'), { recursive: true });
+  await writeFile(join(root, 'usr/lib/systemd/system/postgresql.service'), fixture('postgresql.service'));
+  await writeFile(join(root, 'usr/lib/systemd/system/postgresql@.service'), fixture('postgresql@.service'));
+  const asked: string[] = [];
+  const derived = await recipeFromInstalledUnit(new DirectoryRootView(root), { package: 'postgresql' }, ['/lib/systemd/system/postgresql.service'], async (u) => {
+    asked.push(u);
+    return ['postgresql@15-main.service'];
+  });
+  t.deepEqual(asked, ['postgresql.service']);
+  t.is(derived.derivedFrom.unit, '/usr/lib/systemd/system/postgresql@.service (postgresql@15-main.service)');
+  t.like(derived.derivedFrom.fields[0], { key: 'Wants', value: 'postgresql@15-main.service' });
+  t.is(derived.recipe.name, 'postgresql');
+  t.deepEqual(derived.recipe.entrypoint.cmd.slice(-2), ['15-main', 'start']);
+  // Nothing wanted: the error says so, and how to go on.
+  await t.throwsAsync(recipeFromInstalledUnit(new DirectoryRootView(root), { package: 'postgresql' }, []), { message: /wants no instance/ });
 });

@@ -17,6 +17,8 @@ export interface PasswdEntry {
 export interface GroupEntry {
   name: string;
   gid: number;
+  /** Its supplementary members (the fourth field), by name. */
+  members: string[];
 }
 
 export function parsePasswd(text: string): PasswdEntry[] {
@@ -28,7 +30,7 @@ export function parsePasswd(text: string): PasswdEntry[] {
 export function parseGroup(text: string): GroupEntry[] {
   return colonLines(text)
     .filter((f) => f.length >= 3 && /^\d+$/.test(f[2]!))
-    .map((f) => ({ name: f[0]!, gid: Number(f[2]) }));
+    .map((f) => ({ name: f[0]!, gid: Number(f[2]), members: (f[3] ?? '').split(',').map((m) => m.trim()).filter(Boolean) }));
 }
 
 /** Names present in `after` and not in `before`, in `after`'s order: the accounts an install added. */

@@ -32,7 +32,7 @@ export interface KernelResult {
 import { loadRecipe, recipeFromPackage } from './recipe/load-recipe.js';
 import type { Recipe } from './recipe/recipe.js';
 import type { DerivedFrom } from './recipe/recipe-from-unit.js';
-import { recipeFromInstalledUnit, type UnitRecipeRequest } from './recipe/package-unit.js';
+import { UNIT_DIRS, recipeFromInstalledUnit, type UnitRecipeRequest } from './recipe/package-unit.js';
 import type { RecipeSearchOptions } from './recipe/recipe-search-path.js';
 import { locateEntrypoint, planImage, type ImagePlan } from './resolve/plan-image.js';
 import { planInstallMade, type InstallMadePlan } from './resolve/plan-install-made.js';
@@ -333,7 +333,7 @@ export class Build {
     const asked = this.options.recipe;
     if (typeof asked === 'object' && 'fromUnit' in asked) {
       const pkg = installed.find((p) => p.name === asked.fromUnit.package.replace(/:.*$/, ''));
-      const derived = await recipeFromInstalledUnit(view, asked.fromUnit, pkg ? (fileLists.get(pkg.name) ?? []) : []);
+      const derived = await recipeFromInstalledUnit(view, asked.fromUnit, pkg ? (fileLists.get(pkg.name) ?? []) : [], (unit) => this.wantedBy(root, view, unit));
       this.recipe = derived.recipe;
       this.derived = derived.derivedFrom;
       this.output(`recipe from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')} (as ${derived.recipe.entrypoint.user})`);
@@ -342,6 +342,30 @@ export class Build {
     }
     this.installRoot = { root, view, installed, fileLists, listedBy };
     return this.installRoot;
+  }
+
+  /**
+   * The units `unit` wants in the install root, as systemd would see them at
+   * boot: its `.wants` directories, and those the installed packages'
+   * generators make (postgresql-common's makes postgresql.service want
+   * postgresql@15-main). Each generator runs chrooted in the read-only root,
+   * in a mount namespace of its own with a tmpfs on its /run for its output.
+   */
+  private async wantedBy(root: string, view: DirectoryRootView, unit: string): Promise<string[]> {
+    const wanted: string[] = [];
+    for (const dir of UNIT_DIRS) wanted.push(...(await view.readDir(`${dir}/${unit}.wants`).catch(() => [] as string[])));
+    // By name: /lib is /usr/lib in a merged-/usr root, and a generator is run once.
+    const generators = new Map<string, string>();
+    for (const dir of ['/usr/lib/systemd/system-generators', '/lib/systemd/system-generators']) {
+      for (const name of await view.readDir(dir).catch(() => [] as string[])) if (!generators.has(name)) generators.set(name, `${dir}/${name}`);
+    }
+    for (const generator of generators.values()) {
+      const script = 'mount -t tmpfs tinyx-generator "$1/run" && mkdir "$1/run/n" "$1/run/e" "$1/run/l" && chroot "$1" "$2" /run/n /run/e /run/l >&2 && for d in n e l; do ls "$1/run/$d/$3.wants" 2>/dev/null || true; done';
+      const result = await run('unshare', ['--mount', '--fork', 'sh', '-c', script, 'sh', root, generator, unit], { signal: this.signal, allowFailure: true });
+      if (result.exitCode !== 0) this.output(`generator ${generator} failed in the install root (exit ${result.exitCode}): ${result.stderr.split('\n').pop() ?? ''}`);
+      else wanted.push(...result.stdout.split('\n').filter(Boolean));
+    }
+    return [...new Set(wanted)];
   }
 
   /** The trace pass: what the app really uses, from a run in the full install root (see traceApp). */

@@ -14,7 +14,7 @@ export type { PackageRecipeOptions } from './recipe/load-recipe.js';
 export { parseUnit, unitValues, unitValue, parseExecLine, parseEnvironment, parseEnvironmentFile, environmentFiles, splitUnitWords, UnitSyntaxError } from './recipe/systemd-unit.js';
 export type { SystemdUnit, UnitAssignment, ExecCommand } from './recipe/systemd-unit.js';
 export { recipeFromUnit } from './recipe/recipe-from-unit.js';
-export { chooseServiceUnit, recipeFromInstalledUnit, UNIT_DIRS } from './recipe/package-unit.js';
+export { chooseServiceUnit, isUmbrella, recipeFromInstalledUnit, umbrellaInstance, UNIT_DIRS } from './recipe/package-unit.js';
 export type { UnitRecipeRequest } from './recipe/package-unit.js';
 export { recipeToYaml, writeNewFile } from './recipe/recipe-yaml.js';
 export type { DerivedFrom, UnitRecipeOptions } from './recipe/recipe-from-unit.js';

@@ -42,5 +42,7 @@ export { checkOutputDir, replaceOutputDir, parseMarker, tinyxFileNames } from '.
 export { Cache, compareContents } from './cache.js';
 export * from './trace/strace-log.js';
 export { listeningPorts, listeningSockets } from './trace/sandbox.js';
+export { expandSpecifiers } from './recipe/systemd-unit.js';
+export { looksSecret } from './trace/secrets.js';
 export { RELAY_CFLAGS, RELAY_PATH, compileRelay, relayArguments } from './assemble/relay.js';
 export { secretFiles } from './trace/secrets.js';

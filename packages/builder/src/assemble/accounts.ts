@@ -46,7 +46,8 @@ export interface ImageAccounts {
  * postinst created them). Nothing else: the base's other accounts stay out.
  * Shells become /sbin/nologin: nobody logs in to a single-application VM.
  * /etc/shadow stays out too: system accounts have no password, and nothing in
- * the image authenticates a user.
+ * the image authenticates a user. A kept group keeps those of its members
+ * that are kept.
  */
 export function selectAccounts(passwdText: string, groupText: string, request: AccountsRequest, source: string): ImageAccounts {
   const passwd = parsePasswd(passwdText);
@@ -88,9 +89,10 @@ export function selectAccounts(passwdText: string, groupText: string, request: A
     const entry = passwd.find((p) => p.name === u.name)!;
     return [entry.name, 'x', entry.uid, entry.gid, entry.gecos, entry.home, '/sbin/nologin'].join(':');
   });
-  // In the group file's order; supplementary members are dropped: only the kept accounts exist.
+  // In the group file's order, with the members that are kept accounts (postgres is in ssl-cert, whose
+  // snakeoil key it reads); the others do not exist in the image.
   const keptGroups = groups.filter((g, i) => groupReasons.has(g.gid) && groups.findIndex((o) => o.gid === g.gid) === i);
-  const groupLines = keptGroups.map((g) => [g.name, 'x', g.gid, ''].join(':'));
+  const groupLines = keptGroups.map((g) => [g.name, 'x', g.gid, g.members.filter((m) => users.has(m)).join(',')].join(':'));
   return {
     passwd: `${passwdLines.join('\n')}\n`,
     group: `${groupLines.join('\n')}\n`,

@@ -3,7 +3,7 @@ import { resolveInRoot } from '../resolve/root-path.js';
 import type { RootView } from '../resolve/root-view.js';
 import { recipeFromUnit, type DerivedFrom } from './recipe-from-unit.js';
 import type { Recipe } from './recipe.js';
-import { parseUnit } from './systemd-unit.js';
+import { parseUnit, type SystemdUnit } from './systemd-unit.js';
 
 /** The system unit directories, most specific first (systemd.unit(5), "Unit File Load Path"). */
 export const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'] as const;
@@ -39,13 +39,41 @@ export function chooseServiceUnit(pkg: string, byName: readonly string[], listed
 }
 
 /**
+ * An umbrella unit: Type=oneshot that runs nothing of its own (ExecStart=
+ * /bin/true, or none), only there to pull in the real services: Debian's
+ * postgresql.service, whose generator makes it want postgresql@15-main.
+ */
+export function isUmbrella(unit: SystemdUnit): boolean {
+  const service = unit.sections.get('Service') ?? [];
+  const type = service.filter((a) => a.key === 'Type').at(-1)?.value;
+  const starts = service.filter((a) => a.key === 'ExecStart').map((a) => a.value.replace(/^[-@+!:]+/, '').trim());
+  return type === 'oneshot' && starts.every((s) => /^(\/usr)?\/bin\/true$/.test(s));
+}
+
+/** The unit an umbrella stands for: the one instance of a template it wants. */
+export function umbrellaInstance(umbrella: string, wanted: readonly string[]): string {
+  const instances = [...new Set(wanted.filter((w) => /^[^@]+@[^@]+\.service$/.test(w)))].sort();
+  if (instances.length === 1) return instances[0]!;
+  throw new TinyxError(
+    'E_NO_UNIT',
+    instances.length === 0
+      ? `${umbrella} runs nothing itself (Type=oneshot, ExecStart=/bin/true) and wants no instance of a service: nothing says what to start`
+      : `${umbrella} runs nothing itself and wants ${instances.length} services: ${instances.join(', ')}`,
+    { kind: 'user', hint: 'give the command line of the one to run: --cmd "..." (the ExecStart= of its unit)' },
+  );
+}
+
+/**
  * Derives the recipe from the unit found in the install root (`view`): the
- * unit and its EnvironmentFile= files.
+ * unit and its EnvironmentFile= files. An umbrella unit (isUmbrella) stands
+ * for the one instance of a template it wants, which `wantedBy` lists (the
+ * `.wants` directories, and what the packages' generators say).
  */
 export async function recipeFromInstalledUnit(
   view: RootView,
   request: UnitRecipeRequest,
   packageFiles: readonly string[],
+  wantedBy: (unit: string) => Promise<string[]> = async () => [],
 ): Promise<{ recipe: Recipe; derivedFrom: DerivedFrom }> {
   const bare = request.package.replace(/:.*$/, '');
   const byName: string[] = [];
@@ -60,11 +88,22 @@ export async function recipeFromInstalledUnit(
   }
   const unitPath = chooseServiceUnit(request.package, byName, [...new Set(listed)]);
   const text = await readText(view, unitPath);
-  let unit;
+  let unit: SystemdUnit;
   try {
     unit = parseUnit(text, unitPath);
   } catch (error) {
     throw new TinyxError('E_RECIPE', `--package ${bare}: ${(error as Error).message}`, { kind: 'user', hint: 'give the command line: --cmd "..."' });
+  }
+
+  let umbrella: { unit: string; wanted: string } | undefined;
+  if (isUmbrella(unit)) {
+    const wanted = umbrellaInstance(unit.name, await wantedBy(unit.name));
+    const template = wanted.replace(/@[^@]+\.service$/, '@.service');
+    const templatePath = await findUnit(view, template);
+    if (!templatePath) throw new TinyxError('E_NO_UNIT', `${unit.name} wants ${wanted}, but no unit directory has ${template}`, { kind: 'user', hint: 'give the command line: --cmd "..."' });
+    umbrella = { unit: unit.name, wanted };
+    // The template, named as the instance: its %i is the instance (15-main).
+    unit = parseUnit(await readText(view, templatePath), templatePath, wanted);
   }
 
   const environmentFiles: Record<string, string | null> = {};
@@ -75,7 +114,18 @@ export async function recipeFromInstalledUnit(
     environmentFiles[path] = resolved.node?.kind === 'file' ? await readText(view, resolved.path) : null;
   }
 
-  return recipeFromUnit({ package: request.package, unit, environmentFiles, port: request.port, user: request.user, name: request.name });
+  const derived = recipeFromUnit({ package: request.package, unit, environmentFiles, port: request.port, user: request.user, name: request.name });
+  if (umbrella) {
+    derived.derivedFrom.unit = `${derived.derivedFrom.unit} (${umbrella.wanted})`;
+    derived.derivedFrom.fields.unshift({ key: 'Wants', value: umbrella.wanted, became: `the service ${umbrella.unit} stands for (it runs nothing itself)` });
+  }
+  return derived;
+}
+
+/** The unit file of that name in the first unit directory that has it. */
+async function findUnit(view: RootView, name: string): Promise<string | undefined> {
+  for (const dir of UNIT_DIRS) if ((await resolveInRoot(view, `${dir}/${name}`)).node?.kind === 'file') return `${dir}/${name}`;
+  return undefined;
 }
 
 async function readText(view: RootView, path: string): Promise<string> {

@@ -108,7 +108,8 @@ export function expandSpecifiers(text: string, unit: SystemdUnit, where: string)
     p: prefix,
     P: prefix,
     i: instance,
-    I: instance,
+    // Unescaped (systemd-escape(1)): "-" is "/", "\xNN" a byte; 15-main is 15/main.
+    I: instance.replace(/-/g, '/').replace(/\\x([0-9a-fA-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
     j: prefix.replace(/^.*-/, ''),
     J: prefix.replace(/^.*-/, ''),
     t: '/run',

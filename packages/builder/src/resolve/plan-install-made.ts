@@ -9,7 +9,7 @@ import type { PlannedFile } from './plan-image.js';
 import { parseTmpfiles } from '../recipe/tmpfiles.js';
 import { resolveInRoot } from './root-path.js';
 import type { RootNode, RootView } from './root-view.js';
-import { mayBeSecret } from '../trace/secrets.js';
+import { looksSecret, SECRET_HEAD_BYTES } from '../trace/secrets.js';
 
 /** A directory of the image with the owner and mode the install gave it. */
 export interface PlannedDirectory {
@@ -436,11 +436,11 @@ class InstallMadePlanner {
     }
     if (node.kind !== 'file') return;
     const { mode, uid, gid } = this.ownership(path, node);
-    if ((mode & 0o004) === 0 && mayBeSecret(path)) {
+    const head = await this.input.view.read(path, 0, Math.max(ELF_HEAD_BYTES, SECRET_HEAD_BYTES));
+    if ((mode & 0o004) === 0 && looksSecret(path, head)) {
       this.leftOut.set(path, 'not readable by all: a secret the install made once for every image of the package; it must be made per image');
       return;
     }
-    const head = await this.input.view.read(path, 0, ELF_HEAD_BYTES);
     if (classifyExecutable(head).kind === 'elf') {
       this.leftOut.set(path, 'an ELF file: programs and libraries come only through the ELF closure');
       return;

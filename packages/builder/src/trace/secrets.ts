@@ -51,14 +51,25 @@ const SECRET_MAKERS: readonly SecretMaker[] = [
  * Whether a file the install made, that no package lists and not all may
  * read, is taken for a secret (made once, shared by every image of the
  * package: it must be made per image or left out). Secrets are
- * configuration: under /etc (sshd's host keys, the snakeoil key) or /root.
- * Elsewhere such a file is the service's own state, private to its account
- * (mariadb's system tables under /var/lib/mysql): the image starts with it,
- * as the install left it.
+ * configuration (under /etc or /root) that looks like one: a known kind
+ * (sshd's host keys, the snakeoil key, varnish's secret), a name that says
+ * so (key, secret, token, password, credentials; .pem, .p12, .keytab), a PEM
+ * private key, or binary bytes. Private text configuration is not
+ * (PostgreSQL's pg_hba.conf, 0640 postgres), nor is a service's own state
+ * elsewhere (mariadb's system tables under /var/lib/mysql): the image starts
+ * with them as the install left them. `head` is the file's first bytes.
  */
-export function mayBeSecret(path: string): boolean {
-  return /^\/(etc|root)\//.test(path) || SECRET_MAKERS.some((maker) => maker.pattern.test(path));
+export function looksSecret(path: string, head: Uint8Array): boolean {
+  if (SECRET_MAKERS.some((maker) => maker.pattern.test(path))) return true;
+  if (!/^\/(etc|root)\//.test(path)) return false;
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  if (/(^|[._-])(keys?|secrets?|tokens?|passw(or)?ds?|credentials?|shadow)([._-]|$)|\.(pem|key|p12|pfx|jks|keytab)$/i.test(name)) return true;
+  const text = Buffer.from(head).toString('latin1');
+  return /PRIVATE KEY-----/.test(text) || head.includes(0);
 }
+
+/** How much of a file looksSecret reads. */
+export const SECRET_HEAD_BYTES = 4096;
 
 /** The paths a secret's maker writes, or undefined when tinyx knows no maker for it. */
 export function secretFiles(path: string): string[] | undefined {

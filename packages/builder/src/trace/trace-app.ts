@@ -12,7 +12,7 @@ import { parseTmpfiles } from '../recipe/tmpfiles.js';
 import { IMAGE_PATH } from '../resolve/plan-image.js';
 import { resolveInRoot } from '../resolve/root-path.js';
 import type { RootView } from '../resolve/root-view.js';
-import { makeSecrets, mayBeSecret, secretFiles, type ImageSecret } from './secrets.js';
+import { looksSecret, makeSecrets, SECRET_HEAD_BYTES, secretFiles, type ImageSecret } from './secrets.js';
 import { parseStraceLog, type TraceLog } from './strace-log.js';
 import { startSandbox, type ListeningPort, type Sandbox } from './sandbox.js';
 
@@ -276,7 +276,13 @@ async function collect(
     if (excluded.test(resolved.path)) continue;
     if (input.provided.has(resolved.path) || resolved.links.some((l) => input.provided.has(l.path))) continue;
     const reason = `traced: ${how === 'executed' ? 'executed' : how === 'stat' ? "stat'ed" : how === 'directory' ? 'listed' : 'opened'} by ${by}`;
-    if (resolved.node.kind === 'file' && (resolved.node.mode & 0o004) === 0 && mayBeSecret(resolved.path) && !input.packaged(path) && !input.packaged(resolved.path)) secretPaths.push(resolved.path);
+    const secret =
+      resolved.node.kind === 'file' &&
+      (resolved.node.mode & 0o004) === 0 &&
+      !input.packaged(path) &&
+      !input.packaged(resolved.path) &&
+      looksSecret(resolved.path, await input.view.read(resolved.path, 0, SECRET_HEAD_BYTES));
+    if (secret) secretPaths.push(resolved.path);
     else if (resolved.node.kind === 'file') paths.push({ path, kind: 'file', reason });
     else if (resolved.node.kind === 'dir' && how !== 'stat') paths.push({ path, kind: 'dir', reason });
   }
