@@ -142,7 +142,7 @@ function whyNot(r) {
   }
   if (!r.readiness && /no port listened/.test(outcome)) return "Debian's configuration has it listen on no port: it runs, and serves nothing until it is configured";
   if (/VFIL_allocate/.test(r.console ?? '')) {
-    return "it checks for free space before it writes its shared-memory log, and the initramfs root (a tmpfs Linux 6.1 gives no size) reports 0 bytes free: it needs a disk root";
+    return 'it checks for room before it writes its shared-memory log, and the initramfs root (a tmpfs without a size) reports 0 bytes free: it needs a disk root';
   }
   if (/No space left on device/.test(r.console ?? r.error ?? '')) return "out of space: the root is in the guest's RAM, and its data did not fit beside it (No space left on device)";
   return r.error ?? r.answer ?? '';
@@ -165,7 +165,7 @@ export function renderCorpus(c) {
   for (const r of c.rows) {
     const size = r.sizes ? `${mib(r.sizes.totalBytes)} (${mib(r.sizes.initrdBytes)})` : '';
     const how = [r.relay?.length ? `relayed to ${r.relay.map((p) => `${p.address}:${p.port}`).join(', ')}` : '', r.memoryMiB && r.memoryMiB !== MEMORY_MIB ? `${r.memoryMiB} MiB` : ''].filter(Boolean).join(', ');
-    const why = `${String(r.serves ? r.answer : whyNot(r)).slice(0, 110)}${how ? ` (${how})` : ''}`;
+    const why = `${r.serves ? String(r.answer).slice(0, 60) : whyNot(r)}${how ? ` (${how})` : ''}`;
     out.push(`| ${r.package} | ${r.kind} | ${r.serves ? 'yes' : '**no**'} | ${why.replace(/\|/g, '/')} | ${size} | ${r.readyMs ? `${(r.readyMs / 1000).toFixed(2)} s` : ''} | ${r.derived ?? ''} |`);
   }
   return out;

@@ -62,19 +62,7 @@ export function askInNamespace(pid: number, host: string, port: number, request:
     socket.on('connect', () => socket.write(Buffer.from(${JSON.stringify(request)}, 'latin1')));
     socket.once('data', (d) => { console.log(JSON.stringify(String(d))); process.exit(0); });
     socket.on('error', (e) => { console.log(JSON.stringify('error ' + e.message)); process.exit(1); });`;
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-    child.on('error', reject);
-    child.on('close', () => {
-      try {
-        resolve(JSON.parse(out) as string);
-      } catch {
-        reject(new Error(`no answer from the client in the namespace: ${out}`));
-      }
-    });
-  });
+  return clientInNamespace<string>(pid, script);
 }
 
 /** What a UNIX socket answers to one line (haproxy's admin socket: `show info`). */
@@ -100,6 +88,11 @@ export function httpGetInNamespace(pid: number, port: number, path: string): Pro
       let body = '';
       res.setEncoding('utf8').on('data', (c) => (body += c)).on('end', () => console.log(JSON.stringify({ status: res.statusCode + ' ' + res.statusMessage, body })));
     }).on('error', (e) => console.log(JSON.stringify({ status: 'error ' + e.message, body: '' })));`;
+  return clientInNamespace<{ status: string; body: string }>(pid, script);
+}
+
+/** Runs `script` with this very Node.js in the network namespace of `pid` (nsenter): the JSON it prints. */
+function clientInNamespace<T>(pid: number, script: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const child = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -107,7 +100,7 @@ export function httpGetInNamespace(pid: number, port: number, path: string): Pro
     child.on('error', reject);
     child.on('close', () => {
       try {
-        resolve(JSON.parse(out) as { status: string; body: string });
+        resolve(JSON.parse(out) as T);
       } catch {
         reject(new Error(`no answer from the client in the namespace: ${out}`));
       }
