@@ -166,7 +166,7 @@ test('the tarballs hold what runs and the data, nothing of development, and the 
   const probe = `
     const [b, i] = [await import('@tinyx/builder'), await import('@tinyx/builder/internals')];
     const fragments = await i.kernelFragments({ platform: 'xen-pvh', features: new Map([['net', ['test']]]), decompressor: null });
-    console.log(JSON.stringify({ dirs: [b.BUNDLED_RECIPES_DIR, i.BUNDLED_BLACKLISTS_DIR, i.BUNDLED_KERNEL_DIR], fragments }));`;
+    console.log(JSON.stringify({ dirs: [b.BUNDLED_RECIPES_DIR, i.BUNDLED_BLACKLISTS_DIR, i.BUNDLED_KERNEL_DIR, i.BUNDLED_HELPERS_DIR], fragments }));`;
   const installed = JSON.parse(must(await sh(project, process.execPath, ['--input-type=module', '-e', probe]), 'import @tinyx/builder/internals').stdout) as { dirs: string[]; fragments: unknown };
   t.deepEqual(
     installed.dirs,

@@ -44,5 +44,5 @@ export * from './trace/strace-log.js';
 export { listeningPorts, listeningSockets } from './trace/sandbox.js';
 export { expandSpecifiers } from './recipe/systemd-unit.js';
 export { looksSecret } from './trace/secrets.js';
-export { RELAY_CFLAGS, RELAY_PATH, compileRelay, relayArguments } from './assemble/relay.js';
+export { BUNDLED_HELPERS_DIR, RELAY_CFLAGS, RELAY_PATH, compileRelay, relayArguments } from './assemble/relay.js';
 export { secretFiles } from './trace/secrets.js';

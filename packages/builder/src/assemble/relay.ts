@@ -17,7 +17,10 @@ export interface LoopbackRelay {
 /** Where the relay is in the image. */
 export const RELAY_PATH = '/usr/sbin/tinyx-relay';
 
-const SOURCE = join(bundledDataDir('helpers'), 'tinyx-relay.c');
+/** The C source of the image's helpers (helpers/ of the checkout, or the installed package's copy). */
+export const BUNDLED_HELPERS_DIR = bundledDataDir('helpers');
+
+const SOURCE = join(BUNDLED_HELPERS_DIR, 'tinyx-relay.c');
 
 /**
  * Freestanding, static, stripped, no build id: the same source and gcc give

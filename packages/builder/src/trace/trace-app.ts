@@ -123,12 +123,10 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
       // As /init does in the VM; the setting belongs to the sandbox's own network namespace. A network card
       // with the VM's address too: an app that binds each interface's address (bind9) is seen listening
       // beyond loopback, as it will in the VM, and only one that binds loopback alone is relayed.
+      // (A host without veth traces on lo alone, as before.)
       setup: [
         'ip link set lo up',
-        'ip link add eth0 type veth peer name tinyx-peer',
-        'ip link set tinyx-peer up',
-        'ip link set eth0 up',
-        `ip addr add ${TRACE_ADDRESS}/24 dev eth0`,
+        `{ ip link add eth0 type veth peer name tinyx-peer && ip link set tinyx-peer up && ip link set eth0 up && ip addr add ${TRACE_ADDRESS}/24 dev eth0; } 2>/dev/null || true`,
         'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start', `hostname ${shellQuote(recipe.name)}`, 'mount -t proc proc "$ROOT/proc"', 'mount -t sysfs sysfs "$ROOT/sys"', 'mkdir -p "$ROOT/dev/shm"', 'mount -t tmpfs -o mode=1777 shm "$ROOT/dev/shm"'],
       root,
       argv: recipe.entrypoint.cmd,

@@ -78,7 +78,7 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
   // (TINYX_CMDLINE stands in for the kernel's command line) and starts the relay; the probe goes through it.
   const relayed = (input.relay ?? []).length > 0;
   const app = startSandbox({
-    setup: relayed ? ['ip link add eth0 type veth peer name tinyx-peer', 'ip link set tinyx-peer up'] : [],
+    setup: relayed ? ['ip link add eth0 type veth peer name tinyx-peer || { echo "tinyx: this host cannot make a veth pair (ip link add type veth): the relay cannot be verified"; exit 1; }', 'ip link set tinyx-peer up'] : [],
     root,
     argv: ['/init'],
     env: relayed ? { TINYX_CMDLINE: `tinyx.ip=${VERIFY_ADDRESS}/24` } : {},
