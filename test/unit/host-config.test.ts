@@ -1,5 +1,5 @@
 import test from 'ava';
-import { generateInit, globToRegExp, makeBlacklist, loadBlacklist, parseDeb822Sources, parseOneLineSources, pickBaseSource, selectAccounts } from '@tinyx/builder/internals';
+import { generateInit, procNetAddress, globToRegExp, makeBlacklist, loadBlacklist, parseDeb822Sources, parseOneLineSources, pickBaseSource, selectAccounts } from '@tinyx/builder/internals';
 import { TinyxError } from '@tinyx/builder';
 
 test('deb822 sources: the real shape of a Debian 12 debian.sources, comments and all', async (t) => {
@@ -154,6 +154,10 @@ test("/init with a relay: tinyx-relay from the VM's address to each loopback por
   t.true(init.indexOf('tinyx-relay') < init.indexOf('echo "tinyx: starting'), 'the relay is up before the app starts');
   t.true(init.indexOf('tinyx.ip=*)') < init.indexOf('/usr/sbin/tinyx-relay'), "after the network, whose address it listens on");
   t.regex(init, /for arg in \$\{TINYX_CMDLINE:-\$\(cat \/proc\/cmdline\)\}; do/, 'the command line, or what verify gives in its place');
+  // Ready is the app's own socket at 127.0.0.1:6379, never the relay's on the same port.
+  t.true(init.includes("grep -qE '(0100007F|0000000000000000FFFF00000100007F):18EB [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6"), init);
+  t.is(procNetAddress('::1'), '00000000000000000000000001000000');
+  t.is(procNetAddress('127.0.0.53'), '(3500007F|0000000000000000FFFF00003500007F)');
   const forking = generateInit({ name: 'db', cmd: ['/usr/sbin/db'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, forks: true, readiness: null, libraryPath: [], relay });
   t.regex(forking, /\[ "\$p" = "\$relay" \] && continue/);
   t.true(forking.includes('[ -n "$relay" ] && grep -qs "^PPid:[[:space:]]*$relay$" "$d/status" && continue'), 'its connections are its children');

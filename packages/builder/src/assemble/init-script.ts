@@ -79,12 +79,13 @@ export function generateInit(options: InitOptions): string {
   const env = Object.entries({ ...accountEnv, ...options.env }).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
   if (options.libraryPath.length > 0) env.push(`export LD_LIBRARY_PATH=${shellQuote(options.libraryPath.join(':'))}`);
   const port = readiness && 'tcp' in readiness ? readiness.tcp.port : readiness && 'http' in readiness ? readiness.http.port : undefined;
+  const relayed = relays.find((r) => r.port === port);
   const waitReady =
     port === undefined
       ? [`echo "${READY_LINE} (started${options.forks ? '' : ', pid $app'})"`]
       : [
-          `# Ready means listening: a LISTEN (0A) socket on port ${port} in /proc/net/tcp or tcp6.`,
-          `while ! grep -qE ':${port.toString(16).toUpperCase().padStart(4, '0')} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null; do`,
+          `# Ready means listening: a LISTEN (0A) socket on port ${port} in /proc/net/tcp or tcp6${relayed ? ` at ${relayed.address}, where the app listens (the relay's own socket on the port is not the app)` : ''}.`,
+          `while ! grep -qE '${relayed ? procNetAddress(relayed.address) : ''}:${port.toString(16).toUpperCase().padStart(4, '0')} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null; do`,
           '  running || break',
           '  sleep 0.01',
           'done',
@@ -150,6 +151,21 @@ echo "tinyx: ${options.name} exited with status $status"
 # ACPI, which the kvm kernel leaves out.
 reboot -f
 `;
+}
+
+/**
+ * A loopback address as /proc/net/tcp and tcp6 print it: an IPv4 address is
+ * its big-endian bytes read as a host-order word (127.0.0.1 is 0100007F, and
+ * in tcp6, mapped, ...FFFF00000100007F), ::1 is four such words.
+ */
+export function procNetAddress(address: string): string {
+  if (address === '::1') return '00000000000000000000000001000000';
+  const hex = address
+    .split('.')
+    .map((b) => Number(b).toString(16).toUpperCase().padStart(2, '0'))
+    .reverse()
+    .join('');
+  return `(${hex}|0000000000000000FFFF0000${hex})`;
 }
 
 export function shellQuote(word: string): string {
