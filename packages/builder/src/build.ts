@@ -392,18 +392,18 @@ export class Build {
     const traced = this.traced;
     // No readiness probe: the port the app listened on is one.
     if (recipe.readiness === null && traced.listening.length > 0) {
-      const port = traced.listening.find((p) => !traced.loopbackOnly.includes(p)) ?? traced.listening[0]!;
+      const port = traced.listening.find((p) => !traced.loopbackOnly.some((l) => l.port === p)) ?? traced.listening[0]!;
       this.recipe = { ...recipe, readiness: { tcp: { port } } };
       this.derived?.fields.push({ key: 'trace', value: `listened on ${traced.listening.join(', ')}`, became: `readiness tcp ${port}` });
       this.output(`readiness: tcp ${port}, the port it listened on`);
     }
     for (const p of traced.paths) this.output(`  ${p.path}: ${p.reason}`);
-    const where = traced.loopbackAt.map((p) => `${p.address}:${p.port}`).join(', ');
+    const where = traced.loopbackOnly.map((p) => `${p.address}:${p.port}`).join(', ');
     if (traced.loopbackOnly.length > 0 && traced.loopbackOnly.length === traced.listening.length && this.options.relayLoopback !== false) {
       // It serves nothing beyond loopback: the VM's address is relayed to it (a port it also has at loopback beside a public one is an admin port, and stays local).
-      this.relay = traced.loopbackAt;
+      this.relay = traced.loopbackOnly;
       this.notice(
-        `${recipe.name} listens only at ${where} (its configuration): the image relays the VM's own address to it (tinyx-relay), so whoever reaches the VM's port ${traced.loopbackOnly.join(', ')} reaches it, as a container's port; --no-relay-loopback keeps it local`,
+        `${recipe.name} listens only at ${where} (its configuration): the image relays the VM's own address to it (tinyx-relay), so whoever reaches the VM's port ${traced.loopbackOnly.map((p) => p.port).join(', ')} reaches it, as a container's port; --no-relay-loopback keeps it local`,
       );
     } else if (traced.loopbackOnly.length > 0) {
       this.notice(`${recipe.name} listens on ${where} at a loopback address only (its configuration says so): nothing outside the VM can reach it there; a recipe fixup can change the address`);

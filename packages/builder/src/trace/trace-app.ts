@@ -2,6 +2,7 @@ import { chmod, chown, mkdir, open, readdir, readFile, writeFile } from 'node:fs
 import { dirname, join, posix } from 'node:path';
 import { parseGroup, parsePasswd } from '../account-files.js';
 import { fixedContent, imageHosts } from '../assemble/assemble-root.js';
+import type { LoopbackRelay } from '../assemble/relay.js';
 import { shellQuote } from '../assemble/init-script.js';
 import { TinyxError, throwIfAborted } from '../errors.js';
 import type { KernelFeature } from '../kernel-features.js';
@@ -32,10 +33,12 @@ export interface TraceResult {
   groups: { name: string; reason: string }[];
   /** TCP ports it listened on. */
   listening: number[];
-  /** Of those, the ports it listened on only at a loopback address: out of reach of the VM's network. */
-  loopbackOnly: number[];
-  /** The same ports with the loopback address each listened at (127.0.0.1 first, else ::1): what a relay reaches. */
-  loopbackAt: { port: number; address: string }[];
+  /**
+   * Of those, the ports it listened on only at a loopback address (out of
+   * reach of the VM's network), each with that address (127.0.0.1 first,
+   * else ::1): what a relay reaches.
+   */
+  loopbackOnly: LoopbackRelay[];
   /** Kernel features its system calls and socket families need, with the evidence. */
   features: Map<KernelFeature, string[]>;
   /** Secrets the app used that the install made once (sshd's host keys), made again for this image. */
@@ -144,8 +147,7 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     const { outcome, sockets } = driven;
     const ended = /^exited/.test(outcome);
     const listening = sockets.map((s) => s.port);
-    const loopbackOnly = sockets.filter((s) => s.loopback).map((s) => s.port);
-    const loopbackAt = sockets.filter((s) => s.loopback).map((s) => ({ port: s.port, address: s.loopbackAddress ?? '127.0.0.1' }));
+    const loopbackOnly = sockets.filter((s) => s.loopback).map((s) => ({ port: s.port, address: s.loopbackAddress ?? '127.0.0.1' }));
     const text = await readFile(log, 'utf8').catch(() => '');
     if (ended && !/status 0\b/.test(outcome)) {
       throw new TinyxError('E_APP_FAILED', `${recipe.entrypoint.cmd[0]} ${outcome} in the full install root, before the image was even cut:\n${tail(sandbox.output(), 15) || '(it printed nothing)'}`, {
@@ -163,7 +165,7 @@ export async function traceApp(input: TraceInput): Promise<TraceResult> {
     const { secretPaths, ...result } = await collect(traced, input, passwd, groups);
     const secrets = await makeSecrets(root, secretPaths, input.signal);
     const leftOut = secrets.unknown.map((path) => ({ path, why: 'a secret the install made once for every image of the package, and tinyx knows no way to make it per image: give your own with a recipe include' }));
-    return { ...result, secrets: secrets.made, leftOut, listening, loopbackOnly, loopbackAt, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
+    return { ...result, secrets: secrets.made, leftOut, listening, loopbackOnly, outcome, seconds: Math.round((performance.now() - started) / 10) / 100 };
   } finally {
     // Unmounted now, so that nothing holds the layer; a failure here is reported by the caller's removal of `scratch`, which tries again.
     await removeTree(root).catch(() => undefined);

@@ -1,3 +1,4 @@
+import type { LoopbackRelay } from '../assemble/relay.js';
 import { chmod, copyFile, lchown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { READY_LINE } from '../assemble/init-script.js';
@@ -21,7 +22,7 @@ export interface VerifyInput {
   /** The package that installed a path, for the error. */
   owner: (path: string) => string | undefined;
   /** The loopback ports the image's /init relays: verify gives it a network card, and probes through the relay. */
-  relay?: readonly { port: number; address: string }[];
+  relay?: readonly LoopbackRelay[];
   timeoutMs?: number;
   signal?: AbortSignal;
 }
