@@ -167,7 +167,8 @@ export async function pauseAndSave(app, imageDir, stateDir) {
     for (let i = 0; i < RUNS; i++) {
       const file = join(stateDir, `${app}-${i}.state`);
       let t = performance.now();
-      await current.save(file);
+      // keep: the figure is the save alone; the VM is stopped after it is taken.
+      await current.save(file, { keep: true });
       save.push(performance.now() - t);
       stateBytes = (await stat(file)).size;
       await current.destroy();

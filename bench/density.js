@@ -26,7 +26,7 @@ export async function density(app, imageDir, { count = 50, memoryMiB, tcgCacheMi
   const t0 = performance.now();
   try {
     // All at once: each create returns when its QEMU answers on QMP.
-    const created = await Promise.allSettled(Array.from({ length: count }, () => qemu.create(imageDir, { memoryMiB, tcgCacheMiB })));
+    const created = await Promise.allSettled(Array.from({ length: count }, () => qemu.create(imageDir, { memoryMiB, qemu: { tcgCacheMiB } })));
     for (const c of created) if (c.status === 'fulfilled') vms.push(c.value);
     const notCreated = created.find((c) => c.status === 'rejected');
     if (notCreated) throw notCreated.reason;

@@ -81,7 +81,7 @@ await section('boot', async () => {
     figures.microvm = await bootTimes(app, dir);
     console.log(`${app} microvm: ready line ${figures.microvm.readyLineMs.median} ms, first answer ${figures.microvm.firstAnswerMs.median} ms`);
     // q35 boots the bzImage like the baselines do (Debian's kernel has no PVH entry): the like-for-like figure.
-    figures.q35 = await bootTimes(app, dir, { machine: 'q35' });
+    figures.q35 = await bootTimes(app, dir, { guest: 'q35' });
     console.log(`${app} q35: first answer ${figures.q35.firstAnswerMs.median} ms`);
     figures.smallestMemory = await smallestMemory(app, dir);
     console.log(`${app}: serves 200 requests with ${figures.smallestMemory.memoryMiB} MiB`);

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { HOST_FILES, HOST_TOOLS, hostFilePattern, testTierFiles, testTierTools, type HostFile } from '@tinyx/builder';
+import { HOST_FILES, HOST_TOOLS, hostFilePattern, testTierFiles, testTierTools, type HostFile } from '@tinyx/image';
 
 /** What a test file needs beyond its tier: the kernel step's tools and files, and commands of its own. */
 export interface ExtraNeeds {

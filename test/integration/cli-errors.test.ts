@@ -102,6 +102,28 @@ test('bad arguments: exit 2 with usage help', async (t) => {
   const noImage = await runCli(['inspect', join(work, 'nothing-here')]);
   t.is(noImage.code, 2);
   t.regex(noImage.stderr, /is not an image directory \(no manifest\.json\)/);
+  // One run command for every backend: an option only another backend reads is refused, not ignored.
+  for (const [args, pattern] of [
+    [['--backend', 'xen', '--accel', 'kvm'], /--accel is for --backend qemu/],
+    [['--backend', 'xen', '--network', 'bridge'], /--network is for --backend qemu/],
+    [['--hotplug', 'lean'], /--hotplug is for --backend xen/],
+    [['--no-refill'], /--refill is for --backend xen/],
+  ] as const) {
+    const refused = await runCli(['run', join(work, 'nothing-here'), ...args]);
+    t.is(refused.code, 2, args.join(' '));
+    t.regex(refused.stderr, pattern);
+  }
+  // A guest kind the image's platform does not have is named with the ones it has.
+  const kvmImage = join(work, 'kvm-image');
+  await mkdir(kvmImage, { recursive: true });
+  for (const name of ['vmlinuz', 'vmlinux', 'initrd.cpio.gz']) await writeFile(join(kvmImage, name), '');
+  await writeFile(join(kvmImage, 'manifest.json'), JSON.stringify({ manifestVersion: 1, name: 'nginx', platform: 'kvm', readiness: null, artifacts: { rootfs: 'initrd.cpio.gz', kernel: 'vmlinuz', vmlinux: 'vmlinux' } }));
+  const pvh = await runCli(['run', kvmImage, '--type', 'pvh', '--check']);
+  t.is(pvh.code, 2, pvh.stderr);
+  t.regex(pvh.stderr, /nginx is a kvm image, which boots as microvm or q35, not pvh/);
+  const onXen = await runCli(['run', kvmImage, '--backend', 'xen', '--check']);
+  t.is(onXen.code, 2, onXen.stderr);
+  t.regex(onXen.stderr, /nginx was built for kvm; the xen backend boots xen-pvh and xen-pv images/);
 });
 
 test('doctor: every host tool with its Debian package; a missing one fails with exit 3 and names the package', async (t) => {

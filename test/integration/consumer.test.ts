@@ -1,4 +1,4 @@
-// tinyx as a user who never clones this repository has it: the three packages
+// tinyx as a user who never clones this repository has it: the four packages
 // packed with npm, installed from their tarballs into an empty project in the
 // temporary directory (no workspace, no node_modules of the checkout above
 // it), and used from there: `npx tinyx build nginx --no-kernel`, and the
@@ -29,7 +29,7 @@ import { REPO_ROOT, runCli } from '../helpers/cli.js';
 import { sha256File } from '../helpers/image.js';
 
 const test = integrationTest();
-const PACKAGES = ['builder', 'toolstack', 'cli'] as const;
+const PACKAGES = ['image', 'builder', 'toolstack', 'cli'] as const;
 const SOURCE_DATE_EPOCH = 0;
 
 const work = await realpath(await mkdtemp(join(tmpdir(), 'tinyx-it-consumer-')));
@@ -98,7 +98,7 @@ interface Packed {
 }
 const packed: Packed[] = [];
 
-test.before('pack the three packages and install the tarballs into an empty project', async (t) => {
+test.before('pack the four packages and install the tarballs into an empty project', async (t) => {
   // Nothing above the project may hold a node_modules or a package.json that Node or npm would find.
   for (let dir = dirname(project); ; dir = dirname(dir)) {
     for (const name of ['node_modules', 'package.json']) {
@@ -113,7 +113,7 @@ test.before('pack the three packages and install the tarballs into an empty proj
     const result = must(await sh(join(REPO_ROOT, 'packages', name), 'npm', ['pack', '--json', '--pack-destination', tarballs]), `npm pack in packages/${name}`);
     packed.push(...(JSON.parse(result.stdout) as Packed[]));
   }
-  t.log(`npm pack ×3: ${seconds(started)}`);
+  t.log(`npm pack ×${PACKAGES.length}: ${seconds(started)}`);
 
   await mkdir(project);
   await writeFile(join(project, 'package.json'), `${JSON.stringify({ name: 'tinyx-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2)}\n`);
@@ -138,7 +138,7 @@ test.before('pack the three packages and install the tarballs into an empty proj
 test('the tarballs hold what runs and the data, nothing of development, and the checkout keeps no copy', async (t) => {
   t.deepEqual(
     packed.map((p) => p.name),
-    ['@tinyx/builder', '@tinyx/toolstack', '@tinyx/cli'],
+    ['@tinyx/image', '@tinyx/builder', '@tinyx/toolstack', '@tinyx/cli'],
   );
   const shipped = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/tinyx\.js|(recipes|blacklists|kernel|helpers)\/.+)$/;
   for (const p of packed) {

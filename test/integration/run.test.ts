@@ -6,7 +6,7 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { build, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
-import { ToolstackError, detectAccel, getBackend, probeTcp, runtimeDir, type QemuBackend, type QemuVm } from '@tinyx/toolstack';
+import { TinyxError, detectAccel, getBackend, probeTcp, runtimeDir, type QemuVm } from '@tinyx/toolstack';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { memcachedCommand, redisCommand } from '../helpers/clients.js';
@@ -16,7 +16,7 @@ import { memcachedCommand, redisCommand } from '../helpers/clients.js';
 const test = integrationTest({ kernel: true, tools: ['qemu-system-x86_64', 'pgrep', 'pkill', 'ip'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-run-'));
 const nginxDir = join(work, 'nginx');
-const qemu = getBackend('qemu') as QemuBackend;
+const qemu = getBackend('qemu');
 const started: QemuVm[] = [];
 const hostAccel = await detectAccel();
 test.before(async () => {
@@ -142,7 +142,7 @@ test.serial('a broken image is a named error, not a hang: no kernel; a truncated
   const noKernel = join(work, 'no-kernel');
   await cp(nginxDir, noKernel, { recursive: true });
   await rm(join(noKernel, 'vmlinux'));
-  const missing = await t.throwsAsync(qemu.create(noKernel), { instanceOf: ToolstackError });
+  const missing = await t.throwsAsync(qemu.create(noKernel), { instanceOf: TinyxError });
   t.is(missing?.code, 'E_IMAGE_FILE');
   t.regex(missing?.message ?? '', /no-kernel\/vmlinux is missing \(the manifest names it as the ELF kernel\)/);
 
@@ -152,7 +152,7 @@ test.serial('a broken image is a named error, not a hang: no kernel; a truncated
   await truncate(initrd, Math.floor((await stat(initrd)).size / 3));
   const vm = await qemu.create(truncated);
   started.push(vm);
-  const failure = await t.throwsAsync(vm.waitReady(undefined, { timeoutMs: 60_000 }), { instanceOf: ToolstackError });
+  const failure = await t.throwsAsync(vm.waitReady(undefined, { timeoutMs: 60_000 }), { instanceOf: TinyxError });
   t.is(failure?.code, 'E_NOT_READY');
   t.regex(failure?.message ?? '', /panicked|stopped before it was ready/);
   t.regex(failure?.message ?? '', /console \(last lines\):/);
@@ -167,10 +167,13 @@ test.serial('save nginx to a file, destroy it, restore it: it answers again', as
   started.push(vm);
   await vm.waitReady();
   const state = join(work, 'nginx.state');
+  await vm.save(state, { keep: true });
+  t.is(await vm.state(), 'running', 'a save with keep lets the source run on');
   await vm.save(state);
-  t.is(await vm.state(), 'paused', 'saving leaves the source paused');
+  t.is(await vm.state(), 'stopped', 'a save without keep stops the source');
+  t.is(qemuProcessesOf(vm.id), '', 'and its QEMU is gone');
+  t.false((await readdir(runtimeDir())).includes(vm.id), 'with its runtime files');
   t.true((await stat(state)).size > 1024 * 1024, 'the state holds guest memory');
-  await vm.destroy();
   const restored = await qemu.restore(state);
   started.push(restored);
   t.true(restored.restored);
@@ -180,7 +183,7 @@ test.serial('save nginx to a file, destroy it, restore it: it answers again', as
   t.regex(page.body, /Welcome to nginx/);
   await restored.destroy();
   t.is(qemuProcessesOf(restored.id), '');
-  await t.throwsAsync(qemu.restore(join(work, 'no-such.state')), { instanceOf: ToolstackError, message: /is not a state saved by tinyx/ });
+  await t.throwsAsync(qemu.restore(join(work, 'no-such.state')), { instanceOf: TinyxError, message: /is not a state saved by tinyx/ });
 });
 
 test.serial("the app's exit ends the VM, and is reported with the console's tail", async (t) => {
@@ -199,7 +202,7 @@ test.serial("the app's exit ends the VM, and is reported with the console's tail
   await build({ recipe, outDir: out, verify: false });
   const vm = await qemu.create(out);
   started.push(vm);
-  const failure = await t.throwsAsync(vm.waitReady(undefined, { timeoutMs: 60_000 }), { instanceOf: ToolstackError });
+  const failure = await t.throwsAsync(vm.waitReady(undefined, { timeoutMs: 60_000 }), { instanceOf: TinyxError });
   t.regex(failure?.message ?? '', /the VM stopped before it was ready \(QEMU exit status 0\)/);
   t.regex(failure?.message ?? '', /tinyx: nginx-exits exited with status 0/);
   t.is(await vm.state(), 'stopped');

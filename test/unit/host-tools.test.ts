@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_FILES, HOST_TOOLS, debianPackageFor, hostPackages, hostScope, isOptional, packagesToInstall, testTierFiles, testTierTools, type TestTier } from '@tinyx/builder';
+import { HOST_FILES, HOST_TOOLS, debianPackageFor, hostPackages, hostScope, isOptional, packagesToInstall, testTierFiles, testTierTools, type TestTier } from '@tinyx/image';
 import { REPO_ROOT } from '../helpers/cli.js';
 
 /**

@@ -2,7 +2,7 @@ import test from 'ava';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '@tinyx/builder';
+import { IMAGE_CMDLINE, PLATFORMS, run } from '@tinyx/image';
 import { LEAN_VIF_SCRIPT, leanVifScript, MAC_PREFIX, macFor, vifScript, xenDomainConfig } from '@tinyx/toolstack/internals';
 
 // The script runs here under /bin/sh with stand-ins for xenstore-read,
@@ -73,7 +73,7 @@ test('the script is written once into the runtime directory, executable, and aga
 });
 
 test('a lean domain names the script on its vif; a stock one does not', (t) => {
-  const image = { dir: '/img', name: 'nginx', platform: 'xen-pv', readiness: null, kernel: '/img/vmlinuz', vmlinux: '/img/vmlinux', initrd: '/img/initrd.cpio.gz' };
+  const image = { dir: '/img', name: 'nginx', platform: 'xen-pv', facts: PLATFORMS['xen-pv'], readiness: null, cmdline: IMAGE_CMDLINE, kernels: { vmlinuz: '/img/vmlinuz', vmlinux: '/img/vmlinux' }, rootfs: '/img/initrd.cpio.gz' };
   const network = { bridge: 'xenbr0', gateway: '10.213.0.1', prefixLength: 16, address: '10.213.0.2', mac: macFor('nginx-abcdef', MAC_PREFIX.xen) };
   const record = { id: 'nginx-abcdef', type: 'pv' as const, memoryMiB: 64, vcpus: 1, network };
   t.regex(xenDomainConfig(image, record, { vifScript: '/run/tinyx/.hotplug/vif-tinyx' }), /^vif = \[ "bridge=xenbr0,mac=00:16:3e:ab:cd:ef,script=\/run\/tinyx\/\.hotplug\/vif-tinyx" \]$/m);

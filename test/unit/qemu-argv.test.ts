@@ -1,5 +1,6 @@
 import test from 'ava';
-import { qemuArgv } from '@tinyx/toolstack/internals';
+import { IMAGE_CMDLINE, PLATFORMS } from '@tinyx/image';
+import { USER_NETWORK, qemuArgv, qemuCmdline } from '@tinyx/toolstack/internals';
 
 // QEMU's command line is a pure function of the VM's options: the KVM path,
 // which this TCG-only host never boots, is checked here argument by argument.
@@ -11,7 +12,7 @@ const base = {
   dir: '/run/tinyx/nginx-abcdef',
   kernel: '/img/vmlinux',
   initrd: '/img/initrd.cpio.gz',
-  guestNet: 'tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2',
+  cmdline: qemuCmdline({ facts: PLATFORMS.kvm, cmdline: IMAGE_CMDLINE }, USER_NETWORK),
   forwards: [{ host: 8080, guest: 80 }],
 };
 
@@ -55,4 +56,12 @@ test('a bridged VM: its tap and MAC, no forwards; paused and incoming add -S and
   t.is(after(argv, '-device'), 'virtio-net-device,netdev=net0,mac=52:54:00:ab:cd:ef');
   t.true(argv.includes('-S'));
   t.is(after(argv, '-incoming'), `exec:cat '/tmp/it'\\''s.state'`);
+});
+
+test("the kernel command line: the platform's console, the image's own line (its manifest), QEMU's machine settings, the network", (t) => {
+  t.is(
+    qemuCmdline({ facts: PLATFORMS.kvm, cmdline: 'quiet panic=-1 rootfstype=ramfs' }, USER_NETWORK),
+    'console=ttyS0 quiet panic=-1 rootfstype=ramfs reboot=t no_timer_check tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2',
+  );
+  t.regex(qemuCmdline({ facts: PLATFORMS.kvm, cmdline: 'root=/dev/vda ro' }, { address: '10.99.0.5', prefixLength: 16, gateway: '10.99.0.1' }), /^console=ttyS0 root=\/dev\/vda ro reboot=t no_timer_check tinyx\.ip=10\.99\.0\.5\/16 tinyx\.gw=10\.99\.0\.1$/, 'what the image asks for is what it gets');
 });

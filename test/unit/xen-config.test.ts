@@ -2,13 +2,15 @@ import test from 'ava';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ToolstackError, XenBackend } from '@tinyx/toolstack';
-import { guestType, leaseAddress, MAC_PREFIX, macFor, xenDomainConfig, xlFailure } from '@tinyx/toolstack/internals';
+import { TinyxError, XenBackend } from '@tinyx/toolstack';
+import { IMAGE_CMDLINE, PLATFORMS, chooseGuest, type BootableImage, type Platform } from '@tinyx/image';
+import { leaseAddress, MAC_PREFIX, macFor, xenDomainConfig, xlFailure } from '@tinyx/toolstack/internals';
 
 const XENBR0 = { bridge: 'xenbr0', gateway: '10.213.0.1', prefixLength: 16 };
 
-function image(platform: string, vmlinux: string | null = '/img/vmlinux') {
-  return { dir: '/img', name: 'nginx', platform, readiness: null, kernel: '/img/vmlinuz', vmlinux, initrd: '/img/initrd.cpio.gz' };
+function image(platform: Platform, vmlinux: string | null = '/img/vmlinux'): BootableImage {
+  const kernels = { vmlinuz: '/img/vmlinuz', ...(vmlinux ? { vmlinux } : {}) };
+  return { dir: '/img', name: 'nginx', platform, facts: PLATFORMS[platform], readiness: null, cmdline: IMAGE_CMDLINE, kernels, rootfs: '/img/initrd.cpio.gz' };
 }
 
 /** A leased address on xenbr0 for a VM id, in a scratch runtime directory (the lease logic the qemu backend uses). */
@@ -56,16 +58,20 @@ test('a pv domain boots the same ELF (its Xen notes), or the bzImage when there 
   t.true(pv.endsWith('on_crash = "destroy"\ntsc_mode = "native"\n'));
   const bz = xenDomainConfig(image('xen-pv', null), { id: 'nginx-00ff00', type: 'pv', memoryMiB: 64, vcpus: 1, network });
   t.regex(bz, /^kernel = "\/img\/vmlinuz"$/m);
-  const noElf = t.throws(() => xenDomainConfig(image('xen-pvh', null), { id: 'x-1', type: 'pvh', memoryMiB: 64, vcpus: 1, network }), { instanceOf: ToolstackError });
-  t.is((noElf as ToolstackError).code, 'E_NO_KERNEL');
+  const noElf = t.throws(() => xenDomainConfig(image('xen-pvh', null), { id: 'x-1', type: 'pvh', memoryMiB: 64, vcpus: 1, network }), { instanceOf: TinyxError });
+  t.is((noElf as TinyxError).code, 'E_NO_KERNEL');
 });
 
-test('the guest type comes from the platform; a kvm image is a named error', (t) => {
-  t.is(guestType(image('xen-pvh')), 'pvh');
-  t.is(guestType(image('xen-pv')), 'pv');
-  const error = t.throws(() => guestType(image('kvm')), { instanceOf: ToolstackError });
-  t.is((error as ToolstackError).code, 'E_PLATFORM');
-  t.regex(error?.message ?? '', /built for kvm; the xen backend boots xen-pvh and xen-pv images/);
+test("the guest type comes from the platform (PLATFORMS): its first by default, another of its own when asked, else a named error", (t) => {
+  t.is(chooseGuest(image('xen-pvh'), undefined), 'pvh');
+  t.is(chooseGuest(image('xen-pvh'), 'pv'), 'pv', 'a xen-pvh kernel boots as pv too');
+  t.is(chooseGuest(image('xen-pv'), undefined), 'pv');
+  t.is(chooseGuest(image('kvm'), undefined), 'microvm');
+  const pvhOfPv = t.throws(() => chooseGuest(image('xen-pv'), 'pvh'), { instanceOf: TinyxError });
+  t.is((pvhOfPv as TinyxError).code, 'E_PLATFORM');
+  t.regex(pvhOfPv?.message ?? '', /nginx is a xen-pv image, which boots as pv, not pvh/);
+  const kvm = t.throws(() => chooseGuest(image('kvm'), 'pvh'), { instanceOf: TinyxError });
+  t.regex(kvm?.message ?? '', /nginx is a kvm image, which boots as microvm or q35, not pvh/);
 });
 
 test("xl's failures keep xl's own words: a config it cannot parse, no xenstore, anything else", (t) => {

@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { XenBackend, XenPool, XenVm, type PoolEntry, type XenVmRecord } from '@tinyx/toolstack';
+import { IMAGE_CMDLINE, PLATFORMS } from '@tinyx/image';
+import { XenBackend, XenPool, XenVm, type CreateOptions, type PoolEntry, type XenRecord } from '@tinyx/toolstack';
 
 /** A runtime directory with pooled VMs of a (fake) xen-pvh image: records and entries as `pool fill` leaves them, no Xen needed. */
 // Serial: each test points TINYX_RUNTIME_DIR (process-wide) at its own directory.
@@ -14,7 +15,7 @@ async function pooled(t: { teardown(f: () => Promise<void>): void }, shapes: { m
   const image = join(root, 'nginx');
   await mkdir(image, { recursive: true });
   for (const file of ['vmlinux', 'initrd.cpio.gz']) await writeFile(join(image, file), '');
-  await writeFile(join(image, 'manifest.json'), JSON.stringify({ name: 'nginx', platform: 'xen-pvh', readiness: null, artifacts: { rootfs: 'initrd.cpio.gz', vmlinux: 'vmlinux' } }));
+  await writeFile(join(image, 'manifest.json'), JSON.stringify({ manifestVersion: 1, name: 'nginx', platform: 'xen-pvh', readiness: null, artifacts: { rootfs: 'initrd.cpio.gz', vmlinux: 'vmlinux' } }));
   process.env.TINYX_RUNTIME_DIR = runtime;
   await mkdir(runtime, { mode: 0o700 });
   await mkdir(join(runtime, '.pool'), { recursive: true });
@@ -23,7 +24,7 @@ async function pooled(t: { teardown(f: () => Promise<void>): void }, shapes: { m
     const id = `nginx-00000${i}`;
     ids.push(id);
     const network = { bridge: 'xenbr0', address: `10.213.0.${i + 2}`, prefixLength: 16, gateway: '10.213.0.1', mac: `00:16:3e:00:00:0${i}` };
-    const record: XenVmRecord = { backend: 'xen', id, imageDir: image, name: 'nginx', type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, network, hotplug: 'xen', config: join(runtime, id, 'xl.cfg'), consoleLog: join(root, `guest-${id}.log`), restored: false, pooled: true, startedAtEpochMs: i };
+    const record: XenRecord = { backend: 'xen', id, imageDir: image, name: 'nginx', type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, network, hotplug: 'xen', config: join(runtime, id, 'xl.cfg'), consoleLog: join(root, `guest-${id}.log`), restored: false, pooled: true, startedAtEpochMs: i };
     await mkdir(join(runtime, id));
     await writeFile(join(runtime, id, 'vm.json'), JSON.stringify(record));
     const entry: PoolEntry = { id, imageDir: image, type: 'pvh', memoryMiB: shape.memoryMiB, vcpus: 1, createdAtEpochMs: 1000 + i, createMs: 10 };
@@ -42,7 +43,7 @@ test.serial('concurrent claims take each pooled domain once, oldest first, and o
   t.is(claims.filter((vm) => vm === undefined).length, 4, 'the other four found the pool empty');
   const left = await pool.entries();
   t.deepEqual(left.map((e) => e.id), [ids[2]], 'the 256 MiB one waits on');
-  const record = JSON.parse(await readFile(join(runtime, ids[0]!, 'vm.json'), 'utf8')) as XenVmRecord;
+  const record = JSON.parse(await readFile(join(runtime, ids[0]!, 'vm.json'), 'utf8')) as XenRecord;
   t.false(record.pooled, 'a claimed VM is no longer pooled');
   t.deepEqual(await readdir(join(runtime, '.pool', '.claimed')), [], 'no claim marker is left');
   t.is((await pool.claim(image, { memoryMiB: 256 }))?.id, ids[2]);
@@ -52,30 +53,33 @@ test.serial('concurrent claims take each pooled domain once, oldest first, and o
  * A stand-in for `xl create -p` (the Xen harness's pool test runs the real
  * one): a VM record in the runtime directory after a short wait, counted.
  */
-function fakeBackend(runtime: string, root: string) {
-  let created = 0;
-  const backend = {
-    hotplug: 'xen' as const,
-    get created() {
-      return created;
-    },
-    async create(imageDir: string, options: { memoryMiB?: number; type?: 'pvh' | 'pv' }) {
-      await new Promise((r) => setTimeout(r, 30));
-      const id = `nginx-${String(++created).padStart(6, '0')}`;
-      const network = { bridge: 'xenbr0', address: `10.213.1.${created}`, prefixLength: 16, gateway: '10.213.0.1', mac: `00:16:3e:00:01:0${created}` };
-      const record: XenVmRecord = { backend: 'xen', id, imageDir, name: 'nginx', type: options.type ?? 'pvh', memoryMiB: options.memoryMiB ?? 128, vcpus: 1, network, hotplug: 'xen', config: '', consoleLog: join(root, `guest-${id}.log`), restored: false, pooled: false, startedAtEpochMs: 0 };
-      await mkdir(join(runtime, id), { recursive: true });
-      const image = { dir: imageDir, name: 'nginx', platform: 'xen-pvh', readiness: null, kernel: null, vmlinux: join(imageDir, 'vmlinux'), initrd: join(imageDir, 'initrd.cpio.gz') };
-      return new XenVm(record, image, join(runtime, id), 0);
-    },
-  };
-  return backend;
+class FakeBackend extends XenBackend {
+  created = 0;
+
+  constructor(
+    private readonly runtime: string,
+    private readonly root: string,
+  ) {
+    super({ consoleDir: root, hotplug: 'xen' });
+  }
+
+  override async create(imageDir: string, options: CreateOptions = {}): Promise<XenVm> {
+    await new Promise((r) => setTimeout(r, 30));
+    const n = ++this.created;
+    const id = `nginx-${String(n).padStart(6, '0')}`;
+    const network = { bridge: 'xenbr0', address: `10.213.1.${n}`, prefixLength: 16, gateway: '10.213.0.1', mac: `00:16:3e:00:01:0${n}` };
+    const type = (options.guest ?? 'pvh') as 'pvh' | 'pv';
+    const record: XenRecord = { backend: 'xen', id, imageDir, name: 'nginx', type, memoryMiB: options.memoryMiB ?? 128, vcpus: 1, network, hotplug: 'xen', config: '', consoleLog: join(this.root, `guest-${id}.log`), restored: false, pooled: false, startedAtEpochMs: 0 };
+    await mkdir(join(this.runtime, id), { recursive: true });
+    const image = { dir: imageDir, name: 'nginx', platform: 'xen-pvh', facts: PLATFORMS['xen-pvh'], readiness: null, cmdline: IMAGE_CMDLINE, kernels: { vmlinux: join(imageDir, 'vmlinux') }, rootfs: join(imageDir, 'initrd.cpio.gz') };
+    return new XenVm(record, image, join(this.runtime, id), 0);
+  }
 }
 
 test.serial('two fills at once (two runs refilling) do not overfill: the second waits for the first, then counts again', async (t) => {
   const { runtime, image } = await pooled(t, []);
-  const backend = fakeBackend(runtime, runtime);
-  const pool = new XenPool(backend as unknown as XenBackend, join(runtime, '.pool'));
+  const backend = new FakeBackend(runtime, runtime);
+  const pool = new XenPool(backend, join(runtime, '.pool'));
   const [a, b] = await Promise.all([pool.fill(image, 3), pool.fill(image, 3)]);
   t.is(backend.created, 3, 'three domains created in all');
   t.is(a.created.length + b.created.length, 3);
@@ -86,8 +90,8 @@ test.serial('two fills at once (two runs refilling) do not overfill: the second 
 
 test.serial("a fill lock left by a dead process is taken over", async (t) => {
   const { runtime, image } = await pooled(t, []);
-  const backend = fakeBackend(runtime, runtime);
-  const pool = new XenPool(backend as unknown as XenBackend, join(runtime, '.pool'));
+  const backend = new FakeBackend(runtime, runtime);
+  const pool = new XenPool(backend, join(runtime, '.pool'));
   await pool.fill(image, 1);
   // The lock's name is the shape's key, the same as its target's.
   const [key] = await readdir(join(runtime, '.pool', '.targets'));

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { imageXlConfig, renderXlConfig, TinyxError, xenCmdline } from '@tinyx/builder';
+import { IMAGE_CMDLINE, TinyxError, imageXlConfig, kernelCmdline, renderXlConfig } from '@tinyx/image';
 
 test('an image directory gets a ready xl configuration: pvh boots vmlinux, pv the bzImage', (t) => {
   const pvh = imageXlConfig({ name: 'nginx', platform: 'xen-pvh', dir: '/srv/images/nginx', rootfs: 'initrd.cpio.gz' });
@@ -21,7 +21,7 @@ test('the backend writes its own: name, MAC, hotplug script; values xl cannot ho
     type: 'pvh',
     kernel: '/i/vmlinux',
     ramdisk: '/i/initrd.cpio.gz',
-    cmdline: xenCmdline({ address: '10.213.0.9', prefixLength: 16, gateway: '10.213.0.1' }),
+    cmdline: kernelCmdline({ console: 'hvc0', image: IMAGE_CMDLINE, network: { address: '10.213.0.9', prefixLength: 16, gateway: '10.213.0.1' } }),
     memoryMiB: 64,
     vcpus: 2,
     vif: { bridge: 'xenbr0', mac: '00:16:3e:1a:2b:3c', script: '/usr/lib/tinyx/vif-lean' },

@@ -5,7 +5,7 @@ import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { run } from '@tinyx/builder/internals';
-import { ToolstackError, XenBackend, XenPool, runtimeDir, type Hotplug, type XenVm } from '@tinyx/toolstack';
+import { TinyxError, XenBackend, XenPool, runtimeDir, type Hotplug, type XenVm } from '@tinyx/toolstack';
 
 /** What a test returns into its result line. */
 export interface Outcome {
@@ -60,8 +60,8 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
       const ran = await cli(['run', '--backend', 'xen', image, '--type', type, '--hotplug', hotplug, '--memory', '128', '--detach'], undefined);
       vm = await backend.get(String(ran.id));
       vm.startedAt = started;
-      if (ran.address !== vm.address || ran.fromPool !== false) throw new Error(`tinyx run --detach: ${JSON.stringify(ran)}`);
-    } else vm = await backend.create(image, { type, memoryMiB: 128, hotplug });
+      if (ran.address !== vm.address || ran.origin !== 'created') throw new Error(`tinyx run --detach: ${JSON.stringify(ran)}`);
+    } else vm = await backend.create(image, { guest: type, memoryMiB: 128, xen: { hotplug, pool: false } });
     ms.create = since(started);
     details.id = vm.id;
     details.address = vm.address;
@@ -156,7 +156,7 @@ export async function poolThroughCli(config: BackendTestConfig, image: string, t
     started = performance.now();
     const ran = await tinyx(config, ['run', '--backend', 'xen', image, '--type', type, '--check', '--timeout', String(config.readySeconds)]);
     ms.runCheck = since(started);
-    if (ran.fromPool !== true) throw new Error(`tinyx run did not take a domain from the pool: ${JSON.stringify(ran)}`);
+    if (ran.origin !== 'pool') throw new Error(`tinyx run did not take a domain from the pool: ${JSON.stringify(ran)}`);
     ms.instantiation = ran.instantiationMs as number;
     ms.ready = ran.readyMs as number;
     details.ranId = ran.id;
@@ -211,11 +211,11 @@ export async function backendErrors(config: BackendTestConfig, image: string): P
   const backend = new XenBackend({ consoleDir: config.consoleDir });
   const details: Record<string, unknown> = {};
 
-  const bad = await backend.create(image, { extraLines: ['vif = [ "bridge=xenbr0"'] }).then(
+  const bad = await backend.create(image, { xen: { extraLines: ['vif = [ "bridge=xenbr0"'], pool: false } }).then(
     (vm) => vm.destroy().then(() => undefined),
     (error: unknown) => error,
   );
-  if (!(bad instanceof ToolstackError) || bad.code !== 'E_XL_CONFIG') throw new Error(`a bad xl.cfg line gave ${describe(bad)}, not E_XL_CONFIG`);
+  if (!(bad instanceof TinyxError) || bad.code !== 'E_XL_CONFIG') throw new Error(`a bad xl.cfg line gave ${describe(bad)}, not E_XL_CONFIG`);
   if (!/config parsing error|syntax error/i.test(bad.message)) throw new Error(`E_XL_CONFIG without xl's own message: ${bad.message}`);
   details.badConfig = bad.message;
 
@@ -228,7 +228,7 @@ export async function backendErrors(config: BackendTestConfig, image: string): P
       (vm) => vm.destroy().then(() => undefined),
       (error: unknown) => error,
     );
-    if (!(missing instanceof ToolstackError) || !missing.message.includes(join(broken, 'vmlinux'))) throw new Error(`a missing kernel gave ${describe(missing)}, without the kernel's path`);
+    if (!(missing instanceof TinyxError) || !missing.message.includes(join(broken, 'vmlinux'))) throw new Error(`a missing kernel gave ${describe(missing)}, without the kernel's path`);
     details.missingKernel = `${missing.code}: ${missing.message}`;
     const cli = await tinyx(config, ['run', '--backend', 'xen', broken, '--check'], { expectFailure: true });
     details.cliMissingKernel = cli.error;
@@ -337,7 +337,7 @@ async function withConsole(error: unknown, vm: XenVm | undefined): Promise<Error
 
 function describe(value: unknown): string {
   if (value === undefined) return 'success';
-  if (value instanceof ToolstackError) return `${value.code}: ${value.message}`;
+  if (value instanceof TinyxError) return `${value.code}: ${value.message}`;
   return value instanceof Error ? value.message : String(value);
 }
 

@@ -5,7 +5,7 @@
 // toolstack's xen backend, the pool and the CLI: backend-tests.ts).
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@tinyx/builder/internals';
+import { READY_LINE, run } from '@tinyx/image';
 import { backendErrors, backendLifecycle, backendTestNames, httpStatus, poolThroughCli, waitFor, type BackendSuite, type BackendTestConfig } from './backend-tests.js';
 import { benchBoot, benchDensity, benchTestNames, type BenchSuite } from './bench-dom0.js';
 import { FRAME } from './dom0-init.js';
@@ -49,7 +49,6 @@ export interface TestResult {
   retriedAfter?: string;
 }
 
-const READY_LINE = 'tinyx: ready';
 const CONSOLE_DIR = '/var/log/xen/console';
 
 interface Manifest {

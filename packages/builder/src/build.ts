@@ -10,14 +10,14 @@ import { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
 import { asNoSpaceError, type WritePlace } from './no-space.js';
 import { readDpkgStatus, readPackageFileList } from './dpkg/status.js';
 import { TinyxError, throwIfAborted } from './errors.js';
-import { checkBuildHost } from './host-tools.js';
+import { checkBuildHost } from './host-check.js';
 import { installPackages, type AppLayer } from './install/install-packages.js';
 import { MANIFEST_VERSION, type Manifest } from './manifest.js';
 import { mount, removeTree } from './mounts.js';
 import { OUTPUT_FORMATS, packImage, type OutputFormat } from './pack/formats.js';
 import { COMPRESSIONS, type Compression } from './pack/compressions.js';
 import { buildKernel, configureKernel, type BuiltKernel, type KernelConfig } from './kernel/build-kernel.js';
-import type { KernelPlatform, KernelRequest } from './kernel/fragments.js';
+import type { KernelRequest } from './kernel/fragments.js';
 import { isKernelFeature, KERNEL_FEATURES, type KernelFeature } from './kernel-features.js';
 import { imageKernelFeatures } from './kernel/image-features.js';
 import { prepareKernelSource, type KernelSource } from './kernel/kernel-source.js';
@@ -41,11 +41,9 @@ import { resolveInRoot } from './resolve/root-path.js';
 import { traceApp, type TraceResult } from './trace/trace-app.js';
 import { verifyRoot, type VerifyResult } from './trace/verify-root.js';
 import type { InstalledPackage } from './dpkg/status.js';
-import { run } from './run.js';
-import { imageXlConfig } from './xen/xl-config.js';
+import { DEFAULT_PLATFORM, IMAGE_CMDLINE, PLATFORMS, imageXlConfig, run, type Platform } from '@tinyx/image';
 
-export type Platform = KernelPlatform;
-export const PLATFORMS: readonly Platform[] = ['kvm', 'xen-pvh', 'xen-pv'];
+export type { Platform };
 
 export interface BuildOptions {
   /**
@@ -497,7 +495,7 @@ export class Build {
     const needed = await imageKernelFeatures(this.installRoot!.root, this.plan!, recipe.kernel.features, this.traced?.features, this.signal);
     const extra = (this.options.kernelFeatures ?? []).filter((f) => !needed.has(f)).map((f): [KernelFeature, string[]] => [f, ['asked for the build (kernelFeatures)']]);
     const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
-    const platform = this.options.platform ?? 'kvm';
+    const platform = this.options.platform ?? DEFAULT_PLATFORM;
     const compression = this.compression();
     const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
     const request: KernelRequest = { platform, features, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null };
@@ -515,7 +513,7 @@ export class Build {
     if (this.options.goal !== 'kernel') {
       const staging = await this.stagingDir();
       await copyFile(built.bzImage, join(staging, 'vmlinuz'));
-      if (platform !== 'xen-pv') await copyFile(built.vmlinux, join(staging, 'vmlinux'));
+      if (hasVmlinux(platform)) await copyFile(built.vmlinux, join(staging, 'vmlinux'));
       await writeFile(join(staging, 'kernel.config'), config.text);
     }
     const size = (await stat(built.bzImage)).size;
@@ -592,12 +590,12 @@ export class Build {
     const rootFiles = assembled.files.reduce((sum, f) => sum + f.size, 0);
     const kernel = this.kernelResult;
     const kernelBytes = kernel?.built ? (await stat(kernel.built.bzImage)).size : null;
-    const vmlinuxBytes = kernel?.built && kernel.request.platform !== 'xen-pv' ? (await stat(kernel.built.vmlinux)).size : null;
-    const platform = this.options.platform ?? 'kvm';
+    const platform = this.options.platform ?? DEFAULT_PLATFORM;
+    const vmlinuxBytes = kernel?.built && hasVmlinux(platform) ? (await stat(kernel.built.vmlinux)).size : null;
     // Xen images get their xl configuration, with the paths the image will have once swapped in.
-    const xlConfigName = kernel && platform !== 'kvm' ? `${recipe.name}.xl.cfg` : null;
-    if (xlConfigName && platform !== 'kvm') {
-      await writeFile(join(this.staging!, xlConfigName), imageXlConfig({ name: recipe.name, platform, dir: this.outDir!, rootfs: packed.fileName }));
+    const xlConfigName = kernel && PLATFORMS[platform].xlConfig ? `${recipe.name}.xl.cfg` : null;
+    if (xlConfigName) {
+      await writeFile(join(this.staging!, xlConfigName), imageXlConfig({ name: recipe.name, platform, dir: this.outDir!, rootfs: packed.fileName, cmdline: IMAGE_CMDLINE }));
     }
     const manifest: Manifest = {
       manifestVersion: MANIFEST_VERSION,
@@ -608,10 +606,11 @@ export class Build {
       format,
       entrypoint: { cmd: [plan.entrypoint, ...recipe.entrypoint.cmd.slice(1)], user: recipe.entrypoint.user, uid: assembled.user.uid, gid: assembled.user.gid },
       readiness: recipe.readiness,
+      boot: { cmdline: IMAGE_CMDLINE },
       artifacts: {
         rootfs: packed.fileName,
         kernel: kernel ? 'vmlinuz' : null,
-        vmlinux: kernel && kernel.request.platform !== 'xen-pv' ? 'vmlinux' : null,
+        vmlinux: kernel && hasVmlinux(platform) ? 'vmlinux' : null,
         kernelConfig: kernel ? 'kernel.config' : null,
         xlConfig: xlConfigName,
       },
@@ -745,4 +744,9 @@ export function formatBytes(bytes: number): string {
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Whether the platform's image carries the ELF kernel beside the bzImage (PLATFORMS). */
+function hasVmlinux(platform: Platform): boolean {
+  return (PLATFORMS[platform].kernelArtifacts as readonly string[]).includes('vmlinux');
 }

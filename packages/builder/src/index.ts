@@ -2,7 +2,8 @@
  * @tinyx/builder: turn an application recipe into a minimal VM image directory,
  * the TinyX way (LightVM, SOSP 2017).
  */
-export { build, createBuild, Build, PLATFORMS, formatBytes } from './build.js';
+export { build, createBuild, Build, formatBytes } from './build.js';
+export { PLATFORMS } from '@tinyx/image';
 export type { BuildOptions, BuildEvent, BuildStep, StepId, StepResult, Platform, KernelResult } from './build.js';
 export type { Manifest } from './manifest.js';
 export { MANIFEST_VERSION } from './manifest.js';
@@ -17,6 +18,8 @@ export { recipeFromUnit } from './recipe/recipe-from-unit.js';
 export { chooseServiceUnit, isUmbrella, recipeFromInstalledUnit, umbrellaInstance, UNIT_DIRS } from './recipe/package-unit.js';
 export type { UnitRecipeRequest } from './recipe/package-unit.js';
 export { recipeToYaml, writeNewFile } from './recipe/recipe-yaml.js';
+export { recipeJsonSchema, recipeSchemaText, RECIPE_SCHEMA_ID } from './recipe/recipe-json-schema.js';
+export { recipeFieldReference, withRecipeReference } from './recipe/recipe-reference.js';
 export type { DerivedFrom, UnitRecipeOptions } from './recipe/recipe-from-unit.js';
 export { parseTmpfiles } from './recipe/tmpfiles.js';
 export type { TmpfilesEntry } from './recipe/tmpfiles.js';
@@ -28,28 +31,7 @@ export type { Compression } from './pack/compressions.js';
 export type { OutputFormat } from './pack/formats.js';
 export { TinyxError, RecipeError, MissingToolError, CommandFailedError, InterruptedError } from './errors.js';
 export type { ErrorKind } from './errors.js';
-export {
-  HOST_TOOLS,
-  HOST_FILES,
-  findOnPath,
-  isRoot,
-  hasOverlayFs,
-  missingHostFiles,
-  hostFilePattern,
-  hostScope,
-  hostPackages,
-  packagesToInstall,
-  isOptional,
-  testTierTools,
-  testTierFiles,
-  debianPackageFor,
-} from './host-tools.js';
-export type { HostTool, HostFile, HostUse, HostScope, TestTier } from './host-tools.js';
+export { hasOverlayFs } from './host-check.js';
 export { defaultCacheDir } from './cache.js';
 export { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
 export type { OutputState } from './emit/output-dir.js';
-export { run, setCommandLog, SUBPROCESS_PATH } from './run.js';
-export type { RunOptions, RunResult } from './run.js';
-export { READY_LINE } from './assemble/init-script.js';
-export { renderXlConfig, imageXlConfig, xenCmdline, XEN_DEFAULT_NETWORK } from './xen/xl-config.js';
-export type { XlConfig } from './xen/xl-config.js';

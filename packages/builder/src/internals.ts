@@ -31,7 +31,7 @@ export * from './assemble/accounts.js';
 export * from './assemble/init-script.js';
 export * from './cache.js';
 export * from './mounts.js';
-export * from './run.js';
+export { run } from '@tinyx/image';
 export * from './kernel/kconfig.js';
 export * from './kernel/fragments.js';
 export * from './kernel/infer-features.js';

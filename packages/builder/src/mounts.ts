@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { TinyxError } from './errors.js';
-import { run } from './run.js';
+import { run } from '@tinyx/image';
 
 /** Mount points at or below `dir`, deepest first (the order to unmount them in). */
 export async function mountsBelow(dir: string): Promise<string[]> {

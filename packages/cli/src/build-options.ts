@@ -2,15 +2,14 @@ import type { Argv } from 'yargs';
 import { relative } from 'node:path';
 import {
   BUNDLED_RECIPES_DIR,
-  PLATFORMS,
   WORKING_DIRECTORY_RECIPE_DIRS,
   createBuild,
   recipeFromPackage,
   type Build,
   type BuildEvent,
   type BuildOptions,
-  type Platform,
 } from '@tinyx/builder';
+import { DEFAULT_PLATFORM, PLATFORMS, PLATFORM_NAMES, type Platform } from '@tinyx/image';
 import { interruptSignal } from './interrupt.js';
 import type { Output } from './output.js';
 import { lineProgress, progressMode, runSteps } from './progress.js';
@@ -72,9 +71,9 @@ export function recipeOptions<T>(yargs: Argv<T>, command: string): Argv<T & Reci
 export function sourceOptions<T>(yargs: Argv<T>): Argv<T & SourceArgs> {
   return yargs
     .option('platform', {
-      choices: PLATFORMS as Platform[],
-      default: 'kvm' as Platform,
-      describe: 'the hypervisor the kernel is for: kvm (QEMU microvm/q35, KVM or TCG), xen-pvh, xen-pv',
+      choices: PLATFORM_NAMES,
+      default: DEFAULT_PLATFORM,
+      describe: `the hypervisor the image is for: ${PLATFORM_NAMES.map((name) => `${name}, ${PLATFORMS[name].description}`).join('; ')}`,
     })
     .option('kernel-source', { type: 'string', describe: "a kernel tree or tarball instead of Debian's linux-source" })
     .option('mirror', { type: 'string', describe: 'Debian mirror for the base', defaultDescription: "the host's apt source" })

@@ -1,4 +1,4 @@
-import type { ErrorKind } from '@tinyx/builder';
+import type { ErrorKind } from '@tinyx/image';
 
 /** The exit codes of every tinyx command; `tinyx --help` lists them. */
 export const EXIT = {

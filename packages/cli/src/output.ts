@@ -1,5 +1,4 @@
-import { TinyxError } from '@tinyx/builder';
-import { ToolstackError } from '@tinyx/toolstack';
+import { TinyxError } from '@tinyx/image';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 
 /** Where a command writes: the CLI owns the terminal, the libraries never print. */
@@ -33,7 +32,7 @@ export function makeOutput(options: { json?: boolean; verbose?: boolean }): Outp
 
 /** Prints an error the way a user can act on it (message, hint; stack with --verbose) and returns the exit code. */
 export function reportError(error: unknown, out: Output): number {
-  const tinyx = error instanceof TinyxError || error instanceof ToolstackError ? error : undefined;
+  const tinyx = error instanceof TinyxError ? error : undefined;
   const code = tinyx ? exitCodeFor(tinyx.kind) : EXIT.failure;
   if (out.json) {
     out.result({

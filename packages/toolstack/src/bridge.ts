@@ -1,7 +1,6 @@
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@tinyx/builder';
-import { ToolstackError } from './errors.js';
+import { TinyxError, run } from '@tinyx/image';
 
 /**
  * Bridged networking, for root: each VM gets a tap device on one host bridge
@@ -61,7 +60,7 @@ export async function ensureBridge(config: BridgeConfig = DEFAULT_BRIDGE): Promi
   requireRootFor('a bridged network');
   const made = await run('ip', ['link', 'add', config.bridge, 'type', 'bridge'], { allowFailure: true });
   if (made.exitCode !== 0 && !/exists/i.test(made.stderr)) {
-    throw new ToolstackError('E_NETWORK', `could not create the bridge ${config.bridge}: ${made.stderr.trim()}`, { kind: 'host' });
+    throw new TinyxError('E_NETWORK', `could not create the bridge ${config.bridge}: ${made.stderr.trim()}`, { kind: 'host' });
   }
   await run('ip', ['addr', 'replace', `${config.gateway}/${config.prefixLength}`, 'dev', config.bridge]);
   await run('ip', ['link', 'set', config.bridge, 'up']);
@@ -82,7 +81,7 @@ export async function attachNic(vmId: string, runtime: string, config: BridgeCon
     await run('ip', ['link', 'set', nic.tap, 'up']);
   } catch (error) {
     await releaseNic(nic, runtime);
-    throw new ToolstackError('E_NETWORK', `could not plug ${vmId} into ${config.bridge}: ${(error as Error).message}`, { kind: 'host', cause: error });
+    throw new TinyxError('E_NETWORK', `could not plug ${vmId} into ${config.bridge}: ${(error as Error).message}`, { kind: 'host', cause: error });
   }
   return nic;
 }
@@ -123,9 +122,9 @@ export async function leaseAddress(vmId: string, runtime: string, config: Bridge
     return address;
   }
   if (only) {
-    throw new ToolstackError('E_NETWORK', `the saved VM had the address ${only}, and another VM holds it now`, { kind: 'user', hint: 'stop that VM first (tinyx ps shows addresses)' });
+    throw new TinyxError('E_NETWORK', `the saved VM had the address ${only}, and another VM holds it now`, { kind: 'user', hint: 'stop that VM first (tinyx ps shows addresses)' });
   }
-  throw new ToolstackError('E_NETWORK', `no free address left on ${config.bridge} (${config.gateway}/${config.prefixLength})`, { kind: 'host', hint: 'stop VMs you no longer need: tinyx ps, tinyx stop <id>' });
+  throw new TinyxError('E_NETWORK', `no free address left on ${config.bridge} (${config.gateway}/${config.prefixLength})`, { kind: 'host', hint: 'stop VMs you no longer need: tinyx ps, tinyx stop <id>' });
 }
 
 export async function interfaceExists(name: string): Promise<boolean> {
@@ -134,6 +133,6 @@ export async function interfaceExists(name: string): Promise<boolean> {
 
 function requireRootFor(what: string): void {
   if (process.getuid?.() !== 0) {
-    throw new ToolstackError('E_NOT_ROOT', `${what} needs root (it creates a bridge and tap devices)`, { kind: 'host', hint: 'run as root, or use the default user-mode network (--network user) with --publish' });
+    throw new TinyxError('E_NOT_ROOT', `${what} needs root (it creates a bridge and tap devices)`, { kind: 'host', hint: 'run as root, or use the default user-mode network (--network user) with --publish' });
   }
 }

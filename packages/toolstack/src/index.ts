@@ -1,42 +1,24 @@
 /**
  * @tinyx/toolstack: boots tinyx image directories as virtual machines.
  *
- * The toolstack reads only an image directory (manifest.json and the files
- * next to it), never the builder. Backends implement one interface and are
- * found through a registry: `qemu` and `xen`.
+ * The toolstack reads only an image directory (through @tinyx/image), never
+ * the builder. Every backend implements one machine contract (machine.ts)
+ * and is found through a typed registry: `qemu` and `xen`.
  */
-import { QemuBackend } from './qemu.js';
-import { XenBackend } from './xen.js';
-import type { Backend } from './vm.js';
-
-export type { Backend, CreateOptions, Vm, VmState } from './vm.js';
-export type { ReadinessProbe, ImageDirectory } from './image.js';
-export { readImage } from './image.js';
+export type { Backend, CreateOptions, QemuCreateOptions, XenCreateOptions, ReadyTimes, Vm, VmDescription, VmOrigin, VmState } from './machine.js';
+export { getBackend, findVm, listVms, restoreVm, BACKEND_NAMES, type BackendName } from './registry.js';
+export { TinyxError } from '@tinyx/image';
 export { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
-export { QemuBackend, QemuVm, freePort, type QemuOptions } from './qemu.js';
+export { QemuBackend } from './qemu/backend.js';
+export { QemuVm } from './qemu/vm.js';
+export { freePort } from './qemu/ports.js';
 export { runtimeDir } from './runtime.js';
-export { XenBackend, XenVm, DEFAULT_XEN_BRIDGE, DEFAULT_XEN_CONSOLE_DIR, type XenBackendOptions, type XenCreateOptions, type XenNic, type XenVmRecord } from './xen.js';
-export { HOTPLUGS, type Hotplug } from './hotplug.js';
-export { XenPool, type PoolEntry, type PoolShape, type Instantiated } from './pool.js';
-export { parseXlListLong, parseXlListTable, domainState, type XlDomain, type XlListRow } from './xl-list.js';
-export { ToolstackError } from './errors.js';
+export type { VmRecord, QemuRecord, XenRecord, XenNic } from './store.js';
+export { XenBackend, DEFAULT_XEN_CONSOLE_DIR, type XenBackendOptions } from './xen/backend.js';
+export { XenVm } from './xen/vm.js';
+export { DEFAULT_XEN_BRIDGE } from './xen/domain-config.js';
+export { HOTPLUGS, type Hotplug } from './xen/hotplug.js';
+export { XenPool, type PoolEntry, type PoolShape } from './xen/pool.js';
+export { parseXlListLong, parseXlListTable, domainState, type XlDomain, type XlListRow } from './xen/xl-list.js';
 export { DEFAULT_BRIDGE, type BridgedNic, type BridgeConfig } from './bridge.js';
 export { probeHttp, probeTcp } from './probe.js';
-
-const backends = new Map<string, Backend>();
-
-/** Adds a backend to the registry. */
-export function registerBackend(backend: Backend): void {
-  backends.set(backend.name, backend);
-}
-
-export function getBackend(name: string): Backend | undefined {
-  return backends.get(name);
-}
-
-export function listBackends(): string[] {
-  return [...backends.keys()].sort();
-}
-
-registerBackend(new QemuBackend());
-registerBackend(new XenBackend());

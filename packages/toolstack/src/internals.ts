@@ -1,9 +1,9 @@
 /** Pieces of the toolstack exported for its tests, not a stable API. */
-export { guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX } from './bridge.js';
-export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlListRow } from './xl-list.js';
-export { DEFAULT_BRIDGE } from './bridge.js';
-export { guestType, linesAboutDomain, xenDomainConfig, xlFailure } from './xen.js';
-export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './hotplug.js';
+export { guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX, DEFAULT_BRIDGE } from './bridge.js';
+export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlListRow } from './xen/xl-list.js';
+export { xenDomainConfig } from './xen/domain-config.js';
+export { linesAboutDomain, xlFailure } from './xen/xl.js';
+export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './xen/hotplug.js';
 export { checkVmId, ensurePrivateDir, runtimeDirPath } from './runtime.js';
 export { checkStateFile, isSavedState, writeStateFile } from './state-file.js';
-export { qemuArgv } from './qemu-argv.js';
+export { qemuArgv, qemuCmdline, USER_NETWORK } from './qemu/argv.js';

@@ -1,7 +1,7 @@
 import { chmodSync, lstatSync, mkdirSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ToolstackError } from './errors.js';
+import { TinyxError } from '@tinyx/image';
 
 /**
  * Where VMs started by tinyx are recorded, one directory each (vm.json), so
@@ -52,7 +52,7 @@ export function ensurePrivateDir(dir: string, what: string, options: { tighten?:
     stat = lstatSync(dir);
   }
   const refuse = (problem: string, hint: string): never => {
-    throw new ToolstackError('E_RUNTIME_DIR', `the runtime directory ${dir} (${what}) ${problem}`, { kind: 'host', hint });
+    throw new TinyxError('E_RUNTIME_DIR', `the runtime directory ${dir} (${what}) ${problem}`, { kind: 'host', hint });
   };
   const elsewhere = 'set TINYX_RUNTIME_DIR to a directory of your own (it is made 0700), or XDG_RUNTIME_DIR';
   if (stat.isSymbolicLink()) refuse('is a symbolic link', `remove the link, or ${elsewhere}`);
@@ -82,7 +82,7 @@ export const VM_ID = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 
 export function checkVmId(id: string): string {
   if (!VM_ID.test(id) || id.includes('..')) {
-    throw new ToolstackError('E_VM_ID', `"${id}" is not a VM id`, {
+    throw new TinyxError('E_VM_ID', `"${id}" is not a VM id`, {
       kind: 'user',
       hint: 'a VM id is an image name and a suffix, as tinyx ps lists them (e.g. nginx-1a2b3c); it never has "/" or ".."',
     });

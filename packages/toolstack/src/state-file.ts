@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, lstat, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ToolstackError } from './errors.js';
+import { TinyxError } from '@tinyx/image';
+import type { XenNic } from './store.js';
+import type { Hotplug } from './xen/hotplug.js';
 
 /**
  * A saved VM is two files: FILE (the state, written by QEMU or xl) and
@@ -16,7 +18,7 @@ export async function checkStateFile(file: string): Promise<void> {
   const [state, meta] = await Promise.all([lstatOrUndefined(path), lstatOrUndefined(`${path}.json`)]);
   if (!state && !meta) return;
   const refuse = (what: string): never => {
-    throw new ToolstackError('E_STATE_FILE_NOT_OURS', `${file}: ${what}; tinyx save replaces only a state it saved`, {
+    throw new TinyxError('E_STATE_FILE_NOT_OURS', `${file}: ${what}; tinyx save replaces only a state it saved`, {
       kind: 'user',
       hint: 'choose a new file name (or move what is there away yourself)',
     });
@@ -64,4 +66,42 @@ async function lstatOrUndefined(path: string): Promise<Awaited<ReturnType<typeof
     if (error.code === 'ENOENT') return undefined;
     throw error;
   });
+}
+
+/** What a QEMU VM's save writes to FILE.json. */
+export interface SavedQemu {
+  backend: 'qemu';
+  imageDir: string;
+  memoryMiB: number;
+  vcpus: number;
+  machine: 'microvm' | 'q35';
+  /** A bridged VM's address and MAC: in its saved memory, so it comes back with them. */
+  network?: { address: string; mac: string };
+}
+
+/** What a Xen domain's save writes to FILE.json. */
+export interface SavedXen {
+  backend: 'xen';
+  id: string;
+  imageDir: string;
+  type: 'pvh' | 'pv';
+  memoryMiB: number;
+  vcpus: number;
+  network: XenNic;
+  hotplug?: Hotplug;
+}
+
+export type SavedState = SavedQemu | SavedXen;
+
+/** FILE.json of a saved state, and which backend saved it (a file without `backend` is QEMU's, from an older tinyx). */
+export async function readSavedState(file: string): Promise<SavedState> {
+  try {
+    await access(file);
+    const text = await readFile(`${file}.json`, 'utf8');
+    if (!isSavedState(text)) throw new Error('not a saved state');
+    const saved = JSON.parse(text) as Partial<SavedState>;
+    return { ...saved, backend: saved.backend ?? 'qemu' } as SavedState;
+  } catch {
+    throw new TinyxError('E_NO_SAVED_STATE', `${file} (and ${file}.json) is not a state saved by tinyx`, { kind: 'user', hint: 'save one with: tinyx save ID FILE' });
+  }
 }

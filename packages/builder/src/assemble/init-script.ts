@@ -1,3 +1,4 @@
+import { READY_LINE } from '@tinyx/image';
 import type { Readiness } from '../recipe/recipe.js';
 import { RELAY_PATH, relayArguments, type LoopbackRelay } from './relay.js';
 
@@ -21,9 +22,6 @@ export interface InitOptions {
 
 /** The BusyBox applets the generated /init calls; the image gets a link for each. */
 export const INIT_APPLETS = ['sh', 'mount', 'mkdir', 'ip', 'cat', 'grep', 'sleep', 'hostname', 'reboot', 'start-stop-daemon'] as const;
-
-/** The console line /init prints once the app listens (or has started, for a console probe). */
-export const READY_LINE = 'tinyx: ready';
 
 /**
  * The image's /init, run by the kernel as PID 1 from the initramfs. It mounts

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bundledDataDir } from '../bundled-data.js';
-import { requireTools } from '../host-tools.js';
-import { run } from '../run.js';
+import { requireTools } from '@tinyx/image';
+import { run } from '@tinyx/image';
 
 /**
  * A port the app listens on at a loopback address only, and that address:

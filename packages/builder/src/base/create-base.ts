@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import type { Cache } from '../cache.js';
 import { cacheKey } from '../cache.js';
-import { DEBIAN_ARCHIVE_KEYRING } from '../host-tools.js';
+import { DEBIAN_ARCHIVE_KEYRING } from '@tinyx/image';
 import { removeTree, unmountBelow } from '../mounts.js';
 import { failingForSpace } from '../no-space.js';
-import { run } from '../run.js';
+import { run } from '@tinyx/image';
 import { pickBaseSource, readAptSources } from './apt-sources.js';
 
 /** What a base root is made from; its cache key. */

@@ -5,7 +5,7 @@ import { cacheKey } from '../cache.js';
 import { CommandFailedError, RecipeError } from '../errors.js';
 import { mount, removeTree, unmountBelow } from '../mounts.js';
 import { failingForSpace } from '../no-space.js';
-import { run } from '../run.js';
+import { run } from '@tinyx/image';
 
 export interface AppLayer {
   key: string;

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PLATFORMS, type Platform } from '@tinyx/image';
 import { bundledDataDir } from '../bundled-data.js';
 import { KERNEL_FEATURES, type KernelFeature } from '../kernel-features.js';
 import type { Fragment } from './kconfig.js';
@@ -7,10 +8,9 @@ import type { Fragment } from './kconfig.js';
 /** The fragments that ship with tinyx: kernel/ (base.config, trim.config, platforms/) of the checkout, or of the installed package. */
 export const BUNDLED_KERNEL_DIR = bundledDataDir('kernel');
 
-export type KernelPlatform = 'kvm' | 'xen-pvh' | 'xen-pv';
 
 export interface KernelRequest {
-  platform: KernelPlatform;
+  platform: Platform;
   /** The features the kernel must have, each with where the need came from (the recipe, or the symbols that showed it). */
   features: ReadonlyMap<KernelFeature, readonly string[]>;
   /** The Kconfig symbol of the initramfs decompressor the image needs (RD_GZIP...), or null. */
@@ -24,8 +24,9 @@ export interface KernelRequest {
  */
 export async function kernelFragments(request: KernelRequest, dir = BUNDLED_KERNEL_DIR): Promise<Fragment[]> {
   const file = async (name: string): Promise<Fragment> => ({ name, text: await readFile(join(dir, name), 'utf8') });
-  const fragments = [await file('base.config'), await file(`platforms/${request.platform}.config`)];
-  if (request.features.has('net')) fragments.push(await file(`platforms/${request.platform}.net.config`));
+  const platform = PLATFORMS[request.platform].kernelFragments;
+  const fragments = [await file('base.config'), await file(platform.base)];
+  if (request.features.has('net')) fragments.push(await file(platform.net));
   fragments.push(await file('trim.config'));
   for (const [feature, from] of request.features) {
     const symbols = KERNEL_FEATURES[feature].symbols;

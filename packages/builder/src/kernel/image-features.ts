@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { KernelFeature } from '../kernel-features.js';
 import type { ImagePlan } from '../resolve/plan-image.js';
-import { run } from '../run.js';
+import { run } from '@tinyx/image';
 import { inferFeatures } from './infer-features.js';
 
 /** Where each feature of a kernel came from: "recipe", or the imported symbols that showed the need. */

@@ -6,7 +6,7 @@ import type { Cache } from '../cache.js';
 import { TinyxError } from '../errors.js';
 import { removeTree } from '../mounts.js';
 import { failingForSpace } from '../no-space.js';
-import { run } from '../run.js';
+import { run } from '@tinyx/image';
 
 /** A kernel tree ready for out-of-tree builds (make O=...), and what identifies it in cache keys. */
 export interface KernelSource {

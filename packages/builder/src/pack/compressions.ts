@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { run } from '../run.js';
+import { run } from '@tinyx/image';
 
 /** How an initramfs is compressed; the kernel needs the matching decompressor (CONFIG_RD_*). */
 export interface CompressionSpec {

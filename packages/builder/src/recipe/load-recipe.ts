@@ -4,7 +4,9 @@ import { parseDocument } from 'yaml';
 import { RecipeError, TinyxError } from '../errors.js';
 import type { Recipe } from './recipe.js';
 import { BUNDLED_RECIPES_DIR, recipeSearchPath, type RecipeSearchDir, type RecipeSearchOptions } from './recipe-search-path.js';
-import { splitCommandLine, suggest, validateRecipe } from './validate-recipe.js';
+import { splitCommandLine } from './split-command-line.js';
+import { suggest } from './suggest.js';
+import { validateRecipe } from './validate-recipe.js';
 
 /** The names of the recipes in a directory (file names without .yaml or .yml), sorted. */
 export async function listRecipes(dir = BUNDLED_RECIPES_DIR): Promise<string[]> {

@@ -1,6 +1,6 @@
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../run.js';
+import { run } from '@tinyx/image';
 
 /** What the planner needs to know about one path of the install root. */
 export type RootNode =

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readlink } from 'node:fs/promises';
-import { debianPackageFor } from '../host-tools.js';
+import { debianPackageFor } from '@tinyx/image';
 import { MissingToolError } from '../errors.js';
-import { SUBPROCESS_PATH } from '../run.js';
+import { SUBPROCESS_PATH } from '@tinyx/image';
 
 /** How a sandboxed program is started. */
 export interface SandboxOptions {

@@ -1,7 +1,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { shellQuote } from '../assemble/init-script.js';
-import { run } from '../run.js';
+import { run } from '@tinyx/image';
 
 /** A secret made for one image: its bytes, owner and mode, and the command that made it. */
 export interface ImageSecret {

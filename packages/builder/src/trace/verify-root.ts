@@ -1,7 +1,7 @@
 import type { LoopbackRelay } from '../assemble/relay.js';
 import { chmod, copyFile, lchown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { READY_LINE } from '../assemble/init-script.js';
+import { READY_LINE } from '@tinyx/image';
 import { TinyxError, throwIfAborted } from '../errors.js';
 import type { ImageEntry } from '../image-tree.js';
 import type { Recipe } from '../recipe/recipe.js';

@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { findOnPath, hasOverlayFs, hostScope, isOptional, isRoot, missingHostFiles, packagesToInstall, run, type HostScope } from '@tinyx/builder';
+import { hasOverlayFs } from '@tinyx/builder';
+import { findOnPath, hostScope, isOptional, isRoot, missingHostFiles, packagesToInstall, run, type HostScope } from '@tinyx/image';
 import { detectAccel, getBackend } from '@tinyx/toolstack';
 import { EXIT } from '../exit-codes.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
@@ -104,7 +105,7 @@ export async function runChecks(scope: HostScope = { tests: false }): Promise<Ch
     checks.push({ name: tool.command, ok: !!path, detail: path ? `${path}: ${purpose}` : purpose, debianPackage: tool.debianPackage, ...(isOptional(tool, scope) ? { optional: true } : {}) });
   }
   // Xen: only in dom0 (test/xen boots one inside QEMU to test on); no package makes a host dom0.
-  const xenMissing = await getBackend('xen')?.unavailable();
+  const xenMissing = await getBackend('xen').unavailable();
   checks.push({ name: 'xen', ok: !xenMissing, detail: xenMissing ?? 'xl in dom0: tinyx run --backend xen and tinyx pool', optional: true });
   // Which accelerator tinyx run will pick (TCG is slower, never wrong).
   const accel = await detectAccel();

@@ -1,7 +1,6 @@
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { MANIFEST_VERSION, TinyxError, formatBytes, type Manifest } from '@tinyx/builder';
+import { formatBytes, type Manifest } from '@tinyx/builder';
+import { readManifest } from '@tinyx/image';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
 
@@ -23,7 +22,8 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
   handler: async (args) => {
     const out = makeOutput(args);
     try {
-      const manifest = await readManifest(args.image);
+      // The builder's Manifest types what the one reader of the contract read.
+      const manifest = (await readManifest(args.image)) as Manifest;
       if (out.json) out.result(manifest);
       else printManifest(manifest, args.image, !!args.files, out.line);
       process.exitCode = 0;
@@ -32,27 +32,6 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
     }
   },
 };
-
-export async function readManifest(imageDir: string): Promise<Manifest> {
-  const file = join(imageDir, 'manifest.json');
-  let text: string;
-  try {
-    await stat(imageDir);
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new TinyxError('E_NO_IMAGE', `${imageDir} is not an image directory (no manifest.json)`, { kind: 'user', hint: 'build one with: tinyx build nginx   (it writes out/nginx)' });
-  }
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(text) as Manifest;
-  } catch (error) {
-    throw new TinyxError('E_BAD_MANIFEST', `${file} is not valid JSON: ${(error as Error).message}`, { kind: 'user', hint: 'build the image again' });
-  }
-  if (manifest.manifestVersion !== MANIFEST_VERSION) {
-    throw new TinyxError('E_BAD_MANIFEST', `${file} has manifestVersion ${String(manifest.manifestVersion)}, this tinyx reads ${MANIFEST_VERSION}`, { kind: 'user', hint: 'build the image again with this tinyx' });
-  }
-  return manifest;
-}
 
 function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?: string) => void): void {
   const s = m.sizes;

@@ -1,9 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
-import { XenPool } from '@tinyx/toolstack';
+import { DEFAULT_MEMORY_MIB } from '@tinyx/image';
+import { HOTPLUGS, getBackend } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { makeOutput, reportError } from '../output.js';
-import { xenBackend } from './run-xen.js';
 
 interface FillArgs extends GlobalArgs {
   image: string;
@@ -25,10 +25,10 @@ const fill: CommandModule<object, FillArgs> = {
     globalOptions(yargs as Argv<object>)
       .positional('image', { type: 'string', demandOption: true, describe: 'a xen-pvh or xen-pv image directory' })
       .option('size', { type: 'number', demandOption: true, describe: 'how many paused domains the pool should hold for this image' })
-      .option('memory', { type: 'number', default: 128, describe: 'guest memory in MiB (a run takes a pooled domain only of its own memory)' })
+      .option('memory', { type: 'number', default: DEFAULT_MEMORY_MIB, describe: 'guest memory in MiB (a run takes a pooled domain only of its own memory)' })
       .option('vcpus', { type: 'number', default: 1 })
       .option('type', { choices: ['pvh', 'pv'] as const, describe: "the guest type (default: the image's platform)" })
-      .option('hotplug', { choices: ['xen', 'lean'] as const, describe: "the script that plugs each vif: Xen's own vif-bridge (default) or tinyx's lean one (see tinyx run --help)" })
+      .option('hotplug', { choices: HOTPLUGS, describe: "the script that plugs each vif: Xen's own vif-bridge (default) or tinyx's lean one (see tinyx run --help)" })
       .check((args) => {
         if (!Number.isInteger(args.size) || args.size < 0) throw new Error(`--size ${args.size}: give a whole number, 0 or more`);
         return true;
@@ -39,7 +39,7 @@ const fill: CommandModule<object, FillArgs> = {
     const out = makeOutput(args);
     const interrupt = interruptSignal();
     try {
-      const pool = new XenPool(xenBackend());
+      const { pool } = getBackend('xen');
       const result = await pool.fill(args.image, args.size, {
         memoryMiB: args.memory,
         vcpus: args.vcpus,
@@ -66,10 +66,10 @@ const ls: CommandModule<object, GlobalArgs> = {
   handler: async (args) => {
     const out = makeOutput(args);
     try {
-      const pool = new XenPool(xenBackend());
+      const { pool } = getBackend('xen');
       const rows = [];
       for (const entry of await pool.entries()) {
-        const vm = await xenBackend().get(entry.id).catch(() => undefined);
+        const vm = await getBackend('xen').get(entry.id).catch(() => undefined);
         rows.push({ ...entry, state: vm ? await vm.state() : 'stopped', address: vm?.address ?? null });
       }
       if (out.json) out.result({ ok: true, pool: rows });
@@ -90,7 +90,7 @@ const drain: CommandModule<object, DrainArgs> = {
   handler: async (args) => {
     const out = makeOutput(args);
     try {
-      const drained = await new XenPool(xenBackend()).drain(args.image);
+      const drained = await getBackend('xen').pool.drain(args.image);
       if (out.json) out.result({ ok: true, destroyed: drained });
       else out.line(`${drained.length} pooled domain${drained.length === 1 ? '' : 's'} destroyed`);
       process.exitCode = 0;

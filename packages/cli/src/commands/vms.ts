@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { getBackend, type QemuBackend, type QemuVm, type XenBackend, type XenVm } from '@tinyx/toolstack';
+import { findVm, listVms, type Vm } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError, type Output } from '../output.js';
 
@@ -7,18 +7,8 @@ interface IdArgs extends GlobalArgs {
   id: string;
 }
 
-const qemu = (): QemuBackend => getBackend('qemu') as QemuBackend;
-const xen = (): XenBackend => getBackend('xen') as XenBackend;
-
-/** A VM by id, whichever backend started it (its vm.json says). */
-async function vmById(id: string): Promise<QemuVm | XenVm> {
-  return xen()
-    .get(id)
-    .catch(() => qemu().get(id));
-}
-
 /** One command acting on a VM found by id: pause, unpause, stop, logs. */
-function vmCommand(name: string, describe: string, act: (vm: QemuVm | XenVm, out: Output) => Promise<unknown>): CommandModule<object, IdArgs> {
+function vmCommand(name: string, describe: string, act: (vm: Vm, out: Output) => Promise<unknown>): CommandModule<object, IdArgs> {
   return {
     command: `${name} <id>`,
     describe,
@@ -29,7 +19,7 @@ function vmCommand(name: string, describe: string, act: (vm: QemuVm | XenVm, out
     handler: async (args) => {
       const out = makeOutput(args);
       try {
-        const vm = await vmById(args.id);
+        const vm = await findVm(args.id);
         const result = await act(vm, out);
         if (out.json) out.result({ ok: true, id: vm.id, ...(result && typeof result === 'object' ? result : {}) });
         process.exitCode = 0;
@@ -73,19 +63,10 @@ export const saveCommand: CommandModule<object, SaveArgs> = {
   handler: async (args) => {
     const out = makeOutput(args);
     try {
-      const vm = await vmById(args.id);
+      const vm = await findVm(args.id);
       const started = performance.now();
-      let ms: number;
-      if (vm.backend === 'xen') {
-        // xl save ends the domain itself (and the VM's files go with it), or with --keep (xl save -c) lets it run on.
-        await (vm as XenVm).save(args.file, { keep: !!args.keep });
-        ms = Math.round(performance.now() - started);
-      } else {
-        await vm.save(args.file);
-        ms = Math.round(performance.now() - started);
-        if (args.keep) await vm.unpause();
-        else await vm.destroy();
-      }
+      await vm.save(args.file, { keep: !!args.keep });
+      const ms = Math.round(performance.now() - started);
       if (out.json) out.result({ ok: true, id: vm.id, file: args.file, ms, stopped: !args.keep });
       else out.line(`${vm.id}: saved to ${args.file} in ${ms} ms${args.keep ? '' : '; stopped'}`);
       process.exitCode = 0;
@@ -109,38 +90,27 @@ export const psCommand: CommandModule<object, GlobalArgs> = {
     const out = makeOutput(args);
     try {
       const rows = [];
-      for (const vm of await qemu().list()) {
+      for (const vm of await listVms()) {
+        const d = vm.describe();
         rows.push({
-          id: vm.id,
-          backend: 'qemu',
-          image: vm.imageDir,
+          id: d.id,
+          backend: d.backend,
+          image: d.image,
           state: await vm.state(),
-          accel: vm.accel.accel,
-          pid: vm.record.pid as number | null,
-          address: vm.record.network?.address ?? null,
-          forwards: vm.forwards.map((f) => `127.0.0.1:${f.host}->${f.guest}`),
-          pooled: false,
-          started: new Date(vm.record.startedAtEpochMs).toISOString(),
-        });
-      }
-      for (const vm of await xen().list()) {
-        rows.push({
-          id: vm.id,
-          backend: 'xen',
-          image: vm.imageDir,
-          state: await vm.state(),
-          // The column says how the VM runs: a Xen domain of type pvh or pv, and whether it waits in the pool.
-          accel: `xen-${vm.record.type}${vm.record.pooled ? ' (pool)' : ''}`,
-          pid: null,
-          address: vm.address,
-          forwards: [],
-          pooled: vm.record.pooled,
-          started: new Date(vm.record.startedAtEpochMs).toISOString(),
+          accel: d.runsAs,
+          pid: d.pid,
+          address: d.address,
+          forwards: d.forwards.map((f) => `127.0.0.1:${f.host}->${f.guest}`),
+          pooled: d.pooled,
+          started: d.started,
         });
       }
       if (out.json) out.result({ ok: true, vms: rows });
       else if (rows.length === 0) out.line('no VMs');
-      else for (const r of rows) out.line(`${r.id.padEnd(22)} ${r.state.padEnd(8)} ${r.accel.padEnd(r.backend === 'xen' ? 15 : 4)} ${(r.address ?? r.forwards.join(',')).padEnd(26)} ${r.image}`);
+      else {
+        const width = Math.max(...rows.map((r) => r.accel.length));
+        for (const r of rows) out.line(`${r.id.padEnd(22)} ${r.state.padEnd(8)} ${r.accel.padEnd(width)} ${(r.address ?? r.forwards.join(',')).padEnd(26)} ${r.image}`);
+      }
       process.exitCode = 0;
     } catch (error) {
       process.exitCode = reportError(error, out);

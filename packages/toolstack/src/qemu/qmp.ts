@@ -1,5 +1,5 @@
 import { createConnection, type Socket } from 'node:net';
-import { ToolstackError } from './errors.js';
+import { TinyxError } from '@tinyx/image';
 
 /**
  * A client of QEMU's machine protocol (QMP) over its unix socket: one JSON
@@ -15,7 +15,7 @@ export class QmpClient {
     socket.on('data', (chunk: string) => this.receive(chunk));
     socket.on('close', () => {
       this.closed = true;
-      for (const w of this.waiting.splice(0)) w.reject(new ToolstackError('E_QMP', `QEMU closed its QMP socket before answering ${w.command}`));
+      for (const w of this.waiting.splice(0)) w.reject(new TinyxError('E_QMP', `QEMU closed its QMP socket before answering ${w.command}`));
     });
     socket.on('error', () => undefined);
   }
@@ -35,12 +35,12 @@ export class QmpClient {
         const greeted = await Promise.race([client.greeting().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), left).unref())]);
         if (!greeted) {
           client.close();
-          throw new ToolstackError('E_QMP_BUSY', `the QMP socket ${path} is busy (another client holds it)`);
+          throw new TinyxError('E_QMP_BUSY', `the QMP socket ${path} is busy (another client holds it)`);
         }
         await client.execute('qmp_capabilities');
         return client;
       } catch (error) {
-        if (Date.now() > deadline) throw new ToolstackError('E_QMP', `no QMP answer on ${path}: ${(error as Error).message}`);
+        if (Date.now() > deadline) throw new TinyxError('E_QMP', `no QMP answer on ${path}: ${(error as Error).message}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -51,7 +51,7 @@ export class QmpClient {
   }
 
   async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
-    if (this.closed) throw new ToolstackError('E_QMP', `QEMU is gone; cannot run ${command}`);
+    if (this.closed) throw new TinyxError('E_QMP', `QEMU is gone; cannot run ${command}`);
     const answer = new Promise<unknown>((resolve, reject) => this.waiting.push({ resolve, reject, command }));
     this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);
     return answer;
@@ -72,7 +72,7 @@ export class QmpClient {
       if (message.event) continue;
       const waiter = this.waiting.shift();
       if (!waiter) continue;
-      if (message.error) waiter.reject(new ToolstackError('E_QMP', `QMP ${waiter.command}: ${message.error.desc}`));
+      if (message.error) waiter.reject(new TinyxError('E_QMP', `QMP ${waiter.command}: ${message.error.desc}`));
       else waiter.resolve(message.QMP ?? message.return);
     }
   }

@@ -1,7 +1,7 @@
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ToolstackError } from './errors.js';
-import { ensurePrivateDir } from './runtime.js';
+import { TinyxError } from '@tinyx/image';
+import { ensurePrivateDir } from '../runtime.js';
 
 /**
  * How a domain's vif is plugged into its bridge when xl creates it:
@@ -52,7 +52,7 @@ exit 0
 export async function leanVifScript(runtime: string): Promise<string> {
   // libxl runs this script as root: it is written only by root, into a directory only root can write (checked on every use).
   if (process.getuid?.() !== 0) {
-    throw new ToolstackError('E_NOT_ROOT', 'the lean vif script is run by libxl as root, so only root writes it', { kind: 'host', hint: 'run tinyx as root in dom0' });
+    throw new TinyxError('E_NOT_ROOT', 'the lean vif script is run by libxl as root, so only root writes it', { kind: 'host', hint: 'run tinyx as root in dom0' });
   }
   const dir = join(runtime, '.hotplug');
   const path = join(dir, 'vif-tinyx');

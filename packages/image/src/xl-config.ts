@@ -1,10 +1,12 @@
-import { TinyxError } from '../errors.js';
+import { kernelCmdline, type GuestNetwork } from './cmdline.js';
+import { TinyxError } from './errors.js';
+import { DEFAULT_MEMORY_MIB, IMAGE_CMDLINE, PLATFORMS, type Platform, type PlatformFacts } from './platforms.js';
 
 /**
  * The xl domain configuration of a tinyx image (xl.cfg(5)). One function
  * writes it for both users: `tinyx build` emits `<name>.xl.cfg` into the image
- * directory, and the toolstack's xen backend writes the one it creates a
- * domain from (with the VM's own name, address and MAC).
+ * directory (a file of the contract), and the toolstack's xen backend writes
+ * the one it creates a domain from (with the VM's own name, address and MAC).
  */
 export interface XlConfig {
   name: string;
@@ -31,21 +33,20 @@ export interface XlConfig {
   extraLines?: readonly string[];
 }
 
-/** The kernel command line of a Xen guest: the console is hvc0, the address comes from the toolstack. */
-export function xenCmdline(network: { address: string; prefixLength: number; gateway: string } | undefined): string {
-  // rootfstype=ramfs: the root is not capped at half the memory, as a tmpfs root would be (see the qemu backend).
-  return ['console=hvc0', 'quiet', 'panic=-1', 'rootfstype=ramfs', ...(network ? [`tinyx.ip=${network.address}/${network.prefixLength}`, `tinyx.gw=${network.gateway}`] : [])].join(' ');
-}
-
 /** The bridge and address the emitted `<name>.xl.cfg` uses: Debian's Xen bridge, the first guest address of the tinyx subnet. */
-export const XEN_DEFAULT_NETWORK = { bridge: 'xenbr0', address: '10.213.0.2', prefixLength: 16, gateway: '10.213.0.1' } as const;
+export const XEN_DEFAULT_NETWORK = { bridge: 'xenbr0', address: '10.213.0.2', prefixLength: 16, gateway: '10.213.0.1' } as const satisfies GuestNetwork & { bridge: string };
 
 /**
  * The `<name>.xl.cfg` of an image directory: absolute paths to its kernel and
  * initrd, 128 MiB, one vCPU, a card on xenbr0 and the default address. Ready
  * for `xl create`; a second VM of the same image needs another tinyx.ip.
  */
-export function imageXlConfig(options: { name: string; platform: 'xen-pvh' | 'xen-pv'; dir: string; rootfs: string }): string {
+export function imageXlConfig(options: { name: string; platform: Platform; dir: string; rootfs: string; cmdline?: string }): string {
+  const facts: PlatformFacts = PLATFORMS[options.platform];
+  const type = Object.keys(facts.guests)[0];
+  if (!facts.xlConfig || (type !== 'pvh' && type !== 'pv')) throw new TinyxError('E_PLATFORM', `${options.platform} images have no xl configuration`, { kind: 'user' });
+  // The kernel file the default guest type loads first, among those the platform's image gets.
+  const kernel = facts.guests[type]!.kernel.find((artifact) => facts.kernelArtifacts.includes(artifact))!;
   const header = [
     `# The xl domain configuration of the tinyx image "${options.name}" (xl.cfg(5)), written by tinyx build.`,
     `#   xl create ${options.dir}/${options.name}.xl.cfg`,
@@ -54,12 +55,11 @@ export function imageXlConfig(options: { name: string; platform: 'xen-pvh' | 'xe
   ];
   const body = renderXlConfig({
     name: options.name,
-    type: options.platform === 'xen-pvh' ? 'pvh' : 'pv',
-    // PVH enters the ELF vmlinux at its PVH note; PV boots the bzImage.
-    kernel: `${options.dir}/${options.platform === 'xen-pvh' ? 'vmlinux' : 'vmlinuz'}`,
+    type,
+    kernel: `${options.dir}/${kernel}`,
     ramdisk: `${options.dir}/${options.rootfs}`,
-    cmdline: xenCmdline(XEN_DEFAULT_NETWORK),
-    memoryMiB: 128,
+    cmdline: kernelCmdline({ console: facts.console, image: options.cmdline ?? IMAGE_CMDLINE, network: XEN_DEFAULT_NETWORK }),
+    memoryMiB: DEFAULT_MEMORY_MIB,
     vcpus: 1,
     vif: { bridge: XEN_DEFAULT_NETWORK.bridge },
   });

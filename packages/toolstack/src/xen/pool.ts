@@ -1,17 +1,19 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ToolstackError } from './errors.js';
+import { DEFAULT_MEMORY_MIB, TinyxError } from '@tinyx/image';
+import type { CreateOptions } from '../machine.js';
+import { VM_ID, runtimeDir } from '../runtime.js';
+import type { XenBackend } from './backend.js';
 import type { Hotplug } from './hotplug.js';
-import { readImage } from './image.js';
-import { VM_ID, runtimeDir } from './runtime.js';
-import { XenVm, type XenBackend, type XenCreateOptions } from './xen.js';
+import type { XenVm } from './vm.js';
 
 /**
  * The split toolstack (LightVM's idea on stock Xen): the slow part of
  * creating a domain (building it, attaching its devices, running the vif
  * hotplug script) is done ahead of time with `xl create -p`, and a run takes
- * one of those paused domains and only unpauses it.
+ * one of those paused domains and only unpauses it: the xen backend's create
+ * takes one when one waits ("claim, else create").
  *
  *   <runtime>/.pool/<id>.json         a paused domain waiting (its VM is <runtime>/<id>/ as any other)
  *   <runtime>/.pool/.claimed/<id>.json  taken by a run: rename(2) moves it here, so two runs never take the same one
@@ -36,13 +38,6 @@ export interface PoolShape {
   memoryMiB?: number;
   vcpus?: number;
   type?: 'pvh' | 'pv';
-}
-
-export interface Instantiated {
-  vm: XenVm;
-  fromPool: boolean;
-  /** From the request to a running domain: claim + unpause, or a whole `xl create`. */
-  instantiationMs: number;
 }
 
 export class XenPool {
@@ -87,7 +82,14 @@ export class XenPool {
     let have = (await this.entries(full)).length;
     while (have < size) {
       const started = performance.now();
-      const options: XenCreateOptions = { paused: true, memoryMiB: full.memoryMiB, vcpus: full.vcpus, type: full.type, hotplug, ...(shape.vifScript ? { vifScript: shape.vifScript } : {}), ...(shape.signal ? { signal: shape.signal } : {}) };
+      const options: CreateOptions = {
+        paused: true,
+        memoryMiB: full.memoryMiB,
+        vcpus: full.vcpus,
+        guest: full.type,
+        xen: { hotplug, ...(shape.vifScript ? { vifScript: shape.vifScript } : {}) },
+        ...(shape.signal ? { signal: shape.signal } : {}),
+      };
       const vm = await this.backend.create(full.imageDir, options);
       const entry: PoolEntry = { id: vm.id, ...full, hotplug, createdAtEpochMs: Date.now(), createMs: Math.round(performance.now() - started) };
       try {
@@ -135,7 +137,7 @@ export class XenPool {
         await rm(lock, { recursive: true, force: true });
         continue;
       }
-      if (signal?.aborted) throw new ToolstackError('E_INTERRUPTED', 'interrupted while waiting for another pool fill', { kind: 'interrupted' });
+      if (signal?.aborted) throw new TinyxError('E_INTERRUPTED', 'interrupted while waiting for another pool fill', { kind: 'interrupted' });
       await new Promise((r) => setTimeout(r, 250));
     }
   }
@@ -157,7 +159,7 @@ export class XenPool {
    * Takes a waiting domain of the image for a run, or undefined when none is
    * there. The rename of its entry is the claim (atomic: a second claimer gets
    * ENOENT and tries the next). Its state is not asked here (one xl call
-   * fewer on the way to running): instantiate finds a dead one when it
+   * fewer on the way to running): take finds a dead one when it
    * unpauses it.
    */
   async claim(imageDir: string, shape: PoolShape = {}): Promise<XenVm | undefined> {
@@ -172,7 +174,7 @@ export class XenPool {
         continue; // another run took it
       }
       try {
-        const vm = await XenVm.attach(entry.id);
+        const vm = await this.backend.get(entry.id);
         await vm.update({ pooled: false, startedAtEpochMs: Date.now() });
         return vm;
       } catch {
@@ -185,12 +187,11 @@ export class XenPool {
   }
 
   /**
-   * A running domain of the image: from the pool (unpaused) when one waits,
-   * else created now. `instantiationMs` is the request-to-running time.
+   * A running domain of the image from the pool (unpaused), or undefined when
+   * none waits. Its times count from `requested`.
    */
-  async instantiate(imageDir: string, options: XenCreateOptions = {}): Promise<Instantiated> {
-    const requested = performance.now();
-    for (let pooled = await this.claim(imageDir, options); pooled; pooled = await this.claim(imageDir, options)) {
+  async take(imageDir: string, shape: PoolShape, requested: number): Promise<XenVm | undefined> {
+    for (let pooled = await this.claim(imageDir, shape); pooled; pooled = await this.claim(imageDir, shape)) {
       try {
         await pooled.unpause();
       } catch {
@@ -199,11 +200,10 @@ export class XenPool {
         continue;
       }
       pooled.startedAt = requested;
-      return { vm: pooled, fromPool: true, instantiationMs: Math.round(performance.now() - requested) };
+      pooled.origin = { from: 'pool', instantiationMs: Math.round(performance.now() - requested) };
+      return pooled;
     }
-    const vm = await this.backend.create(imageDir, { ...options, paused: false });
-    vm.startedAt = requested;
-    return { vm, fromPool: false, instantiationMs: Math.round(performance.now() - requested) };
+    return undefined;
   }
 
   /** The size (and hotplug script) `pool fill` last asked for this image and shape, for a refill; undefined when never filled. */
@@ -230,7 +230,7 @@ export class XenPool {
         continue;
       }
       try {
-        const vm = await XenVm.attach(entry.id).catch(() => undefined);
+        const vm = await this.backend.get(entry.id).catch(() => undefined);
         await vm?.destroy();
         drained.push(entry.id);
       } finally {
@@ -246,9 +246,8 @@ export class XenPool {
   }
 
   private async resolveShape(imageDir: string, shape: PoolShape): Promise<Required<PoolShape> & { imageDir: string }> {
-    const image = await readImage(imageDir);
-    const type = shape.type ?? (image.platform === 'xen-pv' ? 'pv' : 'pvh');
-    return { imageDir: image.dir, type, memoryMiB: shape.memoryMiB ?? 128, vcpus: shape.vcpus ?? 1 };
+    const { image, type } = await this.backend.openImage(imageDir, shape.type);
+    return { imageDir: image.dir, type, memoryMiB: shape.memoryMiB ?? DEFAULT_MEMORY_MIB, vcpus: shape.vcpus ?? 1 };
   }
 }
 

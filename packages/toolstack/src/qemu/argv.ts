@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import type { Accelerator } from './accel.js';
+import { kernelCmdline, type BootableImage, type GuestNetwork } from '@tinyx/image';
+import type { Accelerator } from '../accel.js';
 
 /** Everything QEMU's command line depends on: the typed options of one VM (LinuxKit's buildQemuCmdline is the model). */
 export interface QemuArgvOptions {
@@ -13,8 +14,8 @@ export interface QemuArgvOptions {
   dir: string;
   kernel: string;
   initrd: string;
-  /** The guest's network on the kernel command line (tinyx.ip=, tinyx.gw=). */
-  guestNet: string;
+  /** The kernel command line (qemuCmdline). */
+  cmdline: string;
   /** A bridged VM's tap and MAC; absent: QEMU's user-mode network with these forwards. */
   tap?: { name: string; mac: string } | undefined;
   forwards: readonly { host: number; guest: number }[];
@@ -48,18 +49,35 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
     '-qmp', `unix:${join(o.dir, 'ctl.sock')},server=on,wait=off`,
     '-kernel', o.kernel,
     '-initrd', o.initrd,
-    // reboot=t: the guest's reboot resets the CPU, and -no-reboot turns that into QEMU exiting.
-    // rootfstype=ramfs: the initramfs unpacks into ramfs, not tmpfs, whose limit of half the
-    // memory would otherwise decide how small a guest can be (nginx: 41 MiB -> 32 MiB).
-    // no_timer_check: on a busy host (50 TCG guests on 2 cores) the kernel's test of the
-    // IO-APIC timer sees too few ticks and panics ("IO-APIC + timer doesn't work!").
-    '-append', `console=ttyS0 quiet reboot=t panic=-1 rootfstype=ramfs no_timer_check ${o.guestNet}`,
+    '-append', o.cmdline,
     '-netdev', netdev,
     '-device', nicDevice,
     ...(o.paused ? ['-S'] : []),
     // A saved state: QEMU loads it before running (the machine must be the same, hence the same arguments).
     ...(o.incoming ? ['-incoming', `exec:cat ${shellQuote(o.incoming)}`] : []),
   ];
+}
+
+/** QEMU's user-mode network as the guest sees it: its address and gateway. */
+export const USER_NETWORK: GuestNetwork = { address: '10.0.2.15', prefixLength: 24, gateway: '10.0.2.2' };
+
+/**
+ * A QEMU guest's kernel command line: the platform's console, what the image
+ * needs (its manifest), QEMU's machine settings, and the guest's network.
+ */
+export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, network: GuestNetwork): string {
+  return kernelCmdline({
+    console: image.facts.console,
+    image: image.cmdline,
+    machine: [
+      // The guest's reboot resets the CPU, and -no-reboot turns that into QEMU exiting.
+      'reboot=t',
+      // On a busy host (50 TCG guests on 2 cores) the kernel's test of the IO-APIC
+      // timer sees too few ticks and panics ("IO-APIC + timer doesn't work!").
+      'no_timer_check',
+    ],
+    network,
+  });
 }
 
 export function shellQuote(word: string): string {

@@ -1,4 +1,4 @@
-import type { VmState } from './vm.js';
+import type { VmState } from '../machine.js';
 
 /**
  * What `xl list -l` says of one domain: the domain configuration libxl keeps

@@ -1,0 +1,113 @@
+import { TinyxError } from './errors.js';
+
+/** The kernel files an image directory can carry. */
+export type KernelArtifact = 'vmlinuz' | 'vmlinux';
+
+/** One way a backend boots an image of a platform: a QEMU machine, a Xen guest type. */
+export interface GuestFacts {
+  /** The kernel file it loads, in order of preference (the first the image has). */
+  kernel: readonly KernelArtifact[];
+  description: string;
+}
+
+/** What tinyx knows about a platform, in one place: the builder, the toolstack and the CLI read it here. */
+export interface PlatformFacts {
+  description: string;
+  /** The toolstack backend that boots it. */
+  backend: 'qemu' | 'xen';
+  /** The guest's console device: the backend's, given on the kernel command line. */
+  console: 'ttyS0' | 'hvc0';
+  /** The kernel's Kconfig fragments (kernel/platforms/), and those added with the `net` feature. */
+  kernelFragments: { base: string; net: string };
+  /** The kernel files the image directory gets. */
+  kernelArtifacts: readonly KernelArtifact[];
+  /** The ways its backend boots it; the first is the default. */
+  guests: Readonly<Record<string, GuestFacts>>;
+  /** Whether the image directory gets `<name>.xl.cfg`, a domain configuration for `xl create`. */
+  xlConfig: boolean;
+}
+
+/**
+ * Every platform tinyx builds for. A platform's facts are read only from here
+ * (STYLE.md 13): nothing else compares a platform's name.
+ */
+export const PLATFORMS = {
+  kvm: {
+    description: 'QEMU with KVM where the host has it, TCG otherwise',
+    backend: 'qemu',
+    console: 'ttyS0',
+    kernelFragments: { base: 'platforms/kvm.config', net: 'platforms/kvm.net.config' },
+    kernelArtifacts: ['vmlinuz', 'vmlinux'],
+    guests: {
+      // microvm enters the ELF kernel at its PVH note: no real-mode setup, no firmware.
+      microvm: { kernel: ['vmlinux', 'vmlinuz'], description: 'QEMU microvm (virtio-mmio), the ELF kernel booted directly' },
+      q35: { kernel: ['vmlinuz', 'vmlinux'], description: 'QEMU q35 (virtio-pci), the bzImage' },
+    },
+    xlConfig: false,
+  },
+  'xen-pvh': {
+    description: 'a Xen PVH domain (a xen-pvh kernel also boots as PV)',
+    backend: 'xen',
+    console: 'hvc0',
+    kernelFragments: { base: 'platforms/xen-pvh.config', net: 'platforms/xen-pvh.net.config' },
+    kernelArtifacts: ['vmlinuz', 'vmlinux'],
+    guests: {
+      pvh: { kernel: ['vmlinux'], description: 'PVH: xl enters the ELF vmlinux at its PVH note' },
+      pv: { kernel: ['vmlinux', 'vmlinuz'], description: 'PV: xl loads the ELF (its Xen notes), or the bzImage' },
+    },
+    xlConfig: true,
+  },
+  'xen-pv': {
+    description: 'a Xen PV domain',
+    backend: 'xen',
+    console: 'hvc0',
+    kernelFragments: { base: 'platforms/xen-pv.config', net: 'platforms/xen-pv.net.config' },
+    // A PV-only kernel has no PVH note: xl loads the bzImage.
+    kernelArtifacts: ['vmlinuz'],
+    guests: {
+      pv: { kernel: ['vmlinux', 'vmlinuz'], description: 'PV: xl loads the bzImage' },
+    },
+    xlConfig: true,
+  },
+} as const satisfies Record<string, PlatformFacts>;
+
+export type Platform = keyof typeof PLATFORMS;
+
+/** The platforms by name, in the table's order: for --help and option choices. */
+export const PLATFORM_NAMES = Object.keys(PLATFORMS) as Platform[];
+
+/** The platform a build gets without --platform. */
+export const DEFAULT_PLATFORM: Platform = 'kvm';
+
+/** Guest memory in MiB when nothing says otherwise: tinyx run, the pool, the emitted xl.cfg. */
+export const DEFAULT_MEMORY_MIB = 128;
+
+/**
+ * What the image itself needs on the kernel command line, recorded in its
+ * manifest (boot.cmdline); a backend adds what it owns (the console device,
+ * the network, its machine's quirks).
+ * rootfstype=ramfs: the initramfs unpacks into ramfs, not tmpfs, whose limit
+ * of half the memory would otherwise decide how small a guest can be
+ * (nginx: 41 MiB -> 32 MiB). panic=-1: a panic ends the VM at once.
+ */
+export const IMAGE_CMDLINE = 'quiet panic=-1 rootfstype=ramfs';
+
+export function isPlatform(name: string): name is Platform {
+  return Object.hasOwn(PLATFORMS, name);
+}
+
+/** A platform's facts by name; an unknown name (an image from a newer tinyx, a typo) is the user's error. */
+export function platformFacts(name: string, where: string): PlatformFacts {
+  if (!isPlatform(name)) {
+    throw new TinyxError('E_PLATFORM', `${where}: unknown platform "${name}"`, { kind: 'user', hint: `the platforms are ${PLATFORM_NAMES.join(', ')}` });
+  }
+  return PLATFORMS[name];
+}
+
+/** The guest kinds of the platforms a backend boots (qemu: microvm, q35; xen: pvh, pv). */
+export function guestsOf(backend: PlatformFacts['backend']): string[] {
+  const names = Object.values(PLATFORMS as Record<string, PlatformFacts>)
+    .filter((facts) => facts.backend === backend)
+    .flatMap((facts) => Object.keys(facts.guests));
+  return [...new Set(names)];
+}
