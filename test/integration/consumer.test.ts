@@ -80,12 +80,12 @@ async function treeDigest(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-/** The ```ts block under the README's "From a build script": the consumer test runs the example users copy. */
-async function readmeBuildScript(): Promise<string> {
+/** The ```ts block under a README heading ("From a build script", "Booting from a script"): the consumer test checks the examples users copy. */
+async function readmeScript(heading = 'From a build script'): Promise<string> {
   const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8');
-  const section = readme.split(/^## /m).find((s) => s.startsWith('From a build script'));
+  const section = readme.split(/^## /m).find((s) => s.startsWith(heading));
   const block = section && /^```ts\n([\s\S]*?)^```$/m.exec(section)?.[1];
-  if (!block) throw new Error('README.md: no ```ts block under "## From a build script"');
+  if (!block) throw new Error(`README.md: no \`\`\`ts block under "## ${heading}"`);
   return block;
 }
 
@@ -214,7 +214,7 @@ test("a recipe of the project's own in ./recipes, built by the installed command
 });
 
 test("the README's build script, type-checked by tsc against the installed types, builds redis: the same bytes as build() in the checkout", async (t) => {
-  const script = await readmeBuildScript();
+  const script = await readmeScript();
   t.regex(script, /import \{ build \} from '@tinyx\/builder'/);
   t.regex(script, /recipe: 'redis'/);
   t.regex(script, /outDir: 'out\/redis'/);
@@ -242,6 +242,19 @@ test("the README's build script, type-checked by tsc against the installed types
   t.regex(run.stdout, /^pack \d+(\.\d+)? true$/m, 'its progress events arrived');
   const theirs = JSON.parse(await readFile(join(project, 'out/redis/manifest.json'), 'utf8')) as Manifest;
   await sameImage(t, 'redis', { manifest: ours, dir: join(work, 'checkout-redis') }, { manifest: theirs, dir: join(project, 'out/redis') });
+});
+
+test("the README's boot script type-checks against the installed toolstack: the machine contract, not any", async (t) => {
+  const script = await readmeScript('Booting from a script');
+  t.regex(script, /import \{ getBackend \} from '@tinyx\/toolstack'/);
+  await writeFile(join(project, 'boot.ts'), script);
+  const check = (file: string): Promise<Result> => sh(project, 'npx', ['tsc', '--noEmit', '--module', 'nodenext', '--target', 'es2022', '--strict', '--types', 'node', file]);
+  must(await check('boot.ts'), 'tsc on the README boot script');
+  // Booting it is run.test.ts's (QEMU) and the xen tier's; here a wrong option must be a compile error naming it.
+  await writeFile(join(project, 'boot-wrong.ts'), script.replace('qemu: { tcgCacheMiB: 16 }', 'qemu: { tcgCacheMib: 16 }'));
+  const wrong = await check('boot-wrong.ts');
+  t.not(wrong.code, 0);
+  t.regex(wrong.stdout, /boot-wrong\.ts\(\d+,\d+\): error TS\d+: .*'tcgCacheMib' does not exist in type 'QemuCreateOptions'/);
 });
 
 /** Two builds of one recipe, the checkout's and the project's, are the same image (see the top of the file for what may differ). */

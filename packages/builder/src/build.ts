@@ -1,20 +1,19 @@
-import { randomBytes } from 'node:crypto';
-import { copyFile, lstat, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, IMAGE_MADE_PATHS, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
 import { compileRelay, type LoopbackRelay } from './assemble/relay.js';
 import { createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
-import { Cache, defaultCacheDir, processExists } from './cache.js';
-import { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
+import { Cache, defaultCacheDir } from './cache.js';
+import { checkOutputDir, makeStagingDir, replaceOutputDir } from './emit/output-dir.js';
 import { asNoSpaceError, type WritePlace } from './no-space.js';
 import { readDpkgStatus, readPackageFileList } from './dpkg/status.js';
 import { TinyxError, throwIfAborted } from './errors.js';
 import { checkBuildHost } from './host-check.js';
 import { installPackages, type AppLayer } from './install/install-packages.js';
-import { MANIFEST_VERSION, type Manifest } from './manifest.js';
+import { composeManifest, type Manifest } from './manifest.js';
 import { mount, removeTree } from './mounts.js';
-import { OUTPUT_FORMATS, packImage, type OutputFormat } from './pack/formats.js';
+import { OUTPUT_FORMATS, packImage, type OutputFormat, type PackedImage } from './pack/formats.js';
 import { COMPRESSIONS, type Compression } from './pack/compressions.js';
 import { buildKernel, configureKernel, type BuiltKernel, type KernelConfig } from './kernel/build-kernel.js';
 import type { KernelRequest } from './kernel/fragments.js';
@@ -129,6 +128,57 @@ export interface StepResult {
   summary?: string;
 }
 
+/** What a step made, and what the progress display shows of it (a step that only derives a recipe makes nothing to keep). */
+interface StepOutcome<T> extends StepResult {
+  result?: T;
+}
+
+/** Each step's typed result, kept by the build under the step's id. */
+interface StageResults {
+  load: { blacklist: Blacklist; baseSpec: BaseSpec };
+  base: BaseRoot;
+  install: AppLayer;
+  trace: TraceResult;
+  resolve: { plan: ImagePlan; made: InstallMadePlan };
+  assemble: AssembledRoot;
+  verify: VerifyResult;
+  kernel: KernelResult;
+  pack: PackedImage;
+  emit: Manifest;
+}
+
+/** BuildOptions with every default filled in: worked out once, when the build is made. */
+interface ResolvedOptions {
+  goal: NonNullable<BuildOptions['goal']>;
+  format: OutputFormat;
+  /** The root filesystem's compression as the kernel must unpack it: the format's default unless asked; null for none. */
+  compression: Compression | null;
+  platform: Platform;
+  kernel: boolean;
+  trace: boolean;
+  verify: boolean;
+  kernelFeatures: readonly KernelFeature[];
+  sourceDateEpoch: number;
+}
+
+function resolveOptions(options: BuildOptions): ResolvedOptions {
+  const format = options.format ?? 'initramfs';
+  // An unknown format is refused by the load step, with the formats named; until then, no default to look up.
+  const chosen = options.compression ?? (Object.hasOwn(OUTPUT_FORMATS, format) ? OUTPUT_FORMATS[format].defaultCompression : null);
+  const fromEnv = process.env.SOURCE_DATE_EPOCH;
+  return {
+    goal: options.goal ?? 'image',
+    format,
+    compression: chosen === 'none' || chosen === null ? null : chosen,
+    platform: options.platform ?? DEFAULT_PLATFORM,
+    kernel: options.kernel !== false,
+    trace: options.trace !== false,
+    verify: options.verify !== false,
+    kernelFeatures: options.kernelFeatures ?? [],
+    sourceDateEpoch: options.sourceDateEpoch ?? (fromEnv && /^\d+$/.test(fromEnv) ? Number(fromEnv) : 0),
+  };
+}
+
 /** One named step of the pipeline; the CLI shows each as a task, a script can run them in a loop. */
 export interface BuildStep {
   id: StepId;
@@ -161,25 +211,18 @@ export class Build {
   private readonly cleanups: (() => Promise<void>)[] = [];
   private current: StepId = 'load';
 
-  private recipe?: Recipe;
+  /** What each step made, read back with need(), which names a step that has not run (trace and verify can be skipped: read as `done.trace`). */
+  private readonly done: Partial<StageResults> = {};
+  /** The options with every default filled in, once. */
+  private readonly resolved: ResolvedOptions;
+  /** The recipe as it stands: loaded, then derived from the package's unit (--package), then given the traced port as readiness. */
+  private recipeNow?: Recipe;
   /** Set for a recipe derived from the package's systemd unit: what it took from where. */
   private derived?: DerivedFrom;
-  private blacklist?: Blacklist;
-  private baseSpec?: BaseSpec;
-  private base?: BaseRoot;
-  private layer?: AppLayer;
   private installRoot?: InstallRoot;
-  private traced?: TraceResult;
-  private verified?: VerifyResult;
-  private plan?: ImagePlan;
-  private made?: InstallMadePlan;
-  private assembled?: AssembledRoot;
   private staging?: string;
   /** The loopback ports /init relays the VM's address to (see BuildOptions.relayLoopback). */
   private relay: LoopbackRelay[] = [];
-  private packed?: Awaited<ReturnType<typeof packImage>>;
-  private kernelResult?: KernelResult;
-  private result?: Manifest;
   /** The image directory, known once the recipe is loaded. */
   outDir?: string;
 
@@ -189,29 +232,40 @@ export class Build {
     this.cache = new Cache(resolve(options.cacheDir ?? defaultCacheDir()), (entry, problem) =>
       this.notice(`cache: ${entry} was damaged (${problem}); removed, building it again`),
     );
-    const goal = options.goal ?? 'image';
+    this.resolved = resolveOptions(options);
+    const { goal } = this.resolved;
+    // Each step's result is kept under its id, typed by StageResults.
+    const step = <K extends StepId>(id: K, title: string, run: () => Promise<StepOutcome<StageResults[K]>>): BuildStep => ({
+      id,
+      title,
+      run: async () => {
+        const { result, ...shown } = await run();
+        if (result !== undefined) this.done[id] = result;
+        return shown;
+      },
+    });
     const all: BuildStep[] = [
-      { id: 'load', title: 'Load the recipe and check the host', run: () => this.load() },
-      { id: 'base', title: 'Bootstrap the Debian base', run: () => this.bootstrapBase() },
-      { id: 'install', title: 'Install the packages', run: () => this.install() },
-      { id: 'trace', title: 'Trace the app in the full install', run: () => this.trace() },
-      { id: 'resolve', title: 'Resolve the runtime closure', run: () => this.resolveClosure() },
-      { id: 'assemble', title: 'Assemble the root filesystem', run: () => this.assemble() },
-      { id: 'verify', title: "Verify the app starts in the image's root", run: () => this.verify() },
-      { id: 'kernel', title: goal === 'kernel-config' ? 'Configure the kernel' : 'Build the kernel', run: () => this.kernel() },
-      { id: 'pack', title: 'Pack the image', run: () => this.pack() },
-      { id: 'emit', title: 'Write the image directory', run: () => this.emit() },
+      step('load', 'Load the recipe and check the host', () => this.load()),
+      step('base', 'Bootstrap the Debian base', () => this.bootstrapBase()),
+      step('install', 'Install the packages', () => this.install()),
+      step('trace', 'Trace the app in the full install', () => this.trace()),
+      step('resolve', 'Resolve the runtime closure', () => this.resolveClosure()),
+      step('assemble', 'Assemble the root filesystem', () => this.assemble()),
+      step('verify', "Verify the app starts in the image's root", () => this.verify()),
+      step('kernel', goal === 'kernel-config' ? 'Configure the kernel' : 'Build the kernel', () => this.kernel()),
+      step('pack', 'Pack the image', () => this.pack()),
+      step('emit', 'Write the image directory', () => this.emit()),
     ];
-    const wanted: Record<string, StepId[]> = {
-      image: all.map((step) => step.id).filter((id) => id !== 'kernel' || options.kernel !== false),
+    const wanted: Record<ResolvedOptions['goal'], StepId[]> = {
+      image: all.map((step) => step.id).filter((id) => id !== 'kernel' || this.resolved.kernel),
       // The trace runs for a kernel too: the system calls it saw are features of the image's kernel.
       kernel: ['load', 'base', 'install', 'trace', 'resolve', 'kernel'],
       'kernel-config': ['load', 'base', 'install', 'trace', 'resolve', 'kernel'],
       // A recipe from a unit takes its readiness port from the trace.
       recipe: ['load', 'base', 'install', 'trace', 'resolve'],
     };
-    const skipped = new Set<StepId>([...(options.trace === false ? (['trace'] as const) : []), ...(options.verify === false ? (['verify'] as const) : [])]);
-    this.steps = all.filter((step) => wanted[goal]!.includes(step.id) && !skipped.has(step.id));
+    const skipped = new Set<StepId>([...(this.resolved.trace ? [] : (['trace'] as const)), ...(this.resolved.verify ? [] : (['verify'] as const))]);
+    this.steps = all.filter((step) => wanted[goal].includes(step.id) && !skipped.has(step.id));
   }
 
   /** Runs one step: timing, progress events, and a cancellation check before it starts. */
@@ -252,8 +306,26 @@ export class Build {
 
   /** The image's manifest, once the emit step has run. */
   get manifest(): Manifest {
-    if (!this.result) throw new TinyxError('E_INTERNAL', 'the build has not finished');
-    return this.result;
+    return this.need('emit');
+  }
+
+  /** A step's result; a step that has not run (a bug in the step list) is named. */
+  private need<K extends StepId>(id: K): StageResults[K] {
+    const result = this.done[id];
+    if (result === undefined) throw new TinyxError('E_INTERNAL', `the ${id} step has not run`);
+    return result as StageResults[K];
+  }
+
+  /** The recipe as it stands (see recipeNow). */
+  private get recipe(): Recipe {
+    if (!this.recipeNow) throw new TinyxError('E_INTERNAL', 'the recipe is not loaded');
+    return this.recipeNow;
+  }
+
+  /** The image directory (load resolves it). */
+  private get out(): string {
+    if (!this.outDir) throw new TinyxError('E_INTERNAL', 'the output directory is not known before load');
+    return this.outDir;
   }
 
   private output = (line: string): void => {
@@ -264,13 +336,14 @@ export class Build {
     this.options.onEvent?.({ type: 'notice', step: this.current, line });
   };
 
-  private async load(): Promise<StepResult> {
+  private async load(): Promise<StepOutcome<StageResults['load']>> {
     const { options } = this;
     const asked = options.recipe;
     // A unit's recipe is known only once the package is installed: until then, its name and packages.
-    this.recipe = typeof asked === 'string' ? await loadRecipe(asked, options.recipeSearch) : 'fromUnit' in asked ? unitRecipePlaceholder(asked.fromUnit) : asked;
-    this.blacklist = await loadBlacklist(options.blacklistsDir);
-    const format = options.format ?? 'initramfs';
+    const recipe = typeof asked === 'string' ? await loadRecipe(asked, options.recipeSearch) : 'fromUnit' in asked ? unitRecipePlaceholder(asked.fromUnit) : asked;
+    this.recipeNow = recipe;
+    const blacklist = await loadBlacklist(options.blacklistsDir);
+    const { format } = this.resolved;
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {
       throw new TinyxError('E_FORMAT', `unknown output format "${format}"`, { kind: 'user', hint: `formats: ${Object.keys(OUTPUT_FORMATS).join(', ')}` });
     }
@@ -284,26 +357,24 @@ export class Build {
     // What builds killed before they could clean up left in the cache (unmounted, removed).
     for (const name of await this.cache.sweepStale()) this.notice(`cache: removed tmp/${name}, left by a build that no longer runs`);
     await checkBuildHost({ kernel: this.steps.some((step) => step.id === 'kernel'), kernelSource: options.kernelSource, compression });
-    this.baseSpec = await hostBaseSpec({ mirror: options.mirror, suite: options.suite });
-    const { suite, architecture } = this.baseSpec;
-    this.outDir = resolve(options.outDir ?? join('out', this.recipe.name));
+    const baseSpec = await hostBaseSpec({ mirror: options.mirror, suite: options.suite });
+    const { suite, architecture } = baseSpec;
+    this.outDir = resolve(options.outDir ?? join('out', recipe.name));
     // Refused before any work: the output path must be new, empty or an image tinyx wrote.
-    if ((options.goal ?? 'image') === 'image') await checkOutputDir(this.outDir);
-    return { summary: `${this.recipe.name}: ${this.recipe.packages.join(' ')} (${suite}, ${architecture})` };
+    if (this.resolved.goal === 'image') await checkOutputDir(this.outDir);
+    return { result: { blacklist, baseSpec }, summary: `${recipe.name}: ${recipe.packages.join(' ')} (${suite}, ${architecture})` };
   }
 
-  private async bootstrapBase(): Promise<StepResult> {
-    this.base = await createBase(this.cache, this.baseSpec!, { signal: this.signal, onLine: this.output });
-    return { cached: this.base.cached, summary: `${this.baseSpec!.suite} minbase from ${this.baseSpec!.mirror}` };
+  private async bootstrapBase(): Promise<StepOutcome<BaseRoot>> {
+    const { baseSpec } = this.need('load');
+    const base = await createBase(this.cache, baseSpec, { signal: this.signal, onLine: this.output });
+    return { result: base, cached: base.cached, summary: `${baseSpec.suite} minbase from ${baseSpec.mirror}` };
   }
 
-  private async install(): Promise<StepResult> {
-    this.layer = await installPackages(this.cache, this.base!, this.recipe!.packages, {
-      recipeFile: this.recipe!.source,
-      signal: this.signal,
-      onLine: this.output,
-    });
-    return { cached: this.layer.cached, summary: this.recipe!.packages.join(' ') };
+  private async install(): Promise<StepOutcome<AppLayer>> {
+    const { packages, source } = this.recipe;
+    const layer = await installPackages(this.cache, this.need('base'), packages, { recipeFile: source, signal: this.signal, onLine: this.output });
+    return { result: layer, cached: layer.cached, summary: packages.join(' ') };
   }
 
   /**
@@ -317,7 +388,7 @@ export class Build {
     this.cleanups.push(() => removeTree(temp));
     const root = join(temp, 'root');
     await mkdir(root);
-    await mount(['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${this.layer!.upper}:${this.base!.root}`, root], this.signal);
+    await mount(['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${this.need('install').upper}:${this.need('base').root}`, root], this.signal);
 
     const installed = await readDpkgStatus(join(root, 'var/lib/dpkg/status'));
     const fileLists = new Map<string, string[]>();
@@ -332,7 +403,7 @@ export class Build {
     if (typeof asked === 'object' && 'fromUnit' in asked) {
       const pkg = installed.find((p) => p.name === asked.fromUnit.package.replace(/:.*$/, ''));
       const derived = await recipeFromInstalledUnit(view, asked.fromUnit, pkg ? (fileLists.get(pkg.name) ?? []) : [], (unit) => this.wantedBy(root, view, unit));
-      this.recipe = derived.recipe;
+      this.recipeNow = derived.recipe;
       this.derived = derived.derivedFrom;
       this.output(`recipe from ${derived.derivedFrom.unit}: ${derived.recipe.entrypoint.cmd.join(' ')} (as ${derived.recipe.entrypoint.user})`);
       for (const f of derived.derivedFrom.fields) this.output(`  ${f.key}=${f.value} -> ${f.became}`);
@@ -367,15 +438,16 @@ export class Build {
   }
 
   /** The trace pass: what the app really uses, from a run in the full install root (see traceApp). */
-  private async trace(): Promise<StepResult> {
+  private async trace(): Promise<StepOutcome<TraceResult>> {
     const { view, fileLists, listedBy } = await this.openInstallRoot();
-    const recipe = this.recipe!;
+    const { recipe } = this;
     // A --cmd that names nothing installed is the user's error, said as such before anything runs.
     await locateEntrypoint(view, recipe, fileLists);
     const scratch = await this.cache.makeTemp('trace');
+    let traced: TraceResult;
     try {
-      this.traced = await traceApp({
-        lowerDirs: [this.layer!.upper, this.base!.root],
+      traced = await traceApp({
+        lowerDirs: [this.need('install').upper, this.need('base').root],
         view,
         scratch,
         recipe,
@@ -387,11 +459,11 @@ export class Build {
     } finally {
       await removeTree(scratch);
     }
-    const traced = this.traced;
     // No readiness probe: the port the app listened on is one.
-    if (recipe.readiness === null && traced.listening.length > 0) {
-      const port = traced.listening.find((p) => !traced.loopbackOnly.some((l) => l.port === p)) ?? traced.listening[0]!;
-      this.recipe = { ...recipe, readiness: { tcp: { port } } };
+    const [first] = traced.listening;
+    if (recipe.readiness === null && first !== undefined) {
+      const port = traced.listening.find((p) => !traced.loopbackOnly.some((l) => l.port === p)) ?? first;
+      this.recipeNow = { ...recipe, readiness: { tcp: { port } } };
       this.derived?.fields.push({ key: 'trace', value: `listened on ${traced.listening.join(', ')}`, became: `readiness tcp ${port}` });
       this.output(`readiness: tcp ${port}, the port it listened on`);
     }
@@ -407,60 +479,64 @@ export class Build {
       this.notice(`${recipe.name} listens on ${where} at a loopback address only (its configuration says so): nothing outside the VM can reach it there; a recipe fixup can change the address`);
     }
     const summary = `${traced.outcome.replace(/ \(probe:.*$/, '')}; ${traced.paths.length} paths used, ${traced.features.size} kernel features`;
-    if (this.options.goal === 'recipe') return { summary: `from ${this.derived?.unit ?? recipe.source}: ${this.recipe!.entrypoint.cmd.join(' ')}; ${summary}` };
-    return { summary };
+    if (this.resolved.goal === 'recipe') return { result: traced, summary: `from ${this.derived?.unit ?? recipe.source}: ${this.recipe.entrypoint.cmd.join(' ')}; ${summary}` };
+    return { result: traced, summary };
   }
 
-  private async resolveClosure(): Promise<StepResult> {
+  private async resolveClosure(): Promise<StepOutcome<StageResults['resolve']>> {
     const { view, installed, fileLists } = await this.openInstallRoot();
-    if (this.options.goal === 'recipe') return { summary: `from ${this.derived!.unit}: ${this.recipe!.entrypoint.cmd.join(' ')}` };
-    const multiarch = ARCH_TRIPLETS[this.baseSpec!.architecture];
-    if (!multiarch) throw new TinyxError('E_ARCH', `unsupported architecture ${this.baseSpec!.architecture}`);
-    const traced = this.traced?.paths ?? [];
-    this.plan = await planImage({
+    // Only the recipe is wanted (tinyx recipe init): opening the install root derived it.
+    if (this.resolved.goal === 'recipe') return { summary: `from ${this.derived?.unit ?? this.recipe.source}: ${this.recipe.entrypoint.cmd.join(' ')}` };
+    const { baseSpec, blacklist } = this.need('load');
+    const multiarch = ARCH_TRIPLETS[baseSpec.architecture];
+    if (!multiarch) throw new TinyxError('E_ARCH', `unsupported architecture ${baseSpec.architecture}`);
+    const tracedRun = this.done.trace;
+    const traced = tracedRun?.paths ?? [];
+    const plan = await planImage({
       view,
-      recipe: this.recipe!,
+      recipe: this.recipe,
       installed,
       fileLists,
-      blacklist: this.blacklist!,
+      blacklist,
       multiarch,
       alwaysInclude: [{ path: BUSYBOX_PATH, reason: "BusyBox, /init's shell and tools" }],
       traced: traced.filter((p) => p.kind === 'file'),
       ...(this.signal ? { signal: this.signal } : {}),
     });
     // What the maintainer scripts made for the kept packages, read from the app layer itself.
-    this.made = await planInstallMade({
-      layer: new DirectoryRootView(this.layer!.upper, this.signal),
+    const base = this.need('base');
+    const made = await planInstallMade({
+      layer: new DirectoryRootView(this.need('install').upper, this.signal),
       view,
       installed,
       fileLists,
-      closure: this.plan.closure,
-      planned: this.plan,
-      blacklist: this.blacklist!,
+      closure: plan.closure,
+      planned: plan,
+      blacklist,
       base: {
-        passwd: await readFile(join(this.base!.root, 'etc/passwd'), 'utf8'),
-        group: await readFile(join(this.base!.root, 'etc/group'), 'utf8'),
+        passwd: await readFile(join(base.root, 'etc/passwd'), 'utf8'),
+        group: await readFile(join(base.root, 'etc/group'), 'utf8'),
       },
       ...(this.signal ? { signal: this.signal } : {}),
     });
     // The directories the app listed (nginx's conf.d) and the accounts it switched to, as the trace saw them.
     for (const dir of traced.filter((p) => p.kind === 'dir')) {
       const resolved = await resolveInRoot(view, dir.path);
-      if (resolved.node?.kind !== 'dir' || this.made.directories.some((d) => d.path === resolved.path)) continue;
+      if (resolved.node?.kind !== 'dir' || made.directories.some((d) => d.path === resolved.path)) continue;
       const { mode, uid, gid } = resolved.node;
-      this.made.directories.push({ path: resolved.path, mode, uid, gid, reason: dir.reason });
-      for (const link of resolved.links) if (!this.plan.symlinks.has(link.path)) this.made.symlinks.push({ ...link, reason: `on the way to ${dir.path} (traced)` });
+      made.directories.push({ path: resolved.path, mode, uid, gid, reason: dir.reason });
+      for (const link of resolved.links) if (!plan.symlinks.has(link.path)) made.symlinks.push({ ...link, reason: `on the way to ${dir.path} (traced)` });
     }
-    this.made.users.push(...(this.traced?.users ?? []));
-    const remade = new Set((this.traced?.secrets ?? []).map((secret) => secret.path));
-    this.made.leftOut = [...this.made.leftOut.filter((l) => !remade.has(l.path)), ...(this.traced?.leftOut ?? [])];
-    this.made.groups.push(...(this.traced?.groups ?? []));
-    const elves = [...this.plan.files.values()].filter((f) => f.elf).length;
-    const made = this.made.files.length + this.made.symlinks.length + this.made.directories.length;
-    return { summary: `${this.plan.files.size} files (${elves} ELF) from ${this.plan.packages.length} packages; ${made} entries and ${this.made.users.length} accounts the install made` };
+    made.users.push(...(tracedRun?.users ?? []));
+    const remade = new Set((tracedRun?.secrets ?? []).map((secret) => secret.path));
+    made.leftOut = [...made.leftOut.filter((l) => !remade.has(l.path)), ...(tracedRun?.leftOut ?? [])];
+    made.groups.push(...(tracedRun?.groups ?? []));
+    const elves = [...plan.files.values()].filter((f) => f.elf).length;
+    const entries = made.files.length + made.symlinks.length + made.directories.length;
+    return { result: { plan, made }, summary: `${plan.files.size} files (${elves} ELF) from ${plan.packages.length} packages; ${entries} entries and ${made.users.length} accounts the install made` };
   }
 
-  private async assemble(): Promise<StepResult> {
+  private async assemble(): Promise<StepOutcome<AssembledRoot>> {
     let relay: { binary: Uint8Array; ports: LoopbackRelay[] } | undefined;
     if (this.relay.length > 0) {
       const scratch = await this.cache.makeTemp('relay');
@@ -470,47 +546,48 @@ export class Build {
         await removeTree(scratch);
       }
     }
-    this.assembled = await assembleRoot(this.installRoot!.root, this.recipe!, this.plan!, this.made!, this.traced?.secrets, relay);
-    const bytes = this.assembled.files.reduce((sum, f) => sum + f.size, 0);
-    return { summary: `${this.assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
+    const { plan, made } = this.need('resolve');
+    const { root } = await this.openInstallRoot();
+    const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, relay);
+    const bytes = assembled.files.reduce((sum, f) => sum + f.size, 0);
+    return { result: assembled, summary: `${assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
   }
 
   /** Verify before emitting: the cut root, written out, must start the app and pass its probe and check (see verifyRoot). */
-  private async verify(): Promise<StepResult> {
+  private async verify(): Promise<StepOutcome<VerifyResult>> {
     const { view, listedBy } = await this.openInstallRoot();
+    const { plan } = this.need('resolve');
     // By the path dpkg lists, or by the resolved path the plan knows (/usr/lib/... for a listed /lib/...).
-    const owner = (path: string): string | undefined => listedBy.get(path) ?? this.plan!.files.get(path)?.package;
+    const owner = (path: string): string | undefined => listedBy.get(path) ?? plan.files.get(path)?.package;
     const scratch = await this.cache.makeTemp('verify');
+    let verified: VerifyResult;
     try {
-      this.verified = await verifyRoot({ entries: this.assembled!.entries, scratch, recipe: this.recipe!, view, owner, relay: this.relay, signal: this.signal });
+      verified = await verifyRoot({ entries: this.need('assemble').entries, scratch, recipe: this.recipe, view, owner, relay: this.relay, signal: this.signal });
     } finally {
       await removeTree(scratch);
     }
-    return { summary: `${this.verified.outcome}${this.verified.check ? `; check: ${this.verified.check}` : ''}` };
+    return { result: verified, summary: `${verified.outcome}${verified.check ? `; check: ${verified.check}` : ''}` };
   }
 
   /** The kernel: its features (declared + inferred), its configuration, and unless only that is wanted, the build. */
-  private async kernel(): Promise<StepResult> {
-    const recipe = this.recipe!;
-    const needed = await imageKernelFeatures(this.installRoot!.root, this.plan!, recipe.kernel.features, this.traced?.features, this.signal);
-    const extra = (this.options.kernelFeatures ?? []).filter((f) => !needed.has(f)).map((f): [KernelFeature, string[]] => [f, ['asked for the build (kernelFeatures)']]);
+  private async kernel(): Promise<StepOutcome<KernelResult>> {
+    const { root } = await this.openInstallRoot();
+    const needed = await imageKernelFeatures(root, this.need('resolve').plan, this.recipe.kernel.features, this.done.trace?.features, this.signal);
+    const extra = this.resolved.kernelFeatures.filter((f) => !needed.has(f)).map((f): [KernelFeature, string[]] => [f, ['asked for the build (kernelFeatures)']]);
     const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
-    const platform = this.options.platform ?? DEFAULT_PLATFORM;
-    const compression = this.compression();
+    const { platform, compression } = this.resolved;
     const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
     const request: KernelRequest = { platform, features, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null };
     const config = await configureKernel(this.cache, source, request, { signal: this.signal });
-    if (this.options.goal === 'kernel-config') {
-      this.kernelResult = { source, request, config, built: undefined };
-      return { cached: config.cached, summary: `${config.enabled} options for ${platform}` };
+    if (this.resolved.goal === 'kernel-config') {
+      return { result: { source, request, config, built: undefined }, cached: config.cached, summary: `${config.enabled} options for ${platform}` };
     }
     const built = await buildKernel(this.cache, source, config, {
       signal: this.signal,
-      sourceDateEpoch: this.sourceDateEpoch(),
+      sourceDateEpoch: this.resolved.sourceDateEpoch,
       onProgress: ({ compiled, expected }) => this.options.onEvent?.({ type: 'progress', step: 'kernel', done: compiled, total: expected, unit: 'files compiled' }),
     });
-    this.kernelResult = { source, request, config, built };
-    if (this.options.goal !== 'kernel') {
+    if (this.resolved.goal !== 'kernel') {
       const staging = await this.stagingDir();
       await copyFile(built.bzImage, join(staging, 'vmlinuz'));
       if (hasVmlinux(platform)) await copyFile(built.vmlinux, join(staging, 'vmlinux'));
@@ -519,174 +596,100 @@ export class Build {
     const size = (await stat(built.bzImage)).size;
     // Said once, when the configuration is first made; the manifest keeps it (kernel.couldNotDisable).
     const stuck = !config.cached && config.stuckOn.length > 0 ? `; could not switch off ${config.stuckOn.map((s) => s.symbol).join(', ')}` : '';
-    return { cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}` };
+    return { result: { source, request, config, built }, cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}` };
   }
 
   /** For `tinyx recipe init`: the recipe derived from the package's unit, and what it took from where. */
   get derivedRecipe(): { recipe: Recipe; derivedFrom: DerivedFrom } {
-    if (!this.derived || !this.recipe) throw new TinyxError('E_INTERNAL', 'no recipe was derived from a unit');
+    if (!this.derived) throw new TinyxError('E_INTERNAL', 'no recipe was derived from a unit');
     return { recipe: this.recipe, derivedFrom: this.derived };
   }
 
   /** What `tinyx kernel` shows: the source, the request with each option's origin, the final config, the built files. */
   get kernelOutcome(): KernelResult {
-    if (!this.kernelResult) throw new TinyxError('E_INTERNAL', 'the kernel step has not run');
-    return this.kernelResult;
+    return this.need('kernel');
   }
 
-  private compression(): Compression | null {
-    const format = this.options.format ?? 'initramfs';
-    const fallback = OUTPUT_FORMATS[format].defaultCompression;
-    const chosen = this.options.compression ?? fallback;
-    return chosen === 'none' || chosen === null ? null : chosen;
-  }
-
-  /** The new image directory, built beside the old one and swapped in by emit. */
+  /** The new image directory, built beside the old one and swapped in by emit (made once, removed by cleanup). */
   private async stagingDir(): Promise<string> {
     if (this.staging) return this.staging;
-    const out = this.outDir!;
-    await mkdir(dirname(out), { recursive: true });
-    // A staging directory beside it from a build killed before its cleanup (its process is gone) is tinyx's own: removed.
-    // A `.old` one is the earlier image, moved aside by the swap: when the build was killed before the new one
-    // took its place (nothing is at --out), it is put back, not removed.
-    const stale = (await readdir(dirname(out)))
-      .map((name) => ({ name, match: name.match(new RegExp(`^\\.${escapeRegExp(basename(out))}\\.tmp-(\\d+)-[0-9a-f]+(\\.old)?$`)) }))
-      .filter((s) => s.match && Number(s.match[1]) !== process.pid && !processExists(Number(s.match[1])))
-      .sort((a, b) => Number(!!b.match![2]) - Number(!!a.match![2]));
-    for (const { name, match } of stale) {
-      const path = join(dirname(out), name);
-      if (match![2] && !(await lstat(out).then(() => true, () => false))) {
-        await rename(path, out);
-        this.notice(`${out} was moved aside by a build killed during its swap (pid ${match![1]}): put back`);
-      } else await removeTree(path);
-    }
-    const staging = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
+    const staging = await makeStagingDir(this.out, this.notice);
     this.cleanups.push(() => removeTree(staging));
-    await mkdir(staging);
     this.staging = staging;
     return staging;
   }
 
-  private async pack(): Promise<StepResult> {
+  private async pack(): Promise<StepOutcome<PackedImage>> {
     const staging = await this.stagingDir();
-    const format = this.options.format ?? 'initramfs';
-    this.packed = await packImage(this.assembled!.entries, format, staging, {
-      mtime: this.sourceDateEpoch(),
+    const packed = await packImage(this.need('assemble').entries, this.resolved.format, staging, {
+      mtime: this.resolved.sourceDateEpoch,
       compression: this.options.compression,
       store: this.cache.compressedStore(),
       ...(this.signal ? { signal: this.signal } : {}),
     });
-    const p = this.packed;
-    return { cached: p.cached, summary: `${p.fileName}: ${formatBytes(p.bytes)} (${formatBytes(p.uncompressedBytes)} unpacked)` };
+    return { result: packed, cached: packed.cached, summary: `${packed.fileName}: ${formatBytes(packed.bytes)} (${formatBytes(packed.uncompressedBytes)} unpacked)` };
   }
 
-  private async emit(): Promise<StepResult> {
-    const recipe = this.recipe!;
-    const plan = this.plan!;
-    const assembled = this.assembled!;
-    const packed = this.packed!;
-    const format = this.options.format ?? 'initramfs';
-    const spec = this.baseSpec!;
-    const rootFiles = assembled.files.reduce((sum, f) => sum + f.size, 0);
-    const kernel = this.kernelResult;
-    const kernelBytes = kernel?.built ? (await stat(kernel.built.bzImage)).size : null;
-    const platform = this.options.platform ?? DEFAULT_PLATFORM;
-    const vmlinuxBytes = kernel?.built && hasVmlinux(platform) ? (await stat(kernel.built.vmlinux)).size : null;
+  private async emit(): Promise<StepOutcome<Manifest>> {
+    const { recipe, out } = this;
+    const { platform, format, sourceDateEpoch } = this.resolved;
+    const { plan, made } = this.need('resolve');
+    const packed = this.need('pack');
+    const staging = await this.stagingDir();
+    const kernel = this.done.kernel;
+    const built = kernel?.built;
+    const kernelFiles = built
+      ? { result: kernel, built, bytes: (await stat(built.bzImage)).size, vmlinuxBytes: hasVmlinux(platform) ? (await stat(built.vmlinux)).size : null }
+      : undefined;
     // Xen images get their xl configuration, with the paths the image will have once swapped in.
-    const xlConfigName = kernel && PLATFORMS[platform].xlConfig ? `${recipe.name}.xl.cfg` : null;
-    if (xlConfigName) {
-      await writeFile(join(this.staging!, xlConfigName), imageXlConfig({ name: recipe.name, platform, dir: this.outDir!, rootfs: packed.fileName, cmdline: IMAGE_CMDLINE }));
-    }
-    const manifest: Manifest = {
-      manifestVersion: MANIFEST_VERSION,
-      name: recipe.name,
+    const xlConfig = kernelFiles && PLATFORMS[platform].xlConfig ? `${recipe.name}.xl.cfg` : null;
+    if (xlConfig) await writeFile(join(staging, xlConfig), imageXlConfig({ name: recipe.name, platform, dir: out, rootfs: packed.fileName, cmdline: IMAGE_CMDLINE }));
+    const { baseSpec } = this.need('load');
+    const manifest = composeManifest({
       recipe,
-      derivedFrom: this.derived ?? null,
+      derivedFrom: this.derived,
       platform,
       format,
-      entrypoint: { cmd: [plan.entrypoint, ...recipe.entrypoint.cmd.slice(1)], user: recipe.entrypoint.user, uid: assembled.user.uid, gid: assembled.user.gid },
-      readiness: recipe.readiness,
-      boot: { cmdline: IMAGE_CMDLINE },
-      artifacts: {
-        rootfs: packed.fileName,
-        kernel: kernel ? 'vmlinuz' : null,
-        vmlinux: kernel && hasVmlinux(platform) ? 'vmlinux' : null,
-        kernelConfig: kernel ? 'kernel.config' : null,
-        xlConfig: xlConfigName,
-      },
-      compression: packed.compression,
-      sizes: {
-        kernel: kernelBytes,
-        vmlinux: vmlinuxBytes,
-        initrd: packed.bytes,
-        initrdUncompressed: packed.uncompressedBytes,
-        rootFiles,
-        total: (kernelBytes ?? 0) + packed.bytes,
-      },
-      packages: plan.packages,
-      excludedPackages: plan.excludedPackages,
-      files: assembled.files.map((f) => ({ ...f, mode: f.mode.toString(8).padStart(4, '0') })),
-      symlinks: assembled.symlinks,
-      directories: assembled.directories.map((d) => ({ ...d, mode: d.mode.toString(8).padStart(4, '0') })),
-      accounts: assembled.accounts,
-      leftOut: this.made!.leftOut,
-      trace: this.traced
-        ? { outcome: this.traced.outcome, seconds: this.traced.seconds, listening: this.traced.listening, added: this.traced.paths.map((p) => ({ path: p.path, reason: p.reason })) }
-        : null,
+      cmdline: IMAGE_CMDLINE,
+      plan,
+      made,
+      assembled: this.need('assemble'),
+      packed,
+      trace: this.done.trace,
+      verify: this.done.verify,
       relay: this.relay,
-      verify: this.verified ?? null,
-      kernel: kernel
-        ? {
-            version: kernel.built!.version,
-            source: kernel.source.id,
-            platform: kernel.request.platform,
-            configSha256: kernel.config.sha256,
-            enabledOptions: kernel.config.enabled,
-            features: [...kernel.request.features].map(([name, from]) => ({ name, from: [...from] })),
-            decompressor: kernel.request.decompressor,
-            couldNotDisable: kernel.config.stuckOn.map((s) => s.symbol),
-            buildSeconds: kernel.built!.buildSeconds,
-          }
-        : null,
+      kernel: kernelFiles,
+      xlConfig,
       build: {
         tinyx: await tinyxVersion(),
-        sourceDateEpoch: this.sourceDateEpoch(),
-        suite: spec.suite,
-        mirror: spec.mirror,
-        architecture: spec.architecture,
+        sourceDateEpoch,
+        suite: baseSpec.suite,
+        mirror: baseSpec.mirror,
+        architecture: baseSpec.architecture,
         seconds: { ...this.seconds },
         cached: [...this.cachedSteps],
         tools: await this.toolVersions(),
         finishedAt: new Date().toISOString(),
       },
-    };
-    await writeFile(join(this.staging!, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    });
+    await writeFile(join(staging, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 
     // Swap the new directory in (checked again: only tinyx's own output is ever replaced).
-    const out = this.outDir!;
-    const { leftBehind } = await replaceOutputDir(this.staging!, out);
-    this.result = manifest;
-    return { summary: leftBehind ? `${out} (the old image's directory kept files tinyx did not write: ${leftBehind})` : out };
-  }
-
-  private sourceDateEpoch(): number {
-    if (this.options.sourceDateEpoch !== undefined) return this.options.sourceDateEpoch;
-    const fromEnv = process.env.SOURCE_DATE_EPOCH;
-    if (fromEnv && /^\d+$/.test(fromEnv)) return Number(fromEnv);
-    return 0;
+    const { leftBehind } = await replaceOutputDir(staging, out);
+    return { result: manifest, summary: leftBehind ? `${out} (the old image's directory kept files tinyx did not write: ${leftBehind})` : out };
   }
 
   private async toolVersions(): Promise<Record<string, string>> {
     const firstLine = async (cmd: string, args: string[]): Promise<string> =>
       (await run(cmd, args, { allowFailure: true }).catch(() => ({ stdout: 'unknown' }))).stdout.split('\n')[0] ?? 'unknown';
-    const base = await this.cache.readMeta<{ debootstrap?: string }>(dirname(this.base!.root)).catch(() => ({ debootstrap: undefined }));
-    const busybox = (await readDpkgStatus(join(this.installRoot!.root, 'var/lib/dpkg/status'))).find((p) => p.name === 'busybox-static');
+    const base = await this.cache.readMeta<{ debootstrap?: string }>(dirname(this.need('base').root)).catch(() => ({ debootstrap: undefined }));
+    const busybox = (await this.openInstallRoot()).installed.find((p) => p.name === 'busybox-static');
     return {
       node: process.version,
       debootstrap: base.debootstrap ?? 'unknown',
       objdump: await firstLine('objdump', ['--version']),
       busybox: busybox?.version ?? 'unknown',
-      ...(this.kernelResult ? { gcc: await firstLine('gcc', ['--version']), make: await firstLine('make', ['--version']) } : {}),
+      ...(this.done.kernel ? { gcc: await firstLine('gcc', ['--version']), make: await firstLine('make', ['--version']) } : {}),
     };
   }
 }
@@ -742,9 +745,6 @@ export function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 /** Whether the platform's image carries the ELF kernel beside the bzImage (PLATFORMS). */
 function hasVmlinux(platform: Platform): boolean {

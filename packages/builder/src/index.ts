@@ -23,7 +23,7 @@ export { recipeFieldReference, withRecipeReference } from './recipe/recipe-refer
 export type { DerivedFrom, UnitRecipeOptions } from './recipe/recipe-from-unit.js';
 export { parseTmpfiles } from './recipe/tmpfiles.js';
 export type { TmpfilesEntry } from './recipe/tmpfiles.js';
-export { KERNEL_FEATURES } from './kernel-features.js';
+export { KERNEL_FEATURES, isKernelFeature } from './kernel-features.js';
 export type { KernelFeature } from './kernel-features.js';
 export { OUTPUT_FORMATS, packedFileName } from './pack/formats.js';
 export { COMPRESSIONS } from './pack/compressions.js';

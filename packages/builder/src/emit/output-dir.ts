@@ -1,6 +1,9 @@
-import { lstat, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { processExists } from '../cache.js';
 import { TinyxError } from '../errors.js';
+import { removeTree } from '../mounts.js';
 import { COMPRESSIONS, type Compression } from '../pack/compressions.js';
 import { OUTPUT_FORMATS, packedFileName, type OutputFormat } from '../pack/formats.js';
 
@@ -148,4 +151,33 @@ export async function replaceOutputDir(staging: string, out: string): Promise<{ 
   } catch {
     return { leftBehind: old };
   }
+}
+
+/**
+ * The staging directory a build writes the new image directory into, beside
+ * `out` (the same filesystem, so that the swap is a rename). What builds
+ * killed before their cleanup left beside it (their process is gone) is
+ * tinyx's own: a staging directory is removed; a `.old` one is the earlier
+ * image, moved aside by the swap, and when the build was killed before the
+ * new one took its place (nothing is at `out`) it is put back, not removed.
+ */
+export async function makeStagingDir(out: string, notice: (line: string) => void): Promise<string> {
+  await mkdir(dirname(out), { recursive: true });
+  const pattern = new RegExp(`^\\.${basename(out).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.tmp-(\\d+)-[0-9a-f]+(\\.old)?$`);
+  const stale = (await readdir(dirname(out)))
+    .map((name) => ({ name, match: name.match(pattern) }))
+    .flatMap(({ name, match }) => (match ? [{ name, pid: Number(match[1]), old: match[2] !== undefined }] : []))
+    .filter((s) => s.pid !== process.pid && !processExists(s.pid))
+    // The earlier image first: put back before anything else is looked at.
+    .sort((a, b) => Number(b.old) - Number(a.old));
+  for (const { name, pid, old } of stale) {
+    const path = join(dirname(out), name);
+    if (old && !(await lstat(out).then(() => true, () => false))) {
+      await rename(path, out);
+      notice(`${out} was moved aside by a build killed during its swap (pid ${pid}): put back`);
+    } else await removeTree(path);
+  }
+  const staging = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
+  await mkdir(staging);
+  return staging;
 }

@@ -7,30 +7,67 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { build, createBuild, formatBytes } from '@tinyx/builder';
+import { build, createBuild, formatBytes, type KernelResult, type Platform } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { median, round } from './boot.js';
 
 const WARM_RUNS = 5;
-const PLATFORMS = ['kvm', 'xen-pvh', 'xen-pv'];
+const PLATFORMS: readonly Platform[] = ['kvm', 'xen-pvh', 'xen-pv'];
 
-const seconds = async (fn) => {
+/** One app's root filesystem: build times (s) and sizes (bytes). */
+export interface RootFigures {
+  coldBuildSeconds: number;
+  /** Seconds per build step of the cold build. */
+  coldSteps: Record<string, number>;
+  warmBuildSeconds: number;
+  warmRuns: number[];
+  warmSteps: Record<string, number>;
+  initrdBytes: number;
+  initrdUncompressedBytes: number;
+  initrdXzBytes: number;
+  files: number;
+  packages: number;
+  debianRootBytes: number;
+  /** The Debian root over the unpacked initrd. */
+  ratio: number;
+}
+
+/** nginx's kernel for one platform. */
+export interface KernelFigures {
+  version: string;
+  bzImageBytes: number;
+  vmlinuxBytes: number;
+  enabledOptions: number;
+  coldBuildSeconds: number;
+  compileSeconds: number;
+  cacheHitSeconds: number;
+  cacheHit: boolean;
+}
+
+const seconds = async <T>(fn: () => Promise<T>): Promise<{ value: T; s: number }> => {
   const t0 = performance.now();
   const value = await fn();
   return { value, s: (performance.now() - t0) / 1000 };
 };
 /** Apparent size of a directory tree in bytes (what the files hold, not the blocks). */
-const treeBytes = (dir) => Number(execFileSync('du', ['-sb', dir], { encoding: 'utf8' }).split('\t')[0]);
+const treeBytes = (dir: string): number => Number(execFileSync('du', ['-sb', dir], { encoding: 'utf8' }).split('\t')[0]);
 
-export async function rootFigures(apps) {
-  const figures = {};
+/** The one entry of a cache directory (`bases`, `layers`) of a cache that one app was built in. */
+async function onlyEntry(dir: string): Promise<string> {
+  const [entry] = await readdir(dir);
+  if (entry === undefined) throw new Error(`${dir} is empty: the build left no cache entry there`);
+  return entry;
+}
+
+export async function rootFigures(apps: readonly string[]): Promise<Record<string, RootFigures>> {
+  const figures: Record<string, RootFigures> = {};
   for (const app of apps) {
     // Each app starts from an empty cache, so "cold" means debootstrap and apt included.
     const cache = await mkdtemp('/var/tmp/tinyx-bench-cache-');
     const out = await mkdtemp('/var/tmp/tinyx-bench-out-');
     try {
       const cold = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'cold'), kernel: false }));
-      const warm = [];
+      const warm: number[] = [];
       let manifest = cold.value;
       for (let i = 0; i < WARM_RUNS; i++) {
         const run = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'warm'), kernel: false }));
@@ -39,14 +76,14 @@ export async function rootFigures(apps) {
       }
       const xz = await build({ recipe: app, cacheDir: cache, outDir: join(out, 'xz'), kernel: false, compression: 'xz' });
       // The full Debian root the image was cut from: the base plus the app layer (the only ones in this cache).
-      const [base] = await readdir(join(cache, 'bases'));
-      const [layer] = await readdir(join(cache, 'layers'));
+      const base = await onlyEntry(join(cache, 'bases'));
+      const layer = await onlyEntry(join(cache, 'layers'));
       const debianRoot = treeBytes(join(cache, 'bases', base, 'root')) + treeBytes(join(cache, 'layers', layer, 'upper'));
       figures[app] = {
         coldBuildSeconds: round(cold.s),
         coldSteps: cold.value.build.seconds,
         warmBuildSeconds: round(median(warm)),
-        warmRuns: warm.map(round),
+        warmRuns: warm.map((s) => round(s)),
         warmSteps: manifest.build.seconds,
         initrdBytes: manifest.sizes.initrd,
         initrdUncompressedBytes: manifest.sizes.initrdUncompressed,
@@ -70,8 +107,8 @@ export async function rootFigures(apps) {
  * the app layer and the extracted source with `shared` but has no kernels
  * and an empty ccache: cold means every file compiled.
  */
-export async function kernelFigures(shared) {
-  const kernels = {};
+export async function kernelFigures(shared: string): Promise<Record<string, KernelFigures>> {
+  const kernels: Record<string, KernelFigures> = {};
   const rootOut = await mkdtemp('/var/tmp/tinyx-bench-out-');
   await build({ recipe: 'nginx', cacheDir: shared, outDir: rootOut, kernel: false });
   await removeTree(rootOut);
@@ -82,7 +119,7 @@ export async function kernelFigures(shared) {
         await mkdir(join(shared, kind), { recursive: true });
         await symlink(join(shared, kind), join(cache, kind));
       }
-      const kernel = async () => {
+      const kernel = async (): Promise<KernelResult & { stepSeconds: number }> => {
         let stepSeconds = 0;
         const b = createBuild({
           recipe: 'nginx',
@@ -102,7 +139,10 @@ export async function kernelFigures(shared) {
       };
       const cold = await seconds(kernel);
       const warm = await seconds(kernel);
+      // goal 'kernel' builds the files ('kernel-config' alone leaves `built` undefined).
       const built = cold.value.built;
+      const rebuilt = warm.value.built;
+      if (!built || !rebuilt) throw new Error(`the kernel step for ${platform} built no kernel`);
       kernels[platform] = {
         version: built.version,
         bzImageBytes: (await stat(built.bzImage)).size,
@@ -112,7 +152,7 @@ export async function kernelFigures(shared) {
         compileSeconds: built.buildSeconds,
         // The kernel step alone (features, config and build lookups), not the steps before it.
         cacheHitSeconds: warm.value.stepSeconds,
-        cacheHit: warm.value.built.cached,
+        cacheHit: rebuilt.cached,
       };
       console.log(`kernel ${platform}: bzImage ${formatBytes(kernels[platform].bzImageBytes)}, cold ${cold.value.stepSeconds} s, cache hit ${warm.value.stepSeconds} s`);
     } finally {

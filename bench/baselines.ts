@@ -16,14 +16,22 @@ import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { run } from '@tinyx/builder';
-import { pickBaseSource, readAptSources, removeTree, unmountBelow, writeCpio } from '@tinyx/builder/internals';
+import { pickBaseSource, readAptSources, removeTree, unmountBelow, writeCpio, type AptSource, type ImageEntry } from '@tinyx/builder/internals';
+import { run } from '@tinyx/image';
+import type { Accelerator } from '@tinyx/toolstack';
+import { errorCode } from './error-text.js';
+import { isRecord, isStringList } from './json-shape.js';
 
 /** Debian's kernel for cloud guests: virtio drivers, no hardware ones; the smallest stock kernel Debian ships. */
 const CLOUD_KERNEL = 'linux-image-cloud-amd64';
 
-/** What each app adds to the Debian VM: its package and the edits that make it reachable from the host. */
-const DEBIAN_APPS = {
+/** What an app adds to the Debian VM: its package and the edits that make it reachable from the host. */
+interface DebianApp {
+  packages: readonly string[];
+  configure(root: string): Promise<void>;
+}
+
+const DEBIAN_APPS: Record<string, DebianApp> = {
   nginx: { packages: ['nginx'], configure: async () => {} },
   redis: { packages: ['redis-server'], configure: openRedis },
 };
@@ -36,6 +44,52 @@ const GUEST_GATEWAY = '10.0.2.2';
 const DISK_HEADROOM = 0.3;
 const MiB = 1024 * 1024;
 
+/** A Debian VM's files and what they hold. */
+export interface DebianVm {
+  kernel: string;
+  initrd: string;
+  disk: string;
+  kernelVersion: string;
+  rootBytes: number;
+  diskBytes: number;
+}
+
+/** What a Debian VM's meta.json says that its files do not. */
+interface DebianVmMeta {
+  kernelVersion: string;
+  rootBytes: number;
+  diskBytes: number;
+}
+
+/** How a baseline VM is started: its kernel and initrd, its memory, one forward, its console's file. */
+interface QemuBoot {
+  kernel: string;
+  initrd: string;
+  memoryMiB: number;
+  hostPort: number;
+  guestPort: number;
+  consoleFile: string;
+  /** Default tcg. */
+  accel?: Accelerator;
+}
+
+/** The tinyx image's initramfs, with the stock kernel's modules appended, and the stock kernel. */
+export interface StockKernelTinyxRoot {
+  kernel: string;
+  initrd: string;
+  /** What to add to the image's command line. */
+  append: string;
+}
+
+/** Debian's cloud kernel as prepareCloudKernel caches it. */
+interface CloudKernel {
+  dir: string;
+  vmlinuz: string;
+  version: string;
+  /** Module names in load order. */
+  modules: string[];
+}
+
 // ---------------------------------------------------------------------------------
 // The Debian VM
 
@@ -43,15 +97,13 @@ const MiB = 1024 * 1024;
  * A classic Debian VM for `app` ('nginx' or 'redis'), in `${cacheDir}/baseline-debian-<app>/`:
  * disk.img (ext4, the whole root), and the root's own kernel and initrd next to it.
  * Built once; later calls return the cached one.
- *
- * @returns {Promise<{kernel: string, initrd: string, disk: string, kernelVersion: string, rootBytes: number, diskBytes: number}>}
  */
-export async function prepareDebianVm({ cacheDir, app }) {
+export async function prepareDebianVm({ cacheDir, app }: { cacheDir: string; app: string }): Promise<DebianVm> {
   const spec = DEBIAN_APPS[app];
   if (!spec) throw new Error(`no Debian VM baseline for "${app}" (known: ${Object.keys(DEBIAN_APPS).join(', ')})`);
   const dir = join(cacheDir, `baseline-debian-${app}`);
   const cached = await readMeta(dir);
-  if (cached) return debianVmPaths(dir, cached);
+  if (cached) return debianVmPaths(dir, debianVmMeta(cached, dir));
 
   const temp = await makeTemp(cacheDir, `debian-${app}`);
   try {
@@ -82,7 +134,7 @@ export async function prepareDebianVm({ cacheDir, app }) {
  * with snapshot=on: writes go to a temporary overlay, so every boot starts from
  * the same disk (no journal to replay, no machine-id from the last boot).
  */
-export function debianVmQemuArgs({ kernel, initrd, disk, memoryMiB, hostPort, guestPort, consoleFile, accel = 'tcg' }) {
+export function debianVmQemuArgs({ kernel, initrd, disk, memoryMiB, hostPort, guestPort, consoleFile, accel = 'tcg' }: QemuBoot & { disk: string }): string[] {
   return [
     ...q35Args({ kernel, initrd, memoryMiB, hostPort, guestPort, consoleFile, accel, cmdline: 'root=/dev/vda rw console=ttyS0 quiet' }),
     '-drive', `file=${disk},if=virtio,format=raw,snapshot=on`,
@@ -94,7 +146,7 @@ export function debianVmQemuArgs({ kernel, initrd, disk, memoryMiB, hostPort, gu
  * file, a virtio-net card on user-mode networking with one forward, and no
  * option ROM on it (as the toolstack's q35 has none).
  */
-function q35Args({ kernel, initrd, memoryMiB, hostPort, guestPort, consoleFile, accel, cmdline }) {
+function q35Args({ kernel, initrd, memoryMiB, hostPort, guestPort, consoleFile, accel, cmdline }: Required<QemuBoot> & { cmdline: string }): string[] {
   return [
     '-M', 'q35',
     '-accel', accel,
@@ -110,7 +162,7 @@ function q35Args({ kernel, initrd, memoryMiB, hostPort, guestPort, consoleFile, 
   ];
 }
 
-function debianVmPaths(dir, meta) {
+function debianVmPaths(dir: string, meta: DebianVmMeta): DebianVm {
   return {
     kernel: join(dir, 'vmlinuz'),
     initrd: join(dir, 'initrd.img'),
@@ -130,7 +182,7 @@ function debianVmPaths(dir, meta) {
  * forbids starting services (its own policy-rc.d and a fake start-stop-daemon),
  * so nothing needs a chroot of ours.
  */
-async function debootstrap(root, source, include) {
+async function debootstrap(root: string, source: AptSource, include: readonly string[]): Promise<void> {
   const args = ['--arch=amd64', `--include=${include.join(',')}`];
   if (source.keyring) args.push(`--keyring=${source.keyring}`);
   args.push(source.suite, root, source.uri);
@@ -148,7 +200,7 @@ async function debootstrap(root, source, include) {
  * the boot time, as tinyx's /init does). The match covers both the predictable
  * names (enp0s2) and the kernel's (eth0).
  */
-async function configureNetwork(root) {
+async function configureNetwork(root: string): Promise<void> {
   const network = ['[Match]', 'Name=en* eth*', '', '[Network]', `Address=${GUEST_ADDRESS}`, `Gateway=${GUEST_GATEWAY}`, ''].join('\n');
   await writeFile(join(root, 'etc/systemd/network/10-tinyx-baseline.network'), network);
   // systemctl enable only writes symlinks, which works in a chroot with nothing mounted.
@@ -156,7 +208,7 @@ async function configureNetwork(root) {
 }
 
 /** Debian's redis listens on loopback only and refuses remote clients in protected mode: open it to the host's forward. */
-async function openRedis(root) {
+async function openRedis(root: string): Promise<void> {
   const file = join(root, 'etc/redis/redis.conf');
   const conf = await readFile(file, 'utf8');
   const opened = conf.replace(/^bind .*$/m, 'bind 0.0.0.0').replace(/^protected-mode .*$/m, 'protected-mode no');
@@ -165,10 +217,11 @@ async function openRedis(root) {
 }
 
 /** The version of the one kernel in the root's /boot (vmlinuz-<version>). */
-async function bootKernelVersion(root) {
+async function bootKernelVersion(root: string): Promise<string> {
   const kernels = (await readdir(join(root, 'boot'))).filter((name) => name.startsWith('vmlinuz-'));
-  if (kernels.length !== 1) throw new Error(`expected one kernel in ${root}/boot, found: ${kernels.join(', ') || 'none'}`);
-  return kernels[0].slice('vmlinuz-'.length);
+  const [kernel] = kernels;
+  if (kernels.length !== 1 || kernel === undefined) throw new Error(`expected one kernel in ${root}/boot, found: ${kernels.join(', ') || 'none'}`);
+  return kernel.slice('vmlinuz-'.length);
 }
 
 /**
@@ -176,7 +229,7 @@ async function bootKernelVersion(root) {
  * (truncate, then mkfs.ext4 -d writes only what it fills), so it costs the host
  * about the root's size. Returns the image's size as the guest sees it.
  */
-async function makeExt4(root, image, rootBytes) {
+async function makeExt4(root: string, image: string, rootBytes: number): Promise<number> {
   const size = Math.ceil((rootBytes * (1 + DISK_HEADROOM)) / MiB) * MiB;
   await writeFile(image, '');
   await truncate(image, size);
@@ -196,7 +249,7 @@ const BASELINE_MODULES = '/tinyx-baseline-modules';
  * name. A tinyx VM on q35 has a virtio-pci network card and nothing else (no
  * disk, so VIRTIO_BLK is not needed even when Debian builds it as a module).
  */
-const NEEDED_DRIVERS = [
+const NEEDED_DRIVERS: readonly { symbol: string; module: string }[] = [
   { symbol: 'VIRTIO_PCI', module: 'virtio_pci' },
   { symbol: 'VIRTIO_NET', module: 'virtio_net' },
 ];
@@ -207,10 +260,8 @@ const NEEDED_DRIVERS = [
  * them are a second cpio appended to the image's: the kernel unpacks
  * concatenated archives as one initramfs. Cached in
  * `${cacheDir}/baseline-stock-<hash of kernel and image>/`.
- *
- * @returns {Promise<{kernel: string, initrd: string, append: string}>} append: what to add to the image's command line.
  */
-export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }) {
+export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }: { cacheDir: string; imageDir: string }): Promise<StockKernelTinyxRoot> {
   const cloud = await prepareCloudKernel(cacheDir);
   const imageInitrd = join(imageDir, 'initrd.cpio.gz');
   await checkHasBusybox(imageInitrd);
@@ -220,7 +271,7 @@ export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }) {
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheDir, `baseline-stock-${key}`);
-  const result = { kernel: cloud.vmlinuz, initrd: join(dir, 'initrd.cpio.gz'), append: `rdinit=${BASELINE_INIT}` };
+  const result: StockKernelTinyxRoot = { kernel: cloud.vmlinuz, initrd: join(dir, 'initrd.cpio.gz'), append: `rdinit=${BASELINE_INIT}` };
   if (await readMeta(dir)) return result;
 
   const temp = await makeTemp(cacheDir, 'stock');
@@ -230,7 +281,7 @@ export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }) {
     const extra = join(temp, 'baseline.cpio.gz');
     await writeGzipCpio(extra, [
       { type: 'file', path: BASELINE_INIT, mode: 0o755, source: { content: Buffer.from(script) } },
-      ...cloud.modules.map((m) => ({ type: 'file', path: `${BASELINE_MODULES}/${m}.ko`, mode: 0o644, source: { path: join(cloud.dir, 'modules', `${m}.ko`) } })),
+      ...cloud.modules.map((m): ImageEntry => ({ type: 'file', path: `${BASELINE_MODULES}/${m}.ko`, mode: 0o644, source: { path: join(cloud.dir, 'modules', `${m}.ko`) } })),
     ]);
     await concatenate([imageInitrd, extra], join(built, 'initrd.cpio.gz'));
     await publish(built, dir, { kernel: cloud.version, image: imageDir, modules: cloud.modules, created: new Date().toISOString() });
@@ -247,7 +298,7 @@ export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }) {
  * timer setup there (no PIT, HPET or PM timer to calibrate against), and with
  * noapic it reaches /init but its serial console goes silent.
  */
-export function stockKernelQemuArgs({ kernel, initrd, append, memoryMiB, hostPort, guestPort, consoleFile, accel = 'tcg' }) {
+export function stockKernelQemuArgs({ kernel, initrd, append, memoryMiB, hostPort, guestPort, consoleFile, accel = 'tcg' }: QemuBoot & { append: string }): string[] {
   const cmdline = `console=ttyS0 quiet reboot=t panic=-1 rootfstype=ramfs tinyx.ip=${GUEST_ADDRESS} tinyx.gw=${GUEST_GATEWAY} ${append}`;
   return q35Args({ kernel, initrd, memoryMiB, hostPort, guestPort, consoleFile, accel, cmdline });
 }
@@ -257,7 +308,7 @@ export function stockKernelQemuArgs({ kernel, initrd, append, memoryMiB, hostPor
  * dependency order) with the image's BusyBox, then hands over to the image's
  * own /init, which finds eth0 as it would under the tinyx kernel.
  */
-function baselineInit(modules) {
+function baselineInit(modules: readonly string[]): string {
   return [
     '#!/bin/busybox sh',
     '# tinyx bench: Debian\'s stock kernel builds these drivers as modules; load them, then run the image.',
@@ -268,7 +319,7 @@ function baselineInit(modules) {
 }
 
 /** The image's BusyBox runs the baseline /init: check it is there (the image's /bin is a link to /usr/bin). */
-async function checkHasBusybox(initrd) {
+async function checkHasBusybox(initrd: string): Promise<void> {
   const { stdout } = await run('sh', ['-c', 'zcat -- "$1" | cpio -t --quiet', 'sh', initrd]);
   const names = new Set(stdout.split('\n'));
   if (!names.has('bin/busybox') && !names.has('usr/bin/busybox')) throw new Error(`${initrd} has no /bin/busybox to load the stock kernel's modules with`);
@@ -280,13 +331,14 @@ async function checkHasBusybox(initrd) {
  * dependencies, uncompressed (BusyBox's insmod need not know .xz or .zst).
  * Downloaded from the host's mirror and suite, the same the Debian VM is
  * bootstrapped from, so both baselines run the same kernel.
- *
- * @returns {Promise<{dir: string, vmlinuz: string, version: string, modules: string[]}>} modules: names in load order.
  */
-async function prepareCloudKernel(cacheDir) {
+async function prepareCloudKernel(cacheDir: string): Promise<CloudKernel> {
   const dir = join(cacheDir, 'baseline-cloud-kernel');
   const cached = await readMeta(dir);
-  if (cached) return { dir, vmlinuz: join(dir, 'vmlinuz'), version: cached.version, modules: cached.modules };
+  if (cached) {
+    const { version, modules } = cloudKernelMeta(cached, dir);
+    return { dir, vmlinuz: join(dir, 'vmlinuz'), version, modules };
+  }
 
   const temp = await makeTemp(cacheDir, 'cloud-kernel');
   try {
@@ -319,39 +371,40 @@ async function prepareCloudKernel(cacheDir) {
  * own package lists are neither read (they may be stale) nor changed.
  * linux-image-cloud-amd64 is a metapackage: the kernel is the package it depends on.
  */
-async function downloadCloudKernel(temp) {
+async function downloadCloudKernel(temp: string): Promise<string> {
   const source = pickBaseSource(await readAptSources());
   const apt = join(temp, 'apt');
   for (const sub of ['lists/partial', 'cache/archives/partial', 'sources.list.d']) await mkdir(join(apt, sub), { recursive: true });
   const line = `deb ${source.keyring ? `[signed-by=${source.keyring}] ` : ''}${source.uri} ${source.suite} main\n`;
   await writeFile(join(apt, 'sources.list'), line);
-  const aptOptions = [
+  const aptSettings: [string, string][] = [
     ['Dir::Etc::SourceList', join(apt, 'sources.list')],
     ['Dir::Etc::SourceParts', join(apt, 'sources.list.d')],
     ['Dir::State::Lists', join(apt, 'lists')],
     ['Dir::Cache', join(apt, 'cache')],
     // The private directories belong to root; apt's download sandbox user could not write them.
     ['APT::Sandbox::User', 'root'],
-  ].flatMap(([k, v]) => ['-o', `${k}=${v}`]);
-  const aptGet = (args) => run('apt-get', ['-q', ...aptOptions, ...args], { cwd: temp });
+  ];
+  const aptOptions = aptSettings.flatMap(([k, v]) => ['-o', `${k}=${v}`]);
+  const aptGet = (args: readonly string[]) => run('apt-get', ['-q', ...aptOptions, ...args], { cwd: temp });
   await aptGet(['update']);
   await aptGet(['download', CLOUD_KERNEL]);
   const meta = await findDeb(temp, CLOUD_KERNEL);
   const depends = (await run('dpkg-deb', ['-f', meta, 'Depends'])).stdout;
-  const kernelPackage = depends.split(',').map((d) => d.trim().split(/\s/)[0]).find((name) => /^linux-image-.*-cloud-amd64$/.test(name));
+  const kernelPackage = depends.split(',').map((d) => d.trim().split(/\s/)[0] ?? '').find((name) => /^linux-image-.*-cloud-amd64$/.test(name));
   if (!kernelPackage) throw new Error(`${CLOUD_KERNEL} depends on no kernel package: ${depends}`);
   await aptGet(['download', kernelPackage]);
   return findDeb(temp, kernelPackage);
 }
 
-async function findDeb(dir, pkg) {
+async function findDeb(dir: string, pkg: string): Promise<string> {
   const deb = (await readdir(dir)).find((name) => name.startsWith(`${pkg}_`) && name.endsWith('.deb'));
   if (!deb) throw new Error(`apt-get download left no ${pkg}_*.deb in ${dir}`);
   return join(dir, deb);
 }
 
 /** A Kconfig symbol's value in a .config, 'y' or 'm'; a driver the kernel lacks altogether is an error. */
-function kconfigValue(config, symbol, version) {
+function kconfigValue(config: string, symbol: string, version: string): 'y' | 'm' {
   const value = config.match(new RegExp(`^CONFIG_${symbol}=(.*)$`, 'm'))?.[1];
   if (value !== 'y' && value !== 'm') throw new Error(`Debian's ${version} kernel has no CONFIG_${symbol}: the tinyx image cannot run on it`);
   return value;
@@ -360,23 +413,22 @@ function kconfigValue(config, symbol, version) {
 /**
  * The modules to insmod, dependencies first, from modules.dep
  * ("kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko ...").
- * Each module appears once, after everything it depends on.
- *
- * @returns {{name: string, file: string}[]} file: relative to /lib/modules/<version>.
+ * Each module appears once, after everything it depends on. A module's file
+ * is relative to /lib/modules/<version>.
  */
-function moduleLoadOrder(modulesDep, wanted) {
-  const deps = new Map();
+function moduleLoadOrder(modulesDep: string, wanted: readonly string[]): { name: string; file: string }[] {
+  const deps = new Map<string, string[]>();
   for (const line of modulesDep.split('\n')) {
     const [file, rest] = line.split(':');
     if (file && rest !== undefined) deps.set(file, rest.split(/\s+/).filter(Boolean));
   }
-  const fileOf = (name) => {
+  const fileOf = (name: string): string => {
     const file = [...deps.keys()].find((f) => moduleName(f) === name);
     if (!file) throw new Error(`modules.dep has no module ${name}`);
     return file;
   };
-  const order = [];
-  const visit = (file) => {
+  const order: { name: string; file: string }[] = [];
+  const visit = (file: string): void => {
     if (order.some((m) => m.file === file)) return;
     for (const dep of deps.get(file) ?? []) visit(dep);
     order.push({ name: moduleName(file), file });
@@ -386,19 +438,20 @@ function moduleLoadOrder(modulesDep, wanted) {
 }
 
 /** virtio_net from kernel/drivers/net/virtio_net.ko.xz (modules.dep names, like module names, use _ where files may use -). */
-function moduleName(file) {
+function moduleName(file: string): string {
   return basename(file).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
 }
 
 /** Copies a module, decompressing a .ko.xz, .ko.zst or .ko.gz on the way. */
-async function uncompressedModule(from, to) {
-  const tool = { '.xz': 'xz', '.zst': 'zstd', '.gz': 'gzip' }[from.match(/\.(xz|zst|gz)$/)?.[0] ?? ''];
+async function uncompressedModule(from: string, to: string): Promise<void> {
+  const tools: Record<string, string> = { '.xz': 'xz', '.zst': 'zstd', '.gz': 'gzip' };
+  const tool = tools[from.match(/\.(xz|zst|gz)$/)?.[0] ?? ''];
   if (!tool) return copyFile(from, to);
   await run('sh', ['-c', `${tool} -dc -- "$1" > "$2"`, 'sh', from, to]);
 }
 
 /** A gzip'd newc cpio of the entries, with the builder's writer (deterministic: mtime 0). */
-async function writeGzipCpio(file, entries) {
+async function writeGzipCpio(file: string, entries: readonly ImageEntry[]): Promise<void> {
   const through = new PassThrough();
   const written = pipeline(through, createGzip({ level: 9 }), createWriteStream(file));
   await writeCpio(entries, through, { mtime: 0 });
@@ -406,11 +459,11 @@ async function writeGzipCpio(file, entries) {
   await written;
 }
 
-async function concatenate(files, output) {
+async function concatenate(files: readonly string[], output: string): Promise<void> {
   const out = createWriteStream(output);
   for (const file of files) await pipeline(createReadStream(file), out, { end: false });
   out.end();
-  await new Promise((resolve, reject) => out.once('finish', resolve).once('error', reject));
+  await new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
 }
 
 // ---------------------------------------------------------------------------------
@@ -421,7 +474,7 @@ async function concatenate(files, output) {
  * process. The temporary directories of runs that died on the way (killed, so
  * no `finally` ran) are removed first, with whatever debootstrap left mounted in them.
  */
-async function makeTemp(cacheDir, label) {
+async function makeTemp(cacheDir: string, label: string): Promise<string> {
   await mkdir(cacheDir, { recursive: true });
   for (const name of await readdir(cacheDir)) {
     const pid = Number(name.match(/^\.tmp-baseline-.*-(\d+)-\w{6}$/)?.[1]);
@@ -430,18 +483,32 @@ async function makeTemp(cacheDir, label) {
   return mkdtemp(join(cacheDir, `.tmp-baseline-${label}-${process.pid}-`));
 }
 
-function isAlive(pid) {
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (error) {
-    return error.code === 'EPERM';
+    return errorCode(error) === 'EPERM';
   }
 }
 
 /** An entry's meta.json, or undefined while the entry does not exist (meta.json is written last). */
-async function readMeta(dir) {
-  return readFile(join(dir, 'meta.json'), 'utf8').then(JSON.parse, () => undefined);
+async function readMeta(dir: string): Promise<unknown> {
+  return readFile(join(dir, 'meta.json'), 'utf8').then((text): unknown => JSON.parse(text), () => undefined);
+}
+
+/** What a cached Debian VM's meta.json must hold; a meta.json that does not is an error naming it. */
+function debianVmMeta(meta: unknown, dir: string): DebianVmMeta {
+  if (isRecord(meta) && typeof meta.kernelVersion === 'string' && typeof meta.rootBytes === 'number' && typeof meta.diskBytes === 'number') {
+    return { kernelVersion: meta.kernelVersion, rootBytes: meta.rootBytes, diskBytes: meta.diskBytes };
+  }
+  throw new Error(`${join(dir, 'meta.json')} lacks kernelVersion, rootBytes or diskBytes: remove ${dir} to build it again`);
+}
+
+/** What the cached cloud kernel's meta.json must hold; a meta.json that does not is an error naming it. */
+function cloudKernelMeta(meta: unknown, dir: string): { version: string; modules: string[] } {
+  if (isRecord(meta) && typeof meta.version === 'string' && isStringList(meta.modules)) return { version: meta.version, modules: meta.modules };
+  throw new Error(`${join(dir, 'meta.json')} lacks version or modules: remove ${dir} to download it again`);
 }
 
 /**
@@ -449,24 +516,24 @@ async function readMeta(dir) {
  * rename into place. When a concurrent run published the same entry first,
  * theirs is kept (same inputs) and ours goes with the temporary directory.
  */
-async function publish(built, dir, meta) {
+async function publish(built: string, dir: string, meta: object): Promise<string> {
   await writeFile(join(built, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
   try {
     await rename(built, dir);
   } catch (error) {
-    if (!['ENOTEMPTY', 'EEXIST'].includes(error.code) || !(await readMeta(dir))) throw error;
+    if (!['ENOTEMPTY', 'EEXIST'].includes(errorCode(error) ?? '') || !(await readMeta(dir))) throw error;
   }
   return dir;
 }
 
-async function fileSha256(file) {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk);
-  return hash.digest('hex');
+async function fileSha256(file: string): Promise<string> {
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
 }
 
-/** Apparent size of a directory tree in bytes (what the files hold, not the blocks), as bench/run.js counts a root. */
-async function treeBytes(dir) {
+/** Apparent size of a directory tree in bytes (what the files hold, not the blocks), as bench/build.ts counts a root. */
+async function treeBytes(dir: string): Promise<number> {
   const { stdout } = await run('du', ['-sb', dir]);
   return Number(stdout.split('\t')[0]);
 }

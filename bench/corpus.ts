@@ -6,9 +6,12 @@
 import { execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { build, KERNEL_FEATURES } from '@tinyx/builder';
+import { build, isKernelFeature, KERNEL_FEATURES, type KernelFeature, type Manifest } from '@tinyx/builder';
+import type { Readiness } from '@tinyx/image';
 import { freePort, getBackend } from '@tinyx/toolstack';
-import { imageSizes } from './boot.js';
+import { imageSizes, type ImageSizes } from './boot.js';
+import { errorCode, errorMessage } from './error-text.js';
+import type { SectionTimes } from './results.js';
 
 /** What a client sends, and what the answer must look like, per protocol. */
 const PROTOCOLS = {
@@ -28,10 +31,22 @@ const PROTOCOLS = {
   mysql: { send: '', answer: /^[\s\S]{4}\x0a\d/ },
   // XMPP: a stream header is answered with one.
   xmpp: { send: "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>", answer: /<stream:stream/ },
-};
+} satisfies Record<string, { send: string | Buffer; answer: RegExp }>;
+
+type Protocol = keyof typeof PROTOCOLS;
+
+/** A service of the corpus: its package, the port its default configuration serves, the protocol its client speaks. */
+interface CorpusEntry {
+  pkg: string;
+  port: number;
+  protocol: Protocol;
+  kind: string;
+  /** Guest memory, when the default is not enough (the table says why). */
+  memoryMiB?: number;
+}
 
 /** The corpus: package, the port its default configuration serves, the protocol its client speaks. */
-export const CORPUS = [
+export const CORPUS: readonly CorpusEntry[] = [
   { pkg: 'nginx', port: 80, protocol: 'http', kind: 'web server' },
   { pkg: 'lighttpd', port: 80, protocol: 'http', kind: 'web server' },
   { pkg: 'apache2', port: 80, protocol: 'http', kind: 'web server' },
@@ -58,40 +73,76 @@ export const CORPUS = [
 const MEMORY_MIB = 512;
 
 /** Every kernel feature: one configuration for all twenty images. */
-const SUPERSET = Object.keys(KERNEL_FEATURES);
+const SUPERSET: KernelFeature[] = Object.keys(KERNEL_FEATURES).filter(isKernelFeature);
 
-/** One exchange with a service: true when the answer has the protocol's shape. */
-function ask(host, port, protocol, timeoutMs = 5000) {
+/** One service of the corpus as measured: what its build made of it, and how it answered. */
+export interface CorpusRow {
+  package: string;
+  kind: string;
+  protocol: string;
+  built: boolean;
+  serves: boolean;
+  buildSeconds?: number;
+  sizes?: ImageSizes;
+  rootFiles?: number;
+  /** The unit it was derived from and the settings taken from it. */
+  derived?: string;
+  readiness?: Readiness | null;
+  /** Files the trace added to the image. */
+  traced?: number;
+  traceOutcome?: string | null;
+  kernelSha?: string | undefined;
+  error?: string;
+  memoryMiB?: number;
+  relay?: { port: number; address: string }[];
+  readyMs?: number;
+  /** The first line of the answer, or why there was none. */
+  answer?: string;
+  /** The console's last lines, when it did not serve. */
+  console?: string;
+}
+
+/** The corpus section of bench/results.json. */
+export interface CorpusFigures {
+  /** The commit measured. */
+  commit: string;
+  rows: CorpusRow[];
+  served: number;
+  total: number;
+}
+
+/** One exchange with a service: ok when the answer has the protocol's shape. */
+function ask(host: string, port: number, protocol: Protocol, timeoutMs = 5000): Promise<{ ok: boolean; answer: string }> {
   const { send, answer } = PROTOCOLS[protocol];
   return new Promise((resolve) => {
     const socket = connect({ host, port });
     let reply = Buffer.alloc(0);
-    const done = (ok, text) => {
+    const done = (ok: boolean, text: string): void => {
       clearTimeout(timer);
       socket.destroy();
       resolve({ ok, answer: text });
     };
     const timer = setTimeout(() => done(false, `no answer in ${timeoutMs} ms${reply.length ? `: ${reply.toString('latin1').slice(0, 60)}` : ''}`), timeoutMs);
     socket.on('connect', () => send.length && socket.write(send));
-    socket.on('data', (chunk) => {
+    socket.on('data', (chunk: Buffer) => {
       reply = Buffer.concat([reply, chunk]);
       const text = reply.toString('latin1');
-      if (answer.test(text)) done(true, text.split(/\r?\n/)[0].replace(/[^\x20-\x7e]/g, '.').slice(0, 60));
+      if (answer.test(text)) done(true, (text.split(/\r?\n/)[0] ?? '').replace(/[^\x20-\x7e]/g, '.').slice(0, 60));
     });
     socket.on('error', (e) => done(false, e.message));
     socket.on('end', () => done(false, `closed${reply.length ? ` after: ${reply.toString('latin1').slice(0, 60).replace(/[^\x20-\x7e]/g, '.')}` : ''}`));
   });
 }
 
-/** Builds, boots and asks each service of the corpus; one row per package. */
-export async function corpus(work, only) {
-  const rows = [];
+/** Builds, boots and asks each service of the corpus (those named in `only`, when given); one row per package. */
+export async function corpus(work: string, only?: readonly string[]): Promise<CorpusFigures> {
+  const rows: CorpusRow[] = [];
   for (const entry of CORPUS.filter((e) => !only || only.includes(e.pkg))) {
-    const row = { package: entry.pkg, kind: entry.kind, protocol: entry.protocol, built: false, serves: false };
+    const row: CorpusRow = { package: entry.pkg, kind: entry.kind, protocol: entry.protocol, built: false, serves: false };
     rows.push(row);
     const outDir = join(work, 'corpus', entry.pkg);
     const t0 = performance.now();
-    let manifest;
+    let manifest: Manifest;
     try {
       manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET });
       row.built = true;
@@ -104,20 +155,23 @@ export async function corpus(work, only) {
       row.traceOutcome = manifest.trace?.outcome ?? null;
       row.kernelSha = manifest.kernel?.configSha256;
     } catch (error) {
-      row.error = `${error.code ?? 'error'}: ${String(error.message).split('\n').slice(0, 4).join(' / ')}`;
+      row.error = `${errorCode(error) ?? 'error'}: ${errorMessage(error).split('\n').slice(0, 4).join(' / ')}`;
       console.log(`${entry.pkg}: not built: ${row.error}`);
       continue;
     }
-    row.memoryMiB = entry.memoryMiB ?? MEMORY_MIB;
+    const memoryMiB = entry.memoryMiB ?? MEMORY_MIB;
+    row.memoryMiB = memoryMiB;
     row.relay = manifest.relay ?? [];
-    const vm = await getBackend('qemu').create(outDir, { memoryMiB: row.memoryMiB, publish: [{ host: await freePort(), guest: entry.port }] }).catch((e) => ((row.error = `boot: ${e.message}`), undefined));
+    const vm = await getBackend('qemu')
+      .create(outDir, { memoryMiB, publish: [{ host: await freePort(), guest: entry.port }] })
+      .catch((e: unknown) => ((row.error = `boot: ${errorMessage(e)}`), undefined));
     if (!vm) continue;
     try {
-      const ready = await vm.waitReady(null, { timeoutMs: 90_000 }).catch((e) => ((row.error = `not ready: ${String(e.message).split('\n')[0]}`), undefined));
+      const ready = await vm.waitReady(null, { timeoutMs: 90_000 }).catch((e: unknown) => ((row.error = `not ready: ${errorMessage(e).split('\n')[0]}`), undefined));
       if (ready) row.readyMs = Math.round(ready.consoleMs ?? ready.ms);
       const target = vm.endpoint(entry.port);
-      let reply = { ok: false, answer: 'not asked' };
-      for (let i = 0; i < 10 && !reply.ok; i++) {
+      let reply = { ok: false, answer: target ? 'not asked' : `no endpoint for guest port ${entry.port}` };
+      for (let i = 0; target && i < 10 && !reply.ok; i++) {
         reply = await ask(target.host, target.port, entry.protocol);
         if (!reply.ok) await new Promise((r) => setTimeout(r, 1000));
       }
@@ -134,10 +188,10 @@ export async function corpus(work, only) {
 }
 
 /** Why a service of the corpus does not serve, in one line, from what the build and the boot said. */
-function whyNot(r) {
+function whyNot(r: CorpusRow): string {
   if (!r.built) return r.error ?? 'not built';
   const outcome = r.traceOutcome ?? '';
-  if (r.readiness?.tcp && outcome.includes(`${r.readiness.tcp.port} (loopback only)`)) {
+  if (r.readiness && 'tcp' in r.readiness && outcome.includes(`${r.readiness.tcp.port} (loopback only)`)) {
     return "Debian's configuration listens on a loopback address only (the build says so); a recipe fixup opens it";
   }
   if (!r.readiness && /no port listened/.test(outcome)) return "Debian's configuration has it listen on no port: it runs, and serves nothing until it is configured";
@@ -149,15 +203,15 @@ function whyNot(r) {
 }
 
 /** What the build took from where, in a few words. */
-function derivation(manifest) {
+function derivation(manifest: Manifest): string {
   const d = manifest.derivedFrom;
   if (!d) return '';
   const keys = d.fields.map((f) => f.key).filter((k) => !['ExecStart', 'Description'].includes(k));
   return `${d.unit.split('/').pop()}${keys.length ? `: ${[...new Set(keys)].join(', ')}` : ''}`;
 }
 
-export function renderCorpus(c) {
-  const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
+export function renderCorpus(c: SectionTimes & CorpusFigures): string[] {
+  const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(2)} MiB`;
   const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}, commit ${c.commit ?? '?'}; \`tinyx build --package NAME\` alone, one superset kernel for all, ${MEMORY_MIB} MiB unless noted, QEMU microvm, TCG)`, ''];
   out.push(`**${c.served} of ${c.total}** serve their protocol to a real client from the host.`, '');
   out.push('| package | kind | serves? | answer | image (root) | ready | derived from the unit (and the trace) |');

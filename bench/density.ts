@@ -2,16 +2,42 @@
 // last is ready (from the first QEMU start), and what each costs the host
 // (PSS of its QEMU process: shared pages split between the VMs sharing them).
 import { readFile } from 'node:fs/promises';
-import { getBackend } from '@tinyx/toolstack';
-import { appRequest, median, round } from './boot.js';
+import { getBackend, type QemuVm } from '@tinyx/toolstack';
+import { appEndpoint, appRequest, median, round } from './boot.js';
+import { errorMessage } from './error-text.js';
+
+/** One density run: times in ms since the first create, memory in MiB. */
+export interface DensityRun {
+  count: number;
+  memoryMiB: number;
+  /** The TCG translation cache's bound; null: QEMU's default. */
+  tcgCacheMiB: number | null;
+  startedAllMs: number;
+  firstReadyMs: number;
+  lastReadyMs: number;
+  ready: number;
+  /** The first lines of each VM's failure to get ready. */
+  failures: string[];
+  serving: number;
+  pssPerVmMiB: { median: number; min: number; max: number };
+  pssTotalMiB: number;
+  memAvailableDropPerVmMiB: number;
+}
+
+export interface DensityOptions {
+  count?: number;
+  /** Guest memory; default the backend's (128 MiB). */
+  memoryMiB?: number;
+  tcgCacheMiB?: number;
+}
 
 /** Proportional set size of a process in KiB (/proc/PID/smaps_rollup). */
-async function pssKiB(pid) {
+async function pssKiB(pid: number): Promise<number> {
   const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
   return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? NaN);
 }
 
-async function memAvailableKiB() {
+async function memAvailableKiB(): Promise<number> {
   return Number(/^MemAvailable:\s+(\d+) kB/m.exec(await readFile('/proc/meminfo', 'utf8'))?.[1] ?? NaN);
 }
 
@@ -19,9 +45,9 @@ async function memAvailableKiB() {
  * Starts `count` VMs of `imageDir` at once, then waits for each to be ready. Options go to the qemu backend (memory, TCG
  * cache bound). All VMs are destroyed at the end, also on failure.
  */
-export async function density(app, imageDir, { count = 50, memoryMiB, tcgCacheMiB } = {}) {
+export async function density(app: string, imageDir: string, { count = 50, memoryMiB, tcgCacheMiB }: DensityOptions = {}): Promise<DensityRun> {
   const qemu = getBackend('qemu');
-  const vms = [];
+  const vms: QemuVm[] = [];
   const before = await memAvailableKiB();
   const t0 = performance.now();
   try {
@@ -34,18 +60,19 @@ export async function density(app, imageDir, { count = 50, memoryMiB, tcgCacheMi
     const outcomes = await Promise.allSettled(vms.map((vm) => vm.waitReady(undefined, { timeoutMs: 15 * 60_000 }).then(() => performance.now() - t0)));
     const readyAt = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
     // A VM that did not come up is counted and its first failure kept: the figure is for the rest.
-    const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [String(o.reason?.message ?? o.reason).split('\n').slice(0, 4).join(' ')] : []));
+    const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [errorMessage(o.reason).split('\n').slice(0, 4).join(' ')] : []));
     // All ready: each one answers a real request now, while the others run.
-    const answers = await Promise.all(vms.map((vm) => {
-      const port = vm.forwards[0].guest;
-      const target = vm.endpoint(port);
-      return appRequest(app, target.host, target.port, 10_000);
-    }));
+    const answers = await Promise.all(
+      vms.map((vm) => {
+        const target = appEndpoint(vm);
+        return appRequest(app, target.host, target.port, 10_000);
+      }),
+    );
     // Let the guests settle (boot-time work done), then measure.
     await new Promise((r) => setTimeout(r, 3000));
     const pss = await Promise.all(vms.map((vm) => pssKiB(vm.record.pid)));
     const after = await memAvailableKiB();
-    const mib = (kib) => round(kib / 1024, 1);
+    const mib = (kib: number): number => round(kib / 1024, 1);
     return {
       count,
       memoryMiB: memoryMiB ?? 128,

@@ -2,22 +2,60 @@
 // paper measured them (boot time, memory, pause/unpause, save/restore), with
 // the same probes the tests use. Every figure is a median of RUNS runs.
 import { spawn } from 'node:child_process';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { getBackend } from '@tinyx/toolstack';
+import { probePort, readManifest } from '@tinyx/image';
+import { getBackend, type CreateOptions, type Vm } from '@tinyx/toolstack';
 
 export const RUNS = 7;
 const qemu = () => getBackend('qemu');
 
-export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-export const round = (x, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+/** A median, a range and every run of one measure (ms unless its name says otherwise). */
+export interface Stats {
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+
+/** An image's files in bytes, as the qemu backend boots them. */
+export interface ImageSizes {
+  vmlinuxBytes: number;
+  bzImageBytes: number;
+  initrdBytes: number;
+  initrdUncompressedBytes: number;
+  /** bzImage + initrd. */
+  totalBytes: number;
+}
+
+export interface BootTimes {
+  readyLineMs: Stats;
+  firstAnswerMs: Stats;
+}
+
+export interface SmallestMemory {
+  memoryMiB: number;
+  trials: { memoryMiB: number; ok: boolean }[];
+}
+
+export interface PauseAndSave {
+  pauseMs: Stats;
+  unpauseMs: Stats;
+  saveMs: Stats;
+  restoreToAnswerMs: Stats;
+  stateBytes: number;
+}
+
+/** The middle value (the upper one of an even count); NaN for none, which results.json shows as null. */
+export const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+export const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** The image's parts as the qemu backend boots them (microvm: vmlinux through PVH). */
-export async function imageSizes(imageDir) {
-  const manifest = JSON.parse(await readFile(join(imageDir, 'manifest.json'), 'utf8'));
-  const size = async (name) => (name ? (await stat(join(imageDir, name))).size : 0);
+export async function imageSizes(imageDir: string): Promise<ImageSizes> {
+  const manifest = await readManifest(imageDir);
+  const size = async (name: string | null): Promise<number> => (name ? (await stat(join(imageDir, name))).size : 0);
   const vmlinux = await size(manifest.artifacts.vmlinux);
   const bzImage = await size(manifest.artifacts.kernel);
   const initrd = await size(manifest.artifacts.rootfs);
@@ -25,10 +63,21 @@ export async function imageSizes(imageDir) {
 }
 
 /**
+ * Where the host reaches the app of a tinyx VM: the port of its image's
+ * readiness probe (the one the toolstack forwards), through the VM's endpoint.
+ */
+export function appEndpoint(vm: Vm): { host: string; port: number } {
+  const port = probePort(vm.image.readiness);
+  const target = port === undefined ? undefined : vm.endpoint(port);
+  if (!target) throw new Error(`${vm.image.name}: no network endpoint to ask the app at (readiness ${JSON.stringify(vm.image.readiness)})`);
+  return target;
+}
+
+/**
  * One request the app must answer, as a real client would ask it: nginx an
  * HTTP GET answered 200, redis a PING answered +PONG. Resolves true/false.
  */
-export function appRequest(app, host, port, timeoutMs = 2000) {
+export function appRequest(app: string, host: string, port: number, timeoutMs = 2000): Promise<boolean> {
   if (app === 'redis') return exchange(host, port, '*1\r\n$4\r\nPING\r\n', (r) => r.includes('\r\n'), timeoutMs).then((r) => r === '+PONG\r\n', () => false);
   return new Promise((resolve) => {
     const req = request({ host, port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
@@ -41,14 +90,14 @@ export function appRequest(app, host, port, timeoutMs = 2000) {
   });
 }
 
-function exchange(host, port, text, done, timeoutMs) {
+function exchange(host: string, port: number, text: string, done: (reply: string) => boolean, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port });
     let reply = '';
     const timer = setTimeout(() => (socket.destroy(), reject(new Error('timeout'))), timeoutMs);
     socket.setEncoding('utf8');
     socket.on('connect', () => socket.write(text));
-    socket.on('data', (chunk) => {
+    socket.on('data', (chunk: string) => {
       reply += chunk;
       if (done(reply)) {
         clearTimeout(timer);
@@ -61,7 +110,7 @@ function exchange(host, port, text, done, timeoutMs) {
 }
 
 /** Polls the app until it answers: the time of the first good answer since `t0` (performance.now()). */
-export async function firstAnswer(app, host, port, t0, timeoutMs = 120_000) {
+export async function firstAnswer(app: string, host: string, port: number, t0: number, timeoutMs = 120_000): Promise<number> {
   for (;;) {
     if (await appRequest(app, host, port, 500)) return performance.now() - t0;
     if (performance.now() - t0 > timeoutMs) throw new Error(`${app} did not answer on ${host}:${port} within ${timeoutMs / 1000} s`);
@@ -70,10 +119,10 @@ export async function firstAnswer(app, host, port, t0, timeoutMs = 120_000) {
 }
 
 /** `count` requests, `concurrency` at a time; true when every one was answered. */
-export async function serves(app, host, port, count = 200, concurrency = 8) {
+export async function serves(app: string, host: string, port: number, count = 200, concurrency = 8): Promise<boolean> {
   let next = 0;
   let failed = 0;
-  const worker = async () => {
+  const worker = async (): Promise<void> => {
     while (next < count) {
       next++;
       if (!(await appRequest(app, host, port, 5000))) failed++;
@@ -87,14 +136,13 @@ export async function serves(app, host, port, count = 200, concurrency = 8) {
  * Boot time, RUNS times: QEMU start to the console's ready line, and to the
  * first answer to a real request from the host (polled every 5 ms).
  */
-export async function bootTimes(app, imageDir, options = {}) {
-  const toLine = [];
-  const toAnswer = [];
+export async function bootTimes(app: string, imageDir: string, options: CreateOptions = {}): Promise<BootTimes> {
+  const toLine: number[] = [];
+  const toAnswer: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const vm = await qemu().create(imageDir, options);
     try {
-      const port = vm.image.readiness && !('console' in vm.image.readiness) ? ('tcp' in vm.image.readiness ? vm.image.readiness.tcp.port : vm.image.readiness.http.port) : undefined;
-      const target = vm.endpoint(port);
+      const target = appEndpoint(vm);
       // Both watched at once: the console line (read every 5 ms) and the host's requests (every 5 ms).
       const [answered, ready] = await Promise.all([firstAnswer(app, target.host, target.port, vm.startedAt, 60_000), vm.waitReady(null, { timeoutMs: 60_000 })]);
       toAnswer.push(answered);
@@ -106,8 +154,8 @@ export async function bootTimes(app, imageDir, options = {}) {
   return { readyLineMs: stats(toLine), firstAnswerMs: stats(toAnswer) };
 }
 
-export function stats(xs, digits = 0) {
-  const r = (x) => round(x, digits);
+export function stats(xs: readonly number[], digits = 0): Stats {
+  const r = (x: number): number => round(x, digits);
   return { median: r(median(xs)), min: r(Math.min(...xs)), max: r(Math.max(...xs)), runs: xs.map(r) };
 }
 
@@ -116,17 +164,16 @@ export function stats(xs, digits = 0) {
  * requests, by bisection between `low` (assumed too small) and `high`
  * (must work).
  */
-export async function smallestMemory(app, imageDir, { low = 8, high = 128 } = {}) {
-  const trials = [];
-  const works = async (memoryMiB) => {
-    let vm;
+export async function smallestMemory(app: string, imageDir: string, { low = 8, high = 128 }: { low?: number; high?: number } = {}): Promise<SmallestMemory> {
+  const trials: SmallestMemory['trials'] = [];
+  const works = async (memoryMiB: number): Promise<boolean> => {
+    let vm: Vm | undefined;
     let ok = false;
     try {
       // Too little memory can end the guest before QEMU has even answered on QMP: create() fails then.
       vm = await qemu().create(imageDir, { memoryMiB });
       await vm.waitReady(undefined, { timeoutMs: 30_000 });
-      const port = vm.forwards[0]?.guest;
-      const target = vm.endpoint(port);
+      const target = appEndpoint(vm);
       ok = await serves(app, target.host, target.port, 200);
     } catch {
       ok = false;
@@ -146,14 +193,14 @@ export async function smallestMemory(app, imageDir, { low = 8, high = 128 } = {}
 }
 
 /** Pause and unpause through QMP, RUNS times each on one running VM; then save to a file and restore from it. */
-export async function pauseAndSave(app, imageDir, stateDir) {
+export async function pauseAndSave(app: string, imageDir: string, stateDir: string): Promise<PauseAndSave> {
   const vm = await qemu().create(imageDir);
-  const pause = [];
-  const unpause = [];
-  const save = [];
-  const restore = [];
+  const pause: number[] = [];
+  const unpause: number[] = [];
+  const save: number[] = [];
+  const restore: number[] = [];
   let stateBytes = 0;
-  let current = vm;
+  let current: Vm = vm;
   try {
     await vm.waitReady();
     for (let i = 0; i < RUNS; i++) {
@@ -174,8 +221,7 @@ export async function pauseAndSave(app, imageDir, stateDir) {
       await current.destroy();
       t = performance.now();
       current = await qemu().restore(file);
-      const port = current.forwards[0].guest;
-      const target = current.endpoint(port);
+      const target = appEndpoint(current);
       // Restored means answering again: restore() returns once the state is loaded, then the first request.
       restore.push(await firstAnswer(app, target.host, target.port, t, 30_000));
       await rm(file, { force: true });
@@ -193,13 +239,13 @@ export async function pauseAndSave(app, imageDir, stateDir) {
  * here with `args`, timed to the first answer on the forwarded `hostPort`,
  * then killed. RUNS times.
  */
-export async function rawBootTimes(app, args, hostPort, runs = RUNS) {
-  const times = [];
+export async function rawBootTimes(app: string, args: readonly string[], hostPort: number, runs = RUNS): Promise<Stats> {
+  const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (c) => (stderr += c));
-    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     const t0 = performance.now();
     try {
       const answered = await Promise.race([

@@ -2,15 +2,16 @@
 // `npm run bench [-- SECTION...]`: the figures for the README, measured here and
 // now. Never a test: the tests assert correctness, this reports numbers
 // (bench/results.json, and the tables between the bench markers in README.md).
+// Compiled by `tsc -b` to bench/dist/run.js, which `npm run bench` runs.
 //
-//   build      root filesystems: cold and warm builds, sizes        (bench/build.js)
-//   kernels    nginx's kernel per platform, cold and cache hit      (bench/build.js)
+//   build      root filesystems: cold and warm builds, sizes        (bench/build.ts)
+//   kernels    nginx's kernel per platform, cold and cache hit      (bench/build.ts)
 //   boot       tinyx nginx and redis under QEMU: boot time, smallest memory,
-//              pause/unpause, save/restore                          (bench/boot.js)
-//   baselines  the same app as a Debian VM, and Debian's kernel with the tinyx root (bench/baselines.js)
-//   density    50 nginx VMs at once                                 (bench/density.js)
+//              pause/unpause, save/restore                          (bench/boot.ts)
+//   baselines  the same app as a Debian VM, and Debian's kernel with the tinyx root (bench/baselines.ts)
+//   density    50 nginx VMs at once                                 (bench/density.ts)
 //   corpus     twenty Debian services from `--package NAME` alone, booted and asked by a
-//              client of their protocol (issue #11)                 (bench/corpus.js)
+//              client of their protocol (issue #11)                 (bench/corpus.ts)
 //   xen        Xen 4.17 inside QEMU: the Nth domain's creation time (Xen's vif script, the lean
 //              one, the pool), PVH vs PV boot, save/restore          (test/xen, its bench suite)
 //
@@ -22,35 +23,37 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from '@tinyx/builder';
+import { build, defaultCacheDir, type Compression } from '@tinyx/builder';
 import { detectAccel, freePort } from '@tinyx/toolstack';
 import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
 import { kernelFigures, rootFigures } from './build.js';
 import { density } from './density.js';
 import { corpus, renderCorpus } from './corpus.js';
+import { isSectionName, readResults, SECTION_NAMES, type AppBaselines, type AppBoot, type BenchResults, type SectionFigures, type SectionName, type StoredSection, type StoredSections } from './results.js';
 import { renderXen, xenFigures } from './xen.js';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const SECTIONS = ['build', 'kernels', 'boot', 'baselines', 'density', 'corpus', 'xen'];
+/** The repository: this file runs as bench/dist/run.js. */
+const repo = fileURLToPath(new URL('../..', import.meta.url));
 const APPS = ['nginx', 'redis'];
-const sharedCache = process.env.TINYX_CACHE || join(process.env.XDG_CACHE_HOME || join(process.env.HOME, '.cache'), 'tinyx');
+/** The builder's own cache ($TINYX_CACHE, else ~/.cache/tinyx): its kernel sources are shared with the kernels section. */
+const sharedCache = defaultCacheDir();
 /** Where the benchmark keeps its images, state files and baseline VMs between runs. */
 const work = process.env.TINYX_BENCH_DIR || '/var/tmp/tinyx-bench';
 
 // `render` alone measures nothing: it rewrites the README's tables from bench/results.json.
 const wanted = process.argv.slice(2);
-for (const name of wanted) if (![...SECTIONS, 'render'].includes(name)) throw new Error(`no bench section "${name}" (sections: ${SECTIONS.join(', ')}, or render)`);
-const sections = wanted.includes('render') ? [] : wanted.length ? wanted : SECTIONS;
+for (const name of wanted) if (name !== 'render' && !isSectionName(name)) throw new Error(`no bench section "${name}" (sections: ${SECTION_NAMES.join(', ')}, or render)`);
+const sections: readonly SectionName[] = wanted.includes('render') ? [] : wanted.length ? wanted.filter(isSectionName) : SECTION_NAMES;
 
+// In the source tree (bench/), not next to the compiled files (bench/dist/).
 const resultsPath = join(repo, 'bench/results.json');
-const results = JSON.parse(await readFile(resultsPath, 'utf8').catch(() => '{}'));
-results.machine = machine();
-results.accel = await detectAccel();
+// The host's description replaces the stored one in place (the sections keep their order in the file).
+const results: BenchResults = { ...(await readResults(resultsPath)), machine: machine(), accel: await detectAccel() };
 await mkdir(work, { recursive: true });
 
 /** The image of an app, built (kernel included) with the shared cache: a cache hit after the first run. */
-const images = {};
-async function image(app, compression) {
+const images: Record<string, Promise<string>> = {};
+async function image(app: string, compression?: Compression): Promise<string> {
   const name = compression ? `${app}-${compression}` : app;
   images[name] ??= (async () => {
     const outDir = join(work, 'images', name);
@@ -60,12 +63,15 @@ async function image(app, compression) {
   return images[name];
 }
 
-async function section(name, fn) {
+async function section<K extends SectionName>(name: K, fn: () => Promise<SectionFigures[K]>): Promise<void> {
   if (!sections.includes(name)) return;
   console.log(`== ${name}`);
   const t0 = performance.now();
   const figures = await fn();
-  results[name] = { date: new Date().toISOString(), seconds: Math.round((performance.now() - t0) / 1000), ...figures };
+  // Seen as the one section K (a write through StoredSections[K] would have to fit every section at once).
+  const all: StoredSections = results;
+  const stored: { [S in K]?: StoredSection<S> } = all;
+  stored[name] = { date: new Date().toISOString(), seconds: Math.round((performance.now() - t0) / 1000), ...figures };
   // Written after each section, so that a long run interrupted later keeps what it measured.
   await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
 }
@@ -74,20 +80,20 @@ await section('build', async () => ({ apps: await rootFigures(APPS) }));
 await section('kernels', async () => ({ platforms: await kernelFigures(sharedCache) }));
 
 await section('boot', async () => {
-  const apps = {};
+  const apps: Record<string, AppBoot> = {};
   for (const app of APPS) {
     const dir = await image(app);
-    const figures = { sizes: await imageSizes(dir) };
-    figures.microvm = await bootTimes(app, dir);
-    console.log(`${app} microvm: ready line ${figures.microvm.readyLineMs.median} ms, first answer ${figures.microvm.firstAnswerMs.median} ms`);
+    const sizes = await imageSizes(dir);
+    const microvm = await bootTimes(app, dir);
+    console.log(`${app} microvm: ready line ${microvm.readyLineMs.median} ms, first answer ${microvm.firstAnswerMs.median} ms`);
     // q35 boots the bzImage like the baselines do (Debian's kernel has no PVH entry): the like-for-like figure.
-    figures.q35 = await bootTimes(app, dir, { guest: 'q35' });
-    console.log(`${app} q35: first answer ${figures.q35.firstAnswerMs.median} ms`);
-    figures.smallestMemory = await smallestMemory(app, dir);
-    console.log(`${app}: serves 200 requests with ${figures.smallestMemory.memoryMiB} MiB`);
-    figures.pauseSave = await pauseAndSave(app, dir, work);
-    console.log(`${app}: pause ${figures.pauseSave.pauseMs.median} ms, unpause ${figures.pauseSave.unpauseMs.median} ms, save ${figures.pauseSave.saveMs.median} ms, restore ${figures.pauseSave.restoreToAnswerMs.median} ms`);
-    apps[app] = figures;
+    const q35 = await bootTimes(app, dir, { guest: 'q35' });
+    console.log(`${app} q35: first answer ${q35.firstAnswerMs.median} ms`);
+    const smallest = await smallestMemory(app, dir);
+    console.log(`${app}: serves 200 requests with ${smallest.memoryMiB} MiB`);
+    const pauseSave = await pauseAndSave(app, dir, work);
+    console.log(`${app}: pause ${pauseSave.pauseMs.median} ms, unpause ${pauseSave.unpauseMs.median} ms, save ${pauseSave.saveMs.median} ms, restore ${pauseSave.restoreToAnswerMs.median} ms`);
+    apps[app] = { sizes, microvm, q35, smallestMemory: smallest, pauseSave };
   }
   // The initrd's compression is a trade: unpacking gzip costs boot time, an uncompressed one memory.
   const raw = await image('nginx', 'none');
@@ -99,7 +105,7 @@ await section('boot', async () => {
 await section('baselines', async () => {
   const { prepareDebianVm, debianVmQemuArgs, prepareStockKernelTinyxRoot, stockKernelQemuArgs } = await import('./baselines.js');
   const accel = results.accel.accel;
-  const apps = {};
+  const apps: Record<string, AppBaselines> = {};
   for (const app of APPS) {
     const port = app === 'redis' ? 6379 : 80;
     const debian = await prepareDebianVm({ cacheDir: work, app });
@@ -123,15 +129,13 @@ await section('baselines', async () => {
 
 await section('density', async () => {
   const dir = await image('nginx');
-  const runs = [];
   // Guest memory: what nginx was measured to need, plus 4 MiB. What a guest has touched stays
   // resident in QEMU, so the guest's size is most of a VM's cost; the TCG translation cache
   // (1 GiB of address space by default, tens of MiB touched) is bounded to 8 MiB.
   const memoryMiB = (results.boot?.apps?.nginx?.smallestMemory?.memoryMiB ?? 32) + 4;
-  runs.push(await density('nginx', dir, { count: 50, memoryMiB, tcgCacheMiB: 8 }));
-  const last = runs.at(-1);
-  console.log(`density: ${last.serving}/${last.count} serving, first ready ${last.firstReadyMs} ms, last ${last.lastReadyMs} ms, PSS ${last.pssPerVmMiB.median} MiB per VM`);
-  return { runs };
+  const run = await density('nginx', dir, { count: 50, memoryMiB, tcgCacheMiB: 8 });
+  console.log(`density: ${run.serving}/${run.count} serving, first ready ${run.firstReadyMs} ms, last ${run.lastReadyMs} ms, PSS ${run.pssPerVmMiB.median} MiB per VM`);
+  return { runs: [run] };
 });
 
 // TINYX_BENCH_CORPUS=nginx,redis-server measures only those (the others' rows are kept).
@@ -144,11 +148,8 @@ await section('corpus', async () => {
 });
 
 await section('xen', async () => {
-  const dirs = {};
-  for (const platform of ['xen-pvh', 'xen-pv']) {
-    dirs[platform] = join(work, 'images', `nginx-${platform}`);
-    await build({ recipe: 'nginx', platform, outDir: dirs[platform] });
-  }
+  const dirs = { 'xen-pvh': join(work, 'images', 'nginx-xen-pvh'), 'xen-pv': join(work, 'images', 'nginx-xen-pv') };
+  for (const platform of ['xen-pvh', 'xen-pv'] as const) await build({ recipe: 'nginx', platform, outDir: dirs[platform] });
   // TINYX_BENCH_XEN_ONLY=bench-boot runs that part again (the others' latest results are kept);
   // TINYX_BENCH_XEN_FROM_CONSOLE=1 summarises the earlier runs' console logs again instead of running Xen.
   const env = process.env;
@@ -163,9 +164,9 @@ const readme = await readFile(readmePath, 'utf8');
 const updated = readme.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`);
 if (updated !== readme) await writeFile(readmePath, updated);
 
-function renderTables(r) {
-  const mib = (b) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
-  const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+function renderTables(r: BenchResults): string {
+  const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(2)} MiB`;
+  const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
   const out = [`Measured on ${r.machine}, QEMU with ${r.accel.accel} (${r.accel.reason}), by \`npm run bench\` (all figures in bench/results.json).`];
   if (r.boot) {
     out.push('', `### Boot (${r.boot.date.slice(0, 10)}; medians of ${r.boot.apps.nginx?.microvm.firstAnswerMs.runs.length ?? '?'} runs)`, '');
@@ -178,7 +179,7 @@ function renderTables(r) {
       );
     }
   }
-  if (r.boot?.nginxUncompressed) {
+  if (r.boot?.nginxUncompressed && r.boot.apps.nginx) {
     const u = r.boot.nginxUncompressed;
     const g = r.boot.apps.nginx;
     out.push('', `nginx with \`--compression none\` (no gzip to unpack): first answer **${s(u.microvm.firstAnswerMs.median)}** (gzip: ${s(g.microvm.firstAnswerMs.median)}), smallest memory ${u.smallestMemory.memoryMiB} MiB (gzip: ${g.smallestMemory.memoryMiB} MiB), image ${mib(u.sizes.totalBytes)}.`);
@@ -227,7 +228,7 @@ function renderTables(r) {
   return out.join('\n');
 }
 
-function machine() {
+function machine(): string {
   const os = execFileSync('sh', ['-c', '. /etc/os-release && echo "$PRETTY_NAME"'], { encoding: 'utf8' }).trim();
   return `${os}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 }
