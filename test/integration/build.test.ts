@@ -117,6 +117,7 @@ test('--format tar writes rootfs.tar, and inspect reads the image back', async (
   t.is(inspect.code, 0, inspect.stderr);
   t.regex(inspect.stdout, /^packages \(\d+\)$/m);
   t.regex(inspect.stdout, /nginx-common/);
+  t.regex(inspect.stdout, /^boot {9}quiet panic=-1 rootfstype=ramfs /m, "the kernel command line the manifest records");
   // A reader that leaves early (head) ends tinyx quietly, without a stack trace.
   const piped = spawnSync('sh', ['-c', `"${process.execPath}" "${TINYX_BIN}" inspect "${out}" --files | head -1`], { encoding: 'utf8' });
   t.is(piped.status, 0);

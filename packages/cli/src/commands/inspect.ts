@@ -41,6 +41,7 @@ function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?
   line(`entrypoint   ${m.entrypoint.cmd.join(' ')}  (as ${m.entrypoint.user}, uid ${m.entrypoint.uid})`);
   line(`readiness    ${m.readiness ? JSON.stringify(m.readiness) : 'none'}`);
   line(`platform     ${m.platform}    format ${m.format}`);
+  if (m.boot) line(`boot         ${m.boot.cmdline}  (the kernel command line the image needs; the backend adds its console and the network)`);
   line();
   // Only images built with --package and no --cmd have it (and none built before tinyx read units).
   if (m.derivedFrom) {
