@@ -297,7 +297,7 @@ test.serial('--network bridge: the VM has its own address on tinyx0; save stops 
 
 test.serial('Ctrl-C during run --check: exit 130, QEMU stopped, its runtime directory gone', async (t) => {
   const cli = startCli(['run', nginxDir, '--check', '--memory', '64']);
-  const line = await cli.waitForLine(/^\S+: QEMU microvm/, 60_000);
+  const line = await cli.waitForLine(/^\S+: qemu microvm/, 60_000);
   const id = line.split(':')[0]!;
   t.not(qemuProcessesOf(id), '', 'QEMU was running');
   cli.child.kill('SIGINT');

@@ -58,7 +58,7 @@ export class XenBackend implements Backend {
   readonly name = 'xen';
   readonly consoleDir: string;
   readonly bridge: BridgeConfig;
-  readonly pool: XenPool;
+  private poolOfBackend: XenPool | undefined;
   private readonly defaultHotplug: Hotplug | undefined;
   private readonly defaultExtraLines: readonly string[] | undefined;
 
@@ -67,7 +67,12 @@ export class XenBackend implements Backend {
     this.bridge = options.bridge ?? DEFAULT_XEN_BRIDGE;
     this.defaultHotplug = options.hotplug;
     this.defaultExtraLines = options.extraLines;
-    this.pool = new XenPool(this);
+  }
+
+  /** The pool of paused domains (pool.ts), made on first use: the runtime directory is checked then, not when the registry loads. */
+  get pool(): XenPool {
+    this.poolOfBackend ??= new XenPool(this);
+    return this.poolOfBackend;
   }
 
   /** The xl.cfg lines every domain gets: the option, else TINYX_XEN_XL_EXTRA's lines. */
