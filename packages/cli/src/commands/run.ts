@@ -52,6 +52,8 @@ function bootOptions<T>(yargs: Argv<T>): Argv<T & BootArgs> {
     .option('check', { type: 'boolean', describe: "wait for the image's readiness probe, print the time to ready, stop the VM" })
     .option('detach', { type: 'boolean', describe: 'leave the VM running and return its id (see tinyx ps, logs, pause, save, stop)' })
     .option('timeout', { type: 'number', default: 60, describe: 'seconds --check waits for the probe' })
+    .group(['network', 'publish', 'accel'], 'QEMU (--backend qemu):')
+    .group(['hotplug', 'refill'], 'Xen (--backend xen):')
     .check((args) => {
       if (args.check && args.detach) throw new Error('--check stops the VM when it is ready; --detach leaves it running: give one');
       for (const p of args.publish) if (!/^\d{1,5}:\d{1,5}$/.test(p)) throw new Error(`--publish ${p}: give HOST:GUEST, for example 8080:80`);
@@ -102,6 +104,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
       })
       .option('memory', { type: 'number', default: DEFAULT_MEMORY_MIB, describe: 'guest memory in MiB' })
       .option('tcg-cache', { type: 'number', describe: "qemu, TCG only: bound the translation cache (MiB), most of a TCG VM's host memory after its own RAM (QEMU's default: up to 1 GiB)" })
+      .group(['tcg-cache'], 'QEMU (--backend qemu):')
       .example('$0 run out/nginx --check', 'boot, wait until nginx answers HTTP, print the boot time, stop')
       .example('$0 run out/nginx --publish 8080:80', 'boot and serve on localhost:8080 until Ctrl-C; the console goes to stdout')
       .example('$0 run out/redis --check --json', 'the same, as JSON (accelerator, times, console file)')
