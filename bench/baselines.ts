@@ -76,6 +76,8 @@ interface QemuBoot {
 /** The tinyx image's initramfs, with the stock kernel's modules appended, and the stock kernel. */
 export interface StockKernelTinyxRoot {
   kernel: string;
+  /** The version of the kernel it boots (Debian's cloud kernel), which labels its figures. */
+  kernelVersion: string;
   initrd: string;
   /** What to add to the image's command line. */
   append: string;
@@ -271,7 +273,7 @@ export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }: { cach
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheDir, `baseline-stock-${key}`);
-  const result: StockKernelTinyxRoot = { kernel: cloud.vmlinuz, initrd: join(dir, 'initrd.cpio.gz'), append: `rdinit=${BASELINE_INIT}` };
+  const result: StockKernelTinyxRoot = { kernel: cloud.vmlinuz, kernelVersion: cloud.version, initrd: join(dir, 'initrd.cpio.gz'), append: `rdinit=${BASELINE_INIT}` };
   if (await readMeta(dir)) return result;
 
   const temp = await makeTemp(cacheDir, 'stock');
