@@ -15,6 +15,10 @@ export interface SectionTimes {
   /** ISO 8601. */
   date: string;
   seconds: number;
+  /** The commit the section ran at (`git describe --always --dirty`); absent in sections measured before it was recorded. */
+  commit?: string;
+  /** When the `npm run bench` that measured it started: sections of one run share it, so a comparison across sections can say whether it is one run. */
+  run?: string;
 }
 
 /** build: each app's root filesystem, cold and warm. */

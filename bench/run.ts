@@ -24,6 +24,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, defaultCacheDir, type Compression } from '@tinyx/builder';
+import { run } from '@tinyx/image';
 import { detectAccel, freePort } from '@tinyx/toolstack';
 import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
 import { kernelFigures, rootFigures } from './build.js';
@@ -63,6 +64,9 @@ async function image(app: string, compression?: Compression): Promise<string> {
   return images[name];
 }
 
+/** This run: its start, and the commit it measures (a dirty tree says so). */
+const thisRun = { run: new Date().toISOString(), commit: (await run('git', ['describe', '--always', '--dirty'], { cwd: repo, allowFailure: true })).stdout.trim() || 'unknown' };
+
 async function section<K extends SectionName>(name: K, fn: () => Promise<SectionFigures[K]>): Promise<void> {
   if (!sections.includes(name)) return;
   console.log(`== ${name}`);
@@ -71,7 +75,7 @@ async function section<K extends SectionName>(name: K, fn: () => Promise<Section
   // Seen as the one section K (a write through StoredSections[K] would have to fit every section at once).
   const all: StoredSections = results;
   const stored: { [S in K]?: StoredSection<S> } = all;
-  stored[name] = { date: new Date().toISOString(), seconds: Math.round((performance.now() - t0) / 1000), ...figures };
+  stored[name] = { date: new Date().toISOString(), seconds: Math.round((performance.now() - t0) / 1000), ...thisRun, ...figures };
   // Written after each section, so that a long run interrupted later keeps what it measured.
   await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
 }
@@ -165,12 +169,17 @@ const readme = await readFile(readmePath, 'utf8');
 const updated = readme.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`);
 if (updated !== readme) await writeFile(readmePath, updated);
 
+/** A section's date, and its commit where it was recorded: each table says which run made it. */
+function when(section: { date: string; commit?: string }): string {
+  return `${section.date.slice(0, 10)}${section.commit ? `, commit ${section.commit}` : ''}`;
+}
+
 function renderTables(r: BenchResults): string {
   const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(2)} MiB`;
   const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
   const out = [`Measured on ${r.machine}, QEMU with ${r.accel.accel} (${r.accel.reason}), by \`npm run bench\` (all figures in bench/results.json).`];
   if (r.boot) {
-    out.push('', `### Boot (${r.boot.date.slice(0, 10)}; medians of ${r.boot.apps.nginx?.microvm.firstAnswerMs.runs.length ?? '?'} runs)`, '');
+    out.push('', `### Boot (${when(r.boot)}; medians of ${r.boot.apps.nginx?.microvm.firstAnswerMs.runs.length ?? '?'} runs)`, '');
     out.push('Boot time is from QEMU\'s start to the console\'s ready line (the app listens) and to the first answer to a real request from the host (HTTP 200; redis PONG). The smallest memory is the least guest RAM at which the app boots and answers 200 requests.', '');
     out.push('| app | image (bzImage + initrd) | microvm: ready line | microvm: first answer | q35: first answer | smallest memory | pause / unpause | save / restore to answer |');
     out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
@@ -186,11 +195,10 @@ function renderTables(r: BenchResults): string {
     out.push('', `nginx with \`--compression none\` (no gzip to unpack): first answer **${s(u.microvm.firstAnswerMs.median)}** (gzip: ${s(g.microvm.firstAnswerMs.median)}), smallest memory ${u.smallestMemory.memoryMiB} MiB (gzip: ${g.smallestMemory.memoryMiB} MiB), image ${mib(u.sizes.totalBytes)}.`);
   }
   if (r.baselines) {
-    const bootDay = r.boot?.date.slice(0, 10);
-    const day = r.baselines.date.slice(0, 10);
-    // The tinyx columns are the boot section's: said when that run is not the baselines' day.
-    const when = bootDay === undefined || bootDay === day ? day : `Debian ${day}, tinyx ${bootDay}: two runs`;
-    out.push('', `### Against Debian (${when}; same QEMU, same accelerator)`, '');
+    // The tinyx columns are the boot section's: said when they come from another run than Debian's.
+    const oneRun = r.boot !== undefined && r.boot.run !== undefined && r.boot.run === r.baselines.run;
+    const made = oneRun || !r.boot ? when(r.baselines) : `Debian ${when(r.baselines)}; tinyx ${when(r.boot)}: two runs`;
+    out.push('', `### Against Debian (${made}; same QEMU, same accelerator)`, '');
     out.push('Like for like, both on q35 (Debian\'s kernel has no PVH entry, so it cannot boot on microvm); the last column sets the Debian VM against tinyx on its own machine, microvm, and says so.', '');
     out.push('| app | Debian VM (cloud kernel, full root on virtio disk, systemd; q35) | Debian kernel + tinyx root (q35) | tinyx on q35 | tinyx on microvm | Debian VM / tinyx, both q35 | Debian kernel / tinyx kernel (same root, q35) | Debian VM (q35) / tinyx on microvm |');
     out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
@@ -204,7 +212,7 @@ function renderTables(r: BenchResults): string {
     }
   }
   if (r.density) {
-    out.push('', `### Density (${r.density.date.slice(0, 10)})`, '');
+    out.push('', `### Density (${when(r.density)})`, '');
     out.push('All started at once; first and last ready are from that moment. Host memory is the PSS of each QEMU process (shared pages split between the VMs sharing them), measured with all of them serving.', '');
     out.push('| VMs | guest memory | TCG cache | all started | first ready | last ready | ready / serving | host memory per VM (PSS, median) | MemAvailable drop per VM |');
     out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -216,7 +224,7 @@ function renderTables(r: BenchResults): string {
   if (r.corpus) out.push('', ...renderCorpus(r.corpus));
   if (r.xen) out.push('', ...renderXen(r.xen));
   if (r.build) {
-    out.push('', `### Root filesystems (${r.build.date.slice(0, 10)}; \`--no-kernel\`; cold = empty cache, debootstrap and apt included)`, '');
+    out.push('', `### Root filesystems (${when(r.build)}; \`--no-kernel\`; cold = empty cache, debootstrap and apt included)`, '');
     out.push('| app | cold build | warm rebuild (median of 5) | initrd (gzip) | initrd (xz) | unpacked | files | packages | Debian root it was cut from |');
     out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const [app, a] of Object.entries(r.build.apps)) {
@@ -224,7 +232,7 @@ function renderTables(r: BenchResults): string {
     }
   }
   if (r.kernels) {
-    out.push('', `### nginx's kernel per platform (${r.kernels.date.slice(0, 10)}; cold = the kernel step from an extracted source: features, tinyconfig + fragments + olddefconfig, compile; cache hit = the same step with configuration and kernel cached)`, '');
+    out.push('', `### nginx's kernel per platform (${when(r.kernels)}; cold = the kernel step from an extracted source: features, tinyconfig + fragments + olddefconfig, compile; cache hit = the same step with configuration and kernel cached)`, '');
     out.push('| platform | Linux | bzImage | vmlinux (stripped) | options set | cold build | cache hit |');
     out.push('|---|---|---:|---:|---:|---:|---:|');
     for (const [platform, k] of Object.entries(r.kernels.platforms)) {
