@@ -127,10 +127,11 @@ export function firstAnswer(app: string, host: string, port: number, t0: number,
         reject(new Error(`${app} did not answer on ${host}:${port} within ${timeoutMs / 1000} s`));
         return;
       }
-      // A bound on what waits at once, should the guest hold every connection.
-      if (inFlight < 64) {
+      // Each request gives up after a second (an answer, once the app listens, takes milliseconds), so
+      // about 200 wait at once at the most; the bound is a guard, never reached.
+      if (inFlight < 256) {
         inFlight++;
-        void appRequest(app, host, port, 2000).then((ok) => {
+        void appRequest(app, host, port, 1000).then((ok) => {
           inFlight--;
           if (ok && !done) {
             done = true;
