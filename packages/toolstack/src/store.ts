@@ -100,11 +100,6 @@ export async function listRecords(backend?: VmRecord['backend']): Promise<VmReco
   return records;
 }
 
-/** Removes a VM's directory from the store (its record and whatever else the backend kept there). */
-export async function removeVmDir(id: string): Promise<void> {
-  await rm(vmDir(id), { recursive: true, force: true });
-}
-
 /**
  * A VM's image: read again from its directory, or when that cannot be read
  * now (removed since the VM started) what the record remembers of it, so
