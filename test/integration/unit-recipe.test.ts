@@ -1,6 +1,7 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { build, loadRecipeFile, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
@@ -76,7 +77,11 @@ test('tinyx recipe init --package: the derived recipe as a new file that builds;
   const first = await runCli(['recipe', 'init', '--package', 'redis-server', '--port', '6379', '--out', file]);
   t.is(first.code, 0, first.stderr);
   const text = await readFile(file, 'utf8');
-  t.regex(text, /^# Derived by tinyx from \/usr\/lib\/systemd\/system\/redis-server\.service/);
+  // The first line points editors at the schema of the tinyx that wrote it, by a path from the file that leads to it.
+  const schema = /^# yaml-language-server: \$schema=(\S+)\n/.exec(text)?.[1];
+  t.truthy(schema, text.split('\n')[0]);
+  t.true(existsSync(resolve(dirname(file), schema!)), `${schema} from ${dirname(file)}`);
+  t.regex(text, /^# Derived by tinyx from \/usr\/lib\/systemd\/system\/redis-server\.service/m);
   const again = await runCli(['recipe', 'init', '--package', 'redis-server', '--out', file]);
   t.is(again.code, 2, again.stderr);
   t.regex(again.stderr, /redis-server\.yaml exists: tinyx does not overwrite a file it did not write/);

@@ -178,6 +178,10 @@ test('a derived recipe as YAML reads back as the same recipe, with where each se
   t.deepEqual(parseRecipe(text, 'recipes/redis-server.yaml', 'x'), { ...recipe, source: 'recipes/redis-server.yaml' });
   const nginx = recipeFromUnit({ package: 'nginx', unit: unit('nginx.service'), environmentFiles: {}, port: 80 }).recipe;
   t.deepEqual(parseRecipe(recipeToYaml(nginx), 'n.yaml', 'n'), { ...nginx, source: 'n.yaml' });
+  // With a schema, editors are pointed at it by the first line; the recipe reads back the same.
+  const pointed = recipeToYaml(recipe, derivedFrom, { schema: '../node_modules/@tinyx/builder/recipes/schema.json' });
+  t.regex(pointed, /^# yaml-language-server: \$schema=\.\.\/node_modules\/@tinyx\/builder\/recipes\/schema\.json\n# Derived by tinyx from /);
+  t.deepEqual(parseRecipe(pointed, 'recipes/redis-server.yaml', 'x'), { ...recipe, source: 'recipes/redis-server.yaml' });
 });
 
 test("an umbrella unit (postgresql.service: Type=oneshot, ExecStart=/bin/true) stands for the one template instance it wants; %i and %I of the instance", (t) => {

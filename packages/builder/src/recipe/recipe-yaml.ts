@@ -6,9 +6,11 @@ import type { Recipe } from './recipe.js';
 
 /**
  * A recipe as the YAML of a recipe file (what parseRecipe reads back to the
- * same recipe), headed by comments that say where each setting came from.
+ * same recipe), headed by comments that say where each setting came from;
+ * with `schema` (a path or URL of recipes/schema.json), first the comment
+ * that points editors at it.
  */
-export function recipeToYaml(recipe: Recipe, derivedFrom?: DerivedFrom): string {
+export function recipeToYaml(recipe: Recipe, derivedFrom?: DerivedFrom, options: { schema?: string } = {}): string {
   const data: Record<string, unknown> = {
     name: recipe.name,
     ...(recipe.description ? { description: recipe.description } : {}),
@@ -30,7 +32,7 @@ export function recipeToYaml(recipe: Recipe, derivedFrom?: DerivedFrom): string 
     ...(recipe.fixups.length > 0 ? { fixups: recipe.fixups } : {}),
     ...(recipe.check ? { check: recipe.check } : {}),
   };
-  const header: string[] = [];
+  const header: string[] = options.schema ? [`yaml-language-server: $schema=${options.schema}`] : [];
   if (derivedFrom) {
     header.push(`Derived by tinyx from ${derivedFrom.unit}: edit freely.`);
     for (const f of derivedFrom.fields) header.push(`  ${f.key}=${f.value} -> ${f.became}`);

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { recipeToYaml, writeNewFile } from '@tinyx/builder';
+import { BUNDLED_RECIPES_DIR, recipeToYaml, writeNewFile } from '@tinyx/builder';
 import { runBuild, sourceFrom, sourceOptions, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
@@ -40,7 +40,9 @@ const recipeInitCommand: CommandModule<object, RecipeInitArgs> = {
       const { recipe, derivedFrom } = build.derivedRecipe;
       const file = resolve(args.out ?? join('recipes', `${recipe.name}.yaml`));
       await mkdir(dirname(file), { recursive: true });
-      await writeNewFile(file, recipeToYaml(recipe, derivedFrom));
+      // Editors validate the file against the schema of the tinyx that wrote it, found from where the file is.
+      const schema = relative(dirname(file), join(BUNDLED_RECIPES_DIR, 'schema.json'));
+      await writeNewFile(file, recipeToYaml(recipe, derivedFrom, { schema }));
       const shown = relative(process.cwd(), file).startsWith('..') ? file : relative(process.cwd(), file);
       if (out.json) out.result({ ok: true, file, recipe, derivedFrom });
       else {
