@@ -7,6 +7,7 @@ import type { BootTimes, ImageSizes, PauseAndSave, SmallestMemory, Stats } from 
 import type { KernelFigures, RootFigures } from './build.js';
 import type { CorpusFigures } from './corpus.js';
 import type { DensityRun } from './density.js';
+import type { LightnessSection } from './lightness.js';
 import { isRecord } from './json-shape.js';
 import type { XenFigures } from './xen.js';
 
@@ -69,6 +70,7 @@ export interface SectionFigures {
   boot: BootSection;
   baselines: BaselinesSection;
   density: DensitySection;
+  lightness: LightnessSection;
   corpus: CorpusFigures;
   xen: XenFigures;
 }
@@ -76,7 +78,7 @@ export interface SectionFigures {
 export type SectionName = keyof SectionFigures;
 
 /** The sections in the order a full run measures them. */
-export const SECTION_NAMES: readonly SectionName[] = ['build', 'kernels', 'boot', 'baselines', 'density', 'corpus', 'xen'];
+export const SECTION_NAMES: readonly SectionName[] = ['build', 'kernels', 'boot', 'baselines', 'density', 'lightness', 'corpus', 'xen'];
 
 export function isSectionName(name: string): name is SectionName {
   return (SECTION_NAMES as readonly string[]).includes(name);

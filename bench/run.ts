@@ -10,6 +10,8 @@
 //              pause/unpause, save/restore                          (bench/boot.ts)
 //   baselines  the same app as a Debian VM, and Debian's kernel with the tinyx root (bench/baselines.ts)
 //   density    50 nginx VMs at once                                 (bench/density.ts)
+//   lightness  nginx's root as gzip initramfs and erofs disk: size, boot, smallest memory,
+//              100 VMs' host memory, idle CPU with and without the TSC clock (bench/lightness.ts)
 //   corpus     twenty Debian services from `--package NAME` alone, booted and asked by a
 //              client of their protocol (issue #11)                 (bench/corpus.ts)
 //   xen        Xen 4.17 inside QEMU: the Nth domain's creation time (Xen's vif script, the lean
@@ -23,7 +25,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, defaultCacheDir, type Compression } from '@tinyx/builder';
+import { build, defaultCacheDir, type Compression, type OutputFormat } from '@tinyx/builder';
 import { run } from '@tinyx/image';
 import { detectAccel, freePort } from '@tinyx/toolstack';
 import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
@@ -32,6 +34,7 @@ import { density } from './density.js';
 import { corpus, renderCorpus } from './corpus.js';
 import { isSectionName, readResults, SECTION_NAMES, type AppBaselines, type AppBoot, type BenchResults, type SectionFigures, type SectionName, type StoredSection, type StoredSections } from './results.js';
 import { renderXen, xenFigures } from './xen.js';
+import { formatFigures, renderLightness } from './lightness.js';
 
 /** The repository: this file runs as bench/dist/run.js. */
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -54,11 +57,11 @@ await mkdir(work, { recursive: true });
 
 /** The image of an app, built (kernel included) with the shared cache: a cache hit after the first run. */
 const images: Record<string, Promise<string>> = {};
-async function image(app: string, compression?: Compression): Promise<string> {
-  const name = compression ? `${app}-${compression}` : app;
+async function image(app: string, compression?: Compression, format?: OutputFormat): Promise<string> {
+  const name = [app, compression, format].filter(Boolean).join('-');
   images[name] ??= (async () => {
     const outDir = join(work, 'images', name);
-    await build({ recipe: app, outDir, ...(compression ? { compression } : {}) });
+    await build({ recipe: app, outDir, ...(compression ? { compression } : {}), ...(format ? { format } : {}) });
     return outDir;
   })();
   return images[name];
@@ -143,6 +146,12 @@ await section('density', async () => {
   return { runs: [run] };
 });
 
+await section('lightness', async () => {
+  const formats = [];
+  for (const format of ['initramfs', 'erofs'] as const) formats.push(await formatFigures('nginx', format, await image('nginx', undefined, format === 'initramfs' ? undefined : format)));
+  return { formats };
+});
+
 // TINYX_BENCH_CORPUS=nginx,redis-server measures only those (the others' rows are kept).
 await section('corpus', async () => {
   const only = process.env.TINYX_BENCH_CORPUS?.split(',');
@@ -221,6 +230,7 @@ function renderTables(r: BenchResults): string {
       for (const f of d.failures ?? []) out.push(`|  |  |  |  |  |  | failed: ${f.replace(/\|/g, '/')} |  |  |`);
     }
   }
+  if (r.lightness) out.push('', ...renderLightness(r.lightness, when(r.lightness)));
   if (r.corpus) out.push('', ...renderCorpus(r.corpus));
   if (r.xen) out.push('', ...renderXen(r.xen));
   if (r.build) {

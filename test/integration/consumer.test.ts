@@ -165,14 +165,14 @@ test('the tarballs hold what runs and the data, nothing of development, and the 
   // The installed builder reads its own copies, not the checkout's: the data directories, and the kernel fragments read from there.
   const probe = `
     const [b, i] = [await import('@tinyx/builder'), await import('@tinyx/builder/internals')];
-    const fragments = await i.kernelFragments({ platform: 'xen-pvh', features: new Map([['net', ['test']]]), decompressor: null });
+    const fragments = await i.kernelFragments({ platform: 'xen-pvh', features: new Map([['net', ['test']]]), format: 'initramfs', decompressor: null });
     console.log(JSON.stringify({ dirs: [b.BUNDLED_RECIPES_DIR, i.BUNDLED_BLACKLISTS_DIR, i.BUNDLED_KERNEL_DIR, i.BUNDLED_HELPERS_DIR], fragments }));`;
   const installed = JSON.parse(must(await sh(project, process.execPath, ['--input-type=module', '-e', probe]), 'import @tinyx/builder/internals').stdout) as { dirs: string[]; fragments: unknown };
   t.deepEqual(
     installed.dirs,
     DATA_DIR_NAMES.map((dir) => join(project, 'node_modules/@tinyx/builder', dir)),
   );
-  t.deepEqual(installed.fragments, await kernelFragments({ platform: 'xen-pvh', features: new Map([['net', ['test']]]), decompressor: null }));
+  t.deepEqual(installed.fragments, await kernelFragments({ platform: 'xen-pvh', features: new Map([['net', ['test']]]), format: 'initramfs', decompressor: null }));
 });
 
 test('the command through npx, both names: --help shows the search path, an unknown name lists it and hints at a real file', async (t) => {

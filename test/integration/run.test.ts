@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -126,6 +128,47 @@ test.serial('memcached without a recipe or --cmd (its unit: a Perl wrapper, -l 1
   t.is(await memcachedCommand(port, 'get absent\r\n'), 'END\r\n');
   await vm.destroy();
   t.is(qemuProcessesOf(vm.id), '');
+});
+
+test.serial('nginx as an erofs root (--format erofs): its own kernel (a disk, erofs, no initramfs), the host kernel reads the same files the manifest lists; it boots on microvm and q35, two VMs at once off the one file, each answering HTTP', async (t) => {
+  const dir = join(work, 'nginx-erofs');
+  const manifest = await build({ recipe: 'nginx', outDir: dir, format: 'erofs' });
+  t.is(manifest.format, 'erofs');
+  t.is(manifest.artifacts.rootfs, 'rootfs.erofs');
+  t.is(manifest.boot?.cmdline, 'quiet panic=-1 root=/dev/vda rootfstype=erofs ro init=/init');
+  t.deepEqual((await readdir(dir)).sort(), ['kernel.config', 'manifest.json', 'rootfs.erofs', 'vmlinux', 'vmlinuz']);
+  const config = await readFile(join(dir, 'kernel.config'), 'utf8');
+  for (const option of ['EROFS_FS', 'VIRTIO_BLK', 'NO_HZ_IDLE']) t.regex(config, new RegExp(`^CONFIG_${option}=y$`, 'm'), option);
+  t.regex(config, /^# CONFIG_BLK_DEV_INITRD is not set$/m);
+
+  // An independent reader: the host's own erofs driver, on a loop device.
+  const mnt = join(work, 'erofs-mnt');
+  await mkdir(mnt, { recursive: true });
+  execFileSync('mount', ['-t', 'erofs', '-o', 'loop,ro', join(dir, 'rootfs.erofs'), mnt]);
+  try {
+    for (const file of manifest.files) {
+      const mode = (await stat(join(mnt, file.path))).mode & 0o7777;
+      t.is(mode.toString(8), file.mode, file.path);
+      t.is(createHash('sha256').update(await readFile(join(mnt, file.path))).digest('hex'), file.sha256, file.path);
+    }
+    for (const d of manifest.directories) t.is(((await stat(join(mnt, d.path))).mode & 0o7777).toString(8), d.mode, d.path);
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
+
+  const vms = [await qemu.create(dir), await qemu.create(dir, { guest: 'q35' }), await qemu.create(dir)];
+  started.push(...vms);
+  for (const vm of vms) {
+    await vm.waitReady();
+    const page = await get(vm.hostPort(80)!);
+    t.is(page.status, 200, vm.id);
+    t.regex(page.body, /Welcome to nginx/);
+  }
+  // The one file, open read-only by every QEMU.
+  const args = (vm: QemuVm): string => readFileSync(`/proc/${vm.describe().pid}/cmdline`, 'utf8');
+  for (const vm of vms) t.true(args(vm).includes(`file=${join(dir, 'rootfs.erofs')},format=raw,if=none,readonly=on`), vm.id);
+  t.true(args(vms[1]!).includes('virtio-blk-pci'));
+  for (const vm of vms) await vm.destroy();
 });
 
 test.serial('tinyx run --check: boots, probes, prints the time to ready, stops', async (t) => {

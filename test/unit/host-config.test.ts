@@ -1,4 +1,6 @@
 import test from 'ava';
+import { writableLines, writableDirs } from '@tinyx/builder/internals';
+import type { ImageEntry } from '@tinyx/builder/internals';
 import { generateInit, procNetAddress, globToRegExp, makeBlacklist, loadBlacklist, parseDeb822Sources, parseOneLineSources, pickBaseSource, selectAccounts } from '@tinyx/builder/internals';
 import { TinyxError } from '@tinyx/builder';
 
@@ -163,4 +165,43 @@ test("/init with a relay: tinyx-relay from the VM's address to each loopback por
   t.true(forking.includes('[ -n "$relay" ] && grep -qs "^PPid:[[:space:]]*$relay$" "$d/status" && continue'), 'its connections are its children');
   const none = generateInit({ name: 'db', cmd: ['/usr/sbin/db'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, forks: true, readiness: null, libraryPath: [] });
   t.notRegex(none, /relay/);
+});
+
+test('/init on a read-only root: tmpfs on each writable directory not under another, seeded ones copied first, owner and mode kept', (t) => {
+  const lines = writableLines([
+    { path: '/var/lib/nginx', mode: 0o750, uid: 33, gid: 33, seeded: true },
+    { path: '/run/nginx', mode: 0o755, uid: 33, gid: 0, seeded: false },
+    { path: '/run', mode: 0o755, uid: 0, gid: 0, seeded: false },
+    { path: '/tmp', mode: 0o1777, uid: 0, gid: 0, seeded: false },
+  ]);
+  t.deepEqual(lines.slice(1), [
+    'mount -t tmpfs -o mode=0755 tmpfs /run',
+    'chmod 0755 /run',
+    'mkdir -p /run/nginx',
+    'chown 33:0 /run/nginx',
+    'chmod 0755 /run/nginx',
+    'mount -t tmpfs -o mode=1777 tmpfs /tmp',
+    'chmod 1777 /tmp',
+    'mkdir -p /dev/.tinyx-seed && mount -t tmpfs -o mode=0750 tmpfs /dev/.tinyx-seed && cp -a /var/lib/nginx/. /dev/.tinyx-seed/ && mount -o move /dev/.tinyx-seed /var/lib/nginx',
+    'chown 33:33 /var/lib/nginx',
+    'chmod 0750 /var/lib/nginx',
+  ]);
+  const init = generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, readiness: null, libraryPath: [], writable: [{ path: '/tmp', mode: 0o1777, uid: 0, gid: 0, seeded: false }] });
+  t.true(init.indexOf('mount -t tmpfs -o mode=1777 tmpfs /tmp') > init.indexOf('mount -t devtmpfs'), 'after /dev, where a seeded copy is staged');
+  t.true(init.indexOf('mount -t tmpfs -o mode=1777 tmpfs /tmp') < init.indexOf('echo "tinyx: starting'), 'before the app');
+  t.notRegex(generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, readiness: null, libraryPath: [] }), /read-only/, 'an initramfs root is writable as it is');
+});
+
+test('the writable directories of a read-only root: from the entries, seeded when the image has files under them; a path that is not a directory is an error', (t) => {
+  const entries = new Map<string, ImageEntry>([
+    ['/run', { type: 'dir', path: '/run', mode: 0o755 }],
+    ['/var/lib/x', { type: 'dir', path: '/var/lib/x', mode: 0o700, uid: 5, gid: 6 }],
+    ['/var/lib/x/seed', { type: 'file', path: '/var/lib/x/seed', mode: 0o600, source: { content: Buffer.from('') } }],
+    ['/etc/passwd', { type: 'file', path: '/etc/passwd', mode: 0o644, source: { content: Buffer.from('') } }],
+  ]);
+  t.deepEqual(writableDirs(entries, ['/run', '/var/lib/x', '/run']), [
+    { path: '/run', mode: 0o755, uid: 0, gid: 0, seeded: false },
+    { path: '/var/lib/x', mode: 0o700, uid: 5, gid: 6, seeded: true },
+  ]);
+  t.throws(() => writableDirs(entries, ['/etc/passwd']), { message: /\/etc\/passwd is not a directory of the image/ });
 });

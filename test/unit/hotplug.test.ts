@@ -73,7 +73,7 @@ test('the script is written once into the runtime directory, executable, and aga
 });
 
 test('a lean domain names the script on its vif; a stock one does not', (t) => {
-  const image = { dir: '/img', name: 'nginx', platform: 'xen-pv', facts: PLATFORMS['xen-pv'], readiness: null, cmdline: IMAGE_CMDLINE, kernels: { vmlinuz: '/img/vmlinuz', vmlinux: '/img/vmlinux' }, rootfs: '/img/initrd.cpio.gz' };
+  const image = { dir: '/img', name: 'nginx', platform: 'xen-pv', facts: PLATFORMS['xen-pv'], readiness: null, cmdline: IMAGE_CMDLINE, kernels: { vmlinuz: '/img/vmlinuz', vmlinux: '/img/vmlinux' }, rootfs: '/img/initrd.cpio.gz', rootAs: 'initrd' as const };
   const network = { bridge: 'xenbr0', gateway: '10.213.0.1', prefixLength: 16, address: '10.213.0.2', mac: macFor('nginx-abcdef', MAC_PREFIX.xen) };
   const record = { id: 'nginx-abcdef', type: 'pv' as const, memoryMiB: 64, vcpus: 1, network };
   t.regex(xenDomainConfig(image, record, { vifScript: '/run/tinyx/.hotplug/vif-tinyx' }), /^vif = \[ "bridge=xenbr0,mac=00:16:3e:ab:cd:ef,script=\/run\/tinyx\/\.hotplug\/vif-tinyx" \]$/m);

@@ -19,23 +19,38 @@ test('fragments merge in order: a later value wins and remembers its fragment', 
   t.throws(() => parseKconfig('CONFIG_OK=y\nNOT_A_LINE\n', 'bad.config'), { message: 'bad.config: line 2: not a Kconfig line: NOT_A_LINE' });
 });
 
-test('the bundled fragments: base, platform, its network card with net, trim, features, decompressor, in that order', async (t) => {
-  const fragments = await kernelFragments({ platform: 'kvm', features: new Map([['net', ['recipe']], ['epoll', ['inferred: epoll_create (/usr/sbin/nginx)']]]), decompressor: 'RD_GZIP' });
+test('the bundled fragments: base, platform, its network card with net, trim, features, the root format, decompressor, in that order', async (t) => {
+  const fragments = await kernelFragments({ platform: 'kvm', features: new Map([['net', ['recipe']], ['epoll', ['inferred: epoll_create (/usr/sbin/nginx)']]]), format: 'initramfs', decompressor: 'RD_GZIP' });
   t.deepEqual(
     fragments.map((f) => f.name),
-    ['base.config', 'platforms/kvm.config', 'platforms/kvm.net.config', 'trim.config', 'feature net (recipe)', 'feature epoll (inferred: epoll_create (/usr/sbin/nginx))', 'the initramfs compression'],
+    ['base.config', 'platforms/kvm.config', 'platforms/kvm.net.config', 'trim.config', 'feature net (recipe)', 'feature epoll (inferred: epoll_create (/usr/sbin/nginx))', 'formats/initramfs.config', 'the initramfs compression'],
   );
+  t.is(mergeFragments(fragments).get('BLK_DEV_INITRD')?.value, 'y');
+  t.is(mergeFragments(fragments).get('NO_HZ_IDLE')?.origin, 'base.config', 'every kernel is tickless when idle');
+  t.is(mergeFragments(fragments).get('BLOCK'), undefined, 'an initramfs kernel has no block layer asked for');
   const merged = mergeFragments(fragments);
   t.is(merged.get('RD_GZIP')?.value, 'y', 'the decompressor beats the trim list');
   t.is(merged.get('RD_XZ')?.value, 'n');
   t.is(merged.get('VIRTIO_NET')?.origin, 'platforms/kvm.net.config');
   t.is(merged.get('PVH')?.origin, 'platforms/kvm.config');
-  const noNet = await kernelFragments({ platform: 'xen-pvh', features: new Map(), decompressor: null });
+  // An erofs root: the platform's disk driver and the filesystem, and no initramfs support.
+  for (const [platform, driver] of [['kvm', 'VIRTIO_BLK'], ['xen-pvh', 'XEN_BLKDEV_FRONTEND'], ['xen-pv', 'XEN_BLKDEV_FRONTEND']] as const) {
+    const erofs = await kernelFragments({ platform, features: new Map(), format: 'erofs', decompressor: null });
+    t.deepEqual(erofs.map((f) => f.name), ['base.config', `platforms/${platform}.config`, `platforms/${platform}.block.config`, 'trim.config', 'formats/erofs.config'], platform);
+    const merged = mergeFragments(erofs);
+    t.is(merged.get(driver)?.value, 'y', platform);
+    t.is(merged.get('EROFS_FS')?.value, 'y');
+    t.is(merged.get('MISC_FILESYSTEMS')?.value, 'y', 'EROFS_FS is under this menu');
+    t.is(merged.get('BLK_DEV_INITRD')?.value, 'n');
+  }
+  const tar = await kernelFragments({ platform: 'kvm', features: new Map(), format: 'tar', decompressor: null });
+  t.true(tar.some((f) => f.name === 'formats/initramfs.config'), "a tar's kernel is an initramfs one");
+  const noNet = await kernelFragments({ platform: 'xen-pvh', features: new Map(), format: 'initramfs', decompressor: null });
   t.false(noNet.some((f) => f.name.includes('.net.')), 'no network card without the net feature');
   t.is(mergeFragments(noNet).get('XEN_PVH')?.value, 'y');
   // Every platform has both fragments, and every line of every bundled fragment parses.
   for (const platform of ['kvm', 'xen-pvh', 'xen-pv'] as const) {
-    const all = await kernelFragments({ platform, features: new Map(Object.keys(KERNEL_FEATURES).map((f) => [f as keyof typeof KERNEL_FEATURES, ['test']])), decompressor: 'RD_XZ' });
+    const all = await kernelFragments({ platform, features: new Map(Object.keys(KERNEL_FEATURES).map((f) => [f as keyof typeof KERNEL_FEATURES, ['test']])), format: 'initramfs', decompressor: 'RD_XZ' });
     t.true(mergeFragments(all).size > 20, platform);
   }
 });

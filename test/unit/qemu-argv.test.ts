@@ -1,6 +1,6 @@
 import test from 'ava';
 import { IMAGE_CMDLINE, PLATFORMS } from '@tinyx/image';
-import { USER_NETWORK, qemuArgv, qemuCmdline } from '@tinyx/toolstack/internals';
+import { USER_NETWORK, qemuArgv, qemuCmdline, tscKhzFromCpuinfo } from '@tinyx/toolstack/internals';
 
 // QEMU's command line is a pure function of the VM's options: the KVM path,
 // which this TCG-only host never boots, is checked here argument by argument.
@@ -11,7 +11,7 @@ const base = {
   vcpus: 1,
   dir: '/run/tinyx/nginx-abcdef',
   kernel: '/img/vmlinux',
-  initrd: '/img/initrd.cpio.gz',
+  root: { as: 'initrd' as const, file: '/img/initrd.cpio.gz' },
   cmdline: qemuCmdline({ facts: PLATFORMS.kvm, cmdline: IMAGE_CMDLINE }, USER_NETWORK),
   forwards: [{ host: 8080, guest: 80 }],
 };
@@ -64,4 +64,34 @@ test("the kernel command line: the platform's console, the image's own line (its
     'console=ttyS0 quiet panic=-1 rootfstype=ramfs reboot=t no_timer_check tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2',
   );
   t.regex(qemuCmdline({ facts: PLATFORMS.kvm, cmdline: 'root=/dev/vda ro' }, { address: '10.99.0.5', prefixLength: 16, gateway: '10.99.0.1' }), /^console=ttyS0 root=\/dev\/vda ro reboot=t no_timer_check tinyx\.ip=10\.99\.0\.5\/16 tinyx\.gw=10\.99\.0\.1$/, 'what the image asks for is what it gets');
+});
+
+test('a disk root (erofs): a read-only virtio-blk drive instead of -initrd, the device by machine', (t) => {
+  const disk = { as: 'disk' as const, file: '/img/a,b/rootfs.erofs' };
+  const micro = qemuArgv({ ...base, accel: 'tcg', root: disk });
+  t.false(micro.includes('-initrd'));
+  t.is(after(micro, '-drive'), 'id=root,file=/img/a,,b/rootfs.erofs,format=raw,if=none,readonly=on', "a comma in the path is doubled, as QEMU's option parser wants");
+  t.true(micro.includes('virtio-blk-device,drive=root'));
+  const q35 = qemuArgv({ ...base, machine: 'q35', accel: 'kvm', kernel: '/img/vmlinuz', root: disk });
+  t.true(q35.includes('virtio-blk-pci,drive=root'));
+  t.false(q35.includes('virtio-blk-device,drive=root'));
+  const initrd = qemuArgv({ ...base, accel: 'tcg' });
+  t.is(after(initrd, '-initrd'), '/img/initrd.cpio.gz');
+  t.false(initrd.includes('-drive'));
+});
+
+test("TCG with a known host TSC rate: the guest keeps the TSC as its clock (tsc_early_khz, tsc=reliable); KVM and an unknown rate add nothing", (t) => {
+  const image = { facts: PLATFORMS.kvm, cmdline: IMAGE_CMDLINE };
+  t.regex(qemuCmdline(image, USER_NETWORK, { accel: 'tcg', hostTscKhz: 2096001 }), / no_timer_check tsc_early_khz=2096001 tsc=reliable tinyx\.ip=/);
+  t.notRegex(qemuCmdline(image, USER_NETWORK, { accel: 'kvm', hostTscKhz: 2096001 }), /tsc/);
+  t.notRegex(qemuCmdline(image, USER_NETWORK, { accel: 'tcg' }), /tsc/);
+});
+
+test("the host's TSC rate from /proc/cpuinfo: only with constant_tsc and nonstop_tsc, from the first CPU", (t) => {
+  const cpu = (mhz: string, flags: string): string => `processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: ${mhz}\nflags\t\t: fpu ${flags} sse\n`;
+  t.is(tscKhzFromCpuinfo(`${cpu('2096.001', 'constant_tsc nonstop_tsc')}\n${cpu('1000.000', 'constant_tsc nonstop_tsc')}`), 2096001);
+  t.is(tscKhzFromCpuinfo(cpu('2096.001', 'constant_tsc')), undefined, 'a TSC that stops in deep idle');
+  t.is(tscKhzFromCpuinfo(cpu('2096.001', 'nonstop_tsc')), undefined, 'a TSC whose rate follows the clock');
+  t.is(tscKhzFromCpuinfo(cpu('?', 'constant_tsc nonstop_tsc')), undefined);
+  t.is(tscKhzFromCpuinfo(''), undefined);
 });

@@ -10,7 +10,7 @@ const XENBR0 = { bridge: 'xenbr0', gateway: '10.213.0.1', prefixLength: 16 };
 
 function image(platform: Platform, vmlinux: string | null = '/img/vmlinux'): BootableImage {
   const kernels = { vmlinuz: '/img/vmlinuz', ...(vmlinux ? { vmlinux } : {}) };
-  return { dir: '/img', name: 'nginx', platform, facts: PLATFORMS[platform], readiness: null, cmdline: IMAGE_CMDLINE, kernels, rootfs: '/img/initrd.cpio.gz' };
+  return { dir: '/img', name: 'nginx', platform, facts: PLATFORMS[platform], readiness: null, cmdline: IMAGE_CMDLINE, kernels, rootfs: '/img/initrd.cpio.gz', rootAs: 'initrd' as const };
 }
 
 /** A leased address on xenbr0 for a VM id, in a scratch runtime directory (the lease logic the qemu backend uses). */

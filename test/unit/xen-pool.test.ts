@@ -71,7 +71,7 @@ class FakeBackend extends XenBackend {
     const type = (options.guest ?? 'pvh') as 'pvh' | 'pv';
     const record: XenRecord = { backend: 'xen', id, imageDir, name: 'nginx', type, memoryMiB: options.memoryMiB ?? 128, vcpus: 1, network, hotplug: 'xen', config: '', consoleLog: join(this.root, `guest-${id}.log`), restored: false, pooled: false, startedAtEpochMs: 0 };
     await mkdir(join(this.runtime, id), { recursive: true });
-    const image = { dir: imageDir, name: 'nginx', platform: 'xen-pvh', facts: PLATFORMS['xen-pvh'], readiness: null, cmdline: IMAGE_CMDLINE, kernels: { vmlinux: join(imageDir, 'vmlinux') }, rootfs: join(imageDir, 'initrd.cpio.gz') };
+    const image = { dir: imageDir, name: 'nginx', platform: 'xen-pvh', facts: PLATFORMS['xen-pvh'], readiness: null, cmdline: IMAGE_CMDLINE, kernels: { vmlinux: join(imageDir, 'vmlinux') }, rootfs: join(imageDir, 'initrd.cpio.gz'), rootAs: 'initrd' as const };
     return new XenVm(record, image, join(this.runtime, id), 0);
   }
 }

@@ -40,7 +40,7 @@ import { resolveInRoot } from './resolve/root-path.js';
 import { traceApp, type TraceResult } from './trace/trace-app.js';
 import { verifyRoot, type VerifyResult } from './trace/verify-root.js';
 import type { InstalledPackage } from './dpkg/status.js';
-import { DEFAULT_PLATFORM, IMAGE_CMDLINE, PLATFORMS, imageXlConfig, run, type Platform } from '@tinyx/image';
+import { DEFAULT_PLATFORM, PLATFORMS, PLATFORM_NAMES, ROOT_FORMATS, platformFacts, bootCmdline, imageXlConfig, run, type Platform } from '@tinyx/image';
 
 export type { Platform };
 
@@ -347,6 +347,13 @@ export class Build {
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {
       throw new TinyxError('E_FORMAT', `unknown output format "${format}"`, { kind: 'user', hint: `formats: ${Object.keys(OUTPUT_FORMATS).join(', ')}` });
     }
+    const platformFormats: readonly string[] = platformFacts(this.resolved.platform, 'build: platform').formats;
+    if (!platformFormats.includes(format)) {
+      throw new TinyxError('E_FORMAT', `--format ${format} is not offered for --platform ${this.resolved.platform} yet (its formats: ${platformFormats.join(', ')})`, {
+        kind: 'user',
+        hint: `use --format ${platformFormats[0]}, or --platform ${PLATFORM_NAMES.filter((p) => (PLATFORMS[p].formats as readonly string[]).includes(format)).join(' or ')} for ${format}`,
+      });
+    }
     for (const feature of options.kernelFeatures ?? []) {
       if (!isKernelFeature(feature)) throw new TinyxError('E_FEATURE', `unknown kernel feature "${feature}"`, { kind: 'user', hint: `features: ${Object.keys(KERNEL_FEATURES).join(', ')}` });
     }
@@ -548,7 +555,7 @@ export class Build {
     }
     const { plan, made } = this.need('resolve');
     const { root } = await this.openInstallRoot();
-    const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, relay);
+    const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, { relay, readOnlyRoot: ROOT_FORMATS[this.resolved.format].readOnlyRoot });
     const bytes = assembled.files.reduce((sum, f) => sum + f.size, 0);
     return { result: assembled, summary: `${assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
   }
@@ -562,7 +569,7 @@ export class Build {
     const scratch = await this.cache.makeTemp('verify');
     let verified: VerifyResult;
     try {
-      verified = await verifyRoot({ entries: this.need('assemble').entries, scratch, recipe: this.recipe, view, owner, relay: this.relay, signal: this.signal });
+      verified = await verifyRoot({ entries: this.need('assemble').entries, scratch, recipe: this.recipe, view, owner, relay: this.relay, readOnlyRoot: ROOT_FORMATS[this.resolved.format].readOnlyRoot, signal: this.signal });
     } finally {
       await removeTree(scratch);
     }
@@ -577,7 +584,7 @@ export class Build {
     const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
     const { platform, compression } = this.resolved;
     const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
-    const request: KernelRequest = { platform, features, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null };
+    const request: KernelRequest = { platform, features, format: this.resolved.format, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null };
     const config = await configureKernel(this.cache, source, request, { signal: this.signal });
     if (this.resolved.goal === 'kernel-config') {
       return { result: { source, request, config, built: undefined }, cached: config.cached, summary: `${config.enabled} options for ${platform}` };
@@ -643,14 +650,16 @@ export class Build {
       : undefined;
     // Xen images get their xl configuration, with the paths the image will have once swapped in.
     const xlConfig = kernelFiles && PLATFORMS[platform].xlConfig ? `${recipe.name}.xl.cfg` : null;
-    if (xlConfig) await writeFile(join(staging, xlConfig), imageXlConfig({ name: recipe.name, platform, dir: out, rootfs: packed.fileName, cmdline: IMAGE_CMDLINE }));
+    const rootFormat = ROOT_FORMATS[format];
+    const cmdline = bootCmdline(rootFormat, PLATFORMS[platform]);
+    if (xlConfig) await writeFile(join(staging, xlConfig), imageXlConfig({ name: recipe.name, platform, dir: out, rootfs: packed.fileName, rootAs: rootFormat.boots ?? 'initrd', cmdline }));
     const { baseSpec } = this.need('load');
     const manifest = composeManifest({
       recipe,
       derivedFrom: this.derived,
       platform,
       format,
-      cmdline: IMAGE_CMDLINE,
+      cmdline,
       plan,
       made,
       assembled: this.need('assemble'),

@@ -6,6 +6,10 @@
 export * from './pack/cpio.js';
 export * from './pack/tar.js';
 export * from './pack/formats.js';
+export * from './pack/erofs.js';
+export { writeEntries } from './pack/tree.js';
+export { writableLines } from './assemble/init-script.js';
+export { writableDirs } from './assemble/assemble-root.js';
 export * from './pack/compressions.js';
 export * from './pack/archive-entries.js';
 export * from './dpkg/control.js';

@@ -65,6 +65,8 @@ export const HOST_TOOLS: readonly HostTool[] = [
   // The trace and verify steps run the app in its own namespaces (--no-trace --no-verify do without them).
   { command: 'unshare', debianPackage: 'util-linux', purpose: 'starts the app in its own namespaces for the trace and verify steps (the tests hide a tool with it)', neededFor: 'build', tiers: BUILDING_TIERS },
   { command: 'nsenter', debianPackage: 'util-linux', purpose: "probes the app's port inside its network namespace (trace, verify)", neededFor: 'build', tiers: BUILDING_TIERS },
+  { command: 'mkfs.erofs', debianPackage: 'erofs-utils', purpose: 'writes the root filesystem of --format erofs (a read-only disk the VMs share)', neededFor: 'build', tiers: ALL_TIERS },
+  { command: 'mknod', debianPackage: 'coreutils', purpose: "makes /dev/console in an erofs root's tree", neededFor: 'build', tiers: ALL_TIERS },
   { command: 'strace', debianPackage: 'strace', purpose: 'records what the app opens, executes and calls (the trace step; verify names what was missing)', neededFor: 'build', tiers: BUILDING_TIERS },
   { command: 'ip', debianPackage: 'iproute2', purpose: "brings up lo in the trace's network namespace; makes the bridge and taps of tinyx run --network bridge", neededFor: 'build', tiers: BUILDING_TIERS },
   // Optional: OverlayFS may be built in, or loaded already.
@@ -96,6 +98,8 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'true', debianPackage: 'coreutils', purpose: 'a unit test starts a process that ends at once', neededFor: 'tests', tiers: ['unit'] },
   { command: 'cpio', debianPackage: 'cpio', purpose: "GNU cpio reads tinyx's initramfs back; packs the Xen tests' dom0 root", neededFor: 'tests', tiers: ALL_TIERS },
   { command: 'gzip', debianPackage: 'gzip', purpose: 'reads gzip initramfs back; unpacks the Xen hypervisor', neededFor: 'tests', tiers: ALL_TIERS },
+  { command: 'dump.erofs', debianPackage: 'erofs-utils', purpose: "reads an erofs root's inodes back (owners, devices, timestamps)", neededFor: 'tests', tiers: ['unit'] },
+  { command: 'fsck.erofs', debianPackage: 'erofs-utils', purpose: 'checks and extracts an erofs root, an independent reader of what tinyx writes', neededFor: 'tests', tiers: ['unit'] },
   { command: 'file', debianPackage: 'file', purpose: 'tells that vmlinuz is a bzImage', neededFor: 'tests' },
   { command: 'readelf', debianPackage: 'binutils', purpose: "reads the xen-pvh kernel's PVH entry note", neededFor: 'tests' },
   { command: 'sha256sum', debianPackage: 'coreutils', purpose: "checks the manifest's kernel config hash", neededFor: 'tests' },

@@ -32,6 +32,8 @@ export { READY_LINE, probePort } from './readiness.js';
 export type { Readiness } from './readiness.js';
 export { PLATFORMS, PLATFORM_NAMES, DEFAULT_PLATFORM, DEFAULT_MEMORY_MIB, IMAGE_CMDLINE, isPlatform, platformFacts, guestsOf } from './platforms.js';
 export type { Platform, PlatformFacts, GuestFacts, KernelArtifact } from './platforms.js';
+export { ROOT_FORMATS, isRootFormat, rootFormatFacts, bootCmdline } from './root-formats.js';
+export type { RootFormat, RootFormatFacts } from './root-formats.js';
 export { MANIFEST_VERSION, readManifest, openImage, chooseGuest, kernelFor } from './manifest.js';
 export type { ImageManifest, ManifestRecipe, BootableImage } from './manifest.js';
 export { kernelCmdline } from './cmdline.js';

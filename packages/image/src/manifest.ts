@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { TinyxError } from './errors.js';
 import { IMAGE_CMDLINE, platformFacts, type GuestFacts, type KernelArtifact, type PlatformFacts } from './platforms.js';
 import type { Readiness } from './readiness.js';
+import { rootFormatFacts } from './root-formats.js';
 
 /** The manifest format version; bumped when a field changes meaning. */
 export const MANIFEST_VERSION = 1;
@@ -160,6 +161,8 @@ export interface BootableImage {
   kernels: Partial<Record<KernelArtifact, string>>;
   /** The root filesystem file. */
   rootfs: string;
+  /** How the backend hands it to the kernel: as the initramfs, or as a read-only disk (ROOT_FORMATS). */
+  rootAs: 'initrd' | 'disk';
 }
 
 /**
@@ -182,6 +185,10 @@ export async function openImage(imageDir: string): Promise<BootableImage> {
     });
     return path;
   };
+  const format = rootFormatFacts(manifest.format ?? 'initramfs', join(imageDir, 'manifest.json'));
+  if (!format.boots) {
+    throw new TinyxError('E_FORMAT', `${imageDir} holds its root as ${manifest.format}, which no backend boots`, { kind: 'user', hint: `build it as a bootable format: tinyx build ${manifest.name} --format erofs (or initramfs)` });
+  }
   const vmlinuz = await file(artifacts.kernel, 'kernel');
   const vmlinux = await file(artifacts.vmlinux, 'ELF kernel');
   return {
@@ -193,6 +200,7 @@ export async function openImage(imageDir: string): Promise<BootableImage> {
     cmdline: manifest.boot?.cmdline ?? IMAGE_CMDLINE,
     kernels: { ...(vmlinuz ? { vmlinuz } : {}), ...(vmlinux ? { vmlinux } : {}) },
     rootfs: (await file(artifacts.rootfs, 'root filesystem'))!,
+    rootAs: format.boots,
   };
 }
 

@@ -17,14 +17,25 @@ export interface PlatformFacts {
   backend: 'qemu' | 'xen';
   /** The guest's console device: the backend's, given on the kernel command line. */
   console: 'ttyS0' | 'hvc0';
-  /** The kernel's Kconfig fragments (kernel/platforms/), and those added with the `net` feature. */
-  kernelFragments: { base: string; net: string };
+  /**
+   * The kernel's Kconfig fragments (kernel/platforms/): the platform's own,
+   * its network card (with the `net` feature), its disk (for a root on a block device).
+   */
+  kernelFragments: { base: string; net: string; block: string };
+  /** The guest's first disk as the kernel names it: the root device of an image whose root is a disk (root=/dev/NAME). */
+  disk: 'vda' | 'xvda';
   /** The kernel files the image directory gets. */
   kernelArtifacts: readonly KernelArtifact[];
   /** The ways its backend boots it; the first is the default. */
   guests: Readonly<Record<string, GuestFacts>>;
   /** Whether the image directory gets `<name>.xl.cfg`, a domain configuration for `xl create`. */
   xlConfig: boolean;
+  /**
+   * The root filesystem formats (ROOT_FORMATS) its backend boots. Xen's disk
+   * root (blkfront on a disk= line) is written and unit-tested, but not yet
+   * booted by the Xen tier, so it is not offered there.
+   */
+  formats: readonly string[];
 }
 
 /**
@@ -36,7 +47,8 @@ export const PLATFORMS = {
     description: 'QEMU with KVM where the host has it, TCG otherwise',
     backend: 'qemu',
     console: 'ttyS0',
-    kernelFragments: { base: 'platforms/kvm.config', net: 'platforms/kvm.net.config' },
+    kernelFragments: { base: 'platforms/kvm.config', net: 'platforms/kvm.net.config', block: 'platforms/kvm.block.config' },
+    disk: 'vda',
     kernelArtifacts: ['vmlinuz', 'vmlinux'],
     guests: {
       // microvm enters the ELF kernel at its PVH note: no real-mode setup, no firmware.
@@ -44,30 +56,35 @@ export const PLATFORMS = {
       q35: { kernel: ['vmlinuz', 'vmlinux'], description: 'QEMU q35 (virtio-pci), the bzImage' },
     },
     xlConfig: false,
+    formats: ['initramfs', 'erofs', 'tar'],
   },
   'xen-pvh': {
     description: 'a Xen PVH domain (a xen-pvh kernel also boots as PV)',
     backend: 'xen',
     console: 'hvc0',
-    kernelFragments: { base: 'platforms/xen-pvh.config', net: 'platforms/xen-pvh.net.config' },
+    kernelFragments: { base: 'platforms/xen-pvh.config', net: 'platforms/xen-pvh.net.config', block: 'platforms/xen-pvh.block.config' },
+    disk: 'xvda',
     kernelArtifacts: ['vmlinuz', 'vmlinux'],
     guests: {
       pvh: { kernel: ['vmlinux'], description: 'PVH: xl enters the ELF vmlinux at its PVH note' },
       pv: { kernel: ['vmlinux', 'vmlinuz'], description: 'PV: xl loads the ELF (its Xen notes), or the bzImage' },
     },
     xlConfig: true,
+    formats: ['initramfs', 'tar'],
   },
   'xen-pv': {
     description: 'a Xen PV domain',
     backend: 'xen',
     console: 'hvc0',
-    kernelFragments: { base: 'platforms/xen-pv.config', net: 'platforms/xen-pv.net.config' },
+    kernelFragments: { base: 'platforms/xen-pv.config', net: 'platforms/xen-pv.net.config', block: 'platforms/xen-pv.block.config' },
+    disk: 'xvda',
     // A PV-only kernel has no PVH note: xl loads the bzImage.
     kernelArtifacts: ['vmlinuz'],
     guests: {
       pv: { kernel: ['vmlinux', 'vmlinuz'], description: 'PV: xl loads the bzImage' },
     },
     xlConfig: true,
+    formats: ['initramfs', 'tar'],
   },
 } as const satisfies Record<string, PlatformFacts>;
 

@@ -13,7 +13,8 @@ export interface XlConfig {
   /** pvh boots the ELF vmlinux through its PVH entry note; pv the bzImage. */
   type: 'pvh' | 'pv';
   kernel: string;
-  ramdisk: string;
+  /** The root filesystem: the ramdisk (an initramfs), or a read-only disk the guest sees as xvda (ROOT_FORMATS' boots). */
+  root: { as: 'initrd' | 'disk'; file: string };
   /** The kernel command line (xl's `extra`). */
   cmdline: string;
   memoryMiB: number;
@@ -41,7 +42,7 @@ export const XEN_DEFAULT_NETWORK = { bridge: 'xenbr0', address: '10.213.0.2', pr
  * initrd, 128 MiB, one vCPU, a card on xenbr0 and the default address. Ready
  * for `xl create`; a second VM of the same image needs another tinyx.ip.
  */
-export function imageXlConfig(options: { name: string; platform: Platform; dir: string; rootfs: string; cmdline?: string }): string {
+export function imageXlConfig(options: { name: string; platform: Platform; dir: string; rootfs: string; rootAs: 'initrd' | 'disk'; cmdline?: string }): string {
   const facts: PlatformFacts = PLATFORMS[options.platform];
   const type = Object.keys(facts.guests)[0];
   if (!facts.xlConfig || (type !== 'pvh' && type !== 'pv')) throw new TinyxError('E_PLATFORM', `${options.platform} images have no xl configuration`, { kind: 'user' });
@@ -57,7 +58,7 @@ export function imageXlConfig(options: { name: string; platform: Platform; dir: 
     name: options.name,
     type,
     kernel: `${options.dir}/${kernel}`,
-    ramdisk: `${options.dir}/${options.rootfs}`,
+    root: { as: options.rootAs, file: `${options.dir}/${options.rootfs}` },
     cmdline: kernelCmdline({ console: facts.console, image: options.cmdline ?? IMAGE_CMDLINE, network: XEN_DEFAULT_NETWORK }),
     memoryMiB: DEFAULT_MEMORY_MIB,
     vcpus: 1,
@@ -71,7 +72,10 @@ export function renderXlConfig(config: XlConfig): string {
     `name = ${quote(config.name, 'name')}`,
     `type = ${quote(config.type, 'type')}`,
     `kernel = ${quote(config.kernel, 'kernel')}`,
-    `ramdisk = ${quote(config.ramdisk, 'ramdisk')}`,
+    config.root.as === 'initrd'
+      ? `ramdisk = ${quote(config.root.file, 'ramdisk')}`
+      : // Read-only, so that every domain of the image can open the one file; xl wants target= last.
+        `disk = [ ${quote(`format=raw,vdev=xvda,access=ro,target=${config.root.file}`, 'disk')} ]`,
     `extra = ${quote(config.cmdline, 'extra')}`,
     `memory = ${positive(config.memoryMiB, 'memory')}`,
     `vcpus = ${positive(config.vcpus, 'vcpus')}`,

@@ -7,3 +7,4 @@ export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './xen/hotplug.js';
 export { checkVmId, ensurePrivateDir, runtimeDirPath } from './runtime.js';
 export { checkStateFile, isSavedState, writeStateFile } from './state-file.js';
 export { qemuArgv, qemuCmdline, USER_NETWORK } from './qemu/argv.js';
+export { tscKhzFromCpuinfo } from './accel.js';

@@ -24,6 +24,13 @@ export interface QemuCreateOptions {
    * retranslation for density. Default: QEMU's own.
    */
   tcgCacheMiB?: number;
+  /**
+   * TCG only: the host's TSC rate in kHz that the guest keeps its TSC clock
+   * with (tsc_early_khz=), so that NO_HZ_IDLE stops its tick when idle.
+   * Default: read from /proc/cpuinfo where the host states it (hostTscKhz);
+   * null: none given, and the guest falls back to jiffies, which ticks at HZ.
+   */
+  tscKhz?: number | null;
   /** Leave QEMU running when this process exits (tinyx run --detach). */
   detach?: boolean;
 }

@@ -108,6 +108,6 @@ export async function listRecords(backend?: VmRecord['backend']): Promise<VmReco
 export async function recordedImage(record: VmRecord): Promise<BootableImage> {
   return openImage(record.imageDir).catch(() => {
     const platform = record.platform !== undefined && isPlatform(record.platform) ? record.platform : PLATFORM_NAMES.find((name) => PLATFORMS[name].backend === record.backend)!;
-    return { dir: record.imageDir, name: record.name, platform, facts: PLATFORMS[platform], readiness: null, cmdline: '', kernels: {}, rootfs: '' };
+    return { dir: record.imageDir, name: record.name, platform, facts: PLATFORMS[platform], readiness: null, cmdline: '', kernels: {}, rootfs: '', rootAs: 'initrd' };
   });
 }

@@ -10,7 +10,7 @@ import type { InstallMadePlan } from '../resolve/plan-install-made.js';
 import { resolveInRoot } from '../resolve/root-path.js';
 import { DirectoryRootView } from '../resolve/root-view.js';
 import { selectAccounts, type Account, type ImageAccounts } from './accounts.js';
-import { INIT_APPLETS, generateInit } from './init-script.js';
+import { INIT_APPLETS, generateInit, type WritableDir } from './init-script.js';
 import { RELAY_PATH, type LoopbackRelay } from './relay.js';
 import type { ImageSecret } from '../trace/secrets.js';
 
@@ -27,6 +27,22 @@ export interface AssembledRoot {
 
 /** BusyBox in the install root, from busybox-static (part of every base). */
 export const BUSYBOX_PATH = '/bin/busybox';
+
+/** The skeleton's directories an app may write in, made writable on a read-only root. */
+const SKELETON_WRITABLE = ['/run', '/tmp', '/var/tmp'];
+
+/**
+ * The writable directories of a read-only root, as /init makes them: each
+ * path's entry (owner, mode), and whether the image has anything under it.
+ */
+export function writableDirs(entries: ReadonlyMap<string, ImageEntry>, paths: readonly string[]): WritableDir[] {
+  return [...new Set(paths)].map((path) => {
+    const entry = entries.get(path);
+    if (entry?.type !== 'dir') throw new Error(`writable directory ${path} is not a directory of the image`);
+    const seeded = [...entries.keys()].some((p) => p.startsWith(`${path}/`));
+    return { path, mode: entry.mode, uid: entry.uid ?? 0, gid: entry.gid ?? 0, seeded };
+  });
+}
 
 /** Directories every image has, with their modes; /tmp is world-writable and sticky. */
 const SKELETON_DIRS: [string, number][] = [
@@ -70,8 +86,13 @@ export async function assembleRoot(
   plan: ImagePlan,
   made: InstallMadePlan = NOTHING_MADE,
   secrets: readonly ImageSecret[] = [],
-  relay?: { binary: Uint8Array; ports: readonly LoopbackRelay[] },
+  options: {
+    relay?: { binary: Uint8Array; ports: readonly LoopbackRelay[] } | undefined;
+    /** The root is mounted read-only in the VM (ROOT_FORMATS): /init puts SKELETON_WRITABLE and the recipe's directories on tmpfs. */
+    readOnlyRoot?: boolean;
+  } = {},
 ): Promise<AssembledRoot> {
+  const { relay } = options;
   const view = new DirectoryRootView(root);
   const entries = new Map<string, ImageEntry>();
   const reasons = new Map<string, string>();
@@ -130,6 +151,22 @@ export async function assembleRoot(
   text('/etc/hosts', imageHosts(recipe.name));
   // glibc reads nsswitch.conf for every user and host lookup; "files" is built into libc.so.6 since glibc 2.34.
   text('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\nprotocols: files\n');
+  if (relay) add({ type: 'file', path: RELAY_PATH, mode: 0o755, source: { content: relay.binary } }, `relays the VM's address to ${relay.ports.map((p) => `${p.address}:${p.port}`).join(', ')}, where the app listens (built from tinyx's helpers/tinyx-relay.c)`);
+
+  for (const [path, mode] of SKELETON_DIRS) if (!entries.has(path)) add({ type: 'dir', path, mode }, 'filesystem skeleton');
+  add({ type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 });
+  add({ type: 'char', path: '/dev/null', mode: 0o666, major: 1, minor: 3 });
+  const recipeDirPaths: string[] = [];
+  for (const dir of recipe.directories) {
+    const owner = accounts.users.get(dir.owner)!;
+    // /var/run is a link to /run in Debian: the directory goes where the link leads.
+    const { path } = await resolveInRoot(view, dir.path);
+    recipeDirPaths.push(path);
+    add({ type: 'dir', path, mode: dir.mode, uid: owner.uid, gid: owner.gid }, 'recipe directories');
+  }
+
+  // Generated once every directory is known: on a read-only root it makes the writable ones.
+  const writable = options.readOnlyRoot ? writableDirs(entries, [...SKELETON_WRITABLE, ...recipeDirPaths]) : undefined;
   text(
     '/init',
     generateInit({
@@ -143,20 +180,10 @@ export async function assembleRoot(
       readiness: recipe.readiness,
       libraryPath: plan.libraryPath,
       relay: relay?.ports ?? [],
+      ...(writable ? { writable } : {}),
     }),
     0o755,
   );
-  if (relay) add({ type: 'file', path: RELAY_PATH, mode: 0o755, source: { content: relay.binary } }, `relays the VM's address to ${relay.ports.map((p) => `${p.address}:${p.port}`).join(', ')}, where the app listens (built from tinyx's helpers/tinyx-relay.c)`);
-
-  for (const [path, mode] of SKELETON_DIRS) if (!entries.has(path)) add({ type: 'dir', path, mode }, 'filesystem skeleton');
-  add({ type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 });
-  add({ type: 'char', path: '/dev/null', mode: 0o666, major: 1, minor: 3 });
-  for (const dir of recipe.directories) {
-    const owner = accounts.users.get(dir.owner)!;
-    // /var/run is a link to /run in Debian: the directory goes where the link leads.
-    const { path } = await resolveInRoot(view, dir.path);
-    add({ type: 'dir', path, mode: dir.mode, uid: owner.uid, gid: owner.gid }, 'recipe directories');
-  }
 
   // The app starts there (/init cd's into it): it must be a directory of the image, listed or holding something.
   if (recipe.entrypoint.workdir !== '/') {

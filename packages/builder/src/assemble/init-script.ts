@@ -18,10 +18,57 @@ export interface InitOptions {
   libraryPath: readonly string[];
   /** Ports the app listens on only at loopback: tinyx-relay (RELAY_PATH) forwards the VM's address to each. */
   relay?: readonly LoopbackRelay[];
+  /**
+   * For a read-only root (an erofs disk): the directories /init puts on tmpfs
+   * before the app starts, parents first. Undefined: the root is writable (an initramfs).
+   */
+  writable?: readonly WritableDir[];
+}
+
+/** A directory of a read-only root that the app may write: on tmpfs in the VM, with the image's owner and mode. */
+export interface WritableDir {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** The image has files under it: /init copies them onto the tmpfs before mounting it there. */
+  seeded: boolean;
 }
 
 /** The BusyBox applets the generated /init calls; the image gets a link for each. */
-export const INIT_APPLETS = ['sh', 'mount', 'mkdir', 'ip', 'cat', 'grep', 'sleep', 'hostname', 'reboot', 'start-stop-daemon'] as const;
+export const INIT_APPLETS = ['sh', 'mount', 'mkdir', 'ip', 'cat', 'grep', 'sleep', 'hostname', 'reboot', 'start-stop-daemon', 'chmod', 'chown', 'cp'] as const;
+
+/** Where /init mounts a seeded directory's tmpfs while it copies the image's files onto it: on the devtmpfs, writable by then. */
+const SEED_MOUNT = '/dev/.tinyx-seed';
+
+/**
+ * The lines that make a read-only root's writable directories: a tmpfs on each
+ * one not under another (its files copied from the image first when it has
+ * some), a directory on that tmpfs for the others, each with the image's owner
+ * and mode. Without CONFIG_SHMEM the kernel's tmpfs is ramfs, which takes
+ * mode= but no uid=, hence the chown.
+ */
+export function writableLines(dirs: readonly WritableDir[]): string[] {
+  const sorted = [...dirs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const lines: string[] = ['# The root is read-only (an erofs disk): what the app writes goes to tmpfs, in RAM.'];
+  const mounted: string[] = [];
+  for (const dir of sorted) {
+    const path = shellQuote(dir.path);
+    const mode = dir.mode.toString(8).padStart(4, '0');
+    const under = mounted.find((top) => dir.path.startsWith(`${top}/`));
+    if (under) lines.push(`mkdir -p ${path}`);
+    else if (dir.seeded) {
+      lines.push(`mkdir -p ${SEED_MOUNT} && mount -t tmpfs -o mode=${mode} tmpfs ${SEED_MOUNT} && cp -a ${path}/. ${SEED_MOUNT}/ && mount -o move ${SEED_MOUNT} ${path}`);
+      mounted.push(dir.path);
+    } else {
+      lines.push(`mount -t tmpfs -o mode=${mode} tmpfs ${path}`);
+      mounted.push(dir.path);
+    }
+    if (dir.uid !== 0 || dir.gid !== 0) lines.push(`chown ${dir.uid}:${dir.gid} ${path}`);
+    lines.push(`chmod ${mode} ${path}`);
+  }
+  return lines;
+}
 
 /**
  * The image's /init, run by the kernel as PID 1 from the initramfs. It mounts
@@ -104,7 +151,8 @@ mount -t devpts devpts /dev/pts 2>/dev/null
 # POSIX shared memory (shm_open: squid, PostgreSQL) wants a world-writable tmpfs; a kernel without tmpfs goes without.
 mount -t tmpfs -o mode=1777 shm /dev/shm 2>/dev/null
 hostname ${shellQuote(options.name)}
-
+${options.writable ? `${writableLines(options.writable).join('\n')}
+` : ''}
 # One app per VM: it may bind ports below 1024 whatever its account (systemd's
 # AmbientCapabilities=CAP_NET_BIND_SERVICE; Docker sets the same for containers).
 echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null

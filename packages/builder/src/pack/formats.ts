@@ -4,11 +4,13 @@ import { copyFile, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { RootFormat } from '@tinyx/image';
 import { TinyxError } from '../errors.js';
 import type { ImageEntry } from '../image-tree.js';
 import type { ArchiveOptions, ArchiveSummary } from './archive-entries.js';
 import { writeCpio } from './cpio.js';
 import { writeTar } from './tar.js';
+import { writeErofs } from './erofs.js';
 import { COMPRESSIONS, compressFile, type Compression } from './compressions.js';
 
 /** Writes entries as one archive into a stream it does not end: {@link writeCpio}, {@link writeTar}. */
@@ -18,6 +20,9 @@ export type ArchiveWriter = (
   options: ArchiveOptions,
 ) => Promise<ArchiveSummary>;
 
+/** Writes entries as a filesystem image into a file that does not exist yet: {@link writeErofs}. */
+export type ImageWriter = (entries: Iterable<ImageEntry> | AsyncIterable<ImageEntry>, file: string, options: ArchiveOptions) => Promise<{ entries: number }>;
+
 /** One way to ship an image's root filesystem. */
 export interface OutputFormatSpec {
   /** The archive's name before a compression suffix: initrd.cpio, rootfs.tar. */
@@ -26,7 +31,8 @@ export interface OutputFormatSpec {
   fileName: string;
   /** One line for `--help` and error messages. */
   describe: string;
-  write: ArchiveWriter;
+  /** An archive streamed out (cpio, tar), or a filesystem image made in a file (erofs). */
+  write: { archive: ArchiveWriter } | { image: ImageWriter };
   /** The compression used when none is asked for; null when the format is never compressed. */
   defaultCompression: Compression | null;
 }
@@ -39,18 +45,25 @@ export const OUTPUT_FORMATS = {
   initramfs: {
     baseName: 'initrd.cpio',
     fileName: 'initrd.cpio.gz',
-    describe: "a compressed newc cpio, for the kernel's initramfs",
-    write: writeCpio,
+    describe: "a compressed newc cpio, unpacked into the guest's RAM at boot (the kernel's initramfs)",
+    write: { archive: writeCpio },
     defaultCompression: 'gzip',
+  },
+  erofs: {
+    baseName: 'rootfs.erofs',
+    fileName: 'rootfs.erofs',
+    describe: "an uncompressed erofs image, a read-only disk the guest reads page by page and every VM of the image shares in the host's page cache",
+    write: { image: writeErofs },
+    defaultCompression: null,
   },
   tar: {
     baseName: 'rootfs.tar',
     fileName: 'rootfs.tar',
-    describe: 'an uncompressed POSIX tar of the root filesystem',
-    write: writeTar,
+    describe: 'an uncompressed POSIX tar of the root filesystem, for other tools (not bootable)',
+    write: { archive: writeTar },
     defaultCompression: null,
   },
-} as const satisfies Record<string, OutputFormatSpec>;
+} as const satisfies Record<RootFormat, OutputFormatSpec>;
 
 export type OutputFormat = keyof typeof OUTPUT_FORMATS;
 
@@ -118,7 +131,7 @@ export async function packImage(
   const rawFile = join(outDir, `.${spec.baseName}.raw-${process.pid}`);
   const tempFile = `${outFile}.tmp-${process.pid}`;
   try {
-    const raw = await writeArchive(entries, spec, rawFile, options);
+    const raw = 'image' in spec.write ? await writeImage(entries, spec.write.image, rawFile, options) : await writeArchive(entries, spec.write.archive, rawFile, options);
     const key = `${raw.sha256}-${compression ?? 'none'}`;
     const stored = compression ? await options.store?.get(key) : undefined;
     if (stored) await copyFile(stored, tempFile);
@@ -145,10 +158,17 @@ async function hashFile(path: string): Promise<{ size: number; sha256: string }>
   return { size, sha256: hash.digest('hex') };
 }
 
+/** Writes a filesystem image to `file`, then hashes it. */
+async function writeImage(entries: Iterable<ImageEntry> | AsyncIterable<ImageEntry>, write: ImageWriter, file: string, options: ArchiveOptions): Promise<{ bytes: number; sha256: string; entries: number }> {
+  const made = await write(entries, file, options);
+  const { size, sha256 } = await hashFile(file);
+  return { bytes: size, sha256, entries: made.entries };
+}
+
 /** Writes the uncompressed archive to `file`, hashing it on the way. */
 async function writeArchive(
   entries: Iterable<ImageEntry> | AsyncIterable<ImageEntry>,
-  spec: OutputFormatSpec,
+  write: ArchiveWriter,
   file: string,
   options: ArchiveOptions,
 ): Promise<{ bytes: number; sha256: string; entries: number }> {
@@ -177,7 +197,7 @@ async function writeArchive(
 
   let summary: ArchiveSummary;
   try {
-    summary = await spec.write(entries, head, options);
+    summary = await write(entries, head, options);
     head.end();
   } catch (error) {
     head.destroy(error instanceof Error ? error : new Error(String(error)));

@@ -1,11 +1,12 @@
 import type { LoopbackRelay } from '../assemble/relay.js';
-import { chmod, copyFile, lchown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { READY_LINE } from '@tinyx/image';
 import { TinyxError, throwIfAborted } from '../errors.js';
 import type { ImageEntry } from '../image-tree.js';
 import type { Recipe } from '../recipe/recipe.js';
 import { resolveInRoot } from '../resolve/root-path.js';
+import { writeEntries } from '../pack/tree.js';
 import type { RootView } from '../resolve/root-view.js';
 import { parseStraceLog } from './strace-log.js';
 import { startSandbox, type Sandbox } from './sandbox.js';
@@ -23,6 +24,8 @@ export interface VerifyInput {
   owner: (path: string) => string | undefined;
   /** The loopback ports the image's /init relays: verify gives it a network card, and probes through the relay. */
   relay?: readonly LoopbackRelay[];
+  /** The root is read-only in the VM (erofs): verify mounts it read-only too, so that a write outside /init's tmpfs fails here first. */
+  readOnlyRoot?: boolean;
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -54,7 +57,8 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
   const { recipe, scratch } = input;
   const started = performance.now();
   const root = join(scratch, 'root');
-  await writeEntries(input.entries, root);
+  // With its device nodes, as in the VM: /init's `2>/dev/null` must find /dev/null on a read-only root.
+  await writeEntries(input.entries, root, { devices: true });
   const log = join(scratch, 'verify.log');
   const cmd = recipe.entrypoint.cmd[0]!;
 
@@ -78,8 +82,10 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
   // An image that relays loopback ports gets a network card, as in a VM: /init gives it the address
   // (TINYX_CMDLINE stands in for the kernel's command line) and starts the relay; the probe goes through it.
   const relayed = (input.relay ?? []).length > 0;
+  // As in the VM: a read-only root, on which /init mounts its tmpfs.
+  const readOnly = input.readOnlyRoot ? ['mount --bind "$ROOT" "$ROOT"', 'mount -o remount,bind,ro "$ROOT"'] : [];
   const app = startSandbox({
-    setup: relayed ? ['ip link add eth0 type veth peer name tinyx-peer || { echo "tinyx: this host cannot make a veth pair (ip link add type veth): the relay cannot be verified"; exit 1; }', 'ip link set tinyx-peer up'] : [],
+    setup: [...readOnly, ...(relayed ? ['ip link add eth0 type veth peer name tinyx-peer || { echo "tinyx: this host cannot make a veth pair (ip link add type veth): the relay cannot be verified"; exit 1; }', 'ip link set tinyx-peer up'] : [])],
     root,
     argv: ['/init'],
     env: relayed ? { TINYX_CMDLINE: `tinyx.ip=${VERIFY_ADDRESS}/24` } : {},
@@ -130,33 +136,6 @@ async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, l
   return new TinyxError('E_VERIFY', `verify: ${what}\n${output}${missing.length > 0 ? `\nwhat it looked for and the image lacks:\n${missing.slice(0, 15).join('\n')}` : ''}`, {
     hint: missing.length > 0 ? "add them with the recipe's include (or dlopen for modules); --no-verify emits the image anyway" : 'run the image to see more; --no-verify emits the image anyway',
   });
-}
-
-/**
- * Writes the image's entries into a directory, as the packer would: owners,
- * modes and links as listed. Device nodes are left out (the /init mounts a
- * devtmpfs over /dev, and a check gets one).
- */
-export async function writeEntries(entries: readonly ImageEntry[], root: string): Promise<void> {
-  await mkdir(root, { recursive: true, mode: 0o755 });
-  await chmod(root, 0o755);
-  for (const entry of [...entries].sort((a, b) => (a.path < b.path ? -1 : 1))) {
-    const host = join(root, entry.path);
-    await mkdir(dirname(host), { recursive: true, mode: 0o755 });
-    if (entry.type === 'symlink') {
-      await symlink(entry.target, host);
-      await lchown(host, entry.uid ?? 0, entry.gid ?? 0);
-      continue;
-    }
-    if (entry.type === 'dir') await mkdir(host, { recursive: true });
-    else if (entry.type === 'file') {
-      if ('content' in entry.source) await writeFile(host, entry.source.content);
-      else await copyFile(entry.source.path, host);
-    } else continue;
-    // chown first: it clears the set-id bits a chmod sets.
-    await lchown(host, entry.uid ?? 0, entry.gid ?? 0);
-    await chmod(host, entry.mode);
-  }
 }
 
 async function waitUntil(done: () => boolean, timeoutMs: number, signal: AbortSignal | undefined): Promise<boolean> {

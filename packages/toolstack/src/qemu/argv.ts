@@ -13,7 +13,8 @@ export interface QemuArgvOptions {
   /** The VM's runtime directory: console.log and the two QMP sockets are made there. */
   dir: string;
   kernel: string;
-  initrd: string;
+  /** The root filesystem: the initramfs (-initrd), or a read-only virtio-blk disk, /dev/vda in the guest. */
+  root: { as: 'initrd' | 'disk'; file: string };
   /** The kernel command line (qemuCmdline). */
   cmdline: string;
   /** A bridged VM's tap and MAC; absent: QEMU's user-mode network with these forwards. */
@@ -34,6 +35,15 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
   const netdev = o.tap ? `tap,id=net0,ifname=${o.tap.name},script=no,downscript=no` : `user,id=net0${hostfwd}`;
   // romfile= : no iPXE option ROM on q35; the kernel is loaded directly and would only wait for it.
   const nicDevice = `${o.machine === 'microvm' ? 'virtio-net-device' : 'virtio-net-pci,romfile='},netdev=net0${o.tap ? `,mac=${o.tap.mac}` : ''}`;
+  const root =
+    o.root.as === 'initrd'
+      ? ['-initrd', o.root.file]
+      : [
+          // Read-only and through the host's page cache (cache=writeback, QEMU's default): every VM of
+          // the image shares one copy of the pages its guests have read. A read-only open takes a shared lock.
+          '-drive', `id=root,file=${o.root.file.replace(/,/g, ',,')},format=raw,if=none,readonly=on`,
+          '-device', `${o.machine === 'microvm' ? 'virtio-blk-device' : 'virtio-blk-pci'},drive=root`,
+        ];
   return [
     '-M', o.machine === 'microvm' ? 'microvm,acpi=off' : 'q35',
     '-accel', o.accel === 'tcg' && o.tcgCacheMiB ? `tcg,tb-size=${o.tcgCacheMiB}` : o.accel,
@@ -48,7 +58,7 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
     '-qmp', `unix:${join(o.dir, 'qmp.sock')},server=on,wait=off`,
     '-qmp', `unix:${join(o.dir, 'ctl.sock')},server=on,wait=off`,
     '-kernel', o.kernel,
-    '-initrd', o.initrd,
+    ...root,
     '-append', o.cmdline,
     '-netdev', netdev,
     '-device', nicDevice,
@@ -65,7 +75,7 @@ export const USER_NETWORK: GuestNetwork = { address: '10.0.2.15', prefixLength: 
  * A QEMU guest's kernel command line: the platform's console, what the image
  * needs (its manifest), QEMU's machine settings, and the guest's network.
  */
-export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, network: GuestNetwork): string {
+export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, network: GuestNetwork, clock: { accel: Accelerator; hostTscKhz?: number | undefined } = { accel: 'kvm' }): string {
   return kernelCmdline({
     console: image.facts.console,
     image: image.cmdline,
@@ -75,6 +85,10 @@ export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, net
       // On a busy host (50 TCG guests on 2 cores) the kernel's test of the IO-APIC
       // timer sees too few ticks and panics ("IO-APIC + timer doesn't work!").
       'no_timer_check',
+      // Under TCG the guest's TSC is the host's, but the guest's calibration of it against the
+      // emulated PIT fails, and the kernel falls back to jiffies, which ticks at HZ even when idle
+      // (NO_HZ_IDLE needs a clocksource without the tick). Given the host's rate, it keeps the TSC.
+      ...(clock.accel === 'tcg' && clock.hostTscKhz ? [`tsc_early_khz=${clock.hostTscKhz}`, 'tsc=reliable'] : []),
     ],
     network,
   });

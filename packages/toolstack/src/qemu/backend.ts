@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { access, constants, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_MEMORY_MIB, TinyxError, chooseGuest, kernelFor, openImage, probePort, type BootableImage } from '@tinyx/image';
-import { detectAccel, type AccelChoice } from '../accel.js';
+import { detectAccel, hostTscKhz, type AccelChoice } from '../accel.js';
 import { attachNic, releaseNic, type BridgedNic } from '../bridge.js';
 import type { Backend, CreateOptions } from '../machine.js';
 import { runtimeDir, vmDir } from '../runtime.js';
@@ -129,8 +129,8 @@ export class QemuBackend implements Backend {
       vcpus,
       dir,
       kernel: kernelFor(image, machine),
-      initrd: image.rootfs,
-      cmdline: qemuCmdline(image, nic ?? USER_NETWORK),
+      root: { as: image.rootAs, file: image.rootfs },
+      cmdline: qemuCmdline(image, nic ?? USER_NETWORK, { accel: accel.accel, hostTscKhz: accel.accel !== 'tcg' || qemu.tscKhz === null ? undefined : (qemu.tscKhz ?? (await hostTscKhz())) }),
       tap: nic ? { name: nic.tap, mac: nic.mac } : undefined,
       forwards: nic ? [] : forwards,
       paused: options.paused,

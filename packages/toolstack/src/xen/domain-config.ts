@@ -19,7 +19,7 @@ export function xenDomainConfig(
     name: record.id,
     type: record.type,
     kernel: kernelFor(image, record.type),
-    ramdisk: image.rootfs,
+    root: { as: image.rootAs, file: image.rootfs },
     cmdline: kernelCmdline({ console: image.facts.console, image: image.cmdline, network: record.network }),
     memoryMiB: record.memoryMiB,
     vcpus: record.vcpus,
