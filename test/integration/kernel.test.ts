@@ -119,6 +119,14 @@ test.serial('a second build with the same config is a cache hit; redis gets its 
   const text = await runCli(['kernel', 'config', 'nginx']);
   t.regex(text.stdout, /^CONFIG_PVH=y +# platforms\/kvm\.config$/m);
   t.regex(text.stdout, /^# CONFIG_VT is not set +# trim\.config$/m);
+  t.regex(text.stdout, /^# Linux 6\.1\.\d+ for kvm, root as initramfs /m);
+  t.regex(text.stdout, /^CONFIG_BLK_DEV_INITRD=y +# formats\/initramfs\.config$/m);
+  // An erofs root changes the kernel: the block layer, virtio-blk, erofs without what tinyx's images do not use.
+  const erofs = JSON.parse((await runCli(['kernel', 'config', 'nginx', '--format', 'erofs', '--json'])).stdout) as { format: string; requested: { symbol: string; origin: string }[]; config: string };
+  t.is(erofs.format, 'erofs');
+  t.is(erofs.requested.find((r) => r.symbol === 'VIRTIO_BLK')?.origin, 'platforms/kvm.block.config');
+  t.regex(erofs.config, /^CONFIG_EROFS_FS=y$/m);
+  for (const off of ['BLK_DEV_INITRD', 'EROFS_FS_ZIP', 'EROFS_FS_XATTR']) t.regex(erofs.config, new RegExp(`^# CONFIG_${off} is not set$`, 'm'), off);
 });
 
 test.serial('the xen-pvh kernel carries the PVH entry ELF note (XEN_ELFNOTE_PHYS32_ENTRY) and Xen frontends', async (t) => {

@@ -140,6 +140,9 @@ test.serial('nginx as an erofs root (--format erofs): its own kernel (a disk, er
   const config = await readFile(join(dir, 'kernel.config'), 'utf8');
   for (const option of ['EROFS_FS', 'VIRTIO_BLK', 'NO_HZ_IDLE']) t.regex(config, new RegExp(`^CONFIG_${option}=y$`, 'm'), option);
   t.regex(config, /^# CONFIG_BLK_DEV_INITRD is not set$/m);
+  const inspect = await runCli(['inspect', dir]);
+  t.regex(inspect.stdout, /rootfs\.erofs +[\d.]+ MiB +\(a read-only disk, read page by page\)/);
+  t.regex(inspect.stdout, /the root on an erofs disk/);
 
   // An independent reader: the host's own erofs driver, on a loop device.
   const mnt = join(work, 'erofs-mnt');

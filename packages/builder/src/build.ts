@@ -40,7 +40,7 @@ import { resolveInRoot } from './resolve/root-path.js';
 import { traceApp, type TraceResult } from './trace/trace-app.js';
 import { verifyRoot, type VerifyResult } from './trace/verify-root.js';
 import type { InstalledPackage } from './dpkg/status.js';
-import { DEFAULT_PLATFORM, PLATFORMS, PLATFORM_NAMES, ROOT_FORMATS, platformFacts, bootCmdline, imageXlConfig, run, type Platform } from '@tinyx/image';
+import { DEFAULT_PLATFORM, PLATFORMS, PLATFORM_NAMES, ROOT_FORMATS, isPlatform, platformFacts, bootCmdline, imageXlConfig, run, type Platform } from '@tinyx/image';
 
 export type { Platform };
 
@@ -162,7 +162,9 @@ interface ResolvedOptions {
 }
 
 function resolveOptions(options: BuildOptions): ResolvedOptions {
-  const format = options.format ?? 'initramfs';
+  const platform = options.platform ?? DEFAULT_PLATFORM;
+  // An unknown platform is refused by the load step; until then, the default format of the default platform.
+  const format = options.format ?? (isPlatform(platform) ? PLATFORMS[platform] : PLATFORMS[DEFAULT_PLATFORM]).defaultFormat;
   // An unknown format is refused by the load step, with the formats named; until then, no default to look up.
   const chosen = options.compression ?? (Object.hasOwn(OUTPUT_FORMATS, format) ? OUTPUT_FORMATS[format].defaultCompression : null);
   const fromEnv = process.env.SOURCE_DATE_EPOCH;
@@ -170,7 +172,7 @@ function resolveOptions(options: BuildOptions): ResolvedOptions {
     goal: options.goal ?? 'image',
     format,
     compression: chosen === 'none' || chosen === null ? null : chosen,
-    platform: options.platform ?? DEFAULT_PLATFORM,
+    platform,
     kernel: options.kernel !== false,
     trace: options.trace !== false,
     verify: options.verify !== false,

@@ -36,6 +36,8 @@ export interface PlatformFacts {
    * booted by the Xen tier, so it is not offered there.
    */
   formats: readonly string[];
+  /** The format a build gets without --format: initramfs everywhere for now (the lightness bench compares it with erofs). */
+  defaultFormat: 'initramfs' | 'erofs';
 }
 
 /**
@@ -57,6 +59,7 @@ export const PLATFORMS = {
     },
     xlConfig: false,
     formats: ['initramfs', 'erofs', 'tar'],
+    defaultFormat: 'initramfs',
   },
   'xen-pvh': {
     description: 'a Xen PVH domain (a xen-pvh kernel also boots as PV)',
@@ -71,6 +74,7 @@ export const PLATFORMS = {
     },
     xlConfig: true,
     formats: ['initramfs', 'tar'],
+    defaultFormat: 'initramfs',
   },
   'xen-pv': {
     description: 'a Xen PV domain',
@@ -85,6 +89,7 @@ export const PLATFORMS = {
     },
     xlConfig: true,
     formats: ['initramfs', 'tar'],
+    defaultFormat: 'initramfs',
   },
 } as const satisfies Record<string, PlatformFacts>;
 

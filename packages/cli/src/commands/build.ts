@@ -1,12 +1,13 @@
 import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, KERNEL_FEATURES, OUTPUT_FORMATS, formatBytes, type Compression, type KernelFeature, type OutputFormat } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
+import { PLATFORMS, PLATFORM_NAMES } from '@tinyx/image';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
 
 interface BuildArgs extends GlobalArgs, RecipeArgs, SourceArgs {
   out?: string;
-  format: OutputFormat;
+  format?: OutputFormat;
   compression?: Compression;
   kernel: boolean;
   trace: boolean;
@@ -23,7 +24,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('out', { type: 'string', describe: 'the image directory to write', defaultDescription: 'out/<name>' })
       .option('format', {
         choices: Object.keys(OUTPUT_FORMATS) as OutputFormat[],
-        default: 'initramfs' as OutputFormat,
+        defaultDescription: `the platform's: ${PLATFORM_NAMES.map((p) => `${PLATFORMS[p].defaultFormat} for ${p}`).join(', ')}`,
         describe: `root filesystem format: ${Object.entries(OUTPUT_FORMATS)
           .map(([name, f]) => `${name} (${f.fileName})`)
           .join(', ')}`,
@@ -75,7 +76,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         ...recipeFrom(args),
         ...sourceFrom(args),
         ...(args.out ? { outDir: args.out } : {}),
-        format: args.format,
+        ...(args.format ? { format: args.format } : {}),
         ...(args.compression ? { compression: args.compression } : {}),
         kernel: args.kernel,
         ...(args['kernel-features'] ? { kernelFeatures: args['kernel-features'].split(',').map((f) => f.trim()).filter(Boolean) as KernelFeature[] } : {}),

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { formatBytes, type Manifest } from '@tinyx/builder';
-import { readManifest } from '@tinyx/image';
+import { ROOT_FORMATS, isRootFormat, readManifest } from '@tinyx/image';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
 
@@ -61,13 +61,16 @@ function printManifest(m: Manifest, dir: string, allFiles: boolean, line: (text?
   if (m.trace || m.verify) line();
   line('sizes');
   line(`  kernel             ${s.kernel === null ? '(none: built with --no-kernel)' : `vmlinuz ${formatBytes(s.kernel)}${s.vmlinux ? `, vmlinux ${formatBytes(s.vmlinux)}` : ''}`}`);
-  line(`  ${m.artifacts.rootfs.padEnd(18)} ${formatBytes(s.initrd)}  (${formatBytes(s.initrdUncompressed)} unpacked)`);
+  const rootAs = isRootFormat(m.format) ? ROOT_FORMATS[m.format].boots : null;
+  const how = rootAs === 'disk' ? 'a read-only disk, read page by page' : m.compression ? `${formatBytes(s.initrdUncompressed)} unpacked` : 'uncompressed';
+  line(`  ${m.artifacts.rootfs.padEnd(18)} ${formatBytes(s.initrd)}  (${how})`);
   line(`  files              ${m.files.length} files, ${formatBytes(s.rootFiles)}; ${m.symlinks.length} symlinks`);
   line(`  total              ${formatBytes(s.total)}`);
   line();
   if (m.kernel) {
     const k = m.kernel;
-    line(`kernel       Linux ${k.version} for ${k.platform}: ${k.enabledOptions} options, initramfs via ${k.decompressor ?? 'no decompressor'} (${k.source})`);
+    const root = rootAs === 'disk' ? `the root on an ${m.format} disk` : `initramfs via ${k.decompressor ?? 'no decompressor'}`;
+    line(`kernel       Linux ${k.version} for ${k.platform}: ${k.enabledOptions} options, ${root} (${k.source})`);
     for (const f of k.features) line(`  ${f.name.padEnd(14)} ${f.from.join('; ')}`);
     if (k.couldNotDisable.length > 0) line(`  could not switch off: ${k.couldNotDisable.join(', ')}`);
     line();

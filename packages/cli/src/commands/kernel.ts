@@ -1,13 +1,14 @@
 import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { checkOutputDir, formatBytes, replaceOutputDir, type KernelResult } from '@tinyx/builder';
+import { OUTPUT_FORMATS, checkOutputDir, formatBytes, replaceOutputDir, type KernelResult, type OutputFormat } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError, type Output } from '../output.js';
 
 interface KernelArgs extends GlobalArgs, RecipeArgs, SourceArgs {
   out?: string;
+  format?: OutputFormat;
 }
 
 function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, KernelArgs> {
@@ -18,7 +19,11 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
         ? "Print the kernel's final .config for an app, and where each option came from"
         : 'Build the kernel for an app (cached by its .config), without the rest of the image',
     builder: (yargs) => {
-      let y = sourceOptions(recipeOptions(globalOptions(yargs as Argv<object>), `kernel ${action}`));
+      let y = sourceOptions(recipeOptions(globalOptions(yargs as Argv<object>), `kernel ${action}`)).option('format', {
+        choices: Object.keys(OUTPUT_FORMATS) as OutputFormat[],
+        describe: "the image's root filesystem format, which decides part of the kernel: initramfs support and its decompressor, or the block layer, the platform's disk driver and erofs",
+        defaultDescription: "the platform's",
+      });
       if (action === 'build') y = y.option('out', { type: 'string', describe: 'write vmlinuz, vmlinux, kernel.config and kernel.json into this directory (new, empty, or one tinyx wrote)' }) as typeof y;
       return (action === 'config'
         ? y
@@ -27,7 +32,7 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
         : y.example('$0 kernel build nginx --out /tmp/k', 'build (or take from the cache) and copy the files out')
       ).epilog(
         `${recipeSearchHelp()}\n\n` +
-          'The kernel is tinyconfig + kernel/base.config + kernel/platforms/<platform>.config (+ .net.config with the net feature) + kernel/trim.config + the features (the recipe\'s, and those inferred from the symbols the app imports) + the initramfs decompressor, then olddefconfig. Every requested option is checked afterwards: one Kconfig dropped is an error naming its unmet dependencies.',
+          'The kernel is tinyconfig + kernel/base.config + kernel/platforms/<platform>.config (+ .net.config with the net feature, + .block.config for a disk root) + kernel/trim.config + the features (the recipe\'s, and those inferred from the symbols the app imports) + kernel/formats/<format>.config (and the initramfs decompressor), then olddefconfig. Every requested option is checked afterwards: one Kconfig dropped is an error naming its unmet dependencies.',
       ) as unknown as Argv<KernelArgs>;
     },
     handler: async (args) => {
@@ -35,7 +40,7 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
       try {
         // Refused before the build: --out must be new, empty or a directory tinyx wrote.
         if (action === 'build' && args.out) await checkOutputDir(resolve(args.out));
-        const build = await runBuild(out, { ...recipeFrom(args), ...sourceFrom(args), goal: action === 'config' ? 'kernel-config' : 'kernel' });
+        const build = await runBuild(out, { ...recipeFrom(args), ...sourceFrom(args), ...(args.format ? { format: args.format } : {}), goal: action === 'config' ? 'kernel-config' : 'kernel' });
         const kernel = build.kernelOutcome;
         if (action === 'config') printConfig(kernel, out);
         else await reportBuild(kernel, args.out, out);
@@ -56,6 +61,7 @@ function printConfig(kernel: KernelResult, out: Output): void {
       source: source.id,
       sourceDir: source.dir,
       platform: request.platform,
+      format: request.format,
       features: [...request.features].map(([name, from]) => ({ name, from })),
       requested: [...config.requested].map(([symbol, r]) => ({ symbol, value: r.value, origin: r.origin })),
       couldNotDisable: config.stuckOn,
@@ -65,7 +71,7 @@ function printConfig(kernel: KernelResult, out: Output): void {
     });
     return;
   }
-  out.line(`# Linux ${source.version} for ${request.platform} (${source.id}); ${config.enabled} options set`);
+  out.line(`# Linux ${source.version} for ${request.platform}, root as ${request.format} (${source.id}); ${config.enabled} options set`);
   for (const [feature, from] of request.features) out.line(`# feature ${feature}: ${from.join('; ')}`);
   for (const stuck of config.stuckOn) out.line(`# could not switch off CONFIG_${stuck.symbol} (asked by ${stuck.origin}): something selects it`);
   for (const line of config.text.split('\n')) {
