@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, recipeFromPackage, type BuildOptions, type Manifest } from '@tinyx/builder';
@@ -6,7 +6,7 @@ import { READY_LINE } from '@tinyx/image';
 import { compileRelay, removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { askInNamespace, bootInRoot, bootInRootWithNic, httpGetInNamespace } from '../helpers/watched.js';
-import { runCli } from '../helpers/cli.js';
+import { REPO_ROOT, runCli } from '../helpers/cli.js';
 import { processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
 
 // Issue #11, the trace pass and verify before emitting. `tinyx build --package P`
@@ -219,6 +219,22 @@ test('an image that would not start is a build error, never an emitted image: li
   const forced = await runCli(['build', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--no-verify', '--out', out, '--json']);
   t.is(forced.code, 0, forced.stderr);
   t.like((JSON.parse(forced.stdout) as { manifest: Manifest }).manifest, { trace: null, verify: null });
+});
+
+test("on a read-only root (--format erofs) verify runs the app read-only too: nginx's recipe without its directories is a build error naming what nginx tried to write", async (t) => {
+  const recipe = (await readFile(join(REPO_ROOT, 'recipes/nginx.yaml'), 'utf8')).replace(/^directories:\n(?: {2}- .*\n)+/m, '');
+  t.notRegex(recipe, /^directories:/m);
+  const file = join(work, 'nginx-no-dirs.yaml');
+  await writeFile(file, recipe);
+  const out = join(work, 'nginx-no-dirs');
+  const result = await runCli(['build', file, '--format', 'erofs', '--no-kernel', '--out', out]);
+  t.is(result.code, 1, result.stderr);
+  t.regex(result.stderr, /Read-only file system/);
+  t.regex(result.stderr, /what it tried to write on the read-only root:\n {2}\/var\/(lib|log)\/nginx\/\S+$/m);
+  t.regex(result.stderr, /hint: list the directories it writes in under the recipe's directories \(each gets a tmpfs in the VM\), or build with --format initramfs/);
+  await t.throwsAsync(stat(out), { code: 'ENOENT' });
+  // The same recipe's root is writable as an initramfs: it builds.
+  t.is((await runCli(['build', file, '--no-kernel', '--out', out])).code, 0);
 });
 
 test('an app that fails in the full install fails the trace, in its own words, before anything is cut', async (t) => {

@@ -101,3 +101,25 @@ test('listening ports: loopback only when every socket of the port is, reached a
   ]);
   t.deepEqual(listeningPorts([]), []);
 });
+
+test('writes refused by a read-only root (EROFS): the path of any call that writes, with the program; other failures are not', (t) => {
+  const log = parseStraceLog(
+    [
+      `100 execve("/usr/sbin/app", ["app"], 0x7ffd /* 3 vars */) = 0`,
+      `100 openat(AT_FDCWD<${ROOT}/var>, "log/app.log", O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0644) = -1 EROFS (Read-only file system)`,
+      `100 mkdir("/var/cache/app", 0755) = -1 EROFS (Read-only file system)`,
+      `100 renameat2(AT_FDCWD<${ROOT}>, "/etc/app.conf.new", AT_FDCWD<${ROOT}>, "/etc/app.conf", 0) = -1 EROFS (Read-only file system)`,
+      `100 openat(AT_FDCWD<${ROOT}>, "/etc/app.conf", O_RDONLY) = 3<${ROOT}/etc/app.conf>`,
+      `100 openat(AT_FDCWD<${ROOT}>, "/etc/missing", O_RDONLY) = -1 ENOENT (No such file or directory)`,
+    ].join('\n'),
+    ROOT,
+    0,
+  );
+  t.deepEqual([...log.readOnly], [
+    ['/var/log/app.log', '/usr/sbin/app'],
+    ['/var/cache/app', '/usr/sbin/app'],
+    ['/etc/app.conf.new', '/usr/sbin/app'],
+  ]);
+  t.true(log.missing.has('/etc/missing'));
+  t.false(log.readOnly.has('/etc/missing'));
+});

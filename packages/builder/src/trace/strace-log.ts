@@ -13,6 +13,8 @@ export interface TraceLog {
   reached: Map<string, { how: 'opened' | 'executed' | 'stat' | 'directory'; by: string }>;
   /** Paths the program looked for and did not find (ENOENT), with the program. */
   missing: Map<string, string>;
+  /** Paths the program tried to create or change on a read-only root (EROFS), with the program. */
+  readOnly: Map<string, string>;
   /** System calls that returned success, with how often. */
   syscalls: Map<string, number>;
   /** Socket address families opened successfully: AF_INET, AF_INET6, AF_UNIX, ... */
@@ -55,7 +57,7 @@ const CALL_LINE = /^(\d+)\s+([a-z_0-9]+)\((.*)\)\s+=\s+(.*)$/;
  * execve (the sandbox's own `unshare` before it runs the app: 2).
  */
 export function parseStraceLog(text: string, root: string, startAfterExecs = 0): TraceLog {
-  const log: TraceLog = { reached: new Map(), missing: new Map(), syscalls: new Map(), families: new Set(), uids: new Set(), gids: new Set() };
+  const log: TraceLog = { reached: new Map(), missing: new Map(), readOnly: new Map(), syscalls: new Map(), families: new Set(), uids: new Set(), gids: new Set() };
   const pending = new Map<string, string>();
   const program = new Map<string, string>();
   let firstPid: string | undefined;
@@ -95,6 +97,12 @@ export function parseStraceLog(text: string, root: string, startAfterExecs = 0):
     }
     const by = program.get(pid) ?? program.get(firstPid) ?? '?';
     if (ok) log.syscalls.set(name, (log.syscalls.get(name) ?? 0) + 1);
+    if (/^-1 EROFS\b/.test(result)) {
+      // Any call that writes a path (open for writing, mkdir, unlink, rename, chmod...): its first path.
+      const path = pathArgument(args, /at2?$/.test(name), inRoot);
+      if (path !== undefined && !log.readOnly.has(path)) log.readOnly.set(path, by);
+      continue;
+    }
 
     const pathCall = PATH_CALLS[name];
     if (pathCall) {

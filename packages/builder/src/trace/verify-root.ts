@@ -125,7 +125,8 @@ async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, l
   await sandbox.stop();
   const text = await readFile(log, 'utf8').catch(() => '');
   const missing: string[] = [];
-  for (const [path, by] of parseStraceLog(text, join(input.scratch, 'root'), 2).missing) {
+  const traced = parseStraceLog(text, join(input.scratch, 'root'), 2);
+  for (const [path, by] of traced.missing) {
     const resolved = await resolveInRoot(input.view, path);
     if (resolved.node?.kind !== 'file' && resolved.node?.kind !== 'dir') continue;
     if ((resolved.node.kind === 'dir' ? NOT_TRACED_DIRS : NOT_TRACED).test(path)) continue;
@@ -133,9 +134,19 @@ async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, l
     missing.push(`  ${path}: no such ${resolved.node.kind === 'dir' ? 'directory' : 'file'} in the image (${pkg ? `owned by ${pkg}; ` : ''}in the full install${by === '?' ? '' : `; looked for by ${by}`})`);
   }
   const output = sandbox.output().split('\n').filter(Boolean).slice(-12).join('\n');
-  return new TinyxError('E_VERIFY', `verify: ${what}\n${output}${missing.length > 0 ? `\nwhat it looked for and the image lacks:\n${missing.slice(0, 15).join('\n')}` : ''}`, {
-    hint: missing.length > 0 ? "add them with the recipe's include (or dlopen for modules); --no-verify emits the image anyway" : 'run the image to see more; --no-verify emits the image anyway',
-  });
+  // A read-only root (erofs): what the app tried to write outside /init's tmpfs.
+  const readOnly = [...traced.readOnly].map(([path, by]) => `  ${path}${by === '?' ? '' : ` (by ${by})`}`);
+  const hint =
+    readOnly.length > 0
+      ? `list the directories it writes in under the recipe's directories (each gets a tmpfs in the VM), or build with --format initramfs, whose root is writable; --no-verify emits the image anyway`
+      : missing.length > 0
+        ? "add them with the recipe's include (or dlopen for modules); --no-verify emits the image anyway"
+        : 'run the image to see more; --no-verify emits the image anyway';
+  return new TinyxError(
+    'E_VERIFY',
+    `verify: ${what}\n${output}${missing.length > 0 ? `\nwhat it looked for and the image lacks:\n${missing.slice(0, 15).join('\n')}` : ''}${readOnly.length > 0 ? `\nwhat it tried to write on the read-only root:\n${readOnly.slice(0, 15).join('\n')}` : ''}`,
+    { hint },
+  );
 }
 
 async function waitUntil(done: () => boolean, timeoutMs: number, signal: AbortSignal | undefined): Promise<boolean> {
