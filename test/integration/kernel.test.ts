@@ -16,17 +16,25 @@ test.after.always(() => removeTree(work));
 
 /**
  * A BusyBox initramfs whose /init prints a marker and reboots (QEMU exits with
- * -no-reboot). The BusyBox is the pipeline's own, the static one in the cached
- * Debian base every build starts from (the nginx build above made it; a cache
- * hit here), not whatever the host has.
+ * -no-reboot). The BusyBox is the pipeline's own, the one in the cached Debian
+ * base every build starts from (the nginx build above made it; a cache hit
+ * here), not whatever the host has, with the loader and the libraries it links.
  */
 async function markerInitramfs(marker: string): Promise<string> {
   const base = await createBase(new Cache(defaultCacheDir()), await hostBaseSpec(), {});
   const dir = join(work, 'marker');
   await mkdir(dir, { recursive: true });
+  const libDir = '/usr/lib/x86_64-linux-gnu';
+  const needed = execFileSync('objdump', ['-p', join(base.root, BUSYBOX_PATH)], { encoding: 'utf8' })
+    .split('\n')
+    .flatMap((line) => line.match(/^\s+NEEDED\s+(\S+)$/)?.slice(1) ?? []);
+  busyboxNeeded = needed;
   await packImage(
     [
       { type: 'file', path: BUSYBOX_PATH, mode: 0o755, source: { path: join(base.root, BUSYBOX_PATH) } },
+      // The loader where the ELF names it; the libraries where it looks without an ld.so.cache.
+      { type: 'file', path: '/lib64/ld-linux-x86-64.so.2', mode: 0o755, source: { path: join(base.root, libDir, 'ld-linux-x86-64.so.2') } },
+      ...needed.map((lib) => ({ type: 'file' as const, path: `${libDir}/${lib}`, mode: 0o644, source: { path: join(base.root, libDir, lib) } })),
       { type: 'file', path: '/init', mode: 0o755, source: { content: Buffer.from(`#!/bin/busybox sh\n/bin/busybox echo ${marker}\n/bin/busybox reboot -f\n`) } },
       { type: 'char', path: '/dev/console', mode: 0o600, major: 5, minor: 1 },
     ],
@@ -36,6 +44,9 @@ async function markerInitramfs(marker: string): Promise<string> {
   );
   return join(dir, 'initrd.cpio.gz');
 }
+
+/** What the base's BusyBox links (NEEDED), as the marker initramfs found it. */
+let busyboxNeeded: string[] = [];
 
 function bootQemu(kernel: string, initrd: string, machine: string): { output: string; status: number | null; seconds: number } {
   const started = performance.now();
@@ -78,6 +89,7 @@ test.serial('the nginx kernel boots under QEMU (microvm, vmlinux through the PVH
   t.is(boot.status, 0, boot.output.slice(-2000));
   t.regex(boot.output, new RegExp(`^${marker}\\r?$`, 'm'));
   t.regex(boot.output, /Run \/init as init process/);
+  t.true(busyboxNeeded.includes('libc.so.6'), "Debian's busybox is dynamically linked: " + busyboxNeeded.join(' '));
   const q35 = bootQemu(join(work, 'nginx', 'vmlinuz'), initrd, 'q35');
   t.is(q35.status, 0, q35.output.slice(-2000));
   t.regex(q35.output, new RegExp(`^${marker}\\r?$`, 'm'), 'and the bzImage on q35 (virtio-pci)');

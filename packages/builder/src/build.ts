@@ -2,7 +2,7 @@ import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, IMAGE_MADE_PATHS, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
 import { compileRelay, type LoopbackRelay } from './assemble/relay.js';
-import { createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
+import { BASE_INCLUDE, createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir } from './cache.js';
 import { checkOutputDir, makeStagingDir, replaceOutputDir } from './emit/output-dir.js';
@@ -694,7 +694,7 @@ export class Build {
     const firstLine = async (cmd: string, args: string[]): Promise<string> =>
       (await run(cmd, args, { allowFailure: true }).catch(() => ({ stdout: 'unknown' }))).stdout.split('\n')[0] ?? 'unknown';
     const base = await this.cache.readMeta<{ debootstrap?: string }>(dirname(this.need('base').root)).catch(() => ({ debootstrap: undefined }));
-    const busybox = (await this.openInstallRoot()).installed.find((p) => p.name === 'busybox-static');
+    const busybox = (await this.openInstallRoot()).installed.find((p) => BASE_INCLUDE.includes(p.name));
     return {
       node: process.version,
       debootstrap: base.debootstrap ?? 'unknown',

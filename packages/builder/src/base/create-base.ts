@@ -24,8 +24,13 @@ export interface BaseRoot {
   cached: boolean;
 }
 
-/** Packages every base includes. busybox-static: the image's only userland, static so it needs no libraries. */
-export const BASE_INCLUDE = ['busybox-static'];
+/**
+ * Packages every base includes: BusyBox, the image's only userland (/init's
+ * shell and tools). Debian's dynamically linked build, not busybox-static:
+ * every image already has the C library it links (a Debian service is a glibc
+ * program), and it is 0.77 MB against 1.98 MB, with every applet /init uses.
+ */
+export const BASE_INCLUDE = ['busybox'];
 
 /**
  * The base a build on this host starts from: the given mirror and suite, or
