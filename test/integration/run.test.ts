@@ -151,10 +151,10 @@ test.serial('nginx as an erofs root (--format erofs): its own kernel (a disk, er
   try {
     for (const file of manifest.files) {
       const mode = (await stat(join(mnt, file.path))).mode & 0o7777;
-      t.is(mode.toString(8), file.mode, file.path);
+      t.is(mode.toString(8).padStart(4, '0'), file.mode, file.path);
       t.is(createHash('sha256').update(await readFile(join(mnt, file.path))).digest('hex'), file.sha256, file.path);
     }
-    for (const d of manifest.directories) t.is(((await stat(join(mnt, d.path))).mode & 0o7777).toString(8), d.mode, d.path);
+    for (const d of manifest.directories) t.is(((await stat(join(mnt, d.path))).mode & 0o7777).toString(8).padStart(4, '0'), d.mode, d.path);
   } finally {
     execFileSync('umount', [mnt]);
   }
