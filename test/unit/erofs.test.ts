@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EROFS_UUID, packImage } from '@tinyx/builder/internals';
@@ -63,7 +63,6 @@ test('erofs: no compression to ask for, and a failed mkfs leaves nothing behind'
 });
 
 async function mkdtempIn(parent: string, name: string): Promise<string> {
-  const { mkdir } = await import('node:fs/promises');
   const path = join(parent, name);
   await mkdir(path);
   return path;
