@@ -15,7 +15,7 @@ export const EROFS_UUID = '7e5d4c3b-2a19-4f08-9e7d-6c5b4a392817';
  * Writes the entries as an uncompressed erofs image into `file` (which must
  * not exist): the entries are written out as a tree beside it (owners, modes,
  * /dev/console), then mkfs.erofs makes the image with one timestamp for every
- * inode (-T) and the fixed UUID, without extended attributes (-x-1: nothing of
+ * inode (-T: the tree's own times never reach the image) and the fixed UUID, without extended attributes (-x-1: nothing of
  * the host's labels gets in). The tree is removed on every path.
  *
  * Uncompressed on purpose: every VM of the image then shares the file's pages
@@ -24,7 +24,7 @@ export const EROFS_UUID = '7e5d4c3b-2a19-4f08-9e7d-6c5b4a392817';
 export async function writeErofs(entries: Iterable<ImageEntry> | AsyncIterable<ImageEntry>, file: string, options: ArchiveOptions): Promise<{ entries: number }> {
   const tree = `${file}.tree`;
   try {
-    const count = await writeEntries(entries, tree, { devices: true, mtime: options.mtime, signal: options.signal });
+    const count = await writeEntries(entries, tree, { devices: true, signal: options.signal });
     await run('mkfs.erofs', ['--quiet', '-x-1', `-T${options.mtime}`, `-U${EROFS_UUID}`, file, tree], { signal: options.signal });
     return { entries: count };
   } finally {

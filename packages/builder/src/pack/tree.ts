@@ -1,4 +1,4 @@
-import { chmod, copyFile, lchown, mkdir, symlink, utimes, lutimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lchown, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { run } from '@tinyx/image';
 import { throwIfAborted } from '../errors.js';
@@ -8,8 +8,6 @@ import { orderImageEntries } from './archive-entries.js';
 export interface TreeOptions {
   /** Make the character devices too (mknod): a filesystem image needs /dev/console; verify's root does not (it mounts a devtmpfs). */
   devices?: boolean;
-  /** Give every entry this modification time (seconds since the epoch). */
-  mtime?: number;
   signal?: AbortSignal | undefined;
 }
 
@@ -40,15 +38,6 @@ export async function writeEntries(entries: Iterable<ImageEntry> | AsyncIterable
     // chown first: it clears the set-id bits a chmod sets.
     await lchown(host, entry.uid ?? 0, entry.gid ?? 0);
     await chmod(host, entry.mode);
-  }
-  if (options.mtime !== undefined) {
-    // Last, children before parents, as making a child changes its parent's mtime.
-    for (const entry of [...ordered].reverse()) {
-      const host = join(root, entry.path);
-      if (entry.type === 'symlink') await lutimes(host, options.mtime, options.mtime);
-      else await utimes(host, options.mtime, options.mtime);
-    }
-    await utimes(root, options.mtime, options.mtime);
   }
   return ordered.length;
 }
