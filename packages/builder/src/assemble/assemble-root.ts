@@ -25,7 +25,7 @@ export interface AssembledRoot {
   user: Account;
 }
 
-/** BusyBox in the install root, from Debian's busybox (part of every base; dynamically linked, its libraries come with it). */
+/** BusyBox in the install root, from busybox-static (part of every base). */
 export const BUSYBOX_PATH = '/bin/busybox';
 
 /** The skeleton's directories an app may write in, made writable on a read-only root. */

@@ -45,8 +45,9 @@ const SEED_MOUNT = '/dev/.tinyx-seed';
  * The lines that make a read-only root's writable directories: a tmpfs on each
  * one not under another (its files copied from the image first when it has
  * some), a directory on that tmpfs for the others, each with the image's owner
- * and mode. Without CONFIG_SHMEM the kernel's tmpfs is ramfs, which takes
- * mode= but no uid=, hence the chown.
+ * and mode (the tmpfs's mode=, mkdir's -m). Without CONFIG_SHMEM the kernel's
+ * tmpfs is ramfs, which takes mode= but no uid=, hence the chown. Each line is
+ * an applet of /init's own BusyBox (a fork, no exec), a few ms under TCG.
  */
 export function writableLines(dirs: readonly WritableDir[]): string[] {
   const sorted = [...dirs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -56,7 +57,7 @@ export function writableLines(dirs: readonly WritableDir[]): string[] {
     const path = shellQuote(dir.path);
     const mode = dir.mode.toString(8).padStart(4, '0');
     const under = mounted.find((top) => dir.path.startsWith(`${top}/`));
-    if (under) lines.push(`mkdir -p ${path}`);
+    if (under) lines.push(`mkdir -p -m ${mode} ${path}`);
     else if (dir.seeded) {
       lines.push(`mkdir -p ${SEED_MOUNT} && mount -t tmpfs -o mode=${mode} tmpfs ${SEED_MOUNT} && cp -a ${path}/. ${SEED_MOUNT}/ && mount -o move ${SEED_MOUNT} ${path}`);
       mounted.push(dir.path);
@@ -65,7 +66,8 @@ export function writableLines(dirs: readonly WritableDir[]): string[] {
       mounted.push(dir.path);
     }
     if (dir.uid !== 0 || dir.gid !== 0) lines.push(`chown ${dir.uid}:${dir.gid} ${path}`);
-    lines.push(`chmod ${mode} ${path}`);
+    // chown clears set-id bits, and mode= and -m give the rest: chmod only when there are some to set again.
+    if (dir.mode & 0o6000 && (dir.uid !== 0 || dir.gid !== 0)) lines.push(`chmod ${mode} ${path}`);
   }
   return lines;
 }

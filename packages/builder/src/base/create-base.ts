@@ -25,12 +25,16 @@ export interface BaseRoot {
 }
 
 /**
- * Packages every base includes: BusyBox, the image's only userland (/init's
- * shell and tools). Debian's dynamically linked build, not busybox-static:
- * every image already has the C library it links (a Debian service is a glibc
- * program), and it is 0.77 MB against 1.98 MB, with every applet /init uses.
+ * Packages every base includes: busybox-static, the image's only userland
+ * (/init's shell and tools). Static, and, what matters more, built with a
+ * standalone shell (FEATURE_SH_STANDALONE): a command /init runs is an applet
+ * of the same process after a fork, with no exec. Debian's dynamically linked
+ * busybox (0.77 MB against 1.98 MB) execs itself for every command, each exec
+ * loading and relocating the C library: about 40 ms a command under TCG, and
+ * nginx's erofs VM was ready at 2.37 s of guest uptime against 1.15 s with
+ * the static one (2026-12-02, 4 boots each).
  */
-export const BASE_INCLUDE = ['busybox'];
+export const BASE_INCLUDE = ['busybox-static'];
 
 /**
  * The base a build on this host starts from: the given mirror and suite, or
