@@ -1,6 +1,6 @@
 import test from 'ava';
 import { IMAGE_CMDLINE, PLATFORMS } from '@tinyx/image';
-import { USER_NETWORK, qemuArgv, qemuCmdline, tscKhzFromCpuinfo } from '@tinyx/toolstack/internals';
+import { USER_NETWORK, freePort, qemuArgv, qemuCmdline, tscKhzFromCpuinfo } from '@tinyx/toolstack/internals';
 
 // QEMU's command line is a pure function of the VM's options: the KVM path,
 // which this TCG-only host never boots, is checked here argument by argument.
@@ -94,4 +94,11 @@ test("the host's TSC rate from /proc/cpuinfo: only with constant_tsc and nonstop
   t.is(tscKhzFromCpuinfo(cpu('2096.001', 'nonstop_tsc')), undefined, 'a TSC whose rate follows the clock');
   t.is(tscKhzFromCpuinfo(cpu('?', 'constant_tsc nonstop_tsc')), undefined);
   t.is(tscKhzFromCpuinfo(''), undefined);
+});
+
+test('the probe forward ports of VMs started one after another are all different (the kernel hands a closed port out again: 300 in a row repeat one)', async (t) => {
+  const ports: number[] = [];
+  for (let i = 0; i < 300; i++) ports.push(await freePort());
+  t.is(new Set(ports).size, ports.length);
+  t.true(ports.every((p) => p > 0 && p < 65536));
 });

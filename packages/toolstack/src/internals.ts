@@ -3,8 +3,9 @@ export { guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX, DEFAULT_BRID
 export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlListRow } from './xen/xl-list.js';
 export { xenDomainConfig } from './xen/domain-config.js';
 export { linesAboutDomain, xlFailure } from './xen/xl.js';
-export { LEAN_VIF_SCRIPT, leanVifScript, vifScript } from './xen/hotplug.js';
+export { LEAN_BLOCK_SCRIPT, LEAN_VIF_SCRIPT, blockScript, leanBlockScript, leanVifScript, vifScript } from './xen/hotplug.js';
 export { checkVmId, ensurePrivateDir, runtimeDirPath } from './runtime.js';
 export { checkStateFile, isSavedState, writeStateFile } from './state-file.js';
 export { qemuArgv, qemuCmdline, USER_NETWORK } from './qemu/argv.js';
+export { freePort } from './qemu/ports.js';
 export { tscKhzFromCpuinfo } from './accel.js';

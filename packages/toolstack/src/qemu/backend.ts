@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, constants, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,6 +24,9 @@ interface StartSpec {
 }
 
 /** The qemu backend: each VM is a QEMU process (microvm or q35), KVM where the host has it, TCG otherwise. */
+/** How many times QEMU is started when the probe's forward port was taken in between (ports.ts). */
+const PORT_ATTEMPTS = 3;
+
 export class QemuBackend implements Backend {
   readonly name = 'qemu';
   private readonly vms = new Set<QemuVm>();
@@ -118,47 +121,59 @@ export class QemuBackend implements Backend {
     }
     const forwards = [...(options.publish ?? [])];
     const guestPort = probePort(image.readiness);
-    if (!nic && guestPort !== undefined && !forwards.some((f) => f.guest === guestPort)) forwards.push({ host: await freePort(), guest: guestPort });
+    // The probe's own forward, on a port the kernel just called free: another process (or VM being
+    // started) may take it before QEMU binds it, so QEMU is started again on another one when that happens.
+    const probeForward = !nic && guestPort !== undefined && !forwards.some((f) => f.guest === guestPort) ? { host: await freePort(), guest: guestPort } : undefined;
+    if (probeForward) forwards.push(probeForward);
     const memoryMiB = options.memoryMiB ?? DEFAULT_MEMORY_MIB;
     const vcpus = options.vcpus ?? 1;
-    const args = qemuArgv({
-      machine,
-      accel: accel.accel,
-      tcgCacheMiB: qemu.tcgCacheMiB,
-      memoryMiB,
-      vcpus,
-      dir,
-      kernel: kernelFor(image, machine),
-      root: { as: image.rootAs, file: image.rootfs },
-      cmdline: qemuCmdline(image, nic ?? USER_NETWORK, { accel: accel.accel, hostTscKhz: accel.accel !== 'tcg' || qemu.tscKhz === null ? undefined : (qemu.tscKhz ?? (await hostTscKhz())) }),
-      tap: nic ? { name: nic.tap, mac: nic.mac } : undefined,
-      forwards: nic ? [] : forwards,
-      paused: options.paused,
-      incoming: spec.incoming,
-    });
-    // Boot times count from QEMU's start, as a stock VM's are measured (bench/): not the toolstack's preparations before it.
-    const startedAt = performance.now();
-    // QEMU's own messages go to a file, so that a detached VM outlives this process without a broken pipe.
-    const log = await open(join(dir, 'qemu.log'), 'w');
-    const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', log.fd], detached: true });
-    await log.close();
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.once('error', () => undefined);
-    if (qemu.detach) child.unref();
-    const early = exited.then(async (code) => {
-      throw await startFailure(dir, code);
-    });
-    let qmp: QmpClient;
-    try {
-      qmp = await Promise.race([QmpClient.connect(join(dir, 'qmp.sock')), early]);
-    } catch (error) {
-      child.kill('SIGKILL');
-      await exited;
-      if (nic) await releaseNic(nic, runtime);
-      await rm(dir, { recursive: true, force: true });
-      throw error;
+    const cmdline = qemuCmdline(image, nic ?? USER_NETWORK, { accel: accel.accel, hostTscKhz: accel.accel !== 'tcg' || qemu.tscKhz === null ? undefined : (qemu.tscKhz ?? (await hostTscKhz())) });
+    let started: { child: ChildProcess; exited: Promise<number | null>; qmp: QmpClient; startedAt: number } | undefined;
+    for (let attempt = 1; !started; attempt++) {
+      const args = qemuArgv({
+        machine,
+        accel: accel.accel,
+        tcgCacheMiB: qemu.tcgCacheMiB,
+        memoryMiB,
+        vcpus,
+        dir,
+        kernel: kernelFor(image, machine),
+        root: { as: image.rootAs, file: image.rootfs },
+        cmdline,
+        tap: nic ? { name: nic.tap, mac: nic.mac } : undefined,
+        forwards: nic ? [] : forwards,
+        paused: options.paused,
+        incoming: spec.incoming,
+      });
+      // Boot times count from QEMU's start, as a stock VM's are measured (bench/): not the toolstack's preparations before it.
+      const startedAt = performance.now();
+      // QEMU's own messages go to a file, so that a detached VM outlives this process without a broken pipe.
+      const log = await open(join(dir, 'qemu.log'), 'w');
+      const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', log.fd], detached: true });
+      await log.close();
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.once('error', () => undefined);
+      if (qemu.detach) child.unref();
+      const early = exited.then(async (code) => {
+        throw await startFailure(dir, code);
+      });
+      try {
+        const qmp = await Promise.race([QmpClient.connect(join(dir, 'qmp.sock')), early]);
+        early.catch(() => undefined);
+        started = { child, exited, qmp, startedAt };
+      } catch (error) {
+        child.kill('SIGKILL');
+        await exited;
+        if (probeForward && attempt < PORT_ATTEMPTS && error instanceof TinyxError && error.message.includes(`forwarding rule 'tcp:127.0.0.1:${probeForward.host}-`)) {
+          probeForward.host = await freePort();
+          continue;
+        }
+        if (nic) await releaseNic(nic, runtime);
+        await rm(dir, { recursive: true, force: true });
+        throw error;
+      }
     }
-    early.catch(() => undefined);
+    const { child, exited, qmp, startedAt } = started;
     const record: QemuRecord = {
       backend: 'qemu',
       id,
