@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IMAGE_CMDLINE, PLATFORMS, run } from '@tinyx/image';
-import { LEAN_VIF_SCRIPT, leanVifScript, MAC_PREFIX, macFor, vifScript, xenDomainConfig } from '@tinyx/toolstack/internals';
+import { LEAN_BLOCK_SCRIPT, LEAN_VIF_SCRIPT, blockScript, leanBlockScript, leanVifScript, MAC_PREFIX, macFor, vifScript, xenDomainConfig } from '@tinyx/toolstack/internals';
 
 // The script runs here under /bin/sh with stand-ins for xenstore-read,
 // xenstore-write and ip that log their arguments; the Xen harness
@@ -78,4 +78,65 @@ test('a lean domain names the script on its vif; a stock one does not', (t) => {
   const record = { id: 'nginx-abcdef', type: 'pv' as const, memoryMiB: 64, vcpus: 1, network };
   t.regex(xenDomainConfig(image, record, { vifScript: '/run/tinyx/.hotplug/vif-tinyx' }), /^vif = \[ "bridge=xenbr0,mac=00:16:3e:ab:cd:ef,script=\/run\/tinyx\/\.hotplug\/vif-tinyx" \]$/m);
   t.regex(xenDomainConfig(image, record), /^vif = \[ "bridge=xenbr0,mac=00:16:3e:ab:cd:ef" \]$/m);
+});
+
+/** Stand-ins for the block script: xenstore-read answers params and node, losetup attaches /dev/loop3 (or fails with LOSETUP_FAILS), stat gives its numbers. */
+async function blockStandIns(dir: string): Promise<string> {
+  const bin = join(dir, 'bin');
+  await mkdir(bin, { recursive: true });
+  const program = (name: string, body: string) => `#!/bin/sh\necho "${name} $*" >> "${dir}/calls.log"\n${body}\n`;
+  await writeFile(join(bin, 'xenstore-read'), program('xenstore-read', 'case "$1" in */params) echo /img/rootfs.erofs ;; */node) echo /dev/loop3 ;; *) exit 1 ;; esac'));
+  await writeFile(join(bin, 'xenstore-write'), program('xenstore-write', 'exit 0'));
+  await writeFile(join(bin, 'losetup'), program('losetup', '[ -z "$LOSETUP_FAILS" ] || { echo "losetup: cannot find an unused loop device" >&2; exit 1; }\n[ "$1" = -d ] || echo /dev/loop3'));
+  await writeFile(join(bin, 'stat'), program('stat', 'echo 7:3'));
+  for (const name of ['xenstore-read', 'xenstore-write', 'losetup', 'stat']) await chmod(join(bin, name), 0o755);
+  return bin;
+}
+
+async function runBlockScript(dir: string, action: string, extraEnv: Record<string, string> = {}) {
+  const script = await leanBlockScript(dir);
+  const bin = await blockStandIns(dir);
+  const result = await run(script, [action], { allowFailure: true, env: { PATH: `${bin}:/usr/bin:/bin`, XENBUS_PATH: 'backend/vbd/7/51712', ...extraEnv } });
+  const calls = (await readFile(join(dir, 'calls.log'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean);
+  return { exitCode: result.exitCode, calls };
+}
+
+test('block add: the image file gets a read-only loop device, whose numbers blkback reads from physical-device; its name is kept for remove', async (t) => {
+  const dir = await scratch(t);
+  const { exitCode, calls } = await runBlockScript(dir, 'add');
+  t.is(exitCode, 0);
+  t.deepEqual(calls, [
+    'xenstore-read backend/vbd/7/51712/params',
+    'losetup --read-only --find --show -- /img/rootfs.erofs',
+    'stat -L -c %t:%T /dev/loop3',
+    'xenstore-write backend/vbd/7/51712/node /dev/loop3 backend/vbd/7/51712/physical-device-path /dev/loop3 backend/vbd/7/51712/physical-device 7:3 backend/vbd/7/51712/hotplug-status connected',
+  ]);
+});
+
+test('block add, when no loop device can be had: hotplug-error for xl to report, status error, exit 1', async (t) => {
+  const dir = await scratch(t);
+  const { exitCode, calls } = await runBlockScript(dir, 'add', { LOSETUP_FAILS: '1' });
+  t.is(exitCode, 1);
+  t.is(calls.length, 3, calls.join('\n'));
+  t.is(calls[2], "xenstore-write backend/vbd/7/51712/hotplug-error tinyx block-tinyx: could not attach '/img/rootfs.erofs' to a read-only loop device backend/vbd/7/51712/hotplug-status error");
+});
+
+test('block remove: the loop device named in node is detached', async (t) => {
+  const dir = await scratch(t);
+  const { exitCode, calls } = await runBlockScript(dir, 'remove');
+  t.is(exitCode, 0);
+  t.deepEqual(calls, ['xenstore-read backend/vbd/7/51712/node', 'losetup -d /dev/loop3']);
+});
+
+test('a disk-rooted domain names the lean block script on its disk when lean; Xen\'s block script is xl\'s default', async (t) => {
+  const dir = await scratch(t);
+  const path = await blockScript('lean', dir);
+  t.is(path, join(dir, '.hotplug', 'block-tinyx'));
+  t.is(await readFile(path!, 'utf8'), LEAN_BLOCK_SCRIPT);
+  t.is(await blockScript('xen', dir), undefined);
+  const image = { dir: '/img', name: 'nginx', platform: 'xen-pvh', facts: PLATFORMS['xen-pvh'], readiness: null, cmdline: 'root=/dev/xvda', kernels: { vmlinuz: '/img/vmlinuz', vmlinux: '/img/vmlinux' }, rootfs: '/img/rootfs.erofs', rootAs: 'disk' as const };
+  const network = { bridge: 'xenbr0', gateway: '10.213.0.1', prefixLength: 16, address: '10.213.0.2', mac: macFor('nginx-abcdef', MAC_PREFIX.xen) };
+  const record = { id: 'nginx-abcdef', type: 'pvh' as const, memoryMiB: 64, vcpus: 1, network };
+  t.regex(xenDomainConfig(image, record, { blockScript: path }), /^disk = \[ "format=raw,vdev=xvda,access=ro,script=.*\/\.hotplug\/block-tinyx,target=\/img\/rootfs\.erofs" \]$/m);
+  t.regex(xenDomainConfig(image, record), /^disk = \[ "format=raw,vdev=xvda,access=ro,target=\/img\/rootfs\.erofs" \]$/m);
 });

@@ -53,6 +53,8 @@ test('a disk root (erofs): a read-only disk= line, xvda, instead of ramdisk=', (
   const cfg = renderXlConfig({ name: 'x', type: 'pvh', kernel: '/k', root: { as: 'disk', file: '/img/rootfs.erofs' }, cmdline: 'root=/dev/xvda', memoryMiB: 32, vcpus: 1 });
   t.regex(cfg, /^disk = \[ "format=raw,vdev=xvda,access=ro,target=\/img\/rootfs\.erofs" \]$/m);
   t.notRegex(cfg, /ramdisk/);
+  const lean = renderXlConfig({ name: 'x', type: 'pv', kernel: '/k', root: { as: 'disk', file: '/img/rootfs.erofs', script: '/run/tinyx/.hotplug/block-tinyx' }, cmdline: '', memoryMiB: 32, vcpus: 1 });
+  t.regex(lean, /^disk = \[ "format=raw,vdev=xvda,access=ro,script=\/run\/tinyx\/\.hotplug\/block-tinyx,target=\/img\/rootfs\.erofs" \]$/m, 'a script of its own, before target= (which xl wants last)');
   const image = imageXlConfig({ name: 'nginx', platform: 'xen-pvh', dir: '/srv/nginx', rootfs: 'rootfs.erofs', rootAs: 'disk', cmdline: bootCmdline(ROOT_FORMATS.erofs, PLATFORMS['xen-pvh']) });
   t.regex(image, /^disk = \[ "format=raw,vdev=xvda,access=ro,target=\/srv\/nginx\/rootfs\.erofs" \]$/m);
   t.regex(image, /^extra = "console=hvc0 quiet panic=-1 root=\/dev\/xvda rootfstype=erofs ro rootwait init=\/init tinyx\.ip=/m);

@@ -24,8 +24,12 @@ export interface BackendTestConfig {
 
 /** The backend suite's part of the harness's config.json. */
 export interface BackendSuite {
-  /** One lifecycle each; `hotplug` picks the vif script (both are tested: pvh with Xen's, pv with tinyx's lean one). */
-  guests: { type: 'pvh' | 'pv'; image: string; hotplug: Hotplug }[];
+  /**
+   * One lifecycle each; `hotplug` picks the vif and block scripts (both are
+   * tested: pvh with Xen's, pv with tinyx's lean ones). `label` names the
+   * test (backend-LABEL; the type by default).
+   */
+  guests: { type: 'pvh' | 'pv'; image: string; hotplug: Hotplug; label?: string }[];
   pool: { type: 'pvh' | 'pv'; image: string };
   cli: string;
 }
@@ -33,7 +37,7 @@ export interface BackendSuite {
 /** The names of the backend suite's results, in order (the harness checks each came back). */
 export function backendTestNames(config: { backend?: BackendSuite | undefined }): string[] {
   if (!config.backend) return [];
-  return ['backend-errors', ...config.backend.guests.map((g) => `backend-${g.type}`), `pool-${config.backend.pool.type}`];
+  return ['backend-errors', ...config.backend.guests.map((g) => `backend-${g.label ?? g.type}`), `pool-${config.backend.pool.type}`];
 }
 
 /**
@@ -66,9 +70,18 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
     details.id = vm.id;
     details.address = vm.address;
     details.mac = vm.record.network.mac;
-    const vif = (await readFile(vm.record.config, 'utf8')).match(/^vif = .*$/m)?.[0];
+    const xlConfig = await readFile(vm.record.config, 'utf8');
+    const vif = xlConfig.match(/^vif = .*$/m)?.[0];
     details.vif = vif;
     if (hotplug === 'lean' ? !vif?.includes(',script=/') : vif?.includes('script=')) throw new Error(`hotplug ${hotplug}, but the xl.cfg has ${vif}`);
+    if (vm.image.rootAs === 'disk') {
+      // An erofs root: a read-only disk, attached by Xen's block script or tinyx's lean one, each on a loop device of its own.
+      const disk = xlConfig.match(/^disk = .*$/m)?.[0];
+      details.disk = disk;
+      if (!disk?.includes('access=ro') || (hotplug === 'lean' ? !disk.includes('script=/') : disk.includes('script='))) throw new Error(`hotplug ${hotplug}, but the xl.cfg has ${disk}`);
+      details.loopDevices = await loopDevicesOf(vm.image.rootfs);
+      if ((details.loopDevices as string[]).length !== 1) throw new Error(`the running domain's root ${vm.image.rootfs} is on ${JSON.stringify(details.loopDevices)}, not on one loop device`);
+    }
     const ready = await vm.waitReady(undefined, { timeoutMs: config.readySeconds * 1000 });
     ms.ready = ready.ms;
     if (ready.consoleMs !== undefined) ms.consoleReady = ready.consoleMs;
@@ -249,7 +262,19 @@ async function expectGone(backend: XenBackend, config: BackendTestConfig, id: st
   if (leases.length > 0) throw new Error(`${when}: leases left: ${leases.join(', ')}`);
   const dirs = (await readdir(runtimeDir()).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && (id === undefined || n === id));
   if (dirs.length > 0) throw new Error(`${when}: runtime directories left: ${dirs.join(', ')}`);
-  return { domains: domains.length, vifs: ports.length, leases: leases.length, runtimeDirs: dirs.length };
+  // The block scripts detach the loop device of an erofs root when its domain goes.
+  const loops = await loopDevicesOf();
+  if (loops.length > 0) throw new Error(`${when}: loop devices left: ${loops.join('; ')}`);
+  return { domains: domains.length, vifs: ports.length, leases: leases.length, runtimeDirs: dirs.length, loopDevices: loops.length };
+}
+
+/** dom0's loop devices (`losetup --list`), those over `file` when given: "NAME BACK-FILE" each. */
+async function loopDevicesOf(file?: string): Promise<string[]> {
+  const listed = await run('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { allowFailure: true });
+  return listed.stdout
+    .split('\n')
+    .map((line) => line.trim().replace(/\s+/g, ' '))
+    .filter((line) => line && (file === undefined || line.endsWith(` ${file}`)));
 }
 
 /** The CLI in dom0 with --json: its one result, or its error when it was expected to fail. */

@@ -40,7 +40,7 @@ busybox free -m | busybox head -2
 hostname dom0
 ip link set lo up
 
-for module in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback bridge; do
+for module in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback loop bridge; do
   modprobe "$module" || echo "tinyx-xen-dom0: modprobe $module failed"
 done
 /etc/init.d/xen start 2>&1

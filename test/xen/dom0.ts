@@ -40,9 +40,11 @@ const XEN_HYPERVISOR_PACKAGE = 'xen-hypervisor-4.17-amd64';
 /**
  * The kernel's modules dom0 loads; the other 380 MiB of modules are left
  * out. drivers/xen: xenfs, evtchn, gntdev, gntalloc, privcmd (what xenstored
- * and xl open); the network and block backends; the bridge and what it needs.
+ * and xl open); the network and block backends; loop (the block hotplug
+ * scripts put an erofs root image on a loop device for blkback); the bridge
+ * and what it needs. Directories, or one module's file.
  */
-const DOM0_MODULE_DIRS = ['kernel/drivers/xen', 'kernel/drivers/net/xen-netback', 'kernel/drivers/block/xen-blkback', 'kernel/net/bridge', 'kernel/net/802', 'kernel/net/llc'];
+const DOM0_MODULE_DIRS = ['kernel/drivers/xen', 'kernel/drivers/net/xen-netback', 'kernel/drivers/block/xen-blkback', 'kernel/drivers/block/loop.ko', 'kernel/net/bridge', 'kernel/net/802', 'kernel/net/llc'];
 
 /** What dom0 never uses at run time: its share of the initramfs is memory taken from dom0. */
 const DOM0_TRIM = ['usr/share/doc', 'usr/share/man', 'usr/share/info', 'usr/share/locale', 'var/cache/apt', 'var/lib/apt/lists', 'var/cache/debconf'];

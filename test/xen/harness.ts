@@ -1,10 +1,11 @@
 // `npm run test:xen`: Xen booted inside QEMU (TCG), the Xen tests run in its
 // dom0, the results read back from the serial console. See README.md here.
 //
-//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--suites xl,backend,bench] [--only NAME,...] [--pool-type pvh|pv]
+//   node test/dist/xen/harness.js [--pvh DIR] [--pv DIR] [--erofs DIR] [--suites xl,backend,bench] [--only NAME,...] [--pool-type pvh|pv]
 //        [--bench-count K] [--bench-runs N] [--memory MIB] [--timeout SECONDS] [--console FILE] [--verbose] [--json]
 //
-// Without --pvh/--pv, nginx is built for xen-pvh and xen-pv with the builder
+// Without --pvh/--pv/--erofs, nginx is built for xen-pvh and xen-pv, and for
+// xen-pvh with an erofs root, with the builder
 // (cache hits after the first time). Exit 0 when every test passed, 1 when one
 // failed, 3 when the host lacks something, 130 when interrupted.
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -43,6 +44,7 @@ const { values: args } = parseArgs({
   options: {
     pvh: { type: 'string' },
     pv: { type: 'string' },
+    erofs: { type: 'string' },
     suites: { type: 'string', default: DEFAULT_SUITES.join(',') },
     'bench-count': { type: 'string', default: '32' },
     'bench-runs': { type: 'string', default: '3' },
@@ -98,7 +100,7 @@ async function main(signal: AbortSignal): Promise<number> {
 
   const temp = await cache.makeTemp('xen-run');
   try {
-    const images = await imageDirs(temp, signal);
+    const { erofs, ...images } = await imageDirs(temp, signal);
     // One copy per directory: a xen-pvh image can be booted as PV too (its kernel has XEN_PV).
     const labels = new Map<string, string>();
     for (const [type, dir] of Object.entries(images)) if (!labels.has(dir)) labels.set(dir, type);
@@ -111,6 +113,8 @@ async function main(signal: AbortSignal): Promise<number> {
       memoryMiB: 128,
     }));
     for (const guest of allGuests) say(`   ${guest.name}: ${images[guest.type]}`);
+    if (erofs) say(`   nginx-erofs (pvh and pv): ${erofs}`);
+    const erofsInDom0 = erofs ? join(DOM0_PATHS.images, 'erofs') : undefined;
     const guests = suites.includes('xl') ? allGuests : [];
     const poolType = args['pool-type'] as 'pvh' | 'pv';
     const config: XenTestConfig = {
@@ -120,8 +124,17 @@ async function main(signal: AbortSignal): Promise<number> {
       ...(suites.includes('backend')
         ? {
             backend: {
-              // Both vif scripts under test: Xen's own for the PVH guest, tinyx's lean one for the PV guest.
-              guests: allGuests.map((g) => ({ type: g.type, image: g.image, hotplug: g.type === 'pv' ? ('lean' as const) : ('xen' as const) })),
+              // Both hotplug choices under test: Xen's own scripts for the PVH guests, tinyx's lean ones for the PV guests;
+              // the erofs image (xen-pvh, a read-only disk) booted both ways, through Xen's block script and the lean one.
+              guests: [
+                ...allGuests.map((g) => ({ type: g.type, image: g.image, hotplug: g.type === 'pv' ? ('lean' as const) : ('xen' as const) })),
+                ...(erofsInDom0
+                  ? [
+                      { type: 'pvh' as const, image: erofsInDom0, hotplug: 'xen' as const, label: 'erofs-pvh' },
+                      { type: 'pv' as const, image: erofsInDom0, hotplug: 'lean' as const, label: 'erofs-pv' },
+                    ]
+                  : []),
+              ],
               pool: { type: poolType, image: inDom0(images[poolType] ? poolType : allGuests[0]!.type) },
               cli: DOM0_PATHS.cli,
             },
@@ -141,7 +154,7 @@ async function main(signal: AbortSignal): Promise<number> {
     say('== payload (Node.js, the project, the images, the tests)');
     const payloadStarted = performance.now();
     const payload = join(temp, 'payload.cpio');
-    const { bytes } = await buildPayload(join(temp, 'stage'), payload, { projectDir: PROJECT_DIR, images: Object.fromEntries([...labels].map(([dir, label]) => [label, dir])), config, dom0Libraries: dom0.libraries, signal });
+    const { bytes } = await buildPayload(join(temp, 'stage'), payload, { projectDir: PROJECT_DIR, images: { ...Object.fromEntries([...labels].map(([dir, label]) => [label, dir])), ...(erofs ? { erofs } : {}) }, config, dom0Libraries: dom0.libraries, signal });
     await removeTree(join(temp, 'stage'));
     // The kernel unpacks concatenated newc archives in order: the payload's files land on top of the cached root.
     const initrd = join(temp, 'initrd.cpio');
@@ -195,10 +208,14 @@ async function missingTools(): Promise<string[]> {
   return missing;
 }
 
-/** The images to boot, by guest type: the ones named on the command line, or nginx built now (cache hits once built). */
+/**
+ * The images to boot, by guest type, and `erofs` (a xen-pvh image whose root
+ * is an erofs disk, booted as PVH and as PV): the ones named on the command
+ * line, or nginx built now (cache hits once built).
+ */
 async function imageDirs(temp: string, signal: AbortSignal): Promise<Record<string, string>> {
-  if (args.pvh || args.pv) {
-    return Object.fromEntries(Object.entries({ pvh: args.pvh, pv: args.pv }).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => [k, resolve(v)]));
+  if (args.pvh || args.pv || args.erofs) {
+    return Object.fromEntries(Object.entries({ pvh: args.pvh, pv: args.pv, erofs: args.erofs }).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => [k, resolve(v)]));
   }
   const images: Record<string, string> = {};
   // The PV image is xz-compressed: its kernel (built for this tier only) has RD_XZ instead of RD_GZIP, so
@@ -209,6 +226,10 @@ async function imageDirs(temp: string, signal: AbortSignal): Promise<Record<stri
     const manifest = await build({ recipe: 'nginx', platform, outDir: images[type], compression, signal });
     if (manifest.kernel?.decompressor !== COMPRESSIONS[compression].kernelSymbol) throw new Error(`the ${platform} kernel has ${manifest.kernel?.decompressor}, not ${COMPRESSIONS[compression].kernelSymbol}`);
   }
+  say('== nginx for xen-pvh (erofs)');
+  images.erofs = join(temp, 'nginx-erofs');
+  const erofs = await build({ recipe: 'nginx', platform: 'xen-pvh', format: 'erofs', outDir: images.erofs, signal });
+  if (erofs.format !== 'erofs') throw new Error(`the erofs image's manifest says format ${erofs.format}`);
   return images;
 }
 

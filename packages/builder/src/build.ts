@@ -40,7 +40,7 @@ import { resolveInRoot } from './resolve/root-path.js';
 import { traceApp, type TraceResult } from './trace/trace-app.js';
 import { verifyRoot, type VerifyResult } from './trace/verify-root.js';
 import type { InstalledPackage } from './dpkg/status.js';
-import { DEFAULT_PLATFORM, PLATFORMS, PLATFORM_NAMES, ROOT_FORMATS, isPlatform, platformFacts, bootCmdline, imageXlConfig, run, type Platform } from '@tinyx/image';
+import { DEFAULT_PLATFORM, PLATFORMS, ROOT_FORMATS, isPlatform, bootCmdline, imageXlConfig, run, type Platform } from '@tinyx/image';
 
 export type { Platform };
 
@@ -348,13 +348,6 @@ export class Build {
     const { format } = this.resolved;
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {
       throw new TinyxError('E_FORMAT', `unknown output format "${format}"`, { kind: 'user', hint: `formats: ${Object.keys(OUTPUT_FORMATS).join(', ')}` });
-    }
-    const platformFormats: readonly string[] = platformFacts(this.resolved.platform, 'build: platform').formats;
-    if (!platformFormats.includes(format)) {
-      throw new TinyxError('E_FORMAT', `--format ${format} is not offered for --platform ${this.resolved.platform} yet (its formats: ${platformFormats.join(', ')})`, {
-        kind: 'user',
-        hint: `use --format ${platformFormats[0]}, or --platform ${PLATFORM_NAMES.filter((p) => (PLATFORMS[p].formats as readonly string[]).includes(format)).join(' or ')} for ${format}`,
-      });
     }
     for (const feature of options.kernelFeatures ?? []) {
       if (!isKernelFeature(feature)) throw new TinyxError('E_FEATURE', `unknown kernel feature "${feature}"`, { kind: 'user', hint: `features: ${Object.keys(KERNEL_FEATURES).join(', ')}` });

@@ -30,12 +30,6 @@ export interface PlatformFacts {
   guests: Readonly<Record<string, GuestFacts>>;
   /** Whether the image directory gets `<name>.xl.cfg`, a domain configuration for `xl create`. */
   xlConfig: boolean;
-  /**
-   * The root filesystem formats (ROOT_FORMATS) its backend boots. Xen's disk
-   * root (blkfront on a disk= line) is written and unit-tested, but not yet
-   * booted by the Xen tier, so it is not offered there.
-   */
-  formats: readonly string[];
   /** The format a build gets without --format: initramfs everywhere for now (the lightness bench compares it with erofs). */
   defaultFormat: 'initramfs' | 'erofs';
 }
@@ -58,7 +52,6 @@ export const PLATFORMS = {
       q35: { kernel: ['vmlinuz', 'vmlinux'], description: 'QEMU q35 (virtio-pci), the bzImage' },
     },
     xlConfig: false,
-    formats: ['initramfs', 'erofs', 'tar'],
     defaultFormat: 'initramfs',
   },
   'xen-pvh': {
@@ -73,7 +66,6 @@ export const PLATFORMS = {
       pv: { kernel: ['vmlinux', 'vmlinuz'], description: 'PV: xl loads the ELF (its Xen notes), or the bzImage' },
     },
     xlConfig: true,
-    formats: ['initramfs', 'tar'],
     defaultFormat: 'initramfs',
   },
   'xen-pv': {
@@ -88,7 +80,6 @@ export const PLATFORMS = {
       pv: { kernel: ['vmlinux', 'vmlinuz'], description: 'PV: xl loads the bzImage' },
     },
     xlConfig: true,
-    formats: ['initramfs', 'tar'],
     defaultFormat: 'initramfs',
   },
 } as const satisfies Record<string, PlatformFacts>;

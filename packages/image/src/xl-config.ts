@@ -13,8 +13,12 @@ export interface XlConfig {
   /** pvh boots the ELF vmlinux through its PVH entry note; pv the bzImage. */
   type: 'pvh' | 'pv';
   kernel: string;
-  /** The root filesystem: the ramdisk (an initramfs), or a read-only disk the guest sees as xvda (ROOT_FORMATS' boots). */
-  root: { as: 'initrd' | 'disk'; file: string };
+  /**
+   * The root filesystem: the ramdisk (an initramfs), or a read-only disk the
+   * guest sees as xvda (ROOT_FORMATS' boots), attached in dom0 by Xen's block
+   * hotplug script (a loop device over the file) or the given `script`.
+   */
+  root: { as: 'initrd' | 'disk'; file: string; script?: string | undefined };
   /** The kernel command line (xl's `extra`). */
   cmdline: string;
   memoryMiB: number;
@@ -75,7 +79,7 @@ export function renderXlConfig(config: XlConfig): string {
     config.root.as === 'initrd'
       ? `ramdisk = ${quote(config.root.file, 'ramdisk')}`
       : // Read-only, so that every domain of the image can open the one file; xl wants target= last.
-        `disk = [ ${quote(`format=raw,vdev=xvda,access=ro,target=${config.root.file}`, 'disk')} ]`,
+        `disk = [ ${quote(['format=raw', 'vdev=xvda', 'access=ro', ...(config.root.script ? [`script=${config.root.script}`] : []), `target=${config.root.file}`].join(','), 'disk')} ]`,
     `extra = ${quote(config.cmdline, 'extra')}`,
     `memory = ${positive(config.memoryMiB, 'memory')}`,
     `vcpus = ${positive(config.vcpus, 'vcpus')}`,

@@ -39,7 +39,7 @@ export interface QemuCreateOptions {
 export interface XenCreateOptions {
   /** xl.cfg lines added as they are, after the backend's own extraLines. */
   extraLines?: readonly string[];
-  /** The vif hotplug script for this domain; default the backend's. */
+  /** The hotplug scripts for this domain's vif and root disk (Xen's or tinyx's lean ones); default the backend's. */
   hotplug?: Hotplug;
   /** A vif script of your own (an absolute path, xl.cfg's `script=`), run in place of the hotplug choice's. */
   vifScript?: string;

@@ -28,7 +28,7 @@ const fill: CommandModule<object, FillArgs> = {
       .option('memory', { type: 'number', default: DEFAULT_MEMORY_MIB, describe: 'guest memory in MiB (a run takes a pooled domain only of its own memory)' })
       .option('vcpus', { type: 'number', default: 1 })
       .option('type', { choices: ['pvh', 'pv'] as const, describe: "the guest type (default: the image's platform)" })
-      .option('hotplug', { choices: HOTPLUGS, describe: "the script that plugs each vif: Xen's own vif-bridge (default) or tinyx's lean one (see tinyx run --help)" })
+      .option('hotplug', { choices: HOTPLUGS, describe: "the scripts that plug each vif and erofs root disk: Xen's own (default) or tinyx's lean ones (see tinyx run --help)" })
       .check((args) => {
         if (!Number.isInteger(args.size) || args.size < 0) throw new Error(`--size ${args.size}: give a whole number, 0 or more`);
         return true;

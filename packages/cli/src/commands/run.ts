@@ -40,7 +40,7 @@ function bootOptions<T>(yargs: Argv<T>): Argv<T & BootArgs> {
   return globalOptions(yargs as Argv<object>)
     .option('hotplug', {
       choices: HOTPLUGS,
-      describe: "xen: the script that plugs the domain's vif into the bridge: xen is Xen's own vif-bridge (the default, or TINYX_XEN_HOTPLUG), lean is tinyx's (three commands, no iptables rules)",
+      describe: "xen: the scripts that plug the domain's vif into the bridge and its erofs root disk into blkback: xen is Xen's own vif-bridge and block (the default, or TINYX_XEN_HOTPLUG), lean is tinyx's (a few commands each, no iptables rules, no lock)",
     })
     .option('refill', { type: 'boolean', describe: 'xen: after taking a domain from the pool, refill the pool in the background to the size of the last pool fill (default: yes; --no-refill)' })
     .option('network', {

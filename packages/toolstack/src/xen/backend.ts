@@ -8,7 +8,7 @@ import { runtimeDir, vmDir } from '../runtime.js';
 import { readSavedState } from '../state-file.js';
 import { listRecords, readRecord, recordedImage, writeRecord, type XenNic, type XenRecord } from '../store.js';
 import { DEFAULT_XEN_BRIDGE, xenDomainConfig } from './domain-config.js';
-import { vifScript, type Hotplug } from './hotplug.js';
+import { blockScript, vifScript, type Hotplug } from './hotplug.js';
 import { XenPool } from './pool.js';
 import { refillInBackground } from './refill.js';
 import { XenVm } from './vm.js';
@@ -158,8 +158,9 @@ export class XenBackend implements Backend {
         await requireFile(kernel, 'kernel');
         await requireFile(image.rootfs, 'root filesystem');
         const script = xen.vifScript ?? (await vifScript(record.hotplug, runtimeDir()));
+        const diskScript = image.rootAs === 'disk' ? await blockScript(record.hotplug, runtimeDir()) : undefined;
         const extraLines = [...this.extraLines, ...(xen.extraLines ?? [])];
-        await writeFile(record.config, xenDomainConfig(image, record, { extraLines, vifScript: script }));
+        await writeFile(record.config, xenDomainConfig(image, record, { extraLines, vifScript: script, blockScript: diskScript }));
         return ['create', ...(options.paused ? ['-p'] : []), record.config];
       },
       restored: false,
@@ -190,8 +191,9 @@ export class XenBackend implements Backend {
       signal: options.signal,
       restoreNic: saved.network,
       xl: async () => {
-        // The saved configuration names the lean script's path: it is written again if the runtime directory was emptied since (a reboot of dom0).
+        // The saved configuration names the lean scripts' paths: they are written again if the runtime directory was emptied since (a reboot of dom0).
         if (saved.hotplug) await vifScript(saved.hotplug, runtimeDir());
+        if (saved.hotplug && image.rootAs === 'disk') await blockScript(saved.hotplug, runtimeDir());
         return ['restore', ...(options.paused ? ['-p'] : []), file];
       },
       restored: true,
