@@ -70,8 +70,8 @@ export async function formatFigures(app: string, format: string, imageDir: strin
   const smallest = await smallestMemory(app, imageDir);
   console.log(`${format}: serves 200 requests with ${smallest.memoryMiB} MiB`);
   const memoryMiB = smallest.memoryMiB + 4;
-  const run = await density(app, imageDir, { count: densityCount, memoryMiB, tcgCacheMiB: 8 });
-  console.log(`${format}: ${run.serving}/${run.count} serving, PSS ${run.pssPerVmMiB.median} MiB per VM`);
+  const run = await density(app, imageDir, { count: densityCount, memoryMiB, tcgCacheMiB: 8, ksm: true });
+  console.log(`${format}: ${run.serving}/${run.count} serving, PSS ${run.pssPerVmMiB.median} MiB per VM, ${run.ksm?.pssPerVmMiB.median} MiB with KSM`);
   const idle: IdleCpu[] = [];
   for (const clock of ['tsc', 'jiffies'] as const) {
     const figures = await idleCpu(imageDir, { count: idleCount, seconds: idleSeconds, memoryMiB, clock });
@@ -86,18 +86,18 @@ export function renderLightness(section: LightnessSection, when: string): string
   const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(2)} MiB`;
   const out = [`### The root: initramfs or erofs disk (${when}; nginx, microvm, one run)`, ''];
   out.push(
-    'The initramfs is unpacked into the guest\'s RAM at boot; the erofs image is a read-only virtio-blk disk the guest reads page by page, one file every VM of the image shares in the host\'s page cache. Density: 100 VMs started at once with the smallest memory + 4 MiB, PSS of each QEMU with all serving. Idle: 20 VMs ready and idle, their QEMU CPU time over 30 s; "tsc" is the guest\'s clock as tinyx boots it under TCG (NO_HZ_IDLE stops the tick), "jiffies" the same image without the host\'s TSC rate (the tick runs at 250 Hz).',
+    'The initramfs is unpacked into the guest\'s RAM at boot; the erofs image is a read-only virtio-blk disk the guest reads page by page, one file every VM of the image shares in the host\'s page cache. Density: 100 VMs started at once with the smallest memory + 4 MiB, PSS of each QEMU with all serving. KSM: the host\'s same-page merging turned on for the measurement (QEMU marks guest memory mergeable; tinyx leaves the host\'s setting alone), after three full scans: the guests\' kernels, the root\'s pages in their page caches and their free pages are the same in every VM. It is the host\'s choice: merged pages let one guest time another\'s memory accesses. Idle: 20 VMs ready and idle, their QEMU CPU time over 30 s; "tsc" is the guest\'s clock as tinyx boots it under TCG (NO_HZ_IDLE stops the tick), "jiffies" the same image without the host\'s TSC rate (the tick runs at 250 Hz).',
     '',
   );
-  out.push('| root | kernel + root | first answer (median) | smallest memory | 100 VMs: serving | host memory per VM (PSS) | idle, tsc clock | idle, jiffies |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| root | kernel + root | first answer (median) | smallest memory | 100 VMs: serving | host memory per VM (PSS) | the same, host KSM on | idle, tsc clock | idle, jiffies |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const f of section.formats) {
     const idle = (clock: string): string => {
       const i = f.idle.find((x) => x.clock === clock);
       return i ? `${i.percentOfCorePerVm.median} % of a core` : '?';
     };
     out.push(
-      `| ${f.format} | ${mib(f.sizes.totalBytes)} (${mib(f.sizes.bzImageBytes)} + ${mib(f.sizes.initrdBytes)}) | ${(f.microvm.firstAnswerMs.median / 1000).toFixed(2)} s | **${f.smallestMemory.memoryMiB} MiB** | ${f.density.serving} / ${f.density.count} | **${f.density.pssPerVmMiB.median} MiB** | ${idle('tsc')} | ${idle('jiffies')} |`,
+      `| ${f.format} | ${mib(f.sizes.totalBytes)} (${mib(f.sizes.bzImageBytes)} + ${mib(f.sizes.initrdBytes)}) | ${(f.microvm.firstAnswerMs.median / 1000).toFixed(2)} s | **${f.smallestMemory.memoryMiB} MiB** | ${f.density.serving} / ${f.density.count} | **${f.density.pssPerVmMiB.median} MiB** | ${f.density.ksm ? `${f.density.ksm.pssPerVmMiB.median} MiB` : 'not measured'} | ${idle('tsc')} | ${idle('jiffies')} |`,
     );
   }
   return out;

@@ -27,10 +27,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, defaultCacheDir, type Compression, type OutputFormat } from '@tinyx/builder';
 import { run } from '@tinyx/image';
-import { detectAccel, freePort } from '@tinyx/toolstack';
+import { detectAccel, freePort, getBackend } from '@tinyx/toolstack';
 import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
 import { kernelFigures, rootFigures } from './build.js';
-import { density } from './density.js';
+import { density, restoreKsm } from './density.js';
 import { corpus, renderCorpus } from './corpus.js';
 import { isSectionName, readResults, SECTION_NAMES, type AppBaselines, type AppBoot, type BenchResults, type SectionFigures, type SectionName, type StoredSection, type StoredSections } from './results.js';
 import { renderXen, xenFigures } from './xen.js';
@@ -65,6 +65,16 @@ async function image(app: string, compression?: Compression, format?: OutputForm
     return outDir;
   })();
   return images[name];
+}
+
+// Ctrl-C or SIGTERM: the VMs this run started are destroyed (they run detached from it), the host's KSM settings
+// put back if a density run changed them, then exit 130.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`\nbench: ${sig}, destroying this run's VMs`);
+    const qemu = getBackend('qemu');
+    void Promise.allSettled([...qemu.started().map((vm) => vm.destroy()), restoreKsm()]).then(() => process.exit(130));
+  });
 }
 
 /** This run: its start, and the commit it measures (a dirty tree says so). */

@@ -65,6 +65,11 @@ export class QemuBackend implements Backend {
     return attach(record);
   }
 
+  /** The VMs this process started that still run: what a program destroys when it is interrupted. */
+  started(): QemuVm[] {
+    return [...this.vms];
+  }
+
   private own(id: string): QemuVm | undefined {
     return [...this.vms].find((vm) => vm.id === id);
   }
