@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,6 +100,11 @@ test('bad arguments: exit 2 with usage help', async (t) => {
   const badFormat = await runCli(['build', 'nginx', '--format', 'zip']);
   t.is(badFormat.code, 2);
   t.regex(badFormat.stderr, /Invalid values:[\s\S]*format/);
+  // A compression is the initramfs's: with another format it is refused before any work.
+  const compressedErofs = await runCli(['build', 'nginx', '--format', 'erofs', '--compression', 'xz', '--out', join(work, 'never')]);
+  t.is(compressedErofs.code, 2, compressedErofs.stderr);
+  t.regex(compressedErofs.stderr, /--compression xz: --format erofs is not compressed\n  hint: drop --compression, or use --format initramfs --compression xz/);
+  t.false(existsSync(join(work, 'never')));
   const noImage = await runCli(['inspect', join(work, 'nothing-here')]);
   t.is(noImage.code, 2);
   t.regex(noImage.stderr, /is not an image directory \(no manifest\.json\)/);

@@ -164,7 +164,8 @@ interface ResolvedOptions {
 function resolveOptions(options: BuildOptions): ResolvedOptions {
   const platform = options.platform ?? DEFAULT_PLATFORM;
   // An unknown platform is refused by the load step; until then, the default format of the default platform.
-  const format = options.format ?? (isPlatform(platform) ? PLATFORMS[platform] : PLATFORMS[DEFAULT_PLATFORM]).defaultFormat;
+  // A compression asked for alone is the initramfs's: the other formats are not compressed.
+  const format = options.format ?? (options.compression !== undefined ? 'initramfs' : (isPlatform(platform) ? PLATFORMS[platform] : PLATFORMS[DEFAULT_PLATFORM]).defaultFormat);
   // An unknown format is refused by the load step, with the formats named; until then, no default to look up.
   const chosen = options.compression ?? (Object.hasOwn(OUTPUT_FORMATS, format) ? OUTPUT_FORMATS[format].defaultCompression : null);
   const fromEnv = process.env.SOURCE_DATE_EPOCH;
@@ -355,6 +356,9 @@ export class Build {
     const compression = options.compression;
     if (compression !== undefined && !Object.hasOwn(COMPRESSIONS, compression)) {
       throw new TinyxError('E_FORMAT', `unknown compression "${compression}"`, { kind: 'user', hint: `compressions: ${Object.keys(COMPRESSIONS).join(', ')}` });
+    }
+    if (compression !== undefined && compression !== 'none' && OUTPUT_FORMATS[format].defaultCompression === null) {
+      throw new TinyxError('E_FORMAT', `--compression ${compression}: --format ${format} is not compressed`, { kind: 'user', hint: `drop --compression, or use --format initramfs --compression ${compression}` });
     }
     // What builds killed before they could clean up left in the cache (unmounted, removed).
     for (const name of await this.cache.sweepStale()) this.notice(`cache: removed tmp/${name}, left by a build that no longer runs`);

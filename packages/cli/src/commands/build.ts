@@ -31,7 +31,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       })
       .option('compression', {
         choices: Object.keys(COMPRESSIONS) as Compression[],
-        describe: `how the initramfs is compressed: ${Object.entries(COMPRESSIONS)
+        describe: `how the initramfs is compressed (given alone, it asks for an initramfs): ${Object.entries(COMPRESSIONS)
           .map(([name, c]) => `${name}: ${c.describe}`)
           .join('; ')}`,
         defaultDescription: 'gzip',
