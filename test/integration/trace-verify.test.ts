@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, recipeFromPackage, type BuildOptions, type Manifest } from '@tinyx/builder';
@@ -14,7 +15,7 @@ import { processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/im
 // joins the image; then the image's own /init must start it in the cut root and
 // pass its probe. Each image is then started here the same way the VM would
 // (its /init as PID 1 of fresh namespaces, no kernel) and asked with a real client.
-const test = integrationTest({ tools: ['unshare', 'nsenter', 'ip', 'gcc'] });
+const test = integrationTest({ tools: ['unshare', 'nsenter', 'ip', 'gcc', 'fsck.erofs'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-trace-'));
 test.after.always(() => removeTree(work));
 
@@ -221,20 +222,32 @@ test('an image that would not start is a build error, never an emitted image: li
   t.like((JSON.parse(forced.stdout) as { manifest: Manifest }).manifest, { trace: null, verify: null });
 });
 
-test("on a read-only root (--format erofs) verify runs the app read-only too: nginx's recipe without its directories is a build error naming what nginx tried to write", async (t) => {
+test("on a read-only root (--format erofs): the directories the trace saw the app write in get a tmpfs; without the trace, verify runs the app read-only and names what it tried to write", async (t) => {
   const recipe = (await readFile(join(REPO_ROOT, 'recipes/nginx.yaml'), 'utf8')).replace(/^directories:\n(?: {2}- .*\n)+/m, '');
   t.notRegex(recipe, /^directories:/m);
   const file = join(work, 'nginx-no-dirs.yaml');
   await writeFile(file, recipe);
+  // The trace saw nginx write its log and make its temporary directories: they are writable in the VM, and verify passes.
   const out = join(work, 'nginx-no-dirs');
-  const result = await runCli(['build', file, '--format', 'erofs', '--no-kernel', '--out', out]);
+  const traced = await runCli(['build', file, '--format', 'erofs', '--no-kernel', '--out', out]);
+  t.is(traced.code, 0, traced.stderr);
+  t.regex(traced.stderr, /writable, as the trace saw the app write there: \/var\/lib\/nginx, \/var\/log\/nginx/);
+  const root = join(work, 'nginx-no-dirs-root');
+  await mkdir(root);
+  execFileSync('fsck.erofs', [`--extract=${root}`, join(out, 'rootfs.erofs')], { stdio: 'ignore' });
+  const init = await readFile(join(root, 'init'), 'utf8');
+  t.regex(init, /^# traced: \/usr\/sbin\/nginx wrote \/var\/log\/nginx\/\S+\n.*mount -t tmpfs .* \/var\/log\/nginx$/m);
+  t.regex(init, /^# traced: \/usr\/sbin\/nginx wrote \/var\/lib\/nginx\/\S+\n.*mount -t tmpfs .* \/var\/lib\/nginx$/m);
+  // Without the trace nothing says where nginx writes: verify runs it on the read-only root, and the build fails naming the paths.
+  const untraced = join(work, 'nginx-no-dirs-untraced');
+  const result = await runCli(['build', file, '--format', 'erofs', '--no-kernel', '--no-trace', '--out', untraced]);
   t.is(result.code, 1, result.stderr);
   t.regex(result.stderr, /Read-only file system/);
   t.regex(result.stderr, /what it tried to write on the read-only root:\n {2}\/var\/(lib|log)\/nginx\/\S+$/m);
   t.regex(result.stderr, /hint: list the directories it writes in under the recipe's directories \(each gets a tmpfs in the VM\), or build with --format initramfs/);
-  await t.throwsAsync(stat(out), { code: 'ENOENT' });
-  // The same recipe's root is writable as an initramfs: it builds.
-  t.is((await runCli(['build', file, '--no-kernel', '--out', out])).code, 0);
+  await t.throwsAsync(stat(untraced), { code: 'ENOENT' });
+  // The same recipe's root is writable as an initramfs: it builds without the trace too.
+  t.is((await runCli(['build', file, '--no-kernel', '--no-trace', '--out', untraced])).code, 0);
 });
 
 test('an app that fails in the full install fails the trace, in its own words, before anything is cut', async (t) => {

@@ -123,3 +123,34 @@ test('writes refused by a read-only root (EROFS): the path of any call that writ
   t.true(log.missing.has('/etc/missing'));
   t.false(log.readOnly.has('/etc/missing'));
 });
+
+test('what the app wrote: opened for writing, made, removed, renamed, chmod\'ed, a Unix socket bound; not what it only read, not a call that failed, not an abstract socket', (t) => {
+  const log = parseStraceLog(
+    [
+      `100 execve("/usr/sbin/app", ["app"], 0x7ffd /* 3 vars */) = 0`,
+      `100 openat(AT_FDCWD<${ROOT}/var>, "log/app/app.log", O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0644) = 3<${ROOT}/var/log/app/app.log>`,
+      `100 openat(AT_FDCWD<${ROOT}>, "/var/lib/app/db", O_RDWR|O_CLOEXEC) = 4<${ROOT}/var/lib/app/db>`,
+      `100 openat(AT_FDCWD<${ROOT}>, "/etc/app.conf", O_RDONLY|O_CLOEXEC) = 5<${ROOT}/etc/app.conf>`,
+      `100 mkdir("/var/cache/app/tmp", 0700) = 0`,
+      `100 mkdir("/var/cache/other", 0700) = -1 EACCES (Permission denied)`,
+      `100 unlinkat(AT_FDCWD<${ROOT}>, "/var/spool/app/old", 0) = 0`,
+      `100 renameat2(AT_FDCWD<${ROOT}>, "/etc/app/state.new", AT_FDCWD<${ROOT}>, "/etc/app/state", 0) = 0`,
+      `100 fchmodat(AT_FDCWD<${ROOT}>, "/srv/app", 0750) = 0`,
+      `100 bind(6<UNIX:[1234]>, {sa_family=AF_UNIX, sun_path="/var/lib/app/app.sock"}, 110) = 0`,
+      `100 bind(7<UNIX:[1235]>, {sa_family=AF_UNIX, sun_path=@"abstract"}, 12) = 0`,
+      `100 creat("/var/tmp/x", 0600) = 8<${ROOT}/var/tmp/x>`,
+    ].join('\n'),
+    ROOT,
+    0,
+  );
+  t.deepEqual(
+    [...log.written.keys()],
+    ['/var/log/app/app.log', '/var/lib/app/db', '/var/cache/app/tmp', '/var/spool/app/old', '/etc/app/state.new', '/srv/app', '/var/lib/app/app.sock', '/var/tmp/x'],
+  );
+  t.is(log.written.get('/var/log/app/app.log'), '/usr/sbin/app');
+});
+
+test("the recorded lighttpd run wrote its pid file, its error log and /dev/null (opened read-write)", (t) => {
+  const log = parseStraceLog(fixture, ROOT, 2);
+  t.deepEqual([...log.written.keys()].sort(), ['/dev/null', '/run/lighttpd.pid', '/var/log/lighttpd/error.log']);
+});

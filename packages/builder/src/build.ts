@@ -554,9 +554,11 @@ export class Build {
     }
     const { plan, made } = this.need('resolve');
     const { root } = await this.openInstallRoot();
-    const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, { relay, readOnlyRoot: ROOT_FORMATS[this.resolved.format].readOnlyRoot });
+    const readOnlyRoot = ROOT_FORMATS[this.resolved.format].readOnlyRoot;
+    const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, { relay, readOnlyRoot, ...(this.done.trace ? { wroteIn: this.done.trace.wroteIn } : {}) });
     const bytes = assembled.files.reduce((sum, f) => sum + f.size, 0);
-    return { result: assembled, summary: `${assembled.entries.length} entries, ${formatBytes(bytes)} of files` };
+    const traced = assembled.writable?.filter((w) => w.reason).map((w) => w.path) ?? [];
+    return { result: assembled, summary: `${assembled.entries.length} entries, ${formatBytes(bytes)} of files${traced.length ? `; writable, as the trace saw the app write there: ${traced.join(', ')}` : ''}` };
   }
 
   /** Verify before emitting: the cut root, written out, must start the app and pass its probe and check (see verifyRoot). */

@@ -23,6 +23,8 @@ export interface AssembledRoot {
   symlinks: { path: string; target: string; reason: string }[];
   accounts: ImageAccounts['kept'];
   user: Account;
+  /** On a read-only root: the directories /init puts on tmpfs. */
+  writable?: WritableDir[];
 }
 
 /** BusyBox in the install root, from busybox-static (part of every base). */
@@ -35,12 +37,13 @@ const SKELETON_WRITABLE = ['/run', '/tmp', '/var/tmp'];
  * The writable directories of a read-only root, as /init makes them: each
  * path's entry (owner, mode), and whether the image has anything under it.
  */
-export function writableDirs(entries: ReadonlyMap<string, ImageEntry>, paths: readonly string[]): WritableDir[] {
+export function writableDirs(entries: ReadonlyMap<string, ImageEntry>, paths: readonly string[], reasons: ReadonlyMap<string, string> = new Map()): WritableDir[] {
   return [...new Set(paths)].map((path) => {
     const entry = entries.get(path);
     if (entry?.type !== 'dir') throw new Error(`writable directory ${path} is not a directory of the image`);
     const seeded = [...entries.keys()].some((p) => p.startsWith(`${path}/`));
-    return { path, mode: entry.mode, uid: entry.uid ?? 0, gid: entry.gid ?? 0, seeded };
+    const reason = reasons.get(path);
+    return { path, mode: entry.mode, uid: entry.uid ?? 0, gid: entry.gid ?? 0, seeded, ...(reason ? { reason } : {}) };
   });
 }
 
@@ -90,6 +93,8 @@ export async function assembleRoot(
     relay?: { binary: Uint8Array; ports: readonly LoopbackRelay[] } | undefined;
     /** The root is mounted read-only in the VM (ROOT_FORMATS): /init puts SKELETON_WRITABLE and the recipe's directories on tmpfs. */
     readOnlyRoot?: boolean;
+    /** The directories the trace saw the app write in (TraceResult.wroteIn): on a read-only root, on tmpfs too. */
+    wroteIn?: readonly { dir: string; reason: string }[];
   } = {},
 ): Promise<AssembledRoot> {
   const { relay } = options;
@@ -165,8 +170,26 @@ export async function assembleRoot(
     add({ type: 'dir', path, mode: dir.mode, uid: owner.uid, gid: owner.gid }, 'recipe directories');
   }
 
-  // Generated once every directory is known: on a read-only root it makes the writable ones.
-  const writable = options.readOnlyRoot ? writableDirs(entries, [...SKELETON_WRITABLE, ...recipeDirPaths]) : undefined;
+  // Generated once every directory is known: on a read-only root it makes the writable ones, the
+  // skeleton's, the recipe's and those the trace saw the app write in (each in the image, as the install has it).
+  let writable: WritableDir[] | undefined;
+  if (options.readOnlyRoot) {
+    const declared = [...SKELETON_WRITABLE, ...recipeDirPaths];
+    const under = (dir: string, others: readonly string[]): boolean => others.some((o) => dir !== o && (o === '/' || dir.startsWith(`${o}/`)));
+    const traced: { dir: string; reason: string }[] = [];
+    for (const written of options.wroteIn ?? []) {
+      if (declared.includes(written.dir) || under(written.dir, declared)) continue;
+      if (!entries.has(written.dir)) {
+        const node = await view.lstat(written.dir);
+        if (node?.kind !== 'dir') continue;
+        add({ type: 'dir', path: written.dir, mode: node.mode, uid: node.uid, gid: node.gid }, written.reason);
+      }
+      if (entries.get(written.dir)?.type === 'dir') traced.push(written);
+    }
+    const tracedDirs = traced.map((w) => w.dir);
+    const kept = traced.filter((w) => !under(w.dir, tracedDirs));
+    writable = writableDirs(entries, [...declared, ...kept.map((w) => w.dir)], new Map(kept.map((w) => [w.dir, w.reason])));
+  }
   text(
     '/init',
     generateInit({
@@ -214,7 +237,7 @@ export async function assembleRoot(
     const { size, sha256 } = await digest(entry.source);
     fileList.push({ path: entry.path, size, sha256, mode: entry.mode, package: planned?.package ?? null, reason });
   }
-  return { entries: sorted, files: fileList, directories, symlinks, accounts: accounts.kept, user };
+  return { entries: sorted, files: fileList, directories, symlinks, accounts: accounts.kept, user, ...(writable ? { writable } : {}) };
 }
 
 /**

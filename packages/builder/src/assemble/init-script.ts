@@ -33,6 +33,8 @@ export interface WritableDir {
   gid: number;
   /** The image has files under it: /init copies them onto the tmpfs before mounting it there. */
   seeded: boolean;
+  /** Why it is writable when neither the skeleton nor the recipe says so (the trace saw a write): a comment in /init. */
+  reason?: string;
 }
 
 /** The BusyBox applets the generated /init calls; the image gets a link for each. */
@@ -57,6 +59,7 @@ export function writableLines(dirs: readonly WritableDir[]): string[] {
     const path = shellQuote(dir.path);
     const mode = dir.mode.toString(8).padStart(4, '0');
     const under = mounted.find((top) => dir.path.startsWith(`${top}/`));
+    if (dir.reason) lines.push(`# ${dir.reason.replace(/\n/g, ' ')}`);
     if (under) lines.push(`mkdir -p -m ${mode} ${path}`);
     else if (dir.seeded) {
       lines.push(`mkdir -p ${SEED_MOUNT} && mount -t tmpfs -o mode=${mode} tmpfs ${SEED_MOUNT} && cp -a ${path}/. ${SEED_MOUNT}/ && mount -o move ${SEED_MOUNT} ${path}`);

@@ -15,6 +15,8 @@ export interface TraceLog {
   missing: Map<string, string>;
   /** Paths the program tried to create or change on a read-only root (EROFS), with the program. */
   readOnly: Map<string, string>;
+  /** Paths the program created or changed (opened for writing, made, removed, renamed, chmod'ed, a socket bound), with the program. */
+  written: Map<string, string>;
   /** System calls that returned success, with how often. */
   syscalls: Map<string, number>;
   /** Socket address families opened successfully: AF_INET, AF_INET6, AF_UNIX, ... */
@@ -44,6 +46,31 @@ const PATH_CALLS: Record<string, { at: boolean; how: 'opened' | 'executed' | 'st
   chdir: { at: false, how: 'stat' },
 };
 
+/** Calls that change the path they name first (after a directory fd for the *at ones), when they succeed. */
+const WRITE_CALLS: Record<string, { at: boolean }> = {
+  mkdir: { at: false },
+  mkdirat: { at: true },
+  rmdir: { at: false },
+  unlink: { at: false },
+  unlinkat: { at: true },
+  rename: { at: false },
+  renameat: { at: true },
+  renameat2: { at: true },
+  chmod: { at: false },
+  fchmodat: { at: true },
+  chown: { at: false },
+  lchown: { at: false },
+  fchownat: { at: true },
+  truncate: { at: false },
+  mknod: { at: false },
+  mknodat: { at: true },
+  utimensat: { at: true },
+  utimes: { at: false },
+};
+
+/** An open that may write: what makes the file's directory need to be writable. */
+const OPEN_FOR_WRITING = /\bO_(WRONLY|RDWR|CREAT|TRUNC|APPEND)\b/;
+
 const UID_CALLS = new Set(['setuid', 'setreuid', 'setresuid', 'setfsuid']);
 const GID_CALLS = new Set(['setgid', 'setregid', 'setresgid', 'setfsgid']);
 
@@ -57,7 +84,10 @@ const CALL_LINE = /^(\d+)\s+([a-z_0-9]+)\((.*)\)\s+=\s+(.*)$/;
  * execve (the sandbox's own `unshare` before it runs the app: 2).
  */
 export function parseStraceLog(text: string, root: string, startAfterExecs = 0): TraceLog {
-  const log: TraceLog = { reached: new Map(), missing: new Map(), readOnly: new Map(), syscalls: new Map(), families: new Set(), uids: new Set(), gids: new Set() };
+  const log: TraceLog = { reached: new Map(), missing: new Map(), readOnly: new Map(), written: new Map(), syscalls: new Map(), families: new Set(), uids: new Set(), gids: new Set() };
+  const wrote = (path: string | undefined, by: string): void => {
+    if (path !== undefined && !log.written.has(path)) log.written.set(path, by);
+  };
   const pending = new Map<string, string>();
   const program = new Map<string, string>();
   let firstPid: string | undefined;
@@ -112,12 +142,24 @@ export function parseStraceLog(text: string, root: string, startAfterExecs = 0):
         if (name.startsWith('exec')) program.set(pid, path);
         const how = pathCall.how === 'opened' && /\bO_DIRECTORY\b/.test(args) ? 'directory' : pathCall.how;
         if (!log.reached.has(path) || how === 'executed') log.reached.set(path, { how, by: name.startsWith('exec') ? path : by });
+        if (name === 'creat' || (pathCall.how === 'opened' && OPEN_FOR_WRITING.test(args))) wrote(path, by);
       } else if (/ENOENT/.test(result) && !log.missing.has(path)) {
         log.missing.set(path, by);
       }
       continue;
     }
     if (!ok) continue;
+    const writeCall = WRITE_CALLS[name];
+    if (writeCall) {
+      wrote(pathArgument(args, writeCall.at, inRoot), by);
+      continue;
+    }
+    if (name === 'bind') {
+      // A Unix socket with a name in the filesystem (not an abstract one, @...): a file made in its directory.
+      const socket = args.match(/sa_family=AF_UNIX, sun_path="((?:[^"\\]|\\.)*)"/)?.[1];
+      if (socket) wrote(posix.resolve('/', unescapeC(socket)), by);
+      continue;
+    }
     if (name === 'socket') {
       const family = args.match(/^(AF_[A-Z0-9]+)/)?.[1];
       if (family) log.families.add(family);

@@ -45,6 +45,13 @@ export interface TraceResult {
   secrets: ImageSecret[];
   /** Secrets the app used that tinyx cannot make per image: left out, with why. */
   leftOut: { path: string; why: string }[];
+  /**
+   * The directories the app wrote in (made, changed or removed a file there,
+   * bound a socket), each the nearest directory the install root has, with
+   * the first write seen: on a read-only root they are made writable.
+   * Kernel filesystems and /run, /tmp, /var/tmp are left out (always writable).
+   */
+  wroteIn: { dir: string; reason: string }[];
   /** How the run ended: ready (probe passed or a port listened), still running, or exited. */
   outcome: string;
   seconds: number;
@@ -274,7 +281,7 @@ async function collect(
   input: TraceInput,
   passwd: ReturnType<typeof parsePasswd>,
   groups: ReturnType<typeof parseGroup>,
-): Promise<Pick<TraceResult, 'paths' | 'users' | 'groups' | 'features'> & { secretPaths: string[] }> {
+): Promise<Pick<TraceResult, 'paths' | 'users' | 'groups' | 'features' | 'wroteIn'> & { secretPaths: string[] }> {
   const paths: TracedPath[] = [];
   const secretPaths: string[] = [];
   for (const [path, { how, by }] of [...log.reached].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -308,7 +315,25 @@ async function collect(
   const groupNames = [...log.gids].flatMap((gid) => groups.filter((g) => g.gid === gid).slice(0, 1).map((g) => ({ name: g.name, reason: `traced: setgid(${gid})` })));
   // What goes with a secret (its public half) is made with it, never taken from the install.
   const withSecrets = new Set(secretPaths.flatMap((p) => secretFiles(p) ?? [p]));
-  return { paths: paths.filter((p) => !withSecrets.has(p.path)), secretPaths, users, groups: groupNames, features: syscallFeatures(log.syscalls, log.families) };
+  return { paths: paths.filter((p) => !withSecrets.has(p.path)), secretPaths, users, groups: groupNames, features: syscallFeatures(log.syscalls, log.families), wroteIn: await wroteIn(log, input.view) };
+}
+
+/**
+ * The directories the app wrote in, from the log's writes: for each path, the
+ * directory holding it, through the root's links (/var/run is /run), or the
+ * nearest one above it the root has (what the app made under it, it makes
+ * again in the VM). The root directory itself and the always-writable ones
+ * are left out; sorted, each with its first write.
+ */
+async function wroteIn(log: TraceLog, view: RootView): Promise<TraceResult['wroteIn']> {
+  const dirs = new Map<string, string>();
+  for (const [path, by] of log.written) {
+    let dir = await resolveInRoot(view, posix.dirname(path));
+    while (dir.node?.kind !== 'dir' && dir.path !== '/') dir = await resolveInRoot(view, posix.dirname(dir.path));
+    if (dir.path === '/' || NOT_TRACED_DIRS.test(dir.path) || dirs.has(dir.path)) continue;
+    dirs.set(dir.path, `traced: ${by} wrote ${path}`);
+  }
+  return [...dirs].sort(([a], [b]) => (a < b ? -1 : 1)).map(([dir, reason]) => ({ dir, reason }));
 }
 
 /** The `d` lines of every tmpfiles.d file of the root (a file in /etc/tmpfiles.d wins over one of the same name in /usr/lib), as owner ids. */
