@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { build, isKernelFeature, KERNEL_FEATURES, type KernelFeature, type Manifest } from '@tinyx/builder';
+import { build, isKernelFeature, KERNEL_FEATURES, type KernelFeature, type Manifest, type OutputFormat } from '@tinyx/builder';
 import type { Readiness } from '@tinyx/image';
 import { freePort, getBackend } from '@tinyx/toolstack';
 import { imageSizes, type ImageSizes } from './boot.js';
@@ -135,16 +135,16 @@ function ask(host: string, port: number, protocol: Protocol, timeoutMs = 5000): 
 }
 
 /** Builds, boots and asks each service of the corpus (those named in `only`, when given); one row per package. */
-export async function corpus(work: string, only?: readonly string[]): Promise<CorpusFigures> {
+export async function corpus(work: string, only?: readonly string[], format?: OutputFormat): Promise<CorpusFigures> {
   const rows: CorpusRow[] = [];
   for (const entry of CORPUS.filter((e) => !only || only.includes(e.pkg))) {
     const row: CorpusRow = { package: entry.pkg, kind: entry.kind, protocol: entry.protocol, built: false, serves: false };
     rows.push(row);
-    const outDir = join(work, 'corpus', entry.pkg);
+    const outDir = join(work, format ? `corpus-${format}` : 'corpus', entry.pkg);
     const t0 = performance.now();
     let manifest: Manifest;
     try {
-      manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET });
+      manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET, ...(format ? { format } : {}) });
       row.built = true;
       row.buildSeconds = Math.round((performance.now() - t0) / 100) / 10;
       row.sizes = await imageSizes(outDir);
