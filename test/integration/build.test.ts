@@ -15,7 +15,8 @@ test.after.always(() => removeTree(work));
 /** The shared build cache ($TINYX_CACHE or ~/.cache/tinyx): warm after the first build, as a user's would be. */
 async function buildRecipe(name: string, out: string, sourceDateEpoch?: number): Promise<Manifest> {
   // The root filesystem only: the kernel has its own tests (kernel.test.ts), and a kernel per recipe would take a while.
-  return build({ recipe: name, outDir: join(work, out), kernel: false, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
+  // As an initramfs, which these tests unpack with cpio (an erofs root is run.test.ts's and consumer.test.ts's).
+  return build({ recipe: name, outDir: join(work, out), format: 'initramfs', kernel: false, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
 }
 
 test('nginx: the image directory, its manifest, and `nginx -t` inside the assembled root', async (t) => {
@@ -78,7 +79,7 @@ test('redis: runs as its own account, and `redis-server --version` works inside 
 
 test('memcached without a recipe, through the CLI with --json, and `memcached -h` inside the root', async (t) => {
   const out = join(work, 'memcached');
-  const result = await runCli(['build', '--package', 'memcached', '--cmd', '/usr/bin/memcached -u nobody -p 11211', '--port', '11211', '--out', out, '--no-kernel', '--json']);
+  const result = await runCli(['build', '--package', 'memcached', '--cmd', '/usr/bin/memcached -u nobody -p 11211', '--port', '11211', '--format', 'initramfs', '--out', out, '--no-kernel', '--json']);
   t.is(result.code, 0, result.stderr);
   const json = JSON.parse(result.stdout) as { ok: boolean; imageDir: string; manifest: Manifest };
   t.true(json.ok);

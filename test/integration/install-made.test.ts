@@ -20,7 +20,7 @@ test.after.always(() => removeTree(work));
 /** An image root filesystem without a recipe, as `tinyx build --package P --cmd CMD --no-kernel` makes it, and its unpacked root. */
 async function buildPackage(t: Parameters<typeof unpackInitrd>[0], pkg: string, cmd: string): Promise<{ manifest: Manifest; root: string }> {
   const outDir = join(work, pkg);
-  const manifest = await build({ recipe: recipeFromPackage({ package: pkg, cmd }), outDir, kernel: false });
+  const manifest = await build({ recipe: recipeFromPackage({ package: pkg, cmd }), outDir, kernel: false, format: 'initramfs' });
   return { manifest, root: await unpackInitrd(t, join(outDir, manifest.artifacts.rootfs)) };
 }
 

@@ -48,7 +48,7 @@ async function waitForMount(below: string, timeoutMs: number): Promise<boolean> 
 }
 
 test.serial('Ctrl-C while debootstrap runs: its mounts go, the half-made base is not kept', async (t) => {
-  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'a')], { env });
+  const cli = startCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', join(out, 'a')], { env });
   await cli.waitForLine(/^\[base\] Bootstrap/, 60_000);
   // Wait for debootstrap's second stage, which mounts /proc in the target: the hardest moment to stop.
   t.true(await waitForMount(join(cache, 'tmp'), 240_000), 'debootstrap mounted /proc in the target');
@@ -58,8 +58,8 @@ test.serial('Ctrl-C while debootstrap runs: its mounts go, the half-made base is
 });
 
 test.serial('two builds at once on the same (cold) cache both succeed, with the same bytes', async (t) => {
-  const first = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'one')], { env });
-  const second = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'two')], { env });
+  const first = startCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', join(out, 'one')], { env });
+  const second = startCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', join(out, 'two')], { env });
   const [one, two] = await Promise.all([first.done, second.done]);
   t.is(one.code, 0, one.stderr.slice(-3000));
   t.is(two.code, 0, two.stderr.slice(-3000));
@@ -71,7 +71,7 @@ test.serial('two builds at once on the same (cold) cache both succeed, with the 
 });
 
 test.serial('SIGTERM while apt-get installs: the overlay and its binds are unmounted, no layer is kept', async (t) => {
-  const cli = startCli(['build', 'redis', '--no-kernel', '--out', join(out, 'r')], { env });
+  const cli = startCli(['build', 'redis', '--format', 'initramfs', '--no-kernel', '--out', join(out, 'r')], { env });
   await cli.waitForLine(/^\[install\] Install/, 60_000);
   t.true(await waitForMount(join(cache, 'tmp'), 60_000), 'the install overlay was mounted');
   await new Promise((r) => setTimeout(r, 1500));
@@ -81,7 +81,7 @@ test.serial('SIGTERM while apt-get installs: the overlay and its binds are unmou
 });
 
 test.serial('Ctrl-C while resolving: the read-only root view is unmounted', async (t) => {
-  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'c')], { env });
+  const cli = startCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', join(out, 'c')], { env });
   await cli.waitForLine(/^\[resolve\] Resolve/, 120_000);
   cli.child.kill('SIGINT');
   await assertCleanAfterInterrupt(t, await cli.done);
@@ -98,7 +98,7 @@ async function waitForProcess(dir: string, re: RegExp, timeoutMs: number): Promi
 }
 
 test.serial('Ctrl-C while the trace runs the app: strace, the app and its namespaces end, its writable root is unmounted', async (t) => {
-  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 't')], { env });
+  const cli = startCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', join(out, 't')], { env });
   await cli.waitForLine(/^\[trace\] Trace/, 120_000);
   t.true(await waitForProcess(cache, /strace .*-o \S+\/tmp\/trace-/, 30_000), 'nginx ran under strace');
   cli.child.kill('SIGINT');
@@ -106,7 +106,7 @@ test.serial('Ctrl-C while the trace runs the app: strace, the app and its namesp
 });
 
 test.serial("Ctrl-C while verify starts the image's /init: nothing of it is left running or written", async (t) => {
-  const cli = startCli(['build', 'nginx', '--no-kernel', '--out', join(out, 'v')], { env });
+  const cli = startCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', join(out, 'v')], { env });
   await cli.waitForLine(/^\[verify\] Verify/, 120_000);
   t.true(await waitForProcess(cache, /(chroot|strace) .*\/tmp\/verify-/, 30_000), "the image's root was started");
   cli.child.kill('SIGINT');
@@ -116,7 +116,7 @@ test.serial("Ctrl-C while verify starts the image's /init: nothing of it is left
 
 test.serial('Ctrl-C while packing (xz -9e, seconds long): xz is stopped, no staging directory or half-written archive is left, no image written', async (t) => {
   const packed = await readdir(join(cache, 'packed')).catch(() => [] as string[]);
-  const cli = startCli(['build', 'nginx', '--no-kernel', '--compression', 'xz', '--out', join(out, 'p')], { env });
+  const cli = startCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--compression', 'xz', '--out', join(out, 'p')], { env });
   await cli.waitForLine(/^\[pack\] /, 180_000);
   // Well into it: xz is compressing the archive in the staging directory beside --out.
   t.true(await waitForProcess(out, /xz .*-9e/, 30_000), 'xz ran');
@@ -128,7 +128,7 @@ test.serial('Ctrl-C while packing (xz -9e, seconds long): xz is stopped, no stag
 });
 
 test.serial('after all that, the next build succeeds from the same cache', async (t) => {
-  const cli = startCli(['build', 'redis', '--no-kernel', '--out', join(out, 'r')], { env });
+  const cli = startCli(['build', 'redis', '--format', 'initramfs', '--no-kernel', '--out', join(out, 'r')], { env });
   const result = await cli.done;
   t.is(result.code, 0, result.stderr.slice(-3000));
   t.regex(result.stderr, /\[base\] cache hit/);

@@ -51,7 +51,7 @@ let nginx: Manifest;
 
 test.serial('tinyx build nginx: vmlinuz, vmlinux and kernel.config next to the initrd, with the features recorded', async (t) => {
   const out = join(work, 'nginx');
-  nginx = await build({ recipe: 'nginx', outDir: out });
+  nginx = await build({ recipe: 'nginx', outDir: out, format: 'initramfs' });
   const kernel = nginx.kernel!;
   t.truthy(kernel);
   t.regex(kernel.version, /^6\.1\./);
@@ -104,7 +104,7 @@ test.serial('a damaged cached kernel (a truncated vmlinux) is detected, removed 
   const good = { vmlinux: sha(join(kernels, entry!, 'vmlinux')), bzImage: sha(join(kernels, entry!, 'bzImage')) };
   await truncate(join(kernels, entry!, 'vmlinux'), 4096);
   const out = join(work, 'nginx-again');
-  const result = await runCli(['build', 'nginx', '--out', out]);
+  const result = await runCli(['build', 'nginx', '--format', 'initramfs', '--out', out]);
   t.is(result.code, 0, result.stderr.slice(-3000));
   t.regex(result.stderr, new RegExp(`cache: kernels/${entry} was damaged \\(vmlinux is not what was published \\(sha256 differs\\)\\); removed, building it again`));
   t.regex(result.stderr, /\[kernel\] done/, 'compiled, not a cache hit');
@@ -114,7 +114,7 @@ test.serial('a damaged cached kernel (a truncated vmlinux) is detected, removed 
 });
 
 test.serial('a second build with the same config is a cache hit; redis gets its own config', async (t) => {
-  const again = await runCli(['kernel', 'build', 'nginx', '--json']);
+  const again = await runCli(['kernel', 'build', 'nginx', '--format', 'initramfs', '--json']);
   t.is(again.code, 0, again.stderr);
   const json = JSON.parse(again.stdout) as { cached: boolean; configSha256: string; bzImage: string };
   t.true(json.cached);
@@ -125,13 +125,13 @@ test.serial('a second build with the same config is a cache hit; redis gets its 
   t.true(redis.features.some((f) => f.name === 'file-locking' && f.from.some((e) => e.includes('flock'))));
   t.is(redis.requested.find((r) => r.symbol === 'VIRTIO_NET')?.origin, 'platforms/kvm.net.config');
   t.regex(redis.config, /^CONFIG_FILE_LOCKING=y$/m);
-  const text = await runCli(['kernel', 'config', 'nginx']);
+  const text = await runCli(['kernel', 'config', 'nginx', '--format', 'initramfs']);
   t.regex(text.stdout, /^CONFIG_PVH=y +# platforms\/kvm\.config$/m);
   t.regex(text.stdout, /^# CONFIG_VT is not set +# trim\.config$/m);
   t.regex(text.stdout, /^# Linux 6\.1\.\d+ for kvm, root as initramfs /m);
   t.regex(text.stdout, /^CONFIG_BLK_DEV_INITRD=y +# formats\/initramfs\.config$/m);
-  // An erofs root changes the kernel: the block layer, virtio-blk, erofs without what tinyx's images do not use.
-  const erofs = JSON.parse((await runCli(['kernel', 'config', 'nginx', '--format', 'erofs', '--json'])).stdout) as { format: string; requested: { symbol: string; origin: string }[]; config: string };
+  // An erofs root changes the kernel: the block layer, virtio-blk, erofs without what tinyx's images do not use. It is kvm's default format.
+  const erofs = JSON.parse((await runCli(['kernel', 'config', 'nginx', '--json'])).stdout) as { format: string; requested: { symbol: string; origin: string }[]; config: string };
   t.is(erofs.format, 'erofs');
   t.is(erofs.requested.find((r) => r.symbol === 'VIRTIO_BLK')?.origin, 'platforms/kvm.block.config');
   t.regex(erofs.config, /^CONFIG_EROFS_FS=y$/m);
@@ -205,7 +205,7 @@ test.serial('a kernel tree that fails to compile: E_KERNEL_BUILD with the compil
   const source = await overlayTree(t, 'failing');
   await writeFile(join(source, 'kernel/bounds.c'), `${await readFile(join(source, 'kernel/bounds.c'), 'utf8')}\n#error tinyx fault: a source file that does not compile\n`);
   const before = await kernelEntries();
-  const cli = startCli(['kernel', 'build', 'nginx', '--kernel-source', source]);
+  const cli = startCli(['kernel', 'build', 'nginx', '--format', 'initramfs', '--kernel-source', source]);
   const result = await cli.done;
   t.is(result.code, 1, result.stderr.slice(-3000));
   t.regex(result.stderr, /tinyx: error: the kernel 6\.\d+\.\d+ did not build:/);
@@ -221,7 +221,7 @@ test.serial('a kernel tree that fails to compile: E_KERNEL_BUILD with the compil
 test.serial('Ctrl-C while the kernel compiles: exit 130, make and the compilers stopped, no tree or entry left', async (t) => {
   const source = await overlayTree(t, 'interrupted');
   const before = await kernelEntries();
-  const cli = startCli(['kernel', 'build', 'nginx', '--kernel-source', source]);
+  const cli = startCli(['kernel', 'build', 'nginx', '--format', 'initramfs', '--kernel-source', source]);
   // Well into the compile: the progress line of the first hundred files (the configuration and objtool come before).
   await cli.waitForLine(/^\[kernel\] 100 files compiled/, 900_000);
   t.regex(processesIn(source), /make/, 'make is running');

@@ -39,7 +39,7 @@ function assertRefused(t: import('ava').ExecutionContext, result: CliResult, cod
 
 test.serial('build --out DIR with a user\'s files in it: exit 2, every file kept, nothing left beside it', async (t) => {
   const demo = await userFiles(join(work, 'demo'));
-  const result = await runCli(['build', 'nginx', '--no-kernel', '--out', demo]);
+  const result = await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', demo]);
   assertRefused(t, result, /--out .*demo: holds a\.txt, sub and no image that tinyx wrote/);
   await assertUserFilesKept(t, demo);
   t.deepEqual((await readdir(work)).filter((name) => name.startsWith('.demo')), [], 'no staging directory left');
@@ -47,7 +47,7 @@ test.serial('build --out DIR with a user\'s files in it: exit 2, every file kept
 
 test.serial('build --out . from a directory of the user\'s: exit 2, the directory kept', async (t) => {
   const here = await userFiles(join(work, 'here'));
-  const result = await runCli(['build', 'nginx', '--no-kernel', '--out', '.'], { cwd: here });
+  const result = await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', '.'], { cwd: here });
   assertRefused(t, result, /holds a\.txt, sub/);
   await assertUserFilesKept(t, here);
 });
@@ -55,10 +55,10 @@ test.serial('build --out . from a directory of the user\'s: exit 2, the director
 test.serial('build --out FILE and kernel build --out DIR: exit 2 before any work, the file and directory kept', async (t) => {
   const file = join(work, 'notes.txt');
   await writeFile(file, 'precious\n');
-  assertRefused(t, await runCli(['build', 'nginx', '--no-kernel', '--out', file]), /notes\.txt: is a file, not a directory/);
+  assertRefused(t, await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', file]), /notes\.txt: is a file, not a directory/);
   t.is(await readFile(file, 'utf8'), 'precious\n');
   const kdir = await userFiles(join(work, 'kdir'));
-  const kernel = await runCli(['kernel', 'build', 'nginx', '--out', kdir]);
+  const kernel = await runCli(['kernel', 'build', 'nginx', '--format', 'initramfs', '--out', kdir]);
   assertRefused(t, kernel, /holds a\.txt, sub/);
   t.notRegex(kernel.stderr, /Build the kernel/, 'refused before the build');
   await assertUserFilesKept(t, kdir);
@@ -66,13 +66,13 @@ test.serial('build --out FILE and kernel build --out DIR: exit 2 before any work
 
 test.serial('an image directory tinyx wrote is replaced; once a user file is added to it, it is refused', async (t) => {
   const out = join(work, 'img');
-  const first = await runCli(['build', 'nginx', '--no-kernel', '--out', out]);
+  const first = await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', out]);
   t.is(first.code, 0, first.stderr);
-  const again = await runCli(['build', 'nginx', '--no-kernel', '--out', out]);
+  const again = await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', out]);
   t.is(again.code, 0, `tinyx's own image directory is replaced: ${again.stderr}`);
   t.deepEqual((await readdir(out)).sort(), ['initrd.cpio.gz', 'manifest.json']);
   await writeFile(join(out, 'mine.txt'), 'mine\n');
-  assertRefused(t, await runCli(['build', 'nginx', '--no-kernel', '--out', out]), /other files in it \(mine\.txt\)/);
+  assertRefused(t, await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', out]), /other files in it \(mine\.txt\)/);
   t.is(await readFile(join(out, 'mine.txt'), 'utf8'), 'mine\n');
   t.true((await readdir(out)).includes('manifest.json'), 'the image is left as it was');
   t.deepEqual((await readdir(work)).filter((name) => name.startsWith('.img')), [], 'no staging directory left');
@@ -80,13 +80,13 @@ test.serial('an image directory tinyx wrote is replaced; once a user file is add
 
 test.serial('a build killed between the two renames of its swap (nothing at --out, the earlier image moved aside): the next build puts the earlier image back, then replaces it', async (t) => {
   const out = join(work, 'swapped');
-  const first = await runCli(['build', 'nginx', '--no-kernel', '--out', out]);
+  const first = await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', out]);
   t.is(first.code, 0, first.stderr);
   // What SIGKILL leaves at that moment: the old image renamed aside, the new one still in its staging directory.
   const dead = spawnSync(process.execPath, ['-e', '']).pid!;
   await rename(out, join(work, `.swapped.tmp-${dead}-0a1b2c.old`));
   await mkdir(join(work, `.swapped.tmp-${dead}-0a1b2c`));
-  const next = await runCli(['build', 'nginx', '--no-kernel', '--out', out]);
+  const next = await runCli(['build', 'nginx', '--format', 'initramfs', '--no-kernel', '--out', out]);
   t.is(next.code, 0, next.stderr);
   t.regex(next.stderr, new RegExp(`${out} was moved aside by a build killed during its swap \\(pid ${dead}\\): put back`));
   t.deepEqual((await readdir(out)).sort(), ['initrd.cpio.gz', 'manifest.json']);

@@ -23,7 +23,7 @@ const started: QemuVm[] = [];
 const hostAccel = await detectAccel();
 test.before(async () => {
   // nginx's kernel is the one kernel.test.ts builds: with the shared cache, a hit.
-  await build({ recipe: 'nginx', outDir: nginxDir });
+  await build({ recipe: 'nginx', outDir: nginxDir, format: 'initramfs' });
 });
 test.after.always(async () => {
   for (const vm of started) await vm.destroy().catch(() => undefined);
@@ -244,8 +244,8 @@ test.serial("the app's exit ends the VM, and is reported with the console's tail
   );
   const out = join(work, 'nginx-exits');
   // The build's verify step refuses such an image (it exits before its probe can pass): this one is made on purpose.
-  await t.throwsAsync(build({ recipe, outDir: out, kernel: false }), { message: /verify: \/usr\/sbin\/nginx exited with status 0 in the image's root, before it was ready/ });
-  await build({ recipe, outDir: out, verify: false });
+  await t.throwsAsync(build({ recipe, outDir: out, kernel: false, format: 'initramfs' }), { message: /verify: \/usr\/sbin\/nginx exited with status 0 in the image's root, before it was ready/ });
+  await build({ recipe, outDir: out, verify: false, format: 'initramfs' });
   const vm = await qemu.create(out);
   started.push(vm);
   const failure = await t.throwsAsync(vm.waitReady(undefined, { timeoutMs: 60_000 }), { instanceOf: TinyxError });

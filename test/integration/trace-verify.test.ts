@@ -23,7 +23,7 @@ type Root = Parameters<typeof unpackInitrd>[0];
 
 async function buildImage(t: Root, name: string, recipe: BuildOptions['recipe'], options: Partial<BuildOptions> = {}): Promise<{ manifest: Manifest; root: string }> {
   const outDir = join(work, name);
-  const manifest = await build({ recipe, outDir, kernel: false, ...options });
+  const manifest = await build({ recipe, outDir, kernel: false, format: 'initramfs', ...options });
   return { manifest, root: await unpackInitrd(t, join(outDir, manifest.artifacts.rootfs)) };
 }
 
@@ -144,7 +144,7 @@ test("python3 http.server with --cmd: the compiled modules it imports (ssl, sqli
 
   // Without the trace the same image would not start: verify says so, and nothing is written.
   const out = join(work, 'python3-untraced');
-  const error = await build({ recipe, outDir: out, kernel: false, trace: false }).then(
+  const error = await build({ recipe, outDir: out, kernel: false, trace: false, format: 'initramfs' }).then(
     () => undefined,
     (e: unknown) => e as Error & { code?: string },
   );
@@ -180,7 +180,7 @@ test("redis-server, no recipe, listens on loopback only (Debian's redis.conf): t
     await app.stop();
   }
 
-  const local = await runCli(['build', '--package', 'redis-server', '--no-kernel', '--no-relay-loopback', '--out', join(work, 'redis-local'), '--json']);
+  const local = await runCli(['build', '--format', 'initramfs', '--package', 'redis-server', '--no-kernel', '--no-relay-loopback', '--out', join(work, 'redis-local'), '--json']);
   t.is(local.code, 0, local.stderr);
   const kept = (JSON.parse(local.stdout) as { manifest: Manifest }).manifest;
   t.deepEqual(kept.relay, []);
@@ -210,14 +210,14 @@ test("postgresql, no recipe: its unit runs nothing (an umbrella), the package's 
 
 test('an image that would not start is a build error, never an emitted image: lighttpd without the trace lacks its Perl script', async (t) => {
   const out = join(work, 'lighttpd-untraced');
-  const result = await runCli(['build', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--out', out]);
+  const result = await runCli(['build', '--format', 'initramfs', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--out', out]);
   t.is(result.code, 1, result.stderr);
   t.regex(result.stderr, /verify: the check \(\/usr\/sbin\/lighttpd -tt -f \/etc\/lighttpd\/lighttpd\.conf\) failed/);
   t.regex(result.stderr, /\/usr\/share\/lighttpd\/use-ipv6\.pl: no such file in the image \(owned by lighttpd; in the full install/);
   t.regex(result.stderr, /--no-verify emits the image anyway/);
   await t.throwsAsync(stat(out), { code: 'ENOENT' });
   // --no-verify: the user's call, and the image is written.
-  const forced = await runCli(['build', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--no-verify', '--out', out, '--json']);
+  const forced = await runCli(['build', '--format', 'initramfs', '--package', 'lighttpd', '--no-kernel', '--no-trace', '--no-verify', '--out', out, '--json']);
   t.is(forced.code, 0, forced.stderr);
   t.like((JSON.parse(forced.stdout) as { manifest: Manifest }).manifest, { trace: null, verify: null });
 });
@@ -247,12 +247,12 @@ test("on a read-only root (--format erofs): the directories the trace saw the ap
   t.regex(result.stderr, /hint: list the directories it writes in under the recipe's directories \(each gets a tmpfs in the VM\), or build with --format initramfs/);
   await t.throwsAsync(stat(untraced), { code: 'ENOENT' });
   // The same recipe's root is writable as an initramfs: it builds without the trace too.
-  t.is((await runCli(['build', file, '--no-kernel', '--no-trace', '--out', untraced])).code, 0);
+  t.is((await runCli(['build', '--format', 'initramfs', file, '--no-kernel', '--no-trace', '--out', untraced])).code, 0);
 });
 
 test('an app that fails in the full install fails the trace, in its own words, before anything is cut', async (t) => {
   const out = join(work, 'lighttpd-bad');
-  const result = await runCli(['build', '--package', 'lighttpd', '--cmd', '/usr/sbin/lighttpd -D -f /etc/lighttpd/missing.conf', '--no-kernel', '--out', out]);
+  const result = await runCli(['build', '--format', 'initramfs', '--package', 'lighttpd', '--cmd', '/usr/sbin/lighttpd -D -f /etc/lighttpd/missing.conf', '--no-kernel', '--out', out]);
   t.is(result.code, 2, result.stderr);
   t.regex(result.stderr, /\/usr\/sbin\/lighttpd exited with status 255 in the full install root/);
   t.regex(result.stderr, /missing\.conf/);

@@ -21,7 +21,7 @@ test.after.always(() => removeTree(work));
 
 async function buildPackage(t: Parameters<typeof unpackInitrd>[0], pkg: string): Promise<{ manifest: Manifest; root: string }> {
   const outDir = join(work, pkg);
-  const manifest = await build({ recipe: { fromUnit: { package: pkg } }, outDir, kernel: false });
+  const manifest = await build({ recipe: { fromUnit: { package: pkg } }, outDir, kernel: false, format: 'initramfs' });
   return { manifest, root: await unpackInitrd(t, join(outDir, manifest.artifacts.rootfs)) };
 }
 
@@ -91,10 +91,10 @@ test('tinyx recipe init --package: the derived recipe as a new file that builds;
   t.is(recipe.entrypoint.user, 'redis');
   // The same image as --package alone (apart from the readiness port): inspect shows where the recipe came from.
   const out = join(work, 'redis-from-file');
-  const built = await runCli(['build', file, '--no-kernel', '--out', out]);
+  const built = await runCli(['build', '--format', 'initramfs', file, '--no-kernel', '--out', out]);
   t.is(built.code, 0, built.stderr);
   const aloneDir = join(work, 'redis-alone');
-  const json = await runCli(['build', '--package', 'redis-server', '--no-kernel', '--out', aloneDir, '--json']);
+  const json = await runCli(['build', '--format', 'initramfs', '--package', 'redis-server', '--no-kernel', '--out', aloneDir, '--json']);
   t.is(json.code, 0, json.stderr);
   t.is((JSON.parse(json.stdout) as { manifest: Manifest }).manifest.derivedFrom?.unit, '/usr/lib/systemd/system/redis-server.service');
   const alone = await runCli(['inspect', aloneDir]);

@@ -32,14 +32,13 @@ export interface PlatformFacts {
   xlConfig: boolean;
   /**
    * The format a build gets without --format (or with --compression alone,
-   * which is the initramfs's). The initramfs everywhere for now. On kvm the
-   * erofs disk measured better (lightness bench, nginx, TCG, 2026-12-02:
-   * first answer 1.18 s against 1.39 s, serves with 19 MiB against 32,
-   * 44.3 MiB of host memory per VM at 100 against 56.7), but on a read-only
-   * root an app may write only where its recipe says (`directories`), and a
-   * service built from its package alone would fail its verify wherever its
-   * unit does not declare a directory it writes; the default waits until the
-   * trace's writes make those directories.
+   * which is the initramfs's), chosen by measurement. On kvm the erofs disk
+   * (lightness bench, nginx, TCG, 2026-12-02, commit 3b797e6: first answer
+   * 1.18 s against 1.39 s, serves with 19 MiB against 32, 44.3 MiB of host
+   * memory per VM at 100 against 56.7; 19 of the corpus's 20 services serve
+   * from --package alone against 18), at twice the size (12.5 MiB
+   * uncompressed against 6.1 gzip). On Xen the initramfs until the Xen bench
+   * has measured the disk there.
    */
   defaultFormat: 'initramfs' | 'erofs';
 }
@@ -62,7 +61,7 @@ export const PLATFORMS = {
       q35: { kernel: ['vmlinuz', 'vmlinux'], description: 'QEMU q35 (virtio-pci), the bzImage' },
     },
     xlConfig: false,
-    defaultFormat: 'initramfs',
+    defaultFormat: 'erofs',
   },
   'xen-pvh': {
     description: 'a Xen PVH domain (a xen-pvh kernel also boots as PV)',

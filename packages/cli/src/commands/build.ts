@@ -57,7 +57,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         describe:
           "an app that listens only at loopback addresses (its package's configuration: redis, memcached, mariadb) is reached at the VM's own address through a relay in the image, as a container's published port (--no-relay-loopback: it stays local, out of reach)",
       })
-      .example('$0 build nginx', 'build out/nginx (kernel and root) from the recipe nginx.yaml')
+      .example('$0 build nginx', 'build out/nginx (kernel and root: a read-only erofs disk on kvm) from the recipe nginx.yaml')
+      .example('$0 build nginx --format initramfs', 'the root as an initramfs, unpacked into the guest\'s RAM at boot')
       .example('$0 build ./myapp.yaml --out images/myapp', 'build from your own recipe file')
       .example('$0 build myapp --recipes images/recipes', 'build images/recipes/myapp.yaml (./recipes/myapp.yaml needs no --recipes)')
       .example('$0 build --package haproxy --verbose', "no recipe: the package's systemd unit says how to run it (--verbose shows what was taken from it)")
