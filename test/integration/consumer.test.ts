@@ -239,7 +239,8 @@ test("the README's build script, type-checked by tsc against the installed types
   const run = await sh(project, process.execPath, ['build.js']);
   t.is(run.code, 0, run.stderr);
   t.log(`project build.js: ${seconds(started)}`);
-  t.regex(run.stdout, /^pack \d+(\.\d+)? true$/m, 'its progress events arrived');
+  // The checkout built the same image first, but an erofs image has no archive cache: packed again.
+  t.regex(run.stdout, /^pack \d+(\.\d+)? false$/m, 'its progress events arrived');
   const theirs = JSON.parse(await readFile(join(project, 'out/redis/manifest.json'), 'utf8')) as Manifest;
   await sameImage(t, 'redis', { manifest: ours, dir: join(work, 'checkout-redis') }, { manifest: theirs, dir: join(project, 'out/redis') });
 });

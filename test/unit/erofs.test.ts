@@ -51,6 +51,19 @@ test('erofs: the same entries in any order give the same bytes; owners, modes, l
   const stat = execFileSync('dump.erofs', ['--path=/dev/console', a.file], { encoding: 'utf8' });
   t.regex(stat, /char dev/, stat);
   t.regex(execFileSync('dump.erofs', ['--path=/usr/sbin/nginx', a.file], { encoding: 'utf8' }), new RegExp(`Timestamp:.*${new Date(MTIME * 1000).getUTCFullYear()}`));
+  // Every inode the 32-byte kind, also when the caller's environment has SOURCE_DATE_EPOCH (mkfs.erofs reads it, and
+  // then writes every inode in the 64-byte layout): the same entries, the same bytes, whatever the shell exported.
+  for (const path of ['/', '/usr/sbin', '/var/lib/nginx', '/usr/sbin/nginx', '/bin/sh']) {
+    t.regex(execFileSync('dump.erofs', [`--path=${path}`, a.file], { encoding: 'utf8' }), /Inode size: 32\b/, path);
+  }
+  const exported = process.env.SOURCE_DATE_EPOCH;
+  process.env.SOURCE_DATE_EPOCH = String(MTIME);
+  try {
+    t.is((await packImage(entries(), 'erofs', await mkdtempIn(dir, 'd'), { mtime: MTIME })).sha256, a.sha256, 'SOURCE_DATE_EPOCH exported');
+  } finally {
+    if (exported === undefined) delete process.env.SOURCE_DATE_EPOCH;
+    else process.env.SOURCE_DATE_EPOCH = exported;
+  }
 });
 
 test('erofs: no compression to ask for, and a failed mkfs leaves nothing behind', async (t) => {

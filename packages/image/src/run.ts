@@ -6,8 +6,8 @@ export interface RunOptions {
   /** Cancels the command: its whole process group gets SIGTERM, then SIGKILL. */
   signal?: AbortSignal | undefined;
   cwd?: string;
-  /** Extra environment on top of LC_ALL=C and a fixed PATH. */
-  env?: Record<string, string>;
+  /** Extra environment on top of LC_ALL=C and a fixed PATH; a variable given as undefined is taken out of the inherited one. */
+  env?: Record<string, string | undefined>;
   /** Data for stdin; the default is no stdin at all. */
   input?: string;
   /** Called with each line the command prints (stdout and stderr), for logs and progress. */

@@ -23,10 +23,10 @@ interface StartSpec {
   requested: number;
 }
 
-/** The qemu backend: each VM is a QEMU process (microvm or q35), KVM where the host has it, TCG otherwise. */
 /** How many times QEMU is started when the probe's forward port was taken in between (ports.ts). */
 const PORT_ATTEMPTS = 3;
 
+/** The qemu backend: each VM is a QEMU process (microvm or q35), KVM where the host has it, TCG otherwise. */
 export class QemuBackend implements Backend {
   readonly name = 'qemu';
   private readonly vms = new Set<QemuVm>();
