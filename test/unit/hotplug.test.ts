@@ -27,15 +27,15 @@ async function standIns(dir: string): Promise<string> {
   return bin;
 }
 
-async function runScript(dir: string, action: string, extraEnv: Record<string, string> = {}) {
-  const script = await leanVifScript(dir);
-  const bin = await standIns(dir);
-  const result = await run(script, [action, 'type_if=vif'], {
-    allowFailure: true,
-    env: { PATH: `${bin}:/usr/bin:/bin`, vif: 'vif7.0', XENBUS_PATH: 'backend/vif/7/0', ...extraEnv },
-  });
+/** Runs a script with the stand-ins first in PATH: its exit code, and the stand-ins' calls in order. */
+async function runWith(dir: string, script: string, bin: string, args: string[], env: Record<string, string>) {
+  const result = await run(script, args, { allowFailure: true, env: { PATH: `${bin}:/usr/bin:/bin`, ...env } });
   const calls = (await readFile(join(dir, 'calls.log'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean);
   return { exitCode: result.exitCode, calls };
+}
+
+async function runScript(dir: string, action: string, extraEnv: Record<string, string> = {}) {
+  return runWith(dir, await leanVifScript(dir), await standIns(dir), [action, 'type_if=vif'], { vif: 'vif7.0', XENBUS_PATH: 'backend/vif/7/0', ...extraEnv });
 }
 
 test('online: the vif goes onto the bridge named in xenstore, up, and netback is told it is connected', async (t) => {
@@ -94,11 +94,7 @@ async function blockStandIns(dir: string): Promise<string> {
 }
 
 async function runBlockScript(dir: string, action: string, extraEnv: Record<string, string> = {}) {
-  const script = await leanBlockScript(dir);
-  const bin = await blockStandIns(dir);
-  const result = await run(script, [action], { allowFailure: true, env: { PATH: `${bin}:/usr/bin:/bin`, XENBUS_PATH: 'backend/vbd/7/51712', ...extraEnv } });
-  const calls = (await readFile(join(dir, 'calls.log'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean);
-  return { exitCode: result.exitCode, calls };
+  return runWith(dir, await leanBlockScript(dir), await blockStandIns(dir), [action], { XENBUS_PATH: 'backend/vbd/7/51712', ...extraEnv });
 }
 
 test('block add: the image file gets a read-only loop device, whose numbers blkback reads from physical-device; its name is kept for remove', async (t) => {
