@@ -323,17 +323,19 @@ async function collect(
  * directory holding it, through the root's links (/var/run is /run), or the
  * nearest one above it the root has (what the app made under it, it makes
  * again in the VM). The root directory itself and the always-writable ones
- * are left out; sorted, each with its first write.
+ * are left out; sorted, each with the programs that wrote there, sorted too:
+ * the reason goes into /init, whose bytes must not depend on the order of a
+ * run's writes or on the names of its temporary files.
  */
 async function wroteIn(log: TraceLog, view: RootView): Promise<TraceResult['wroteIn']> {
-  const dirs = new Map<string, string>();
+  const dirs = new Map<string, Set<string>>();
   for (const [path, by] of log.written) {
     let dir = await resolveInRoot(view, posix.dirname(path));
     while (dir.node?.kind !== 'dir' && dir.path !== '/') dir = await resolveInRoot(view, posix.dirname(dir.path));
-    if (dir.path === '/' || NOT_TRACED_DIRS.test(dir.path) || dirs.has(dir.path)) continue;
-    dirs.set(dir.path, `traced: ${by} wrote ${path}`);
+    if (dir.path === '/' || NOT_TRACED_DIRS.test(dir.path)) continue;
+    dirs.set(dir.path, (dirs.get(dir.path) ?? new Set()).add(by));
   }
-  return [...dirs].sort(([a], [b]) => (a < b ? -1 : 1)).map(([dir, reason]) => ({ dir, reason }));
+  return [...dirs].sort(([a], [b]) => (a < b ? -1 : 1)).map(([dir, by]) => ({ dir, reason: `traced: written by ${[...by].sort().join(', ')}` }));
 }
 
 /** The `d` lines of every tmpfiles.d file of the root (a file in /etc/tmpfiles.d wins over one of the same name in /usr/lib), as owner ids. */
