@@ -15,16 +15,24 @@ async function scratch(t: { teardown(f: () => Promise<void>): void }): Promise<s
   return dir;
 }
 
-/** Stand-in programs: each appends "name args..." to calls.log; `ip` fails when IP_FAILS is set. */
-async function standIns(dir: string): Promise<string> {
+/** Stand-in programs in DIR/bin, by name and shell body: each first appends "name args..." to DIR/calls.log. */
+async function writeStandIns(dir: string, bodies: Record<string, string>): Promise<string> {
   const bin = join(dir, 'bin');
   await mkdir(bin, { recursive: true });
-  const program = (name: string, body: string) => `#!/bin/sh\necho "${name} $*" >> "${dir}/calls.log"\n${body}\n`;
-  await writeFile(join(bin, 'xenstore-read'), program('xenstore-read', 'echo xenbr0'));
-  await writeFile(join(bin, 'xenstore-write'), program('xenstore-write', 'exit 0'));
-  await writeFile(join(bin, 'ip'), program('ip', '[ -z "$IP_FAILS" ] || { echo "Cannot find device" >&2; exit 1; }'));
-  for (const name of ['xenstore-read', 'xenstore-write', 'ip']) await chmod(join(bin, name), 0o755);
+  for (const [name, body] of Object.entries(bodies)) {
+    await writeFile(join(bin, name), `#!/bin/sh\necho "${name} $*" >> "${dir}/calls.log"\n${body}\n`);
+    await chmod(join(bin, name), 0o755);
+  }
   return bin;
+}
+
+/** The vif script's stand-ins: `ip` fails when IP_FAILS is set. */
+function standIns(dir: string): Promise<string> {
+  return writeStandIns(dir, {
+    'xenstore-read': 'echo xenbr0',
+    'xenstore-write': 'exit 0',
+    ip: '[ -z "$IP_FAILS" ] || { echo "Cannot find device" >&2; exit 1; }',
+  });
 }
 
 /** Runs a script with the stand-ins first in PATH: its exit code, and the stand-ins' calls in order. */
@@ -81,16 +89,13 @@ test('a lean domain names the script on its vif; a stock one does not', (t) => {
 });
 
 /** Stand-ins for the block script: xenstore-read answers params and node, losetup attaches /dev/loop3 (or fails with LOSETUP_FAILS), stat gives its numbers. */
-async function blockStandIns(dir: string): Promise<string> {
-  const bin = join(dir, 'bin');
-  await mkdir(bin, { recursive: true });
-  const program = (name: string, body: string) => `#!/bin/sh\necho "${name} $*" >> "${dir}/calls.log"\n${body}\n`;
-  await writeFile(join(bin, 'xenstore-read'), program('xenstore-read', 'case "$1" in */params) echo /img/rootfs.erofs ;; */node) echo /dev/loop3 ;; *) exit 1 ;; esac'));
-  await writeFile(join(bin, 'xenstore-write'), program('xenstore-write', 'exit 0'));
-  await writeFile(join(bin, 'losetup'), program('losetup', '[ -z "$LOSETUP_FAILS" ] || { echo "losetup: cannot find an unused loop device" >&2; exit 1; }\n[ "$1" = -d ] || echo /dev/loop3'));
-  await writeFile(join(bin, 'stat'), program('stat', 'echo 7:3'));
-  for (const name of ['xenstore-read', 'xenstore-write', 'losetup', 'stat']) await chmod(join(bin, name), 0o755);
-  return bin;
+function blockStandIns(dir: string): Promise<string> {
+  return writeStandIns(dir, {
+    'xenstore-read': 'case "$1" in */params) echo /img/rootfs.erofs ;; */node) echo /dev/loop3 ;; *) exit 1 ;; esac',
+    'xenstore-write': 'exit 0',
+    losetup: '[ -z "$LOSETUP_FAILS" ] || { echo "losetup: cannot find an unused loop device" >&2; exit 1; }\n[ "$1" = -d ] || echo /dev/loop3',
+    stat: 'echo 7:3',
+  });
 }
 
 async function runBlockScript(dir: string, action: string, extraEnv: Record<string, string> = {}) {
