@@ -71,6 +71,28 @@ test.serial('tinyx build nginx: vmlinuz, vmlinux and kernel.config next to the i
   t.is(kernel.decompressor, 'RD_GZIP');
 });
 
+/** The longest run of one byte value in a section of an ELF file, read with readelf. */
+async function longestRun(elf: string, section: string, byte: number): Promise<{ sectionBytes: number; run: number }> {
+  const line = execFileSync('readelf', ['-SW', elf], { encoding: 'utf8' }).split('\n').find((l) => l.includes(` ${section} `));
+  const [offset, size] = line!.replace(/^.*?\]\s+/, '').trim().split(/\s+/).slice(3, 5).map((hex) => Number.parseInt(hex, 16));
+  const bytes = (await readFile(elf)).subarray(offset!, offset! + size!);
+  let run = 0;
+  let longest = 0;
+  for (const b of bytes) {
+    run = b === byte ? run + 1 : 0;
+    if (run > longest) longest = run;
+  }
+  return { sectionBytes: size!, run: longest };
+}
+
+test.serial("tinyx's kernel patch is in: no 2 MiB of int3 padding around the entry text; the manifest's source names the patch", async (t) => {
+  t.regex(nginx.kernel!.source, /^debian:linux-source-6\.1 \S+ \+ 0001-x86-no-pmd-padding-without-pti-or-sme\.patch \([0-9a-f]{12}\)$/);
+  // Unpatched, .text was 6 MiB with two runs of int3 (0xcc) of almost 2 MiB each, loaded into the guest and never freed.
+  const text = await longestRun(join(work, 'nginx', 'vmlinux'), '.text', 0xcc);
+  t.true(text.run < 64 * 1024, `the longest int3 run in .text is ${text.run} bytes`);
+  t.true(text.sectionBytes < 4 * 1024 * 1024, `.text is ${text.sectionBytes} bytes`);
+});
+
 test.serial('the nginx kernel boots under QEMU (microvm, vmlinux through the PVH entry) and runs a BusyBox /init', async (t) => {
   const marker = `tinyx-marker-${process.pid}`;
   const initrd = await markerInitramfs(marker);

@@ -206,6 +206,12 @@ test.serial('a broken image is a named error, not a hang: no kernel; a truncated
   const cli = await runCli(['run', truncated, '--check', '--timeout', '60']);
   t.is(cli.code, 1, cli.stderr);
   t.regex(cli.stderr, /truncated|nginx: the (guest kernel panicked|VM stopped before it was ready)/);
+  // The VM and its runtime directory are gone; the console the hint names is not.
+  const kept = cli.stderr.match(/the whole console: (\S+)/)?.[1];
+  t.truthy(kept, cli.stderr);
+  t.false(kept!.startsWith(runtimeDir()), `${kept} is outside the runtime directory, which the VM's removal empties`);
+  t.regex(await readFile(kept!, 'utf8'), /Kernel panic|Initramfs unpacking failed/);
+  await rm(kept!);
 });
 
 test.serial('save nginx to a file, destroy it, restore it: it answers again', async (t) => {

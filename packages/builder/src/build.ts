@@ -97,7 +97,7 @@ export interface BuildOptions {
    * needs of it.
    */
   kernelFeatures?: readonly KernelFeature[];
-  /** A kernel tree or tarball instead of Debian's linux-source. */
+  /** A kernel tarball (unpacked and patched with kernel/patches, as Debian's linux-source is) or a tree (built as it is, unpatched) instead of Debian's linux-source. */
   kernelSource?: string;
   /**
    * What to make: the whole image directory (default), or only the kernel

@@ -75,7 +75,7 @@ export function sourceOptions<T>(yargs: Argv<T>): Argv<T & SourceArgs> {
       default: DEFAULT_PLATFORM,
       describe: `the hypervisor the image is for: ${PLATFORM_NAMES.map((name) => `${name}, ${PLATFORMS[name].description}`).join('; ')}`,
     })
-    .option('kernel-source', { type: 'string', describe: "a kernel tree or tarball instead of Debian's linux-source" })
+    .option('kernel-source', { type: 'string', describe: "a kernel tarball (unpacked and patched with kernel/patches, like Debian's linux-source) or a tree (built as it is) instead of Debian's linux-source" })
     .option('mirror', { type: 'string', describe: 'Debian mirror for the base', defaultDescription: "the host's apt source" })
     .option('suite', { type: 'string', describe: 'Debian suite for the base', defaultDescription: "the host's" })
     .option('cache', { type: 'string', describe: 'the build cache directory', defaultDescription: '$TINYX_CACHE or ~/.cache/tinyx' }) as unknown as Argv<T & SourceArgs>;

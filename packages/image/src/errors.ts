@@ -60,6 +60,7 @@ export type ErrorCode =
   | 'E_VERIFY'
   | 'E_NO_KERNEL_SOURCE'
   | 'E_KERNEL_SOURCE'
+  | 'E_KERNEL_PATCH'
   | 'E_KERNEL_CONFIG'
   | 'E_KERNEL_BUILD'
   | 'E_EXISTS'

@@ -75,6 +75,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'make', debianPackage: 'make', purpose: 'builds the kernel', neededFor: 'kernel', tiers: ['xen'] },
   { command: 'gcc', debianPackage: 'gcc', purpose: 'compiles the kernel (a unit test compiles an ELF program)', neededFor: 'kernel', tiers: ['unit', 'xen'] },
   { command: 'bc', debianPackage: 'bc', purpose: "the kernel build's timeconst generator", neededFor: 'kernel', tiers: ['xen'] },
+  { command: 'patch', debianPackage: 'patch', purpose: "applies tinyx's kernel patches (kernel/patches) to the linux-source it unpacks (a unit test patches a tree with it)", neededFor: 'kernel', tiers: ['unit', 'xen'] },
   { command: 'bison', debianPackage: 'bison', purpose: "the kernel's Kconfig parser", neededFor: 'kernel', tiers: ['xen'] },
   { command: 'flex', debianPackage: 'flex', purpose: "the kernel's Kconfig lexer", neededFor: 'kernel', tiers: ['xen'] },
   { command: 'objcopy', debianPackage: 'binutils', purpose: 'strips the vmlinux that QEMU and Xen boot', neededFor: 'kernel', tiers: ['xen'] },

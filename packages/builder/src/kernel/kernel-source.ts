@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
+import { bundledDataDir } from '../bundled-data.js';
 import type { Cache } from '../cache.js';
 import { TinyxError } from '../errors.js';
 import { removeTree } from '../mounts.js';
@@ -22,10 +23,33 @@ export interface KernelSource {
 /** Where Debian's linux-source package puts its tarball. */
 const DEBIAN_SOURCE_DIR = '/usr/src';
 
+/** One of tinyx's own kernel patches (kernel/patches/*.patch), applied in name order to every tree tinyx unpacks. */
+export interface KernelPatch {
+  name: string;
+  path: string;
+  sha256: string;
+}
+
+/** The patches in `dir` (default: the bundled kernel/patches), sorted by name. */
+export async function kernelPatches(dir = join(bundledDataDir('kernel'), 'patches')): Promise<KernelPatch[]> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.patch')).sort();
+  return Promise.all(names.map(async (name) => ({ name, path: join(dir, name), sha256: await sha256File(join(dir, name)) })));
+}
+
+/** What a set of patches adds to a source id: their names and one hash of their contents, so that an edited patch is a new tree. */
+export function patchedId(id: string, patches: readonly KernelPatch[]): string {
+  if (patches.length === 0) return id;
+  const hash = createHash('sha256');
+  for (const patch of patches) hash.update(`${patch.name}\0${patch.sha256}\n`);
+  return `${id} + ${patches.map((p) => p.name).join(', ')} (${hash.digest('hex').slice(0, 12)})`;
+}
+
 /**
  * The kernel source: a user-given directory (used in place, built out of
- * tree), a user-given tarball, or by default the tarball of Debian's
- * linux-source package; a tarball is extracted once into the cache.
+ * tree, and not patched: it is the user's), a user-given tarball, or by
+ * default the tarball of Debian's linux-source package. A tarball is
+ * extracted once into the cache, and tinyx's patches (kernel/patches) are
+ * applied to it there.
  */
 export async function prepareKernelSource(cache: Cache, given: string | undefined, signal?: AbortSignal): Promise<KernelSource> {
   if (given) {
@@ -38,12 +62,12 @@ export async function prepareKernelSource(cache: Cache, given: string | undefine
       return { dir: path, version, id: `dir:${path}:${version}:${await treeFingerprint(path)}`, cached: true };
     }
     const id = `tarball:${await sha256File(path)}`;
-    return extractOnce(cache, path, id, signal);
+    return extractOnce(cache, path, id, await kernelPatches(), signal);
   }
   const tarball = await findDebianSource();
   const pkg = basename(tarball).replace(/\.tar\.\w+$/, '');
   const version = (await run('dpkg-query', ['-W', '-f=${Version}', pkg], { allowFailure: true })).stdout.trim() || `size ${(await stat(tarball)).size}`;
-  return extractOnce(cache, tarball, `debian:${pkg} ${version}`, signal);
+  return extractOnce(cache, tarball, `debian:${pkg} ${version}`, await kernelPatches(), signal);
 }
 
 async function findDebianSource(): Promise<string> {
@@ -58,8 +82,9 @@ async function findDebianSource(): Promise<string> {
   return join(DEBIAN_SOURCE_DIR, newest);
 }
 
-/** Extracts a tarball into cache/kernel-src/<key>/src once; later builds reuse the tree read-only. */
-async function extractOnce(cache: Cache, tarball: string, id: string, signal?: AbortSignal): Promise<KernelSource> {
+/** Extracts a tarball into cache/kernel-src/<key>/src and patches it, once; later builds reuse the tree read-only. */
+async function extractOnce(cache: Cache, tarball: string, tarballId: string, patches: readonly KernelPatch[], signal?: AbortSignal): Promise<KernelSource> {
+  const id = patchedId(tarballId, patches);
   const key = cacheKeyOf(id);
   const hit = await cache.lookup('kernel-src', key);
   if (hit) {
@@ -74,11 +99,26 @@ async function extractOnce(cache: Cache, tarball: string, id: string, signal?: A
     const [top, ...others] = await readdir(join(temp, 'src'));
     if (!top || others.length > 0) throw new TinyxError('E_KERNEL_SOURCE', `${tarball} does not hold one top directory`, { kind: 'user' });
     const version = await kernelVersion(join(temp, 'src', top));
-    const dir = await cache.publish('kernel-src', key, temp, { id, version, top, tarball });
+    for (const patch of patches) await applyPatch(patch, join(temp, 'src', top), `${tarballId} (${version})`, signal);
+    const dir = await cache.publish('kernel-src', key, temp, { id, version, top, tarball, patches: patches.map(({ name, sha256 }) => ({ name, sha256 })) });
     return { dir: join(dir, 'src', top), version, id, cached: false };
   } finally {
     await removeTree(temp);
   }
+}
+
+/** Applies one patch to a tree; one that does not apply exactly is an error naming it, never skipped. */
+export async function applyPatch(patch: KernelPatch, tree: string, treeName: string, signal?: AbortSignal): Promise<void> {
+  // --forward: an already applied patch is a failure, not a reversal; no fuzz: a patch that moved is refreshed by hand.
+  const args = ['--batch', '--forward', '--fuzz=0', '--no-backup-if-mismatch', '-p1', '-d', tree, '-i', patch.path];
+  const check = await run('patch', ['--dry-run', ...args], { allowFailure: true, signal });
+  if (check.exitCode !== 0) {
+    throw new TinyxError('E_KERNEL_PATCH', `the kernel patch ${patch.name} does not apply to ${treeName}:\n${(check.stdout + check.stderr).trim()}`, {
+      kind: 'user',
+      hint: `${patch.path} was made for another kernel version: refresh it for this tree, or give --kernel-source a tree of your own (tinyx does not patch a directory it is given)`,
+    });
+  }
+  await run('patch', ['--silent', ...args], { signal });
 }
 
 function cacheKeyOf(id: string): string {

@@ -1,3 +1,7 @@
+import { constants } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_MEMORY_MIB, TinyxError, guestsOf } from '@tinyx/image';
 import { BACKEND_NAMES, HOTPLUGS, getBackend, restoreVm, type BackendName, type CreateOptions, type Vm } from '@tinyx/toolstack';
@@ -139,6 +143,20 @@ function introduce(vm: Vm, out: Output): void {
   if (d.instantiationMs !== null) out.note(`${d.id}: running ${d.instantiationMs} ms after the request (${ORIGINS[d.origin]})`);
 }
 
+/**
+ * An error that points at the VM's console file, which the VM's destruction
+ * is about to remove: the console is copied to a new file in the temporary
+ * directory first and the error points there instead.
+ */
+async function keepConsole(vm: Vm, error: unknown): Promise<unknown> {
+  if (!(error instanceof TinyxError) || !error.hint?.includes(vm.consoleFile)) return error;
+  const kept = join(tmpdir(), `tinyx-${vm.id}.console.log`);
+  // COPYFILE_EXCL: never over a file that is not this one's.
+  const copied = await copyFile(vm.consoleFile, kept, constants.COPYFILE_EXCL).then(() => true, () => false);
+  if (!copied) return error;
+  return new TinyxError(error.code, error.message, { hint: error.hint.replace(vm.consoleFile, kept), kind: error.kind, cause: error.cause });
+}
+
 const ORIGINS = { created: 'created', pool: 'from the pool: unpaused', restored: 'restored' } as const;
 
 /**
@@ -179,7 +197,7 @@ async function boot(args: BootArgs, start: (signal: AbortSignal) => Promise<Vm>)
       process.exitCode = status === 0 || status === null ? 0 : 1;
     }
   } catch (error) {
-    process.exitCode = reportError(error, out);
+    process.exitCode = reportError(vm ? await keepConsole(vm, error) : error, out);
   } finally {
     await vm?.destroy().catch((error: unknown) => reportError(new TinyxError('E_DESTROY', `could not stop ${vm?.id}: ${String(error)}`), out));
     interrupt.dispose();
