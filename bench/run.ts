@@ -178,11 +178,13 @@ await section('corpus', async () => {
 
 await section('xen', async () => {
   const dirs = { 'xen-pvh': join(work, 'images', 'nginx-xen-pvh'), 'xen-pv': join(work, 'images', 'nginx-xen-pv') };
-  for (const platform of ['xen-pvh', 'xen-pv'] as const) await build({ recipe: 'nginx', platform, outDir: dirs[platform] });
+  for (const platform of ['xen-pvh', 'xen-pv'] as const) await build({ recipe: 'nginx', platform, format: 'initramfs', outDir: dirs[platform] });
+  const erofs = join(work, 'images', 'nginx-xen-pvh-erofs');
+  await build({ recipe: 'nginx', platform: 'xen-pvh', format: 'erofs', outDir: erofs });
   // TINYX_BENCH_XEN_ONLY=bench-boot runs that part again (the others' latest results are kept);
   // TINYX_BENCH_XEN_FROM_CONSOLE=1 summarises the earlier runs' console logs again instead of running Xen.
   const env = process.env;
-  return xenFigures({ repo, pvh: dirs['xen-pvh'], pv: dirs['xen-pv'], count: Number(env.TINYX_BENCH_XEN_COUNT || 32), runs: 3, consoleLog: join(work, 'xen-console.log'), only: env.TINYX_BENCH_XEN_ONLY, fromConsole: env.TINYX_BENCH_XEN_FROM_CONSOLE === '1' });
+  return xenFigures({ repo, pvh: dirs['xen-pvh'], pv: dirs['xen-pv'], erofs, commit: thisRun.commit, count: Number(env.TINYX_BENCH_XEN_COUNT || 32), runs: 3, consoleLog: join(work, 'xen-console.log'), only: env.TINYX_BENCH_XEN_ONLY, fromConsole: env.TINYX_BENCH_XEN_FROM_CONSOLE === '1' });
 });
 
 await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);

@@ -3,7 +3,7 @@
 // runs it, keeps its raw samples and summarises them. Absolute times are
 // TCG inside TCG: only the ratios between the rows travel to real hardware.
 import { execFile } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { stats, type Stats } from './boot.js';
@@ -35,6 +35,14 @@ interface HarnessResult {
   details?: Record<string, unknown>;
   /** The console log it was read from. */
   log: string;
+  /** The harness run that printed it: when it started, and the commit it measured. */
+  measured: PartRun;
+}
+
+/** When one part of the Xen bench was measured, and at which commit (absent for logs from before it was recorded). */
+export interface PartRun {
+  date: string;
+  commit?: string;
 }
 
 /** One density series (N domains, one after the other) of one variant. */
@@ -68,6 +76,12 @@ export interface XenFigures {
   /** Per guest type (pvh, pv), per measure (create, readyLine, ...). */
   boot: Record<string, Record<string, Stats>>;
   failures: { name: string; error: string | undefined }[];
+  /**
+   * Each part's run (bench-boot, bench-density-VARIANT): TINYX_BENCH_XEN_ONLY
+   * runs some parts again and keeps the others' latest results, so the parts
+   * of one summary can come from different runs, and each table says which.
+   */
+  parts: Record<string, PartRun>;
 }
 
 export interface XenOptions {
@@ -75,6 +89,10 @@ export interface XenOptions {
   /** The nginx images for the xen-pvh and xen-pv platforms. */
   pvh: string;
   pv: string;
+  /** An nginx xen-pvh image with an erofs root, booted as PVH and PV next to the initramfs ones. */
+  erofs?: string | undefined;
+  /** The commit this run measures, recorded next to its console log. */
+  commit: string;
   count: number;
   runs: number;
   consoleLog: string;
@@ -83,7 +101,7 @@ export interface XenOptions {
 }
 
 /** A result line's JSON, or undefined for a line that is not one. */
-function parseResult(json: string, log: string): HarnessResult | undefined {
+function parseResult(json: string, log: string, measured: PartRun): HarnessResult | undefined {
   const value: unknown = JSON.parse(json);
   if (!isRecord(value) || typeof value.name !== 'string' || typeof value.ok !== 'boolean') return undefined;
   return {
@@ -93,6 +111,7 @@ function parseResult(json: string, log: string): HarnessResult | undefined {
     ...(isRecord(value.ms) ? { ms: value.ms } : {}),
     ...(isRecord(value.details) ? { details: value.details } : {}),
     log,
+    measured,
   };
 }
 
@@ -116,10 +135,12 @@ function text(result: HarnessResult, value: unknown, field: string): string {
  * next to `consoleLog`); the summary takes each part's latest result from all
  * the logs there. With `fromConsole`, only reads the logs of earlier runs.
  */
-export async function xenFigures({ repo, pvh, pv, count, runs, consoleLog, only, fromConsole = false }: XenOptions): Promise<XenFigures> {
+export async function xenFigures({ repo, pvh, pv, erofs, commit, count, runs, consoleLog, only, fromConsole = false }: XenOptions): Promise<XenFigures> {
   const thisLog = only ? consoleLog.replace(/\.log$/, `-${only.replace(/,/g, '+')}.log`) : consoleLog;
   if (!fromConsole) {
+    await writeFile(runFile(thisLog), `${JSON.stringify({ date: new Date().toISOString(), commit } satisfies PartRun)}\n`);
     const args = [join(repo, 'test/dist/xen/harness.js'), '--suites', 'bench', '--pvh', pvh, '--pv', pv, '--bench-count', String(count), '--bench-runs', String(runs), '--timeout', '7200', '--console', thisLog, '--json'];
+    if (erofs) args.push('--erofs', erofs);
     if (only) args.push('--only', only);
     await promisify(execFile)(process.execPath, args, { maxBuffer: 64 * 2 ** 20 }).catch((error: unknown) => {
       // A failed part is reported below, from the console; a harness that could not run at all is an error.
@@ -136,9 +157,10 @@ export async function xenFigures({ repo, pvh, pv, count, runs, consoleLog, only,
   }
   const byName: Record<string, HarnessResult | undefined> = {};
   for (const log of logs.sort((a, b) => a.mtime - b.mtime)) {
+    const measured = await partRun(log.path, log.mtime);
     for (const line of (await readFile(log.path, 'utf8')).split('\n')) {
       if (!line.startsWith(RESULT_PREFIX)) continue;
-      const result = parseResult(line.slice(RESULT_PREFIX.length), basename(log.path));
+      const result = parseResult(line.slice(RESULT_PREFIX.length), basename(log.path), measured);
       if (result) byName[result.name] = result;
     }
   }
@@ -193,13 +215,34 @@ export async function xenFigures({ repo, pvh, pv, count, runs, consoleLog, only,
     density,
     boot,
     failures,
+    parts: Object.fromEntries(results.filter((r) => r.name.startsWith('bench-')).map((r) => [r.name, r.measured])),
   };
 }
 
 /** The README's Xen tables. */
+/** Where a console log's run is recorded. */
+function runFile(log: string): string {
+  return log.replace(/\.log$/, '.run.json');
+}
+
+/** A log's run as recorded next to it; for a log from before that, the log's time and no commit. */
+async function partRun(log: string, mtime: number): Promise<PartRun> {
+  const recorded: unknown = JSON.parse(await readFile(runFile(log), 'utf8').catch(() => 'null'));
+  if (isRecord(recorded) && typeof recorded.date === 'string') return { date: recorded.date, ...(typeof recorded.commit === 'string' ? { commit: recorded.commit } : {}) };
+  return { date: new Date(mtime).toISOString() };
+}
+
+/** "2026-12-02, commit abc1234" */
+function partWhen(part: PartRun | undefined): string {
+  return part ? `${part.date.slice(0, 10)}${part.commit ? `, commit ${part.commit}` : ''}` : 'run unknown';
+}
+
 export function renderXen(x: SectionTimes & XenFigures): string[] {
   const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
-  const out = [`### Xen (${x.date.slice(0, 10)}; Xen ${x.xen} inside QEMU TCG, dom0 with 2 vCPUs; absolute times are emulation inside emulation, only the ratios travel)`, ''];
+  const parts = x.parts ?? {};
+  const runs = [...new Set(Object.values(parts).map(partWhen))];
+  const measured = runs.length === 1 ? runs[0]! : runs.length > 1 ? 'parts from several runs: each table says which' : x.date.slice(0, 10);
+  const out = [`### Xen (${measured}; Xen ${x.xen} inside QEMU TCG, dom0 with 2 vCPUs; absolute times are emulation inside emulation, only the ratios travel)`, ''];
   const series = VARIANT_NAMES.flatMap((v) => {
     const d = x.density[v];
     return d ? [{ v, d }] : [];
@@ -219,6 +262,7 @@ export function renderXen(x: SectionTimes & XenFigures): string[] {
       const ms = d.createMs[n - 1];
       return ms !== undefined ? s(ms) : d.failedAt === n ? '**failed**' : '-';
     };
+    if (runs.length > 1) out.push(row('measured', (_d, v) => partWhen(parts[`bench-density-${v}`])));
     for (const n of rows) out.push(row(String(n), (d) => at(d, n)));
     out.push(row('median of all', (d) => `**${s(d.summary.median)}**`));
     out.push(row('request to HTTP 200 (median)', (d) => (d.readySummary ? s(d.readySummary.median) : '?')));
@@ -239,7 +283,8 @@ export function renderXen(x: SectionTimes & XenFigures): string[] {
   for (const f of x.failures ?? []) out.push('', `Failed in this run: ${f.name}: ${String(f.error).split('\n')[0]}`);
   const types = Object.keys(x.boot);
   if (types.length) {
-    out.push('', `Boot, PVH against PV (nginx: the xen-pvh image as pvh, the xen-pv image as pv; ${x.bootMemoryMiB} MiB, Xen's vif script, medians of ${x.bootRuns}; times from the start of \`xl create\` or \`xl restore\`):`, '');
+    const erofs = types.some((t) => t.endsWith('erofs')) ? ", and the xen-pvh image with an erofs root (a read-only disk through Xen's block script) as both" : '';
+    out.push('', `Boot, PVH against PV (nginx: the xen-pvh image as pvh, the xen-pv image as pv${erofs}; ${x.bootMemoryMiB} MiB, Xen's vif script, medians of ${x.bootRuns}; times from the start of \`xl create\` or \`xl restore\`${runs.length > 1 ? `; measured ${partWhen(parts['bench-boot'])}` : ''}):`, '');
     const keys = [
       ['create', '`xl create` returns'],
       ['readyLine', 'ready line on the console'],

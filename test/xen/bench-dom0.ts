@@ -1,7 +1,7 @@
 // The Xen benchmark (issue 5; `npm run bench -- xen`), run in dom0 by
 // in-dom0.ts on the real Xen. Each part is one result line:
 //
-//   bench-boot      pvh vs pv: create, ready line and first HTTP 200, save, restore to HTTP 200
+//   bench-boot      pvh vs pv, initramfs vs erofs root: create, ready line and first HTTP 200, save, restore to HTTP 200
 //   bench-density-<variant>  the Nth domain's creation time for N = 1..K, K domains left running
 //                   (LightVM's figure 1 on this Xen): xen = xl create with Xen's vif-bridge,
 //                   lean = xl create with tinyx's vif script, pool = claimed from a pool filled ahead
@@ -18,8 +18,8 @@ import { httpStatus, type Outcome } from './backend-tests.js';
 export interface BenchSuite {
   /** The image of the density series and its guest type (pv: the lighter guest under nested TCG). */
   density: { image: string; type: 'pvh' | 'pv'; count: number; memoryMiB: number; variants: DensityVariant[] };
-  /** The boot comparison: one image per type, `runs` of each. */
-  boot: { images: { type: 'pvh' | 'pv'; image: string }[]; runs: number; memoryMiB: number };
+  /** The boot comparison: one image per column (its label; the guest type by default), `runs` of each. */
+  boot: { images: { type: 'pvh' | 'pv'; image: string; label?: string }[]; runs: number; memoryMiB: number };
 }
 
 export type DensityVariant = 'xen' | 'lean' | 'pool';
@@ -147,7 +147,8 @@ async function destroyAll(vms: XenVm[]): Promise<void> {
 }
 
 /**
- * PVH against PV, `runs` times each, alternating: create, the ready line,
+ * PVH against PV (and an erofs root against the initramfs, when the suite
+ * has an erofs image), `runs` times each, alternating: create, the ready line,
  * the first HTTP 200, save, restore, HTTP 200 again, destroy. With Xen's own
  * vif script, as a user gets by default.
  */
@@ -155,8 +156,8 @@ export async function benchBoot(suite: BenchSuite['boot'], consoleDir: string): 
   const backend = new XenBackend({ consoleDir });
   const samples: Record<string, Record<string, number[]>> = {};
   for (let run = 0; run < suite.runs; run++) {
-    for (const { type, image } of suite.images) {
-      const got = (samples[type] ??= {});
+    for (const { type, image, label } of suite.images) {
+      const got = (samples[label ?? type] ??= {});
       const add = (key: string, value: number): void => void (got[key] ??= []).push(value);
       const requested = performance.now();
       let vm: XenVm | undefined = await backend.create(image, { guest: type, memoryMiB: suite.memoryMiB, xen: { pool: false } });

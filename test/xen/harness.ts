@@ -144,7 +144,15 @@ async function main(signal: AbortSignal): Promise<number> {
         ? {
             bench: {
               density: { image: inDom0(images.pv ? 'pv' : allGuests[0]!.type), type: images.pv ? ('pv' as const) : allGuests[0]!.type, count: benchCount, memoryMiB: BENCH_GUEST_MIB, variants },
-              boot: { images: allGuests.map((g) => ({ type: g.type, image: g.image })), runs: benchRuns, memoryMiB: 64 },
+              // With an erofs image, its root as a read-only disk against the initramfs, on both guest types.
+              boot: {
+                images: [
+                  ...allGuests.map((g) => ({ type: g.type, image: g.image })),
+                  ...(erofsInDom0 ? (['pvh', 'pv'] as const).map((type) => ({ type, image: erofsInDom0, label: `${type}, erofs` })) : []),
+                ],
+                runs: benchRuns,
+                memoryMiB: 64,
+              },
             },
           }
         : {}),
