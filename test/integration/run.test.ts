@@ -203,8 +203,9 @@ test.serial('a broken image is a named error, not a hang: no kernel; a truncated
   t.regex(failure?.message ?? '', /panicked|stopped before it was ready/);
   t.regex(failure?.message ?? '', /console \(last lines\):/);
   await vm.destroy();
-  const cli = await runCli(['run', truncated, '--check', '--timeout', '60']);
+  const cli = await runCli(['run', truncated, '--check', '--timeout', '60', '--verbose']);
   t.is(cli.code, 1, cli.stderr);
+  t.regex(cli.stderr, /^\$ qemu-system-x86_64 .*-initrd \S*truncated\/initrd\.cpio\.gz/m, '--verbose shows QEMU\'s command line');
   t.regex(cli.stderr, /truncated|nginx: the (guest kernel panicked|VM stopped before it was ready)/);
   // The VM and its runtime directory are gone; the console the hint names is not.
   const kept = cli.stderr.match(/the whole console: (\S+)/)?.[1];

@@ -8,7 +8,7 @@
  */
 export { TinyxError, MissingToolError, CommandFailedError, InterruptedError, throwIfAborted, abortReason, quoteLines } from './errors.js';
 export type { ErrorCode, ErrorKind } from './errors.js';
-export { run, setCommandLog, SUBPROCESS_PATH } from './run.js';
+export { logCommand, run, setCommandLog, SUBPROCESS_PATH } from './run.js';
 export type { RunOptions, RunResult } from './run.js';
 export {
   HOST_TOOLS,

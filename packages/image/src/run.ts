@@ -40,14 +40,24 @@ export function setCommandLog(log: ((line: string) => void) | undefined): void {
 }
 
 /**
+ * Shows a command line in the command log (--verbose), as `run` does for its
+ * own: for the processes started some other way (QEMU, which outlives the call).
+ * Returns the line as shown.
+ */
+export function logCommand(file: string, args: readonly string[]): string {
+  const commandLine = [file, ...args].map(quoteForDisplay).join(' ');
+  debugLog?.(`$ ${commandLine}`);
+  return commandLine;
+}
+
+/**
  * The one way tinyx starts a subprocess: LC_ALL=C so that output parses the
  * same everywhere, no stdin, a fixed PATH, cancellation of the whole process
  * group (debootstrap and apt start children of their own), and errors that
  * carry the command line and the tail of the output.
  */
 export async function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const commandLine = [file, ...args].map(quoteForDisplay).join(' ');
-  debugLog?.(`$ ${commandLine}`);
+  const commandLine = logCommand(file, args);
   const signal = options.signal;
   if (signal?.aborted) throw new InterruptedError(abortReason(signal));
 

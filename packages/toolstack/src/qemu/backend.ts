@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, constants, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_MEMORY_MIB, TinyxError, chooseGuest, kernelFor, openImage, probePort, type BootableImage } from '@tinyx/image';
+import { DEFAULT_MEMORY_MIB, TinyxError, chooseGuest, kernelFor, logCommand, openImage, probePort, type BootableImage } from '@tinyx/image';
 import { detectAccel, hostTscKhz, type AccelChoice } from '../accel.js';
 import { attachNic, releaseNic, type BridgedNic } from '../bridge.js';
 import type { Backend, CreateOptions } from '../machine.js';
@@ -154,6 +154,7 @@ export class QemuBackend implements Backend {
       const startedAt = performance.now();
       // QEMU's own messages go to a file, so that a detached VM outlives this process without a broken pipe.
       const log = await open(join(dir, 'qemu.log'), 'w');
+      logCommand(QEMU, args);
       const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', log.fd], detached: true });
       await log.close();
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
