@@ -146,21 +146,35 @@ export async function serves(app: string, host: string, port: number, count = 20
  * first answer to a real request from the host (polled every 5 ms).
  */
 export async function bootTimes(app: string, imageDir: string, options: CreateOptions = {}): Promise<BootTimes> {
-  const toLine: number[] = [];
-  const toAnswer: number[] = [];
+  const [times] = await interleavedBootTimes(app, [imageDir], options);
+  return times!;
+}
+
+/**
+ * RUNS boots of each image, taken in turns (A B, then B A, ...) rather than
+ * one image's runs and then the other's: a host that is busier for a while
+ * (this one's boot times drift by half a second) then weighs on both alike.
+ */
+export async function interleavedBootTimes(app: string, imageDirs: readonly string[], options: CreateOptions = {}): Promise<BootTimes[]> {
+  const toLine = imageDirs.map(() => [] as number[]);
+  const toAnswer = imageDirs.map(() => [] as number[]);
   for (let i = 0; i < RUNS; i++) {
-    const vm = await qemu().create(imageDir, options);
-    try {
-      const target = appEndpoint(vm);
-      // Both watched at once: the console line (read every 5 ms) and the host's requests (every 5 ms).
-      const [answered, ready] = await Promise.all([firstAnswer(app, target.host, target.port, vm.startedAt, 60_000), vm.waitReady(null, { timeoutMs: 60_000 })]);
-      toAnswer.push(answered);
-      toLine.push(ready.consoleMs ?? NaN);
-    } finally {
-      await vm.destroy();
+    const order = imageDirs.map((_, j) => j);
+    if (i % 2 === 1) order.reverse();
+    for (const j of order) {
+      const vm = await qemu().create(imageDirs[j]!, options);
+      try {
+        const target = appEndpoint(vm);
+        // Both watched at once: the console line (read every 5 ms) and the host's requests (every 5 ms).
+        const [answered, ready] = await Promise.all([firstAnswer(app, target.host, target.port, vm.startedAt, 60_000), vm.waitReady(null, { timeoutMs: 60_000 })]);
+        toAnswer[j]!.push(answered);
+        toLine[j]!.push(ready.consoleMs ?? NaN);
+      } finally {
+        await vm.destroy();
+      }
     }
   }
-  return { readyLineMs: stats(toLine), firstAnswerMs: stats(toAnswer) };
+  return imageDirs.map((_, j) => ({ readyLineMs: stats(toLine[j]!), firstAnswerMs: stats(toAnswer[j]!) }));
 }
 
 export function stats(xs: readonly number[], digits = 0): Stats {

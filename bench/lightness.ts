@@ -4,7 +4,7 @@
 // guest's TSC clock (tickless when idle) and without it (jiffies: a tick at HZ).
 import { readFile } from 'node:fs/promises';
 import { getBackend, type QemuVm } from '@tinyx/toolstack';
-import { bootTimes, imageSizes, median, round, smallestMemory, type BootTimes, type ImageSizes, type SmallestMemory } from './boot.js';
+import { imageSizes, median, round, smallestMemory, type BootTimes, type ImageSizes, type SmallestMemory } from './boot.js';
 import { density, type DensityRun } from './density.js';
 
 /** Host CPU of idle VMs: percent of one core per VM over a window, medians across the VMs. */
@@ -62,10 +62,9 @@ export async function idleCpu(imageDir: string, { count, seconds, memoryMiB, clo
   }
 }
 
-/** The figures of one image (one root format), all from this run. */
-export async function formatFigures(app: string, format: string, imageDir: string, { densityCount = 100, idleCount = 20, idleSeconds = 30 } = {}): Promise<FormatFigures> {
+/** The figures of one image (one root format), all from this run; its boot times are taken with the others' (interleavedBootTimes). */
+export async function formatFigures(app: string, format: string, imageDir: string, microvm: BootTimes, { densityCount = 100, idleCount = 20, idleSeconds = 30 } = {}): Promise<FormatFigures> {
   const sizes = await imageSizes(imageDir);
-  const microvm = await bootTimes(app, imageDir);
   console.log(`${format}: first answer ${microvm.firstAnswerMs.median} ms`);
   const smallest = await smallestMemory(app, imageDir);
   console.log(`${format}: serves 200 requests with ${smallest.memoryMiB} MiB`);
@@ -84,7 +83,7 @@ export async function formatFigures(app: string, format: string, imageDir: strin
 /** The README's table for the section. */
 export function renderLightness(section: LightnessSection, when: string): string[] {
   const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(2)} MiB`;
-  const out = [`### The root: initramfs or erofs disk (${when}; nginx, microvm, one run)`, ''];
+  const out = [`### The root: initramfs or erofs disk (${when}; nginx, microvm, one run; the formats' boots taken in turns)`, ''];
   out.push(
     'The initramfs is unpacked into the guest\'s RAM at boot; the erofs image is a read-only virtio-blk disk the guest reads page by page, one file every VM of the image shares in the host\'s page cache. Density: 100 VMs started at once with the smallest memory + 4 MiB, PSS of each QEMU with all serving. KSM: the host\'s same-page merging turned on for the measurement (QEMU marks guest memory mergeable; tinyx leaves the host\'s setting alone), after three full scans: the guests\' kernels, the root\'s pages in their page caches and their free pages are the same in every VM. It is the host\'s choice: merged pages let one guest time another\'s memory accesses. Idle: 20 VMs ready and idle, their QEMU CPU time over 30 s; "tsc" is the guest\'s clock as tinyx boots it under TCG (NO_HZ_IDLE stops the tick), "jiffies" the same image without the host\'s TSC rate (the tick runs at 250 Hz).',
     '',

@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { build, defaultCacheDir, type Compression, type OutputFormat } from '@tinyx/builder';
 import { run } from '@tinyx/image';
 import { detectAccel, freePort, getBackend } from '@tinyx/toolstack';
-import { bootTimes, imageSizes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
+import { bootTimes, imageSizes, interleavedBootTimes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
 import { kernelFigures, rootFigures } from './build.js';
 import { density, restoreKsm } from './density.js';
 import { corpus, renderCorpus } from './corpus.js';
@@ -163,7 +163,11 @@ await section('density', async () => {
 
 await section('lightness', async () => {
   const formats = [];
-  for (const format of ['initramfs', 'erofs'] as const) formats.push(await formatFigures('nginx', format, await image('nginx', undefined, format)));
+  const names = ['initramfs', 'erofs'] as const;
+  const dirs = [];
+  for (const format of names) dirs.push(await image('nginx', undefined, format));
+  const boots = await interleavedBootTimes('nginx', dirs);
+  for (const [i, format] of names.entries()) formats.push(await formatFigures('nginx', format, dirs[i]!, boots[i]!));
   return { formats };
 });
 
