@@ -1,6 +1,6 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
-import { listeningPorts, listeningSockets, parseStraceLog, syscallFeatures } from '@tinyx/builder/internals';
+import { listeningPorts, listeningSockets, parseStraceLog, readOnlyInMessages, syscallFeatures } from '@tinyx/builder/internals';
 
 // test/fixtures/strace/lighttpd.log: `strace -f -yy -qq -s 512` of `unshare --root=ROOT --setuid 0 -- lighttpd -D`
 // started in lighttpd's full install root (Debian 12), as the trace pass runs it, with the noisiest calls
@@ -122,6 +122,19 @@ test('writes refused by a read-only root (EROFS): the path of any call that writ
   ]);
   t.true(log.missing.has('/etc/missing'));
   t.false(log.readOnly.has('/etc/missing'));
+});
+
+test("a read-only root in the app's own words (when the log lacks the call): the absolute paths quoted on its EROFS lines, or before perror's colon", (t) => {
+  const output = [
+    'tinyx: starting /usr/sbin/nginx',
+    '2026/12/02 11:43:04 [emerg] 23#23: open() "/var/log/nginx/error.log" failed (30: Read-only file system)',
+    "mkdir: cannot create directory '/var/cache/app': Read-only file system",
+    '/var/lib/app/state: Read-only file system',
+    'open() "/etc/app.conf" failed (2: No such file or directory)',
+    'open() "/var/log/nginx/error.log" failed (30: Read-only file system)',
+  ].join('\n');
+  t.deepEqual(readOnlyInMessages(output), ['/var/log/nginx/error.log', '/var/cache/app', '/var/lib/app/state']);
+  t.deepEqual(readOnlyInMessages('open() "/etc/app.conf" failed (2: No such file or directory)'), []);
 });
 
 test('what the app wrote: opened for writing, made, removed, renamed, chmod\'ed, a Unix socket bound; not what it only read, not a call that failed, not an abstract socket', (t) => {

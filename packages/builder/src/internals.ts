@@ -46,6 +46,7 @@ export { checkOutputDir, replaceOutputDir, parseMarker, tinyxFileNames } from '.
 export { Cache, compareContents } from './cache.js';
 export * from './trace/strace-log.js';
 export { listeningPorts, listeningSockets } from './trace/sandbox.js';
+export { readOnlyInMessages } from './trace/verify-root.js';
 export { expandSpecifiers } from './recipe/systemd-unit.js';
 export { looksSecret } from './trace/secrets.js';
 export { BUNDLED_HELPERS_DIR, RELAY_CFLAGS, RELAY_PATH, compileRelay, relayArguments } from './assemble/relay.js';

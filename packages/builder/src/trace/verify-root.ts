@@ -32,6 +32,8 @@ export interface VerifyInput {
 
 /** How long the app must keep running once ready. */
 const STILL_RUNNING_MS = 1500;
+/** How long /init may take to end by itself once the app has exited. */
+const SETTLE_MS = 5000;
 const EXITED = /tinyx: \S+ exited with status (\d+)/;
 
 /** The address verify gives an image that relays (QEMU's user network gives the guest the same). */
@@ -59,6 +61,8 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
   const root = join(scratch, 'root');
   // With its device nodes, as in the VM: /init's `2>/dev/null` must find /dev/null on a read-only root.
   await writeEntries(input.entries, root, { devices: true });
+  // Each run its own log: the check's strace never shares a file with the app's.
+  const checkLog = join(scratch, 'check.log');
   const log = join(scratch, 'verify.log');
   const cmd = recipe.entrypoint.cmd[0]!;
 
@@ -69,12 +73,12 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
       root,
       argv: recipe.check,
       env: IMAGE_ENV,
-      strace: { log, failedOnly: true },
+      strace: { log: checkLog, failedOnly: true },
     });
     const ended = await waitUntil(() => run.ended(), input.timeoutMs ?? 30_000, input.signal).finally(() => run.stop());
     const status = run.status();
     if (!ended || status !== 'with status 0') {
-      throw await verifyError(input, `the check (${recipe.check.join(' ')}) ${ended ? `failed ${status}` : 'did not finish'} in the image's root`, run, log);
+      throw await verifyError(input, `the check (${recipe.check.join(' ')}) ${ended ? `failed ${status}` : 'did not finish'} in the image's root`, run, checkLog);
     }
     check = `${recipe.check.join(' ')}: ${lastLine(run.output()) || 'passed'}`;
   }
@@ -122,6 +126,8 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
 
 /** The error for a failed verify: what happened, the app's last lines, and what it looked for that the image lacks. */
 async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, log: string): Promise<TinyxError> {
+  // An app that exited is followed by /init's own end: strace then ends by itself, its log complete, rather than cut short.
+  if (EXITED.test(sandbox.output())) await waitUntil(() => sandbox.ended(), SETTLE_MS, undefined);
   await sandbox.stop();
   const text = await readFile(log, 'utf8').catch(() => '');
   const missing: string[] = [];
@@ -136,6 +142,8 @@ async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, l
   const output = sandbox.output().split('\n').filter(Boolean).slice(-12).join('\n');
   // A read-only root (erofs): what the app tried to write outside /init's tmpfs.
   const readOnly = [...traced.readOnly].map(([path, by]) => `  ${path}${by === '?' ? '' : ` (by ${by})`}`);
+  // Should the log lack the call, the app's own words: the absolute paths quoted on its lines that say EROFS.
+  if (readOnly.length === 0 && input.readOnlyRoot) readOnly.push(...readOnlyInMessages(sandbox.output()).map((path) => `  ${path} (in its message)`));
   const hint =
     readOnly.length > 0
       ? `list the directories it writes in under the recipe's directories (each gets a tmpfs in the VM), or build with --format initramfs, whose root is writable; --no-verify emits the image anyway`
@@ -147,6 +155,19 @@ async function verifyError(input: VerifyInput, what: string, sandbox: Sandbox, l
     `verify: ${what}\n${output}${missing.length > 0 ? `\nwhat it looked for and the image lacks:\n${missing.slice(0, 15).join('\n')}` : ''}${readOnly.length > 0 ? `\nwhat it tried to write on the read-only root:\n${readOnly.slice(0, 15).join('\n')}` : ''}`,
     { hint },
   );
+}
+
+/** Absolute paths quoted ("...", '...', `...') on lines that report a read-only file system, in order, once each. */
+export function readOnlyInMessages(output: string): string[] {
+  const paths = new Set<string>();
+  for (const line of output.split('\n')) {
+    if (!/Read-only file system|EROFS/.test(line)) continue;
+    for (const m of line.matchAll(/["'`‘“](\/[^"'`’”\s]*)["'`’”]/g)) paths.add(m[1]!);
+    // perror style: "/path: Read-only file system".
+    const perror = line.match(/(?:^|\s)(\/\S+?):\s+Read-only file system/);
+    if (perror) paths.add(perror[1]!);
+  }
+  return [...paths];
 }
 
 async function waitUntil(done: () => boolean, timeoutMs: number, signal: AbortSignal | undefined): Promise<boolean> {
