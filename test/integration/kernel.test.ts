@@ -157,7 +157,9 @@ test.serial('a second build with the same config is a cache hit; redis gets its 
   t.is(erofs.format, 'erofs');
   t.is(erofs.requested.find((r) => r.symbol === 'VIRTIO_BLK')?.origin, 'platforms/kvm.block.config');
   t.regex(erofs.config, /^CONFIG_EROFS_FS=y$/m);
-  for (const off of ['BLK_DEV_INITRD', 'EROFS_FS_ZIP', 'EROFS_FS_XATTR']) t.regex(erofs.config, new RegExp(`^# CONFIG_${off} is not set$`, 'm'), off);
+  t.regex(erofs.config, /^CONFIG_EROFS_FS_ZIP=y$/m, 'LZ4HC images: the LZ4 decompressor');
+  t.regex(erofs.config, /^CONFIG_LZ4_DECOMPRESS=y$/m);
+  for (const off of ['BLK_DEV_INITRD', 'EROFS_FS_ZIP_LZMA', 'EROFS_FS_XATTR']) t.regex(erofs.config, new RegExp(`^# CONFIG_${off} is not set$`, 'm'), off);
 });
 
 test.serial('the xen-pvh kernel carries the PVH entry ELF note (XEN_ELFNOTE_PHYS32_ENTRY) and Xen frontends', async (t) => {

@@ -35,6 +35,8 @@ export interface OutputFormatSpec {
   write: { archive: ArchiveWriter } | { image: ImageWriter };
   /** The compression used when none is asked for; null when the format is never compressed. */
   defaultCompression: Compression | null;
+  /** How a format compresses its own files, inside the image (erofs), for the error that refuses --compression. */
+  compressesItself?: string;
 }
 
 /**
@@ -52,9 +54,10 @@ export const OUTPUT_FORMATS = {
   erofs: {
     baseName: 'rootfs.erofs',
     fileName: 'rootfs.erofs',
-    describe: "an uncompressed erofs image, a read-only disk the guest reads page by page and every VM of the image shares in the host's page cache",
+    describe: "an erofs image compressed with LZ4HC, a read-only disk the guest reads page by page and every VM of the image shares in the host's page cache",
     write: { image: writeErofs },
     defaultCompression: null,
+    compressesItself: 'LZ4HC, by mkfs.erofs, file by file, so that the guest reads it page by page',
   },
   tar: {
     baseName: 'rootfs.tar',
@@ -125,7 +128,10 @@ export async function packImage(
 ): Promise<PackedImage> {
   const spec: OutputFormatSpec = OUTPUT_FORMATS[format];
   const compression = options.compression === undefined ? spec.defaultCompression : options.compression === 'none' ? null : options.compression;
-  if (compression && !spec.defaultCompression) throw new TinyxError('E_FORMAT', `the ${format} format is not compressed; leave out --compression`, { kind: 'user' });
+  if (compression && !spec.defaultCompression) {
+    const why = 'compressesItself' in spec ? `compresses its files itself (${spec.compressesItself})` : 'is not compressed';
+    throw new TinyxError('E_FORMAT', `the ${format} format ${why}; leave out --compression`, { kind: 'user' });
+  }
   const fileName = packedFileName(format, compression);
   const outFile = join(outDir, fileName);
   const rawFile = join(outDir, `.${spec.baseName}.raw-${process.pid}`);
