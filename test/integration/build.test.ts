@@ -3,12 +3,12 @@ import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, loadRecipe, type Manifest } from '@tinyx/builder';
-import { mountsBelow, removeTree } from '@tinyx/builder/internals';
+import { INIT_APPLETS, buildBusybox, Cache, createBase, defaultCacheDir, hostBaseSpec, mountsBelow, removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { TINYX_BIN, runCli } from '../helpers/cli.js';
 import { runInRoot, sha256File, unpackInitrd } from '../helpers/image.js';
 
-const test = integrationTest();
+const test = integrationTest({ tools: ['readelf'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-build-'));
 test.after.always(() => removeTree(work));
 
@@ -47,6 +47,13 @@ test('nginx: the image directory, its manifest, and `nginx -t` inside the assemb
   t.true((await stat(join(root, 'dev/console'))).isCharacterDevice());
   // The image's /bin/sh is BusyBox and runs the generated /init's syntax check.
   t.is(runInRoot(root, ['/bin/sh', '-n', '/init']).code, 0);
+  // Its own BusyBox: /init's applets and no other, static against musl, built from Debian's busybox source.
+  const listed = runInRoot(root, ['/bin/busybox', '--list']);
+  t.is(listed.code, 0, listed.output);
+  t.deepEqual(listed.output.trim().split('\n').filter((a) => a !== 'busybox').sort(), [...INIT_APPLETS].sort());
+  t.true((await stat(join(root, 'usr/bin/busybox'))).size < 512 * 1024, 'BusyBox with 13 applets is under 512 KiB (busybox-static: 1.98 MB)');
+  t.notRegex(execFileSync('readelf', ['-lW', join(root, 'usr/bin/busybox')], { encoding: 'utf8' }), /INTERP/, 'static: no program interpreter');
+  t.regex(manifest.build.tools.busybox ?? '', /^busybox 1:1\.\d+\.\d+-\S+, 13 applets, static \(.*musl\)$/);
   t.deepEqual(await mountsBelow(tmpdir()), [], 'no mount left behind');
 });
 
@@ -59,6 +66,17 @@ test('nginx twice gives the same bytes; another SOURCE_DATE_EPOCH gives other by
   t.deepEqual(second.files, first.files);
   await buildRecipe('nginx', 'nginx-c', 1_700_000_000);
   t.not(await sha256File(join(work, 'nginx-c', 'initrd.cpio.gz')), a);
+});
+
+test("BusyBox built again in an empty cache, in other directories: the same bytes as the nginx image's", async (t) => {
+  const spec = await hostBaseSpec();
+  const base = await createBase(new Cache(defaultCacheDir()), spec, {});
+  const multiarch = 'x86_64-linux-gnu';
+  const shared = await buildBusybox(new Cache(defaultCacheDir()), { root: base.root, spec, multiarch }, INIT_APPLETS);
+  const again = await buildBusybox(new Cache(join(work, 'busybox-cache')), { root: base.root, spec, multiarch }, INIT_APPLETS);
+  t.false(again.cached);
+  t.is(again.source, shared.source);
+  t.is(await sha256File(again.path), await sha256File(shared.path));
 });
 
 test('redis: runs as its own account, and `redis-server --version` works inside the root', async (t) => {

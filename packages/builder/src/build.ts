@@ -1,8 +1,10 @@
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { BUSYBOX_PATH, IMAGE_MADE_PATHS, assembleRoot, type AssembledRoot } from './assemble/assemble-root.js';
+import { buildBusybox, type BuiltBusybox } from './assemble/busybox.js';
+import { INIT_APPLETS } from './assemble/init-script.js';
 import { compileRelay, type LoopbackRelay } from './assemble/relay.js';
-import { BASE_INCLUDE, createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
+import { createBase, hostBaseSpec, type BaseRoot, type BaseSpec } from './base/create-base.js';
 import { loadBlacklist, type Blacklist } from './blacklist.js';
 import { Cache, defaultCacheDir } from './cache.js';
 import { checkOutputDir, makeStagingDir, replaceOutputDir } from './emit/output-dir.js';
@@ -226,6 +228,8 @@ export class Build {
   private staging?: string;
   /** The loopback ports /init relays the VM's address to (see BuildOptions.relayLoopback). */
   private relay: LoopbackRelay[] = [];
+  /** The image's BusyBox, once the assemble step has it. */
+  private busybox: BuiltBusybox | undefined;
   /** The image directory, known once the recipe is loaded. */
   outDir?: string;
 
@@ -554,11 +558,20 @@ export class Build {
     }
     const { plan, made } = this.need('resolve');
     const { root } = await this.openInstallRoot();
+    const { baseSpec } = this.need('load');
+    const busybox = await buildBusybox(this.cache, { root: this.need('base').root, spec: baseSpec, multiarch: ARCH_TRIPLETS[baseSpec.architecture]! }, INIT_APPLETS, { signal: this.signal, onLine: this.output });
+    this.busybox = busybox;
     const readOnlyRoot = ROOT_FORMATS[this.resolved.format].readOnlyRoot;
-    const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, { relay, readOnlyRoot, ...(this.done.trace ? { wroteIn: this.done.trace.wroteIn } : {}) });
+    const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, {
+      relay,
+      readOnlyRoot,
+      busybox: { path: busybox.path, reason: `BusyBox with /init's ${busybox.applets.length} applets, built from ${busybox.source} (musl, static)` },
+      ...(this.done.trace ? { wroteIn: this.done.trace.wroteIn } : {}),
+    });
     const bytes = assembled.files.reduce((sum, f) => sum + f.size, 0);
     const traced = assembled.writable?.filter((w) => w.reason).map((w) => w.path) ?? [];
-    return { result: assembled, summary: `${assembled.entries.length} entries, ${formatBytes(bytes)} of files${traced.length ? `; writable, as the trace saw the app write there: ${traced.join(', ')}` : ''}` };
+    const ours = `BusyBox ${formatBytes(busybox.bytes)}${busybox.cached ? ' (cached)' : ' (built)'}`;
+    return { result: assembled, summary: `${assembled.entries.length} entries, ${formatBytes(bytes)} of files (${ours})${traced.length ? `; writable, as the trace saw the app write there: ${traced.join(', ')}` : ''}` };
   }
 
   /** Verify before emitting: the cut root, written out, must start the app and pass its probe and check (see verifyRoot). */
@@ -693,12 +706,11 @@ export class Build {
     const firstLine = async (cmd: string, args: string[]): Promise<string> =>
       (await run(cmd, args, { allowFailure: true }).catch(() => ({ stdout: 'unknown' }))).stdout.split('\n')[0] ?? 'unknown';
     const base = await this.cache.readMeta<{ debootstrap?: string }>(dirname(this.need('base').root)).catch(() => ({ debootstrap: undefined }));
-    const busybox = (await this.openInstallRoot()).installed.find((p) => BASE_INCLUDE.includes(p.name));
     return {
       node: process.version,
       debootstrap: base.debootstrap ?? 'unknown',
       objdump: await firstLine('objdump', ['--version']),
-      busybox: busybox?.version ?? 'unknown',
+      busybox: this.busybox ? `${this.busybox.source}, ${this.busybox.applets.length} applets, static (${await firstLine('musl-gcc', ['--version'])}, musl)` : 'unknown',
       ...(this.done.kernel ? { gcc: await firstLine('gcc', ['--version']), make: await firstLine('make', ['--version']) } : {}),
     };
   }

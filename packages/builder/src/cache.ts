@@ -7,7 +7,7 @@ import { removeTree } from './mounts.js';
 import type { CompressedStore } from './pack/formats.js';
 
 /** The kinds of cache entry, each a directory of the cache. */
-export type CacheKind = 'bases' | 'layers' | 'kernel-src' | 'kernel-configs' | 'kernels' | 'packed' | 'xen-dom0';
+export type CacheKind = 'bases' | 'layers' | 'busybox' | 'kernel-src' | 'kernel-configs' | 'kernels' | 'packed' | 'xen-dom0';
 
 /** Bumped when the layout or content of a cache entry changes, so that old entries are not reused. */
 const CACHE_FORMAT = 1;
@@ -17,6 +17,7 @@ const CACHE_FORMAT = 1;
  *
  *   bases/<key>/       a debootstrapped root (read-only once published)
  *   layers/<key>/      an install step's OverlayFS upper directory
+ *   busybox/<key>/     the image's BusyBox (/init's applets, static), by source version, applets and compiler
  *   kernel-src/<key>/  an extracted kernel source tree
  *   kernel-configs/<key>/  a final .config, by source and fragments
  *   kernels/<key>/     a built kernel (bzImage, vmlinux, .config), by source and final .config
@@ -178,6 +179,7 @@ export class Cache {
 const ENTRY_CHECKS: Record<CacheKind, 'sha256' | 'tree' | 'none'> = {
   bases: 'tree',
   layers: 'tree',
+  busybox: 'sha256',
   'kernel-src': 'none',
   'kernel-configs': 'sha256',
   kernels: 'sha256',

@@ -51,3 +51,4 @@ export { expandSpecifiers } from './recipe/systemd-unit.js';
 export { looksSecret } from './trace/secrets.js';
 export { BUNDLED_HELPERS_DIR, RELAY_CFLAGS, RELAY_PATH, compileRelay, relayArguments } from './assemble/relay.js';
 export { secretFiles } from './trace/secrets.js';
+export { appletSymbols, buildBusybox, trimConfig, type BuiltBusybox } from './assemble/busybox.js';

@@ -72,8 +72,12 @@ export const HOST_TOOLS: readonly HostTool[] = [
   // Optional: OverlayFS may be built in, or loaded already.
   { command: 'modprobe', debianPackage: 'kmod', purpose: 'loads the overlay module when OverlayFS is a module not yet loaded', neededFor: 'overlay' },
   // The xen tier builds kernels before it starts; the integration tier's kernel and boot tests ask for these themselves.
-  { command: 'make', debianPackage: 'make', purpose: 'builds the kernel', neededFor: 'kernel', tiers: ['xen'] },
-  { command: 'gcc', debianPackage: 'gcc', purpose: 'compiles the kernel (a unit test compiles an ELF program)', neededFor: 'kernel', tiers: ['unit', 'xen'] },
+  // Every image's BusyBox is built from Debian's source (assemble/busybox.ts), so every build compiles.
+  { command: 'make', debianPackage: 'make', purpose: "builds the kernel and the image's BusyBox", neededFor: 'build', tiers: BUILDING_TIERS },
+  { command: 'gcc', debianPackage: 'gcc', purpose: "compiles the kernel and BusyBox's configuration tools (a unit test compiles an ELF program)", neededFor: 'build', tiers: ALL_TIERS },
+  { command: 'musl-gcc', debianPackage: 'musl-tools', purpose: "compiles the image's BusyBox, static against musl (330 KB for /init's applets)", neededFor: 'build', tiers: BUILDING_TIERS },
+  { command: 'dpkg-source', debianPackage: 'dpkg-dev', purpose: "unpacks BusyBox's Debian source package, with Debian's patches", neededFor: 'build', tiers: BUILDING_TIERS },
+  { command: 'bzip2', debianPackage: 'bzip2', purpose: "unpacks BusyBox's source tarball (.orig.tar.bz2)", neededFor: 'build', tiers: BUILDING_TIERS },
   { command: 'bc', debianPackage: 'bc', purpose: "the kernel build's timeconst generator", neededFor: 'kernel', tiers: ['xen'] },
   { command: 'patch', debianPackage: 'patch', purpose: "applies tinyx's kernel patches (kernel/patches) to the linux-source it unpacks (a unit test patches a tree with it)", neededFor: 'kernel', tiers: ['unit', 'xen'] },
   { command: 'bison', debianPackage: 'bison', purpose: "the kernel's Kconfig parser", neededFor: 'kernel', tiers: ['xen'] },
@@ -91,7 +95,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   // The xen tier boots Xen inside QEMU; the integration tier's boot tests ask for QEMU themselves.
   { command: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', purpose: 'boots images (tinyx run)', neededFor: 'run', tiers: ['xen'] },
 
-  { command: 'apt-get', debianPackage: 'apt', purpose: "installs what is missing (tinyx doctor --fix); the Xen tests download the hypervisor and dom0's kernel with it", neededFor: 'fix', tiers: ['xen'] },
+  { command: 'apt-get', debianPackage: 'apt', purpose: "fetches BusyBox's source package (checked against the mirror's signed index); installs what is missing (tinyx doctor --fix); the Xen tests download the hypervisor and dom0's kernel with it", neededFor: 'build', tiers: BUILDING_TIERS },
 
   // Only the tests run these: independent readers of what tinyx writes, and the harnesses' own tools.
   { command: 'sh', debianPackage: 'dash', purpose: "the tests' shell lines (pipes into cpio, a mount namespace)", neededFor: 'tests', tiers: ALL_TIERS },
@@ -131,7 +135,7 @@ export const HOST_FILES: readonly HostFile[] = [
   // objtool, which the x86 kernel build runs, reads ELF files through libelf.
   { path: '/usr/include/libelf.h', debianPackage: 'libelf-dev', purpose: "the kernel's objtool is built against it", neededFor: 'kernel', tiers: ['xen'] },
   // gcc only recommends the C library's headers and start files; without them it links nothing.
-  { path: '/usr/include/stdio.h', debianPackage: 'libc6-dev', purpose: "the kernel's host programs are built with it (a unit test links an ELF program)", neededFor: 'kernel', tiers: ['unit', 'xen'] },
+  { path: '/usr/include/stdio.h', debianPackage: 'libc6-dev', purpose: "the kernel's and BusyBox's host programs are built with it, and BusyBox with the kernel headers it brings (a unit test links an ELF program)", neededFor: 'build', tiers: ALL_TIERS },
   // A glob: the package is versioned (linux-source-6.1); any version will do.
   { path: '/usr/src/linux-source-*.tar.xz', debianPackage: 'linux-source', purpose: "Debian's kernel source, for the kernel step", neededFor: 'kernel', tiers: ['xen'] },
 ];
@@ -150,8 +154,8 @@ export function hostScope(scope: HostScope): { tools: HostTool[]; files: HostFil
 /**
  * Whether a host is ready without it: options and speed-ups are, for building
  * (`tinyx doctor` reports them, `--fix` installs them anyway). The tests use
- * zstd, QEMU and the bridge, so with `tests` only ccache, modprobe, the CA
- * certificates and apt-get (which --fix cannot install anyway) stay optional.
+ * zstd, QEMU and the bridge, so with `tests` only ccache, modprobe and the CA
+ * certificates stay optional. (apt-get fetches BusyBox's source: every build needs it.)
  */
 export function isOptional(need: Pick<HostNeed, 'neededFor'>, scope: HostScope): boolean {
   switch (need.neededFor) {

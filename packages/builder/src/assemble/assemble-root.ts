@@ -27,7 +27,7 @@ export interface AssembledRoot {
   writable?: WritableDir[];
 }
 
-/** BusyBox in the install root, from busybox-static (part of every base). */
+/** Where BusyBox is: the install's busybox-static (part of every base), which the image replaces with its own (assemble/busybox.ts). */
 export const BUSYBOX_PATH = '/bin/busybox';
 
 /** The skeleton's directories an app may write in, made writable on a read-only root. */
@@ -95,6 +95,8 @@ export async function assembleRoot(
     readOnlyRoot?: boolean;
     /** The directories the trace saw the app write in (TraceResult.wroteIn): on a read-only root, on tmpfs too. */
     wroteIn?: readonly { dir: string; reason: string }[];
+    /** The image's own BusyBox (buildBusybox), in place of the install's busybox-static at BUSYBOX_PATH. */
+    busybox?: { path: string; reason: string } | undefined;
   } = {},
 ): Promise<AssembledRoot> {
   const { relay } = options;
@@ -147,6 +149,7 @@ export async function assembleRoot(
   for (const file of files) {
     add({ type: 'file', path: file.path, mode: file.mode, ...owned(file), source: { path: join(root, file.path) } }, file.reason);
   }
+  if (options.busybox) add({ type: 'file', path: busybox.path, mode: 0o755, source: { path: options.busybox.path } }, options.busybox.reason);
   // Made for this image (sshd's host keys), never the install's copy that every image of the package would share.
   for (const secret of secrets) add({ type: 'file', path: secret.path, mode: secret.mode, ...owned(secret), source: { content: secret.content } }, `a secret made for this image: ${secret.madeBy}`);
   for (const dir of madeDirs) if (!entries.has(dir.path)) add({ type: 'dir', path: dir.path, mode: dir.mode, ...owned(dir) }, dir.reason);

@@ -12,7 +12,7 @@ export interface BaseSpec {
   suite: string;
   mirror: string;
   architecture: string;
-  /** Packages added to minbase: BusyBox for the image's /init and shell. */
+  /** Packages added to minbase: busybox-static, whose version the image's BusyBox is built at. */
   include: string[];
   keyring: string | undefined;
 }
@@ -25,14 +25,9 @@ export interface BaseRoot {
 }
 
 /**
- * Packages every base includes: busybox-static, the image's only userland
- * (/init's shell and tools). Static, and, what matters more, built with a
- * standalone shell (FEATURE_SH_STANDALONE): a command /init runs is an applet
- * of the same process after a fork, with no exec. Debian's dynamically linked
- * busybox (0.77 MB against 1.98 MB) execs itself for every command, each exec
- * loading and relocating the C library: about 40 ms a command under TCG, and
- * nginx's erofs VM was ready at 2.37 s of guest uptime against 1.15 s with
- * the static one (2026-12-02, 4 boots each).
+ * Packages every base includes: busybox-static. The image's BusyBox is built
+ * from its source package, at its version (assemble/busybox.ts): the base's
+ * copy pins that version, and the tests' own initramfs use it.
  */
 export const BASE_INCLUDE = ['busybox-static'];
 
