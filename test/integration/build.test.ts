@@ -123,6 +123,17 @@ test('--compression xz: a smaller initrd that GNU cpio reads back, with CRC32 ch
   t.regex(execFileSync('xz', ['--robot', '--list', join(work, 'nginx-xz', 'initrd.cpio.xz')], { encoding: 'utf8' }), /\tCRC32\t/);
 });
 
+test("--format erofs: the summary gives the disk's size and its files' size (held compressed, never unpacked)", async (t) => {
+  const out = join(work, 'nginx-erofs');
+  const built = await runCli(['build', 'nginx', '--format', 'erofs', '--no-kernel', '--out', out]);
+  t.is(built.code, 0, built.stderr);
+  const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as Manifest;
+  const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(2).replace('.', '\\.');
+  t.regex(built.stdout, new RegExp(`root filesystem  rootfs\\.erofs  ${mib(manifest.sizes.initrd)} MiB \\(${mib(manifest.sizes.rootFiles)} MiB of files, ${manifest.files.length} files,`));
+  t.regex(built.stderr, new RegExp(`\\[pack\\] done .*: rootfs\\.erofs: ${mib(manifest.sizes.initrd)} MiB \\(${mib(manifest.sizes.rootFiles)} MiB of files\\)`));
+  t.true(manifest.sizes.rootFiles > manifest.sizes.initrd, 'LZ4HC: the disk is smaller than its files');
+});
+
 test('--format tar writes rootfs.tar, and inspect reads the image back', async (t) => {
   const out = join(work, 'nginx-tar');
   const built = await runCli(['build', 'nginx', '--format', 'tar', '--no-kernel', '--out', out]);

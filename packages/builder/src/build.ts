@@ -648,7 +648,10 @@ export class Build {
       store: this.cache.compressedStore(),
       ...(this.signal ? { signal: this.signal } : {}),
     });
-    return { result: packed, cached: packed.cached, summary: `${packed.fileName}: ${formatBytes(packed.bytes)} (${formatBytes(packed.uncompressedBytes)} unpacked)` };
+    // A disk that compresses its files itself (erofs) is not unpacked at boot: its files' bytes are what it holds.
+    const files = this.need('assemble').files.reduce((sum, f) => sum + f.size, 0);
+    const inside = 'compressesItself' in OUTPUT_FORMATS[this.resolved.format] ? `${formatBytes(files)} of files` : `${formatBytes(packed.uncompressedBytes)} unpacked`;
+    return { result: packed, cached: packed.cached, summary: `${packed.fileName}: ${formatBytes(packed.bytes)} (${inside})` };
   }
 
   private async emit(): Promise<StepOutcome<Manifest>> {

@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, KERNEL_FEATURES, OUTPUT_FORMATS, formatBytes, type Compression, type KernelFeature, type OutputFormat } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
-import { PLATFORMS, PLATFORM_NAMES } from '@tinyx/image';
+import { PLATFORMS, PLATFORM_NAMES, ROOT_FORMATS, isRootFormat } from '@tinyx/image';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
 
@@ -92,7 +92,10 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         const s = manifest.sizes;
         out.line(`\n${manifest.name}: ${build.outDir}`);
         if (s.kernel !== null) out.line(`  kernel           vmlinuz  ${formatBytes(s.kernel)} (Linux ${manifest.kernel!.version}, ${manifest.kernel!.platform}, ${manifest.kernel!.enabledOptions} options)`);
-        out.line(`  root filesystem  ${manifest.artifacts.rootfs}  ${formatBytes(s.initrd)} (${formatBytes(s.initrdUncompressed)} unpacked, ${manifest.files.length} files, ${manifest.packages.length} packages)`);
+        // A disk (erofs) is read page by page, never unpacked: the size of its files is what it holds.
+        const disk = isRootFormat(manifest.format) && ROOT_FORMATS[manifest.format].boots === 'disk';
+        const inside = disk ? `${formatBytes(s.rootFiles)} of files` : `${formatBytes(s.initrdUncompressed)} unpacked`;
+        out.line(`  root filesystem  ${manifest.artifacts.rootfs}  ${formatBytes(s.initrd)} (${inside}, ${manifest.files.length} files, ${manifest.packages.length} packages)`);
         const derived = manifest.derivedFrom;
         if (derived) {
           out.line(`  recipe from      ${derived.unit}${args.verbose ? '' : ' (--verbose, or tinyx inspect, shows what was taken from it)'}`);
