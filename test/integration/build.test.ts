@@ -72,9 +72,15 @@ test("BusyBox built again in an empty cache, in other directories: the same byte
   const spec = await hostBaseSpec();
   const base = await createBase(new Cache(defaultCacheDir()), spec, {});
   const multiarch = 'x86_64-linux-gnu';
-  const shared = await buildBusybox(new Cache(defaultCacheDir()), { root: base.root, spec, multiarch }, INIT_APPLETS);
-  const again = await buildBusybox(new Cache(join(work, 'busybox-cache')), { root: base.root, spec, multiarch }, INIT_APPLETS);
+  // In the shared cache since the nginx image's build (serial tests, in order); built now when this test runs alone.
+  await buildBusybox(new Cache(defaultCacheDir()), { root: base.root, spec, multiarch }, INIT_APPLETS);
+  const told: string[] = [];
+  const shared = await buildBusybox(new Cache(defaultCacheDir()), { root: base.root, spec, multiarch }, INIT_APPLETS, { onBuild: (source) => told.push(source) });
+  t.true(shared.cached);
+  t.deepEqual(told, [], 'a cache hit is not announced as a build');
+  const again = await buildBusybox(new Cache(join(work, 'busybox-cache')), { root: base.root, spec, multiarch }, INIT_APPLETS, { onBuild: (source) => told.push(source) });
   t.false(again.cached);
+  t.deepEqual(told, [again.source], 'the build is announced once, with its source');
   t.is(again.source, shared.source);
   t.is(await sha256File(again.path), await sha256File(shared.path));
 });

@@ -559,7 +559,11 @@ export class Build {
     const { plan, made } = this.need('resolve');
     const { root } = await this.openInstallRoot();
     const { baseSpec } = this.need('load');
-    const busybox = await buildBusybox(this.cache, { root: this.need('base').root, spec: baseSpec, multiarch: ARCH_TRIPLETS[baseSpec.architecture]! }, INIT_APPLETS, { signal: this.signal, onLine: this.output });
+    const busybox = await buildBusybox(this.cache, { root: this.need('base').root, spec: baseSpec, multiarch: ARCH_TRIPLETS[baseSpec.architecture]! }, INIT_APPLETS, {
+      signal: this.signal,
+      onLine: this.output,
+      onBuild: (source) => this.notice(`building the image's BusyBox (/init's ${INIT_APPLETS.length} applets) from Debian's ${source}, once: it is cached`),
+    });
     this.busybox = busybox;
     const readOnlyRoot = ROOT_FORMATS[this.resolved.format].readOnlyRoot;
     const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, {
