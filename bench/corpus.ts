@@ -104,8 +104,10 @@ export interface CorpusRow {
 
 /** The corpus section of bench/results.json. */
 export interface CorpusFigures {
-  /** The commit measured. */
+  /** The commit measured: HEAD when the run started. */
   commit: string;
+  /** The images' root format (the platform's default unless the run asked for one); absent in runs before it was recorded. */
+  format?: string;
   rows: CorpusRow[];
   served: number;
   total: number;
@@ -136,7 +138,10 @@ function ask(host: string, port: number, protocol: Protocol, timeoutMs = 5000): 
 
 /** Builds, boots and asks each service of the corpus (those named in `only`, when given); one row per package. */
 export async function corpus(work: string, only?: readonly string[], format?: OutputFormat): Promise<CorpusFigures> {
+  // Read before the builds: the code that runs is the code compiled now, whatever is committed meanwhile.
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   const rows: CorpusRow[] = [];
+  const formats = new Set<string>();
   for (const entry of CORPUS.filter((e) => !only || only.includes(e.pkg))) {
     const row: CorpusRow = { package: entry.pkg, kind: entry.kind, protocol: entry.protocol, built: false, serves: false };
     rows.push(row);
@@ -146,6 +151,7 @@ export async function corpus(work: string, only?: readonly string[], format?: Ou
     try {
       manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET, ...(format ? { format } : {}) });
       row.built = true;
+      formats.add(manifest.format);
       row.buildSeconds = Math.round((performance.now() - t0) / 100) / 10;
       row.sizes = await imageSizes(outDir);
       row.rootFiles = manifest.files.length;
@@ -183,8 +189,7 @@ export async function corpus(work: string, only?: readonly string[], format?: Ou
     }
     console.log(`${entry.pkg}: ${row.serves ? 'serves' : 'does not serve'} (${row.answer})${row.readyMs ? `, ready in ${row.readyMs} ms` : ''}`);
   }
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-  return { commit, rows, served: rows.filter((r) => r.serves).length, total: rows.length };
+  return { commit, ...(formats.size ? { format: [...formats].join(', ') } : {}), rows, served: rows.filter((r) => r.serves).length, total: rows.length };
 }
 
 /** Why a service of the corpus does not serve, in one line, from what the build and the boot said. */
@@ -212,7 +217,8 @@ function derivation(manifest: Manifest): string {
 
 export function renderCorpus(c: SectionTimes & CorpusFigures): string[] {
   const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(2)} MiB`;
-  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}, commit ${c.commit ?? '?'}; \`tinyx build --package NAME\` alone, one superset kernel for all, ${MEMORY_MIB} MiB unless noted, QEMU microvm, TCG)`, ''];
+  const root = c.format ? `, ${c.format} root` : '';
+  const out = [`### Any Debian service, no recipe (${c.date.slice(0, 10)}, commit ${c.commit ?? '?'}; \`tinyx build --package NAME\` alone, one superset kernel for all${root}, ${MEMORY_MIB} MiB unless noted, QEMU microvm, TCG)`, ''];
   out.push(`**${c.served} of ${c.total}** serve their protocol to a real client from the host.`, '');
   out.push('| package | kind | serves? | answer | image (root) | ready | derived from the unit (and the trace) |');
   out.push('|---|---|---|---|---:|---:|---|');

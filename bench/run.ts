@@ -177,7 +177,7 @@ await section('corpus', async () => {
   const measured = await corpus(work, only);
   if (!only || !results.corpus) return measured;
   const rows = results.corpus.rows.map((r) => measured.rows.find((m) => m.package === r.package) ?? r);
-  return { commit: measured.commit, rows, served: rows.filter((r) => r.serves).length, total: rows.length };
+  return { commit: measured.commit, ...(measured.format ? { format: measured.format } : {}), rows, served: rows.filter((r) => r.serves).length, total: rows.length };
 });
 
 await section('xen', async () => {
