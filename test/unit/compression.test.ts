@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { COMPRESSIONS, packImage, writeCpio, type CompressedStore, type ImageEntry } from '@tinyx/builder/internals';
+import { COMPRESSIONS, packImage, writeCpio, xzDictionary, type CompressedStore, type ImageEntry } from '@tinyx/builder/internals';
 import { PassThrough } from 'node:stream';
 
 const MTIME = 1_700_000_000;
@@ -50,6 +50,23 @@ test('the kernel can unpack an xz initramfs only with CRC32 checks', async (t) =
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const packed = await packImage(entries(), 'initramfs', dir, { mtime: MTIME, compression: 'xz' });
   t.regex(execFileSync('xz', ['--robot', '--list', packed.file], { encoding: 'utf8' }), /\tCRC32\t/);
+});
+
+test("xz's dictionary holds the whole archive and no more (the kernel allocates all of it to unpack an initramfs)", async (t) => {
+  t.is(xzDictionary(1), 4096);
+  t.is(xzDictionary(4097), 6144);
+  t.is(xzDictionary(8192), 8192);
+  // nginx's xen-pv root, 10,153,984 bytes: 12 MiB, where -9e states 64 MiB.
+  t.is(xzDictionary(10_153_984), 12 * 2 ** 20);
+  t.is(xzDictionary(2 ** 30), 64 * 2 ** 20);
+  const dir = await mkdtemp(join(tmpdir(), 'tinyx-compress-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const packed = await packImage(entries(), 'initramfs', dir, { mtime: MTIME, compression: 'xz' });
+  // xz's own account of the stream: its filter chain, and the memory its decompressor needs.
+  const listing = execFileSync('xz', ['--robot', '-lvv', packed.file], { encoding: 'utf8' });
+  t.regex(listing, new RegExp(`--lzma2=dict=${xzDictionary((await rawCpio()).length) / 1024}KiB$`, 'm'));
+  const memory = Number(/^summary\t(\d+)\t/m.exec(listing)?.[1]);
+  t.true(memory < 2 * 2 ** 20, `${memory} bytes to unpack ${packed.uncompressedBytes}`);
 });
 
 test('a store of compressed archives: the second pack of the same content is a hit with the same bytes', async (t) => {

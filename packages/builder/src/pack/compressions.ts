@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { run } from '@tinyx/image';
@@ -33,9 +33,11 @@ export const COMPRESSIONS = {
   xz: {
     suffix: '.xz',
     kernelSymbol: 'RD_XZ',
-    describe: 'xz -9e, CRC32 as the kernel requires (smallest; slowest to compress and unpack)',
+    describe: 'xz -9e with a dictionary no larger than the archive, CRC32 as the kernel requires (smallest; slowest to compress and unpack)',
     compress: async (input, output, signal) => {
-      await run('xz', ['--keep', '--check=crc32', '-9e', '--threads=1', '--suffix=.xz-out', input], { signal });
+      // The kernel's decompressor allocates the whole dictionary the header states: -9e's 64 MiB does not fit a small guest.
+      const dict = xzDictionary((await stat(input)).size);
+      await run('xz', ['--keep', '--check=crc32', `--lzma2=preset=9e,dict=${dict}`, '--threads=1', '--suffix=.xz-out', input], { signal });
       await rename(`${input}.xz-out`, output);
     },
   },
@@ -58,6 +60,23 @@ export const COMPRESSIONS = {
 } as const satisfies Record<string, CompressionSpec>;
 
 export type Compression = keyof typeof COMPRESSIONS;
+
+/** -9e's dictionary: what xz uses for inputs at least this large. */
+const XZ_MAX_DICT = 64 * 2 ** 20;
+
+/**
+ * The dictionary for an xz stream of `bytes`: the smallest size xz's header
+ * can state (2^n or 2^n + 2^(n-1) bytes, from 4 KiB) that holds the whole
+ * input, at most -9e's 64 MiB. A larger one finds no more matches, but the
+ * kernel's initramfs decompressor allocates all of it (XZ_DYNALLOC): an
+ * image packed with -9e's 64 MiB panicked in a 48 MiB Xen guest ("XZ
+ * decompressor ran out of memory").
+ */
+export function xzDictionary(bytes: number): number {
+  for (let n = 12; ; n++) {
+    for (const size of [2 ** n, 2 ** n + 2 ** (n - 1)]) if (size >= bytes || size >= XZ_MAX_DICT) return Math.min(size, XZ_MAX_DICT);
+  }
+}
 
 /** Compresses, removing the partial output on failure. */
 export async function compressFile(compression: Compression, input: string, output: string, signal?: AbortSignal): Promise<void> {

@@ -138,7 +138,9 @@ export async function packImage(
   const tempFile = `${outFile}.tmp-${process.pid}`;
   try {
     const raw = 'image' in spec.write ? await writeImage(entries, spec.write.image, rawFile, options) : await writeArchive(entries, spec.write.archive, rawFile, options);
-    const key = `${raw.sha256}-${compression ?? 'none'}`;
+    // The description names the compressor's settings: when they change (xz's dictionary did), old entries are not served.
+    const settings = compression ? createHash('sha256').update(COMPRESSIONS[compression].describe).digest('hex').slice(0, 8) : '';
+    const key = `${raw.sha256}-${compression ?? 'none'}${settings ? `-${settings}` : ''}`;
     const stored = compression ? await options.store?.get(key) : undefined;
     if (stored) await copyFile(stored, tempFile);
     else if (compression) {
