@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build, recipeFromPackage, type Manifest } from '@tinyx/builder';
-import { removeTree } from '@tinyx/builder/internals';
+import { build, defaultCacheDir, recipeFromPackage, type Manifest } from '@tinyx/builder';
+import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, removeTree } from '@tinyx/builder/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { askSocket, startWatched, type Watched } from '../helpers/watched.js';
 import { IMAGE_ENV, processesInRoot, runInRoot, unpackInitrd, waitFor } from '../helpers/image.js';
@@ -93,12 +93,17 @@ test('lighttpd: it serves the page its postinst made as www-data, with its cache
   const check = runInRoot(root, ['/usr/sbin/lighttpd', '-tt', '-f', '/etc/lighttpd/lighttpd.conf']);
   t.is(check.code, 0, check.output);
 
+  // The client, inside the app's network namespace: the base's full busybox-static (the image's own BusyBox has /init's applets only, no wget),
+  // under its own name, which is how it takes an applet from its first argument.
+  const base = await createBase(new Cache(defaultCacheDir()), await hostBaseSpec(), {});
+  await copyFile(join(base.root, BUSYBOX_PATH), join(root, 'tmp/busybox'));
+  await chmod(join(root, 'tmp/busybox'), 0o755);
   const app = startInRoot(
     root,
     [
       '/usr/sbin/lighttpd -D -f /etc/lighttpd/lighttpd.conf &',
       'i=0',
-      'while [ $i -lt 300 ]; do busybox wget -q -O /tmp/page http://127.0.0.1/ 2>/dev/null && break; i=$((i + 1)); sleep 0.1; done',
+      'while [ $i -lt 300 ]; do /tmp/busybox wget -q -O /tmp/page http://127.0.0.1/ 2>/dev/null && break; i=$((i + 1)); sleep 0.1; done',
       'echo "after $i tries" > /tmp/served',
       'wait',
     ].join('\n'),
