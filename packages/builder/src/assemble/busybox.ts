@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DEBIAN_ARCHIVE_KEYRING, requireTools, run } from '@tinyx/image';
 import type { BaseSpec } from '../base/create-base.js';
 import { cacheKey, type Cache } from '../cache.js';
@@ -79,7 +79,7 @@ export function trimConfig(config: string, symbols: ReadonlyMap<string, Readonly
 /** The source package and version of the base's busybox-static, from its dpkg database. */
 async function sourceOf(baseRoot: string): Promise<{ name: string; version: string }> {
   const { stdout } = await run('dpkg-query', [`--admindir=${join(baseRoot, 'var/lib/dpkg')}`, '-W', '-f', '${source:Package}\t${source:Version}', BINARY_PACKAGE], {
-    hint: `the base has no ${BINARY_PACKAGE}; remove the base from the cache (tinyx cache clean) so that it is made again`,
+    hint: `the base has no ${BINARY_PACKAGE}: remove its cache entry (rm -r ${dirname(baseRoot)}) and the next build makes it again, with it`,
   });
   const [name, version] = stdout.trim().split('\t');
   if (!name || !version) throw new TinyxError('E_DPKG_STATUS', `${BINARY_PACKAGE} in ${baseRoot} has no source version (dpkg-query said ${JSON.stringify(stdout)})`);
