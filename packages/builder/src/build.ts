@@ -652,9 +652,9 @@ export class Build {
       store: this.cache.compressedStore(),
       ...(this.signal ? { signal: this.signal } : {}),
     });
-    // A disk that compresses its files itself (erofs) is not unpacked at boot: its files' bytes are what it holds.
+    // A disk (erofs) is read page by page, never unpacked: its files' bytes are what it holds (as the CLI's summary says).
     const files = this.need('assemble').files.reduce((sum, f) => sum + f.size, 0);
-    const inside = 'compressesItself' in OUTPUT_FORMATS[this.resolved.format] ? `${formatBytes(files)} of files` : `${formatBytes(packed.uncompressedBytes)} unpacked`;
+    const inside = ROOT_FORMATS[this.resolved.format].boots === 'disk' ? `${formatBytes(files)} of files` : `${formatBytes(packed.uncompressedBytes)} unpacked`;
     return { result: packed, cached: packed.cached, summary: `${packed.fileName}: ${formatBytes(packed.bytes)} (${inside})` };
   }
 
@@ -717,7 +717,7 @@ export class Build {
       node: process.version,
       debootstrap: base.debootstrap ?? 'unknown',
       objdump: await firstLine('objdump', ['--version']),
-      busybox: this.busybox ? `${this.busybox.source}, ${this.busybox.applets.length} applets, static (${await firstLine('musl-gcc', ['--version'])}, musl)` : 'unknown',
+      busybox: this.busybox ? `${this.busybox.source}, ${this.busybox.applets.length} applets, static (${this.busybox.compiler}, musl)` : 'unknown',
       ...(this.done.kernel ? { gcc: await firstLine('gcc', ['--version']), make: await firstLine('make', ['--version']) } : {}),
     };
   }

@@ -41,6 +41,8 @@ export interface BuiltBusybox {
   /** The source it was built from: "busybox 1:1.35.0-4+deb12u1". */
   source: string;
   applets: string[];
+  /** `musl-gcc --version`'s first line (part of the cache key). */
+  compiler: string;
   bytes: number;
   cached: boolean;
 }
@@ -151,10 +153,10 @@ export async function buildBusybox(
   await requireTools(['apt-get', 'dpkg-source', 'make', 'gcc', 'musl-gcc', 'bzip2', 'xz']);
   const wanted = [...new Set(applets)].sort();
   const source = await sourceOf(base.root);
-  const compiler = (await run('musl-gcc', ['--version'], { signal })).stdout.split('\n')[0];
+  const compiler = (await run('musl-gcc', ['--version'], { signal })).stdout.split('\n')[0] ?? '';
   const musl = (await run('dpkg-query', ['-W', '-f', '${Version}', 'musl-dev'], { allowFailure: true })).stdout.trim();
   const key = cacheKey('busybox', { source, applets: wanted, rules: RULES, off: MUSL_OFF, compiler, musl, arch: base.spec.architecture });
-  const describe = (path: string, bytes: number, cached: boolean): BuiltBusybox => ({ path, source: `${source.name} ${source.version}`, applets: wanted, bytes, cached });
+  const describe = (path: string, bytes: number, cached: boolean): BuiltBusybox => ({ path, source: `${source.name} ${source.version}`, applets: wanted, compiler, bytes, cached });
   const hit = await cache.lookup('busybox', key);
   if (hit) return describe(join(hit, 'busybox'), (await readFile(join(hit, 'busybox'))).length, true);
 
