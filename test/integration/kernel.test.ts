@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, defaultCacheDir, type Manifest } from '@tinyx/builder';
 import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
+import { TCG_APIC_TIMER_HZ } from '@tinyx/toolstack/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli, startCli } from '../helpers/cli.js';
 
@@ -37,11 +38,11 @@ async function markerInitramfs(marker: string): Promise<string> {
   return join(dir, 'initrd.cpio.gz');
 }
 
-function bootQemu(kernel: string, initrd: string, machine: string): { output: string; status: number | null; seconds: number } {
+function bootQemu(kernel: string, initrd: string, machine: string, append: readonly string[] = []): { output: string; status: number | null; seconds: number } {
   const started = performance.now();
   const result = spawnSync(
     'qemu-system-x86_64',
-    ['-M', machine, '-accel', 'tcg', '-m', '128', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 reboot=t panic=-1'],
+    ['-M', machine, '-accel', 'tcg', '-m', '128', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', ['console=ttyS0 reboot=t panic=-1', ...append].join(' ')],
     { encoding: 'utf8', timeout: 120_000 },
   );
   return { output: `${result.stdout}${result.stderr}`, status: result.status, seconds: (performance.now() - started) / 1000 };
@@ -85,8 +86,8 @@ async function longestRun(elf: string, section: string, byte: number): Promise<{
   return { sectionBytes: size!, run: longest };
 }
 
-test.serial("tinyx's kernel patch is in: no 2 MiB of int3 padding around the entry text; the manifest's source names the patch", async (t) => {
-  t.regex(nginx.kernel!.source, /^debian:linux-source-6\.1 \S+ \+ 0001-x86-no-pmd-padding-without-pti-or-sme\.patch \([0-9a-f]{12}\)$/);
+test.serial("tinyx's first kernel patch is in: no 2 MiB of int3 padding around the entry text; the manifest's source names the patch", async (t) => {
+  t.regex(nginx.kernel!.source, /^debian:linux-source-6\.1 \S+ \+ 0001-x86-no-pmd-padding-without-pti-or-sme\.patch, 0002-x86-apic-lapic-timer-hz-parameter\.patch \([0-9a-f]{12}\)$/);
   // Unpatched, .text was 6 MiB with two runs of int3 (0xcc) of almost 2 MiB each, loaded into the guest and never freed.
   const text = await longestRun(join(work, 'nginx', 'vmlinux'), '.text', 0xcc);
   t.true(text.run < 64 * 1024, `the longest int3 run in .text is ${text.run} bytes`);
@@ -103,6 +104,16 @@ test.serial('the nginx kernel boots under QEMU (microvm, vmlinux through the PVH
   const q35 = bootQemu(join(work, 'nginx', 'vmlinuz'), initrd, 'q35');
   t.is(q35.status, 0, q35.output.slice(-2000));
   t.regex(q35.output, new RegExp(`^${marker}\\r?$`, 'm'), 'and the bzImage on q35 (virtio-pci)');
+});
+
+test.serial("tinyx's second kernel patch: given lapic_timer_hz (as tinyx run gives TCG guests), the kernel takes the APIC timer's rate and does not calibrate it against the PIT", async (t) => {
+  const marker = `tinyx-marker-${process.pid}`;
+  const boot = bootQemu(join(work, 'nginx', 'vmlinux'), await markerInitramfs(marker), 'microvm', ['apic=verbose', `lapic_timer_hz=${TCG_APIC_TIMER_HZ}`]);
+  t.is(boot.status, 0, boot.output.slice(-2000));
+  t.regex(boot.output, new RegExp(`^${marker}\\r?$`, 'm'));
+  // HZ is 250: 10^9 / 250 APIC counts per tick. Unpatched, the parameter is unknown and the kernel calibrates.
+  t.regex(boot.output, /lapic timer already calibrated 4000000\b/);
+  t.notRegex(boot.output, /calibrating APIC timer|APIC timer disabled/);
 });
 
 test.serial("the base's BusyBox runs /init's commands in its own process (a standalone shell): no exec, no dynamic loading per command", async (t) => {

@@ -6,6 +6,6 @@ export { linesAboutDomain, xlFailure } from './xen/xl.js';
 export { LEAN_BLOCK_SCRIPT, LEAN_VIF_SCRIPT, blockScript, leanBlockScript, leanVifScript, vifScript } from './xen/hotplug.js';
 export { checkVmId, ensurePrivateDir, runtimeDirPath } from './runtime.js';
 export { checkStateFile, isSavedState, writeStateFile } from './state-file.js';
-export { qemuArgv, qemuCmdline, USER_NETWORK } from './qemu/argv.js';
+export { qemuArgv, qemuCmdline, TCG_APIC_TIMER_HZ, USER_NETWORK } from './qemu/argv.js';
 export { freePort } from './qemu/ports.js';
 export { tscKhzFromCpuinfo } from './accel.js';

@@ -68,6 +68,9 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
   ];
 }
 
+/** The rate of TCG's emulated local APIC timer: it counts QEMU's virtual clock in nanoseconds. */
+export const TCG_APIC_TIMER_HZ = 1_000_000_000;
+
 /** QEMU's user-mode network as the guest sees it: its address and gateway. */
 export const USER_NETWORK: GuestNetwork = { address: '10.0.2.15', prefixLength: 24, gateway: '10.0.2.2' };
 
@@ -89,6 +92,10 @@ export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, net
       // emulated PIT fails, and the kernel falls back to jiffies, which ticks at HZ even when idle
       // (NO_HZ_IDLE needs a clocksource without the tick). Given the host's rate, it keeps the TSC.
       ...(clock.accel === 'tcg' && clock.hostTscKhz ? [`tsc_early_khz=${clock.hostTscKhz}`, 'tsc=reliable'] : []),
+      // TCG's APIC counts at 1 GHz (QEMU's hw/intel/apic.c). Stated (tinyx's kernel patch 0002), the
+      // guest does not calibrate it against the PIT: 0.2 s of boot, and on a busy host a failed check
+      // that left the guest on the PIT, waking ~36 times a second when idle.
+      ...(clock.accel === 'tcg' ? [`lapic_timer_hz=${TCG_APIC_TIMER_HZ}`] : []),
     ],
     network,
   });
