@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, loadRecipe, type Manifest } from '@tinyx/builder';
@@ -83,6 +83,23 @@ test("BusyBox built again in an empty cache, in other directories: the same byte
   t.deepEqual(told, [again.source], 'the build is announced once, with its source');
   t.is(again.source, shared.source);
   t.is(await sha256File(again.path), await sha256File(shared.path));
+});
+
+test("a base whose busybox-static version the mirror no longer serves (after a point release): BusyBox is built from the mirror's newest source, and names the version it stands in for", async (t) => {
+  const spec = await hostBaseSpec();
+  const base = await createBase(new Cache(defaultCacheDir()), spec, {});
+  const multiarch = 'x86_64-linux-gnu';
+  const current = await buildBusybox(new Cache(defaultCacheDir()), { root: base.root, spec, multiarch }, INIT_APPLETS);
+  // A root whose dpkg database has a busybox-static older than any the mirror has.
+  const root = join(work, 'old-base');
+  await mkdir(join(root, 'var/lib/dpkg/info'), { recursive: true });
+  await mkdir(join(root, 'var/lib/dpkg/updates'));
+  const gone = '1:1.35.0-4+deb12u0~gone';
+  await writeFile(join(root, 'var/lib/dpkg/status'), `Package: busybox-static\nStatus: install ok installed\nArchitecture: amd64\nSource: busybox\nVersion: ${gone}\nMaintainer: tinyx tests\nDescription: a version no mirror has\n`);
+  const built = await buildBusybox(new Cache(defaultCacheDir()), { root, spec, multiarch }, INIT_APPLETS);
+  t.is(built.instead, gone);
+  t.is(built.source, current.source, "the mirror's newest, which the current base has");
+  t.is(await sha256File(built.path), await sha256File(current.path));
 });
 
 test('redis: runs as its own account, and `redis-server --version` works inside the root', async (t) => {

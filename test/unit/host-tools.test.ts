@@ -71,7 +71,7 @@ test('the tiers: integration and xen start with the build tools and GNU cpio; xe
   const integration = testTierTools('integration');
   for (const command of ['debootstrap', 'objdump', 'chroot', 'mount', 'cpio', 'gzip', 'xz', 'tar', 'strace', 'unshare', 'nsenter', 'ip']) t.true(integration.includes(command), command);
   // Every build compiles the image's BusyBox from Debian's source.
-  for (const command of ['make', 'gcc', 'musl-gcc', 'dpkg-source', 'bzip2', 'apt-get']) t.true(integration.includes(command), command);
+  for (const command of ['make', 'gcc', 'musl-gcc', 'dpkg-source', 'bzip2', 'apt-get', 'apt-cache']) t.true(integration.includes(command), command);
   t.true(testTierFiles('integration').some((f) => f.debianPackage === 'libc6-dev'));
   // Files that boot VMs or build kernels ask for QEMU and the kernel tools themselves, so a host without them runs the rest.
   t.false(integration.includes('qemu-system-x86_64'));

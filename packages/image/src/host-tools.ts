@@ -115,7 +115,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
 
   { command: 'depmod', debianPackage: 'kmod', purpose: "indexes the Xen tests' dom0 kernel modules", neededFor: 'tests', tiers: ['xen'] },
   { command: 'dpkg-deb', debianPackage: 'dpkg', purpose: "unpacks the Xen hypervisor and dom0's kernel", neededFor: 'tests', tiers: ['xen'] },
-  { command: 'apt-cache', debianPackage: 'apt', purpose: "finds dom0's kernel package and version", neededFor: 'tests', tiers: ['xen'] },
+  { command: 'apt-cache', debianPackage: 'apt', purpose: "lists the versions of BusyBox's source the mirror serves (the base's may be gone after a point release); finds dom0's kernel package and version for the Xen tests", neededFor: 'build', tiers: BUILDING_TIERS },
   { command: 'find', debianPackage: 'findutils', purpose: "lists the Xen tests' dom0 root and payload for cpio", neededFor: 'tests', tiers: ['xen'] },
 ];
 

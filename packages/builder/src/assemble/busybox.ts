@@ -45,6 +45,8 @@ export interface BuiltBusybox {
   compiler: string;
   bytes: number;
   cached: boolean;
+  /** The base's busybox-static version, when the mirror no longer served its source and the mirror's newest was built instead. */
+  instead?: string | undefined;
 }
 
 /** The config symbols of each applet, read from the source's `//applet:` lines: IF_MKDIR(APPLET_NOFORK(mkdir, ...)). */
@@ -99,11 +101,11 @@ async function cSources(dir: string): Promise<string[]> {
 }
 
 /**
- * Downloads and unpacks `name=version` from the mirror's deb-src index with
- * apt-get, in a private apt state (the host's apt configuration, such as a
- * proxy, still applies): the files are checked against the signed Sources.
+ * The mirror's deb-src index for the base's suite, in a private apt state
+ * (the host's apt configuration, such as a proxy, still applies): apt-get
+ * checks what it downloads from there against the signed Sources.
  */
-async function fetchSource(work: string, base: BaseSpec, source: { name: string; version: string }, signal: AbortSignal | undefined): Promise<string> {
+async function sourceIndex(work: string, base: BaseSpec, signal: AbortSignal | undefined): Promise<{ options: string[]; hint: string }> {
   const apt = join(work, 'apt');
   for (const dir of ['lists/partial', 'cache/archives/partial', 'parts']) await mkdir(join(apt, dir), { recursive: true });
   const keyring = base.keyring ?? DEBIAN_ARCHIVE_KEYRING;
@@ -117,6 +119,25 @@ async function fetchSource(work: string, base: BaseSpec, source: { name: string;
   ].flatMap((o) => ['-o', o]);
   const hint = `tinyx fetches BusyBox's source from ${base.mirror} (${base.suite}, deb-src); check that the mirror serves source packages`;
   await run('apt-get', [...options, 'update'], { signal, hint });
+  return { options, hint };
+}
+
+/** The versions of source package `name` the index has, newest first (dpkg's order). */
+async function indexedVersions(index: { options: string[]; hint: string }, name: string, signal: AbortSignal | undefined): Promise<string[]> {
+  const { stdout } = await run('apt-cache', [...index.options, 'showsrc', '--only-source', name], { signal, allowFailure: true });
+  const newest: string[] = [];
+  for (const [, version] of stdout.matchAll(/^Version: (\S+)$/gm)) {
+    if (newest.includes(version!)) continue;
+    let at = 0;
+    while (at < newest.length && (await run('dpkg', ['--compare-versions', version!, 'lt', newest[at]!], { signal, allowFailure: true })).exitCode === 0) at++;
+    newest.splice(at, 0, version!);
+  }
+  return newest;
+}
+
+/** Downloads and unpacks `name=version` from the index (see sourceIndex). */
+async function fetchSource(work: string, index: { options: string[]; hint: string }, source: { name: string; version: string }, signal: AbortSignal | undefined): Promise<string> {
+  const { options, hint } = index;
   const downloads = join(work, 'download');
   await mkdir(downloads);
   await run('apt-get', [...options, 'source', '--download-only', '--only-source', `${source.name}=${source.version}`], { signal, cwd: downloads, hint });
@@ -150,20 +171,33 @@ export async function buildBusybox(
   } = {},
 ): Promise<BuiltBusybox> {
   const { signal } = options;
-  await requireTools(['apt-get', 'dpkg-source', 'make', 'gcc', 'musl-gcc', 'bzip2', 'xz']);
+  await requireTools(['apt-get', 'apt-cache', 'dpkg', 'dpkg-source', 'make', 'gcc', 'musl-gcc', 'bzip2', 'xz']);
   const wanted = [...new Set(applets)].sort();
-  const source = await sourceOf(base.root);
+  let source = await sourceOf(base.root);
   const compiler = (await run('musl-gcc', ['--version'], { signal })).stdout.split('\n')[0] ?? '';
   const musl = (await run('dpkg-query', ['-W', '-f', '${Version}', 'musl-dev'], { allowFailure: true })).stdout.trim();
-  const key = cacheKey('busybox', { source, applets: wanted, rules: RULES, off: MUSL_OFF, compiler, musl, arch: base.spec.architecture });
-  const describe = (path: string, bytes: number, cached: boolean): BuiltBusybox => ({ path, source: `${source.name} ${source.version}`, applets: wanted, compiler, bytes, cached });
+  const keyOf = (version: string): string => cacheKey('busybox', { source: { name: source.name, version }, applets: wanted, rules: RULES, off: MUSL_OFF, compiler, musl, arch: base.spec.architecture });
+  let key = keyOf(source.version);
+  let instead: string | undefined;
+  const describe = (path: string, bytes: number, cached: boolean): BuiltBusybox => ({ path, source: `${source.name} ${source.version}`, applets: wanted, compiler, bytes, cached, ...(instead ? { instead } : {}) });
   const hit = await cache.lookup('busybox', key);
   if (hit) return describe(join(hit, 'busybox'), (await readFile(join(hit, 'busybox'))).length, true);
 
-  options.onBuild?.(`${source.name} ${source.version}`);
   const work = await cache.makeTemp('busybox');
   try {
-    const tree = await fetchSource(work, base.spec, source, signal);
+    const index = await sourceIndex(work, base.spec, signal);
+    const versions = await indexedVersions(index, source.name, signal);
+    if (!versions.includes(source.version)) {
+      // Debian's mirrors keep only a suite's current versions: after a point release the base's is gone.
+      if (versions.length === 0) throw new TinyxError('E_NETWORK', `${base.spec.mirror} (${base.spec.suite}) has no source package ${source.name}`, { hint: index.hint });
+      instead = source.version;
+      source = { ...source, version: versions[0]! };
+      key = keyOf(source.version);
+      const newer = await cache.lookup('busybox', key);
+      if (newer) return describe(join(newer, 'busybox'), (await readFile(join(newer, 'busybox'))).length, true);
+    }
+    options.onBuild?.(`${source.name} ${source.version}`);
+    const tree = await fetchSource(work, index, source, signal);
     const debianConfig = await readFile(join(tree, 'debian/config/pkg/static'), 'utf8');
     await writeFile(join(tree, '.config'), trimConfig(debianConfig, appletSymbols(await cSources(tree)), [...wanted, 'busybox']));
     const headers = await kernelHeaders(work, base.multiarch);
