@@ -33,12 +33,12 @@ export interface PlatformFacts {
   /**
    * The format a build gets without --format (or with --compression alone,
    * which is the initramfs's), chosen by measurement. On kvm the erofs disk
-   * (lightness bench, nginx, TCG, 2026-12-02, commit 3b797e6: first answer
-   * 1.18 s against 1.39 s, serves with 19 MiB against 32, 44.3 MiB of host
-   * memory per VM at 100 against 56.7; 19 of the corpus's 20 services serve
-   * from --package alone against 18), at twice the size (12.5 MiB
-   * uncompressed against 6.1 gzip). On Xen the initramfs until the Xen bench
-   * has measured the disk there.
+   * (lightness bench, nginx, TCG, 2026-12-02, commit 9661ec4: serves with 14
+   * MiB of guest memory against 25, 39.2 MiB of host memory per VM at 100
+   * against 47.7; first answer 1.19 s against 1.14 s, which has gone either
+   * way between runs; 19 of the corpus's 20 services serve from --package
+   * alone against 18), at 6.97 MiB of kernel + root against 5.32. On Xen the
+   * initramfs until the Xen bench has measured the disk there.
    */
   defaultFormat: 'initramfs' | 'erofs';
 }
