@@ -38,7 +38,11 @@ export interface PlatformFacts {
    * against 47.7; first answer 1.19 s against 1.14 s, which has gone either
    * way between runs; 19 of the corpus's 20 services serve from --package
    * alone against 18), at 6.97 MiB of kernel + root against 5.32. On Xen the
-   * initramfs until the Xen bench has measured the disk there.
+   * initramfs: the disk costs each domain a block hotplug script and a
+   * blkfront, and made every step slower (the Xen bench's boot part,
+   * 2026-12-02, commit d2353a8, nginx, 64 MiB, medians of 3: xl create 8.05
+   * and 8.67 s against 5.47 and 6.26 s as PVH and PV, first HTTP 200 13.83
+   * and 12.24 s against 11.01 and 8.91 s).
    */
   defaultFormat: 'initramfs' | 'erofs';
 }
