@@ -564,7 +564,7 @@ export class Build {
       onLine: this.output,
       onBuild: (source) => this.notice(`building the image's BusyBox (/init's ${INIT_APPLETS.length} applets) from Debian's ${source}, once: it is cached`),
     });
-    if (busybox.instead) this.notice(`the mirror no longer serves the source of ${busybox.source.split(' ')[0]} ${busybox.instead} (the base's busybox-static): the image's BusyBox is built from its newest, ${busybox.source}`);
+    if (busybox.instead) this.notice(`the mirror no longer serves the source of the base's busybox-static (${busybox.instead}): the image's BusyBox is built from the mirror's newest, ${busybox.source}`);
     this.busybox = busybox;
     const readOnlyRoot = ROOT_FORMATS[this.resolved.format].readOnlyRoot;
     const assembled = await assembleRoot(root, this.recipe, plan, made, this.done.trace?.secrets, {
