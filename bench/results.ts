@@ -8,6 +8,7 @@ import type { KernelFigures, RootFigures } from './build.js';
 import type { CorpusFigures } from './corpus.js';
 import type { DensityRun } from './density.js';
 import type { LightnessSection } from './lightness.js';
+import type { PhasesSection } from './phases.js';
 import { isRecord } from './json-shape.js';
 import type { XenFigures } from './xen.js';
 
@@ -71,6 +72,7 @@ export interface SectionFigures {
   baselines: BaselinesSection;
   density: DensitySection;
   lightness: LightnessSection;
+  phases: PhasesSection;
   corpus: CorpusFigures;
   xen: XenFigures;
 }
@@ -78,7 +80,7 @@ export interface SectionFigures {
 export type SectionName = keyof SectionFigures;
 
 /** The sections in the order a full run measures them. */
-export const SECTION_NAMES: readonly SectionName[] = ['build', 'kernels', 'boot', 'baselines', 'density', 'lightness', 'corpus', 'xen'];
+export const SECTION_NAMES: readonly SectionName[] = ['build', 'kernels', 'boot', 'baselines', 'density', 'lightness', 'phases', 'corpus', 'xen'];
 
 export function isSectionName(name: string): name is SectionName {
   return (SECTION_NAMES as readonly string[]).includes(name);

@@ -12,6 +12,8 @@
 //   density    50 nginx VMs at once                                 (bench/density.ts)
 //   lightness  nginx's root as gzip initramfs and erofs disk: size, boot, smallest memory,
 //              100 VMs' host memory, idle CPU with and without the TSC clock (bench/lightness.ts)
+//   phases     where nginx's boot goes: the boot profiler's phases and costliest steps, initramfs
+//              and erofs, next to the quiet boots' totals                (bench/phases.ts)
 //   corpus     twenty Debian services from `--package NAME` alone, booted and asked by a
 //              client of their protocol (issue #11)                 (bench/corpus.ts)
 //   xen        Xen 4.17 inside QEMU: the Nth domain's creation time (Xen's vif script, the lean
@@ -35,6 +37,7 @@ import { corpus, renderCorpus } from './corpus.js';
 import { isSectionName, readResults, SECTION_NAMES, type AppBaselines, type AppBoot, type BenchResults, type SectionFigures, type SectionName, type StoredSection, type StoredSections } from './results.js';
 import { renderXen, xenFigures } from './xen.js';
 import { formatFigures, renderLightness } from './lightness.js';
+import { bootPhases, renderPhases } from './phases.js';
 
 /** The repository: this file runs as bench/dist/run.js. */
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -171,6 +174,12 @@ await section('lightness', async () => {
   return { formats };
 });
 
+await section('phases', async () => {
+  const images = [];
+  for (const format of ['initramfs', 'erofs'] as const) images.push({ format, dir: await image('nginx', undefined, format) });
+  return bootPhases('nginx', images);
+});
+
 // TINYX_BENCH_CORPUS=nginx,redis-server measures only those (the others' rows are kept).
 await section('corpus', async () => {
   const only = process.env.TINYX_BENCH_CORPUS?.split(',');
@@ -252,6 +261,7 @@ function renderTables(r: BenchResults): string {
     }
   }
   if (r.lightness) out.push('', ...renderLightness(r.lightness, when(r.lightness)));
+  if (r.phases) out.push('', ...renderPhases(r.phases, when(r.phases)));
   if (r.corpus) out.push('', ...renderCorpus(r.corpus));
   if (r.xen) out.push('', ...renderXen(r.xen));
   if (r.build) {

@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { build, type Manifest } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
-import { TinyxError, detectAccel, getBackend, probeTcp, runtimeDir, type QemuVm } from '@tinyx/toolstack';
+import { TinyxError, detectAccel, getBackend, probeTcp, runtimeDir, type BootProfile, type QemuVm } from '@tinyx/toolstack';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { memcachedCommand, redisCommand } from '../helpers/clients.js';
@@ -136,7 +136,7 @@ test.serial('nginx as an erofs root (--format erofs): its own kernel (a disk, er
   t.is(manifest.format, 'erofs');
   t.is(manifest.artifacts.rootfs, 'rootfs.erofs');
   t.is(manifest.boot?.cmdline, 'quiet panic=-1 root=/dev/vda rootfstype=erofs ro init=/init');
-  t.deepEqual((await readdir(dir)).sort(), ['kernel.config', 'manifest.json', 'rootfs.erofs', 'vmlinux', 'vmlinuz']);
+  t.deepEqual((await readdir(dir)).sort(), ['System.map', 'kernel.config', 'manifest.json', 'rootfs.erofs', 'vmlinux', 'vmlinuz']);
   const config = await readFile(join(dir, 'kernel.config'), 'utf8');
   for (const option of ['EROFS_FS', 'VIRTIO_BLK', 'NO_HZ_IDLE']) t.regex(config, new RegExp(`^CONFIG_${option}=y$`, 'm'), option);
   t.regex(config, /^# CONFIG_BLK_DEV_INITRD is not set$/m);
@@ -182,6 +182,42 @@ test.serial('tinyx run --check: boots, probes, prints the time to ready, stops',
   t.true(json.readyMs > 0);
   t.is(json.accel.accel, hostAccel.accel);
   t.is(qemuProcessesOf(json.id), '');
+});
+
+test.serial("tinyx run --profile: the boot's phases from QEMU's start to the probe, every initcall named from the image's System.map, the ten costliest steps, a timeline picture; the VM is gone after", async (t) => {
+  const svg = join(work, 'nginx-boot.svg');
+  const result = await runCli(['run', nginxDir, '--profile', '--profile-svg', svg, '--json']);
+  t.is(result.code, 0, result.stderr);
+  const json = JSON.parse(result.stdout) as { ok: boolean; id: string; svg: string; profile: BootProfile };
+  const { profile } = json;
+  t.deepEqual(
+    profile.phases.map((p) => p.id),
+    ['vmm', 'kernel-setup', 'initcalls', 'root', 'kernel-finish', 'init', 'app', 'probe'],
+    'every marker was seen: the kernel clock, the initcalls, the initramfs unpacked, /init, the app, its listen',
+  );
+  const end = profile.phases.reduce((at, p) => {
+    t.true(Math.abs(p.startMs - at) < 0.02, `${p.id} starts where the phase before ends`);
+    return p.startMs + p.ms;
+  }, 0);
+  t.true(Math.abs(end - profile.readyMs) < 0.05, 'the phases add up to the time to ready');
+  t.true(profile.kernelZeroMs! > 0 && profile.kernelZeroMs! < profile.readyMs, "the kernel's clock starts after QEMU's");
+  t.true(profile.initcalls.length > 100, `${profile.initcalls.length} initcalls`);
+  t.is(profile.unnamed, 0, "the image's System.map names every initcall");
+  for (const name of ['inet_init', 'populate_rootfs', 'virtio_net_driver_init']) t.true(profile.initcalls.some((c) => c.name === name), name);
+  t.is(profile.top.length, 10);
+  t.true(profile.top.every((s, i) => i === 0 || profile.top[i - 1]!.ms >= s.ms), 'largest first');
+  const svgText = await readFile(svg, 'utf8');
+  t.regex(svgText, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
+  t.true(svgText.includes('inet_init'), 'the picture names the initcalls');
+  t.is(qemuProcessesOf(json.id), '', 'QEMU is stopped');
+  t.false(await stat(join(runtimeDir(), json.id)).then(() => true, () => false), 'its runtime directory is gone');
+  // The person's view: the phases and the steps, in words.
+  const text = await runCli(['run', nginxDir, '--profile']);
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, /^ready \d+ ms after the VMM's start\n\nphases\n/);
+  t.regex(text.stdout, /\n\s+\d+\.\d ms\s+\d+ %\s+initcalls\n/);
+  t.regex(text.stdout, /\nthe ten most expensive steps\n(\s+\d+\.\d ms\s+(initcall|gap|phase)\s+.+\n){10}\n/);
+  t.regex((await runCli(['run', nginxDir, '--profile', '--check'])).stderr, /--profile boots, waits until ready and stops the VM by itself/);
 });
 
 test.serial('a broken image is a named error, not a hang: no kernel; a truncated initrd', async (t) => {

@@ -23,7 +23,7 @@ const MANIFEST = JSON.stringify({ manifestVersion: 1, name: 'nginx', artifacts: 
 async function imageDir(dir: string): Promise<string> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'manifest.json'), MANIFEST);
-  for (const name of ['initrd.cpio.gz', 'vmlinuz', 'vmlinux', 'kernel.config', 'nginx.xl.cfg']) await writeFile(join(dir, name), 'old');
+  for (const name of ['initrd.cpio.gz', 'vmlinuz', 'vmlinux', 'System.map', 'kernel.config', 'nginx.xl.cfg']) await writeFile(join(dir, name), 'old');
   return dir;
 }
 

@@ -135,6 +135,19 @@ export async function backendLifecycle(config: BackendTestConfig, image: string,
     vm = undefined;
     details.left = await expectGone(backend, config, id, address, 'after destroy');
     if (via === 'cli' && (await listedIds(config)).includes(id)) throw new Error(`tinyx ps lists ${id} after stop`);
+    if (via === 'cli') {
+      // The boot profiler on a Xen domain: xl create's start to the probe, from the domain's console (hvc0).
+      const profiled = await cli(['run', '--backend', 'xen', image, '--type', type, '--hotplug', hotplug, '--profile', '--timeout', String(config.readySeconds)], undefined);
+      const profile = profiled.profile as { readyMs: number; phases: { id: string; startMs: number; ms: number }[]; initcalls: unknown[]; unnamed: number; top: unknown[] };
+      const ids = profile.phases.map((p) => p.id).join(' ');
+      let end = 0;
+      for (const p of profile.phases) end = Math.abs(p.startMs - end) < 0.02 ? p.startMs + p.ms : NaN;
+      if (ids !== 'vmm kernel-setup initcalls root kernel-finish init app probe' || Math.abs(end - profile.readyMs) > 0.05 || profile.initcalls.length < 50 || profile.unnamed !== 0 || profile.top.length !== 10) {
+        throw new Error(`tinyx run --profile on xen-${type}: phases ${ids} ending at ${end} of ${profile.readyMs} ms, ${profile.initcalls.length} initcalls (${profile.unnamed} unnamed), ${profile.top.length} steps`);
+      }
+      details.profile = Object.fromEntries(profile.phases.map((p) => [p.id, p.ms]));
+      details.left = await expectGone(backend, config, String(profiled.id), undefined, 'after the profiled boot');
+    }
     return { ms, details };
   } catch (error) {
     throw await withConsole(error, vm);

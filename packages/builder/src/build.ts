@@ -42,7 +42,7 @@ import { resolveInRoot } from './resolve/root-path.js';
 import { traceApp, type TraceResult } from './trace/trace-app.js';
 import { verifyRoot, type VerifyResult } from './trace/verify-root.js';
 import type { InstalledPackage } from './dpkg/status.js';
-import { DEFAULT_PLATFORM, PLATFORMS, ROOT_FORMATS, isPlatform, bootCmdline, imageXlConfig, run, type Platform } from '@tinyx/image';
+import { DEFAULT_PLATFORM, PLATFORMS, ROOT_FORMATS, SYSTEM_MAP, isPlatform, bootCmdline, imageXlConfig, run, type Platform } from '@tinyx/image';
 
 export type { Platform };
 
@@ -617,6 +617,7 @@ export class Build {
       const staging = await this.stagingDir();
       await copyFile(built.bzImage, join(staging, 'vmlinuz'));
       if (hasVmlinux(platform)) await copyFile(built.vmlinux, join(staging, 'vmlinux'));
+      await copyFile(built.systemMap, join(staging, SYSTEM_MAP));
       await writeFile(join(staging, 'kernel.config'), config.text);
     }
     const size = (await stat(built.bzImage)).size;

@@ -34,7 +34,7 @@ export { PLATFORMS, PLATFORM_NAMES, DEFAULT_PLATFORM, DEFAULT_MEMORY_MIB, IMAGE_
 export type { Platform, PlatformFacts, GuestFacts, KernelArtifact } from './platforms.js';
 export { ROOT_FORMATS, isRootFormat, rootFormatFacts, bootCmdline } from './root-formats.js';
 export type { RootFormat, RootFormatFacts } from './root-formats.js';
-export { MANIFEST_VERSION, readManifest, openImage, chooseGuest, kernelFor } from './manifest.js';
+export { MANIFEST_VERSION, SYSTEM_MAP, readManifest, openImage, chooseGuest, kernelFor } from './manifest.js';
 export type { ImageManifest, ManifestRecipe, BootableImage } from './manifest.js';
 export { kernelCmdline } from './cmdline.js';
 export type { GuestNetwork } from './cmdline.js';

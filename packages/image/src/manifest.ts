@@ -149,6 +149,13 @@ export async function readManifest(imageDir: string): Promise<ImageManifest> {
 }
 
 /** What a backend boots: an image directory's files, resolved and checked, and the facts of its platform. */
+/**
+ * The kernel's symbol table in an image directory, beside the kernel it
+ * describes: the boot profiler names the initcalls a kernel without KALLSYMS
+ * prints as addresses. Optional (images built before tinyx kept it have none).
+ */
+export const SYSTEM_MAP = 'System.map';
+
 export interface BootableImage {
   dir: string;
   name: string;

@@ -7,7 +7,7 @@
  */
 export type { Backend, CreateOptions, QemuCreateOptions, XenCreateOptions, ReadyTimes, Vm, VmDescription, VmOrigin, VmState } from './machine.js';
 export { getBackend, findVm, listVms, restoreVm, BACKEND_NAMES, type BackendName } from './registry.js';
-export { TinyxError } from '@tinyx/image';
+export { TinyxError, SYSTEM_MAP } from '@tinyx/image';
 export { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
 export { QemuBackend } from './qemu/backend.js';
 export { QemuVm } from './qemu/vm.js';
@@ -22,3 +22,4 @@ export { XenPool, type PoolEntry, type PoolShape } from './xen/pool.js';
 export { parseXlListLong, parseXlListTable, domainState, type XlDomain, type XlListRow } from './xen/xl-list.js';
 export { DEFAULT_BRIDGE, type BridgedNic, type BridgeConfig } from './bridge.js';
 export { probeHttp, probeTcp } from './probe.js';
+export { profiledBoot, imageSystemMap, profileBoot, recordConsole, timelineSvg, SystemMap, PROFILE_CMDLINE, PHASE_TITLES, type BootPhase, type BootProfile, type BootStep, type PhaseId, type StampedLine } from './profile/index.js';

@@ -68,6 +68,19 @@ export interface CreateOptions {
   publish?: { host: number; guest: number }[];
   /** Cancels the creation (and cleans up). */
   signal?: AbortSignal;
+  /**
+   * Words added to the guest's kernel command line after the backend's own
+   * (a profiled boot's `printk.time=1 initcall_debug`). Xen: never from the
+   * pool, whose domains booted with the plain command line.
+   */
+  kernelArgs?: readonly string[];
+  /**
+   * Called the moment the VMM is started (QEMU's spawn, `xl create`), with
+   * the console file it writes and the start's performance.now(): whoever
+   * watches the console from the first line (the boot profiler) starts here.
+   * QEMU started again (a probe port taken meanwhile) calls it again.
+   */
+  onStarted?: (started: { consoleFile: string; startedAt: number }) => void;
   qemu?: QemuCreateOptions;
   xen?: XenCreateOptions;
 }
@@ -122,6 +135,8 @@ export interface Vm {
   readonly backend: string;
   readonly image: BootableImage;
   readonly consoleFile: string;
+  /** performance.now() when the VMM started it (for a domain from the pool: the request): the origin of its boot times. */
+  readonly startedAt: number;
   /** Started from a saved state: its console begins after the ready line, so only the network probe counts. */
   readonly restored: boolean;
   state(): Promise<VmState>;

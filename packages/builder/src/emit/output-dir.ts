@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { processExists } from '../cache.js';
+import { SYSTEM_MAP } from '@tinyx/image';
 import { TinyxError } from '../errors.js';
 import { removeTree } from '../mounts.js';
 import { COMPRESSIONS, type Compression } from '../pack/compressions.js';
@@ -38,7 +39,7 @@ const ROOTFS_NAMES: ReadonlySet<string> = new Set(
 
 /** The file names tinyx writes into an output directory whose marker names `name`. */
 export function tinyxFileNames(name: string | undefined): Set<string> {
-  return new Set(['vmlinuz', 'vmlinux', 'kernel.config', ...Object.values(MARKERS), ...ROOTFS_NAMES, ...(name ? [`${name}.xl.cfg`] : [])]);
+  return new Set(['vmlinuz', 'vmlinux', SYSTEM_MAP, 'kernel.config', ...Object.values(MARKERS), ...ROOTFS_NAMES, ...(name ? [`${name}.xl.cfg`] : [])]);
 }
 
 /** The marker's JSON when it is one tinyx wrote: an object with tinyx's version in it. */

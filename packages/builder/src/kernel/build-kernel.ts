@@ -31,6 +31,8 @@ export interface BuiltKernel {
   bzImage: string;
   /** The uncompressed ELF with its PVH note, for direct boot. */
   vmlinux: string;
+  /** The symbol table (`System.map`), which names the addresses a kernel without KALLSYMS prints. */
+  systemMap: string;
   config: KernelConfig;
   version: string;
   cached: boolean;
@@ -88,9 +90,15 @@ export function kernelConfigKey(sourceId: string, requested: ReadonlyMap<string,
   return cacheKey('kernel-config', { source: sourceId, requested: renderKconfig(requested) });
 }
 
+/**
+ * What a kernel entry holds, bumped when that changes so that no image is
+ * made from an entry without it: 2 added System.map.
+ */
+const KERNEL_ENTRY = 2;
+
 /** The key of a built kernel: the source and the final .config, so recipes whose configs match share a kernel. */
 export function kernelBuildKey(sourceId: string, finalConfig: string): string {
-  return cacheKey('kernel', { source: sourceId, config: sha256(finalConfig) });
+  return cacheKey('kernel', { source: sourceId, config: sha256(finalConfig), entry: KERNEL_ENTRY });
 }
 
 /**
@@ -174,7 +182,7 @@ export async function buildKernel(
   const hit = await cache.lookup('kernels', key);
   if (hit) {
     const meta = await cache.readMeta<{ seconds: number }>(hit);
-    return { bzImage: join(hit, 'bzImage'), vmlinux: join(hit, 'vmlinux'), config, version: source.version, cached: true, buildSeconds: meta.seconds };
+    return { bzImage: join(hit, 'bzImage'), vmlinux: join(hit, 'vmlinux'), systemMap: join(hit, 'System.map'), config, version: source.version, cached: true, buildSeconds: meta.seconds };
   }
   const expected = await expectedCompileCount(cache, source.id);
   const temp = await cache.makeTemp('kernel');
@@ -222,8 +230,10 @@ export async function buildKernel(
     // The symbol table is for debuggers; QEMU and Xen load the rest (the PVH note survives stripping).
     await run('objcopy', ['--strip-all', join(build, 'vmlinux'), join(entry, 'vmlinux')], { signal: options.signal });
     await copyFile(join(build, '.config'), join(entry, 'config'));
+    // The symbols the stripped vmlinux no longer has: the boot profiler names initcalls with them.
+    await copyFile(join(build, 'System.map'), join(entry, 'System.map'));
     const dir = await cache.publish('kernels', key, entry, { source: source.id, version: source.version, configSha256: config.sha256, compiled, seconds });
-    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), config, version: source.version, cached: false, buildSeconds: seconds };
+    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map'), config, version: source.version, cached: false, buildSeconds: seconds };
   } finally {
     log.end();
     await removeTree(temp);

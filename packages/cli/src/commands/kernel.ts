@@ -1,6 +1,7 @@
 import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
+import { SYSTEM_MAP } from '@tinyx/image';
 import { OUTPUT_FORMATS, checkOutputDir, formatBytes, replaceOutputDir, type KernelResult, type OutputFormat } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
@@ -24,7 +25,7 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
         describe: "the image's root filesystem format, which decides part of the kernel: initramfs support and its decompressor, or the block layer, the platform's disk driver and erofs",
         defaultDescription: "the platform's",
       });
-      if (action === 'build') y = y.option('out', { type: 'string', describe: 'write vmlinuz, vmlinux, kernel.config and kernel.json into this directory (new, empty, or one tinyx wrote)' }) as typeof y;
+      if (action === 'build') y = y.option('out', { type: 'string', describe: 'write vmlinuz, vmlinux, System.map, kernel.config and kernel.json into this directory (new, empty, or one tinyx wrote)' }) as typeof y;
       return (action === 'config'
         ? y
             .example('$0 kernel config nginx', 'the .config, each requested option with its fragment or feature')
@@ -93,6 +94,7 @@ async function reportBuild(kernel: KernelResult, outDir: string | undefined, out
     try {
       await copyFile(built.bzImage, join(staging, 'vmlinuz'));
       await copyFile(built.vmlinux, join(staging, 'vmlinux'));
+      await copyFile(built.systemMap, join(staging, SYSTEM_MAP));
       await writeFile(join(staging, 'kernel.config'), kernel.config.text);
       const marker = { generator: 'tinyx', kind: 'kernel', version: built.version, platform: kernel.request.platform, configSha256: kernel.config.sha256 };
       await writeFile(join(staging, 'kernel.json'), `${JSON.stringify(marker, null, 2)}\n`);

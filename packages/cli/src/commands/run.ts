@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
-import { copyFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_MEMORY_MIB, TinyxError, guestsOf } from '@tinyx/image';
-import { BACKEND_NAMES, HOTPLUGS, getBackend, restoreVm, type BackendName, type CreateOptions, type Vm } from '@tinyx/toolstack';
+import { BACKEND_NAMES, HOTPLUGS, SYSTEM_MAP, getBackend, profiledBoot, restoreVm, timelineSvg, type BackendName, type BootProfile, type CreateOptions, type Vm } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { makeOutput, reportError, type Output } from '../output.js';
@@ -21,7 +21,12 @@ interface BootArgs extends GlobalArgs {
   timeout: number;
 }
 
-interface RunArgs extends BootArgs {
+interface ProfileArgs {
+  profile?: boolean;
+  profileSvg?: string;
+}
+
+interface RunArgs extends BootArgs, ProfileArgs {
   image: string;
   backend: BackendName;
   guest?: string;
@@ -108,17 +113,33 @@ export const runCommand: CommandModule<object, RunArgs> = {
       })
       .option('memory', { type: 'number', default: DEFAULT_MEMORY_MIB, describe: 'guest memory in MiB' })
       .option('tcg-cache', { type: 'number', describe: "qemu, TCG only: bound the translation cache (MiB), most of a TCG VM's host memory after its own RAM (QEMU's default: up to 1 GiB)" })
+      .option('profile', {
+        type: 'boolean',
+        describe:
+          "boot once with the kernel's timestamps and initcall_debug, wait until ready, stop, and show where the time went: the phases (VMM, kernel setup, initcalls, root, /init, the app, the probe) and the ten most expensive steps",
+      })
+      .option('profile-svg', { type: 'string', describe: 'with --profile: also draw the timeline into this SVG file (open it in a browser)' })
       .group(['tcg-cache'], 'QEMU (--backend qemu):')
+      .group(['profile', 'profile-svg'], 'Boot profile:')
+      .check((args) => {
+        if (args.profile && (args.check || args.detach)) throw new Error('--profile boots, waits until ready and stops the VM by itself: drop --check and --detach');
+        if (args.profileSvg !== undefined && !args.profile) throw new Error('--profile-svg draws the timeline of --profile: add --profile');
+        return true;
+      })
       .example('$0 run out/nginx --check', 'boot, wait until nginx answers HTTP, print the boot time, stop')
       .example('$0 run out/nginx --publish 8080:80', 'boot and serve on localhost:8080 until Ctrl-C; the console goes to stdout')
       .example('$0 run out/redis --check --json', 'the same, as JSON (accelerator, times, console file)')
       .example('$0 run out/nginx --detach --publish 8080:80', 'in the background; then tinyx ps, tinyx logs ID, tinyx stop ID')
       .example('sudo $0 run out/nginx --network bridge --detach', 'with an address of its own on the tinyx0 bridge (10.213.0.0/16); tinyx ps shows it')
       .example('$0 run out/nginx-pvh --backend xen --check --timeout 180', 'in dom0: a Xen domain (from the pool when tinyx pool fill made some), probed, destroyed')
+      .example('$0 run out/nginx --profile --profile-svg nginx-boot.svg', "where the boot's time goes: phases, the ten most expensive steps, and a timeline picture")
       .epilog(
         'Networking: with --network user (the default) the guest is 10.0.2.15 behind QEMU, reached through --publish forwards on 127.0.0.1 (the readiness probe gets one of its own). With --network bridge each VM has its own address on tinyx0. A Xen domain (--backend xen) always has its own address on xenbr0 (10.213.0.0/16).',
       ) as unknown as Argv<RunArgs>,
-  handler: (args) => boot(args, (signal) => getBackend(args.backend).create(args.image, createOptions(args, signal))),
+  handler: (args) => {
+    if (args.profile) return profile(args);
+    return boot(args, (signal) => getBackend(args.backend).create(args.image, createOptions(args, signal)));
+  },
 };
 
 export const restoreCommand: CommandModule<object, RestoreArgs> = {
@@ -202,4 +223,52 @@ async function boot(args: BootArgs, start: (signal: AbortSignal) => Promise<Vm>)
     await vm?.destroy().catch((error: unknown) => reportError(new TinyxError('E_DESTROY', `could not stop ${vm?.id}: ${String(error)}`), out));
     interrupt.dispose();
   }
+}
+
+/**
+ * `tinyx run --profile`: one boot with the kernel's timestamps and a line per
+ * initcall, watched from the VMM's start; once the probe answers, the VM is
+ * stopped and the profile shown (text, --json, and --profile-svg's picture).
+ */
+async function profile(args: RunArgs): Promise<void> {
+  const out = makeOutput(args);
+  const interrupt = interruptSignal();
+  const profiled = profiledBoot(createOptions(args, interrupt.signal));
+  let vm: Vm | undefined;
+  try {
+    vm = await getBackend(args.backend).create(args.image, profiled.options);
+    introduce(vm, out);
+    const ready = await vm.waitReady(undefined, { timeoutMs: args.timeout * 1000, signal: interrupt.signal });
+    const result = await profiled.finish(vm, ready.ms);
+    if (args.profileSvg) await writeFile(args.profileSvg, timelineSvg(result, `${vm.image.name} (${describeRun(vm)})`));
+    if (out.json) out.result({ ok: true, ...vm.describe(), profile: result, ...(args.profileSvg ? { svg: args.profileSvg } : {}) });
+    else {
+      for (const line of profileText(result)) out.line(line);
+      if (args.profileSvg) out.line(`timeline: ${args.profileSvg}`);
+    }
+    process.exitCode = 0;
+  } catch (error) {
+    process.exitCode = reportError(vm ? await keepConsole(vm, error) : error, out);
+  } finally {
+    await profiled.dispose();
+    await vm?.destroy().catch((error: unknown) => reportError(new TinyxError('E_DESTROY', `could not stop ${vm?.id}: ${String(error)}`), out));
+    interrupt.dispose();
+  }
+}
+
+function describeRun(vm: Vm): string {
+  const d = vm.describe();
+  return [d.backend, d.guest, ...(d.accel ? [d.accel.accel] : [])].join(' ');
+}
+
+/** The profile as a person reads it: the phases with their share, the ten most expensive steps, and what the profiling cost. */
+export function profileText(p: BootProfile): string[] {
+  const ms = (n: number): string => `${n.toFixed(1)} ms`.padStart(10);
+  const lines = [`ready ${p.readyMs} ms after the VMM's start`, '', 'phases'];
+  for (const phase of p.phases) lines.push(`  ${ms(phase.ms)}  ${String(Math.round((phase.ms / p.readyMs) * 100)).padStart(3)} %  ${phase.title}`);
+  lines.push('', 'the ten most expensive steps');
+  for (const step of p.top) lines.push(`  ${ms(step.ms)}  ${step.kind.padEnd(8)}  ${step.name}${step.detail ? ` (${step.detail})` : ''}`);
+  lines.push('', `${p.initcalls.length} initcalls; ${p.consoleLines} kernel lines printed at about ${p.lineCostMs} ms each (subtracted from the steps, not the phases: a quiet boot is faster).`);
+  if (p.unnamed > 0) lines.push(`${p.unnamed} initcalls are shown as addresses: the image has no ${SYSTEM_MAP} (build it again with this tinyx to keep one).`);
+  return lines;
 }

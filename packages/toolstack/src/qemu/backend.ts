@@ -132,7 +132,10 @@ export class QemuBackend implements Backend {
     if (probeForward) forwards.push(probeForward);
     const memoryMiB = options.memoryMiB ?? DEFAULT_MEMORY_MIB;
     const vcpus = options.vcpus ?? 1;
-    const cmdline = qemuCmdline(image, nic ?? USER_NETWORK, { accel: accel.accel, hostTscKhz: accel.accel !== 'tcg' || qemu.tscKhz === null ? undefined : (qemu.tscKhz ?? (await hostTscKhz())) });
+    const cmdline = [
+      qemuCmdline(image, nic ?? USER_NETWORK, { accel: accel.accel, hostTscKhz: accel.accel !== 'tcg' || qemu.tscKhz === null ? undefined : (qemu.tscKhz ?? (await hostTscKhz())) }),
+      ...(options.kernelArgs ?? []),
+    ].join(' ');
     let started: { child: ChildProcess; exited: Promise<number | null>; qmp: QmpClient; startedAt: number } | undefined;
     for (let attempt = 1; !started; attempt++) {
       const args = qemuArgv({
@@ -157,6 +160,7 @@ export class QemuBackend implements Backend {
       logCommand(QEMU, args);
       const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', log.fd], detached: true });
       await log.close();
+      options.onStarted?.({ consoleFile: join(dir, 'console.log'), startedAt });
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.once('error', () => undefined);
       if (qemu.detach) child.unref();

@@ -45,6 +45,7 @@ interface DomainSpec {
   xl: (record: XenRecord) => Promise<string[]>;
   restored: boolean;
   requested: number;
+  onStarted?: CreateOptions['onStarted'];
 }
 
 /**
@@ -141,7 +142,8 @@ export class XenBackend implements Backend {
     const { image, type } = await this.openImage(imageDir, options.guest);
     const xen = options.xen ?? {};
     const shape = { type, memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB, vcpus: options.vcpus ?? 1 };
-    if (!options.paused && xen.pool !== false) {
+    // A pooled domain booted with the plain command line: one that asks for more is made anew.
+    if (!options.paused && xen.pool !== false && !options.kernelArgs?.length) {
       const pooled = await this.pool.take(image.dir, shape, requested);
       if (pooled) {
         if (xen.refill) refillInBackground(this.options, image.dir, shape);
@@ -160,11 +162,12 @@ export class XenBackend implements Backend {
         const script = xen.vifScript ?? (await vifScript(record.hotplug, runtimeDir()));
         const diskScript = image.rootAs === 'disk' ? await blockScript(record.hotplug, runtimeDir()) : undefined;
         const extraLines = [...this.extraLines, ...(xen.extraLines ?? [])];
-        await writeFile(record.config, xenDomainConfig(image, record, { extraLines, vifScript: script, blockScript: diskScript }));
+        await writeFile(record.config, xenDomainConfig(image, record, { extraLines, vifScript: script, blockScript: diskScript, kernelArgs: options.kernelArgs }));
         return ['create', ...(options.paused ? ['-p'] : []), record.config];
       },
       restored: false,
       requested,
+      onStarted: options.onStarted,
     });
   }
 
@@ -242,6 +245,7 @@ export class XenBackend implements Backend {
       xlStarted = true;
       // Boot times count from xl's start; a domain from the pool counts from the request (pool.ts).
       const startedAt = performance.now();
+      spec.onStarted?.({ consoleFile: record.consoleLog, startedAt });
       const result = await xl(args, spec.signal);
       if (result.exitCode !== 0) throw xlFailure(args[0]!, id, result, record.config);
       // Asked while the guest boots (a created domain runs already): it does not delay readiness.
