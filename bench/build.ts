@@ -5,9 +5,9 @@
 //   sizes        initrd compressed (gzip, and xz) and unpacked, file count, and the Debian root it was cut from
 //   kernels      nginx's kernel per platform: bzImage and vmlinux sizes, options, cold build and cache hit
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, stat, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { build, createBuild, formatBytes, type KernelResult, type Platform } from '@tinyx/builder';
+import { mkdir, mkdtemp, readdir, readFile, stat, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { build, createBuild, formatBytes, type KernelFeature, type KernelResult, type Platform } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
 import { median, round } from './boot.js';
 
@@ -42,6 +42,15 @@ export interface KernelFigures {
   compileSeconds: number;
   cacheHitSeconds: number;
   cacheHit: boolean;
+  /**
+   * A second app's kernel after nginx's: nginx's config plus leaf features (as another app's
+   * would differ), built in the platform's kept tree, and (another leaf feature) from an empty
+   * tree with ccache warm. The kernel step's seconds and the files compiled. Absent in runs before them.
+   */
+  secondApp?: {
+    keptTree: { features: string[]; seconds: number; compiled: number };
+    emptyTreeWarmCcache: { features: string[]; seconds: number; compiled: number; ccacheHits: number; ccacheMisses: number };
+  };
 }
 
 const seconds = async <T>(fn: () => Promise<T>): Promise<{ value: T; s: number }> => {
@@ -119,13 +128,14 @@ export async function kernelFigures(shared: string): Promise<Record<string, Kern
         await mkdir(join(shared, kind), { recursive: true });
         await symlink(join(shared, kind), join(cache, kind));
       }
-      const kernel = async (): Promise<KernelResult & { stepSeconds: number }> => {
+      const kernel = async (kernelFeatures: KernelFeature[] = []): Promise<KernelResult & { stepSeconds: number }> => {
         let stepSeconds = 0;
         const b = createBuild({
           recipe: 'nginx',
           cacheDir: cache,
           goal: 'kernel',
           platform,
+          kernelFeatures,
           onEvent: (e) => {
             if (e.type === 'step-end' && e.step === 'kernel') stepSeconds = e.seconds;
           },
@@ -137,8 +147,13 @@ export async function kernelFigures(shared: string): Promise<Record<string, Kern
         }
         return { ...b.kernelOutcome, stepSeconds };
       };
-      const cold = await seconds(kernel);
-      const warm = await seconds(kernel);
+      const cold = await seconds(() => kernel());
+      const warm = await seconds(() => kernel());
+      // A second app: leaf features more, in the kept tree; then another, from an empty tree (a fresh runner with a warm ccache).
+      const compiledBy = async (k: KernelResult): Promise<number> => (JSON.parse(await readFile(join(dirname(k.built!.bzImage), 'meta.json'), 'utf8')) as { compiled: number }).compiled;
+      const inTree = await kernel(['posix-mqueue']);
+      await removeTree(join(cache, 'kernel-trees'));
+      const fromEmpty = await kernel(['signalfd']);
       // goal 'kernel' builds the files ('kernel-config' alone leaves `built` undefined).
       const built = cold.value.built;
       const rebuilt = warm.value.built;
@@ -153,8 +168,18 @@ export async function kernelFigures(shared: string): Promise<Record<string, Kern
         // The kernel step alone (features, config and build lookups), not the steps before it.
         cacheHitSeconds: warm.value.stepSeconds,
         cacheHit: rebuilt.cached,
+        secondApp: {
+          keptTree: { features: ['posix-mqueue'], seconds: inTree.stepSeconds, compiled: await compiledBy(inTree) },
+          emptyTreeWarmCcache: {
+            features: ['signalfd'],
+            seconds: fromEmpty.stepSeconds,
+            compiled: await compiledBy(fromEmpty),
+            ccacheHits: fromEmpty.built?.compilerCache?.hits ?? NaN,
+            ccacheMisses: fromEmpty.built?.compilerCache?.misses ?? NaN,
+          },
+        },
       };
-      console.log(`kernel ${platform}: bzImage ${formatBytes(kernels[platform].bzImageBytes)}, cold ${cold.value.stepSeconds} s, cache hit ${warm.value.stepSeconds} s`);
+      console.log(`kernel ${platform}: bzImage ${formatBytes(kernels[platform].bzImageBytes)}, cold ${cold.value.stepSeconds} s, cache hit ${warm.value.stepSeconds} s, a second app's in the kept tree ${inTree.stepSeconds} s, from an empty tree ${fromEmpty.stepSeconds} s`);
     } finally {
       await removeTree(cache);
     }

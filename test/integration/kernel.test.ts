@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, realpath, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { build, defaultCacheDir, type Manifest } from '@tinyx/builder';
+import { dirname, join } from 'node:path';
+import { build, createBuild, defaultCacheDir, type KernelResult, type Manifest } from '@tinyx/builder';
 import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
 import { TCG_APIC_TIMER_HZ } from '@tinyx/toolstack/internals';
 import { integrationTest } from '../helpers/capabilities.js';
@@ -125,6 +126,50 @@ test.serial("the base's BusyBox runs /init's commands in its own process (a stan
   t.is(exe, await realpath(busybox), 'readlink ran as an applet of the same BusyBox, not as /usr/bin/readlink');
 });
 
+test.serial("the build split: a kernel that differs from nginx's only in leaf options (signalfd, POSIX message queues) compiles a few files in nginx's kept build tree; from an empty tree, ccache answers nearly every compile; both give the same bytes", async (t) => {
+  const kernelOf = async (goal: 'kernel' | 'kernel-config'): Promise<KernelResult> => {
+    const run = createBuild({ recipe: 'nginx', format: 'initramfs', kernelFeatures: ['signalfd', 'posix-mqueue'], goal });
+    try {
+      for (const step of run.steps) await run.runStep(step);
+    } finally {
+      await run.cleanup();
+    }
+    return run.kernelOutcome;
+  };
+  // This config is this test's own: an entry of it is removed before each build, so that it compiles.
+  const kernels = join(defaultCacheDir(), 'kernels');
+  const wanted = createHash('sha256').update((await kernelOf('kernel-config')).config.text).digest('hex');
+  const forget = async (): Promise<void> => {
+    for (const name of await readdir(kernels)) {
+      const meta = JSON.parse(await readFile(join(kernels, name, 'meta.json'), 'utf8')) as { configSha256: string };
+      if (meta.configSha256 === wanted) await removeTree(join(kernels, name));
+    }
+  };
+  const sha = (file: string): string => execFileSync('sha256sum', [file], { encoding: 'utf8' }).split(' ')[0]!;
+
+  await forget();
+  const warm = await kernelOf('kernel');
+  t.false(warm.built!.cached, 'compiled');
+  t.regex(warm.config.text, /^CONFIG_SIGNALFD=y$/m);
+  t.regex(warm.config.text, /^CONFIG_POSIX_MQUEUE=y$/m);
+  t.true(warm.built!.keptTree, "started from the tree nginx's kernel was built in");
+  const warmCompiled = (JSON.parse(await readFile(join(dirname(warm.built!.bzImage), 'meta.json'), 'utf8')) as { compiled: number }).compiled;
+  t.true(warmCompiled > 0 && warmCompiled <= 150, `${warmCompiled} files compiled (of some 800 in a kernel): the two options' own, and what depends on the config as a whole`);
+  const bytes = { bzImage: sha(warm.built!.bzImage), vmlinux: sha(warm.built!.vmlinux) };
+
+  // Without a kept tree (a fresh machine's CI runner with a warm ccache): every file goes through ccache.
+  await forget();
+  await removeTree(join(defaultCacheDir(), 'kernel-trees'));
+  const cold = await kernelOf('kernel');
+  t.false(cold.built!.keptTree);
+  const use = cold.built!.compilerCache;
+  t.truthy(use, 'ccache was used and counted');
+  const compiles = use!.hits + use!.misses;
+  t.true(compiles > 500, `${compiles} compiles`);
+  t.true(use!.misses <= compiles * 0.05, `${use!.misses} of ${compiles} compiles missed ccache`);
+  t.deepEqual({ bzImage: sha(cold.built!.bzImage), vmlinux: sha(cold.built!.vmlinux) }, bytes, 'the same kernel, byte for byte, whichever way it was built');
+});
+
 test.serial('a damaged cached kernel (a truncated vmlinux) is detected, removed and built again (ccache: the same files, compiled once), never shipped: the same bytes', async (t) => {
   const kernels = join(defaultCacheDir(), 'kernels');
   let entry: string | undefined;
@@ -142,6 +187,8 @@ test.serial('a damaged cached kernel (a truncated vmlinux) is detected, removed 
   t.is(result.code, 0, result.stderr.slice(-3000));
   t.regex(result.stderr, new RegExp(`cache: kernels/${entry} was damaged \\(vmlinux is not what was published \\(sha256 differs\\)\\); removed, building it again`));
   t.regex(result.stderr, /\[kernel\] done/, 'compiled, not a cache hit');
+  const rebuilt = JSON.parse(await readFile(join(kernels, entry!, 'meta.json'), 'utf8')) as { keptTree?: boolean };
+  t.true(rebuilt.keptTree, 'in the kept tree, which built another config last (the build split test): the bytes must not depend on it');
   t.is(sha(join(out, 'vmlinux')), good.vmlinux, 'the image has the right kernel');
   t.is(sha(join(out, 'vmlinuz')), good.bzImage);
   t.is(sha(join(kernels, entry!, 'vmlinux')), good.vmlinux, 'and so has the cache again');

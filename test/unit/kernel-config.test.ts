@@ -23,11 +23,14 @@ test('the bundled fragments: base, platform, its network card with net, trim, fe
   const fragments = await kernelFragments({ platform: 'kvm', features: new Map([['net', ['recipe']], ['epoll', ['inferred: epoll_create (/usr/sbin/nginx)']]]), format: 'initramfs', decompressor: 'RD_GZIP' });
   t.deepEqual(
     fragments.map((f) => f.name),
-    ['base.config', 'platforms/kvm.config', 'platforms/kvm.net.config', 'trim.config', 'feature net (recipe)', 'feature epoll (inferred: epoll_create (/usr/sbin/nginx))', 'formats/initramfs.config', 'the initramfs compression'],
+    ['base.config', 'shared.config', 'platforms/kvm.config', 'platforms/kvm.net.config', 'trim.config', 'feature net (recipe)', 'feature epoll (inferred: epoll_create (/usr/sbin/nginx))', 'formats/initramfs.config', 'the initramfs compression'],
   );
   t.is(mergeFragments(fragments).get('BLK_DEV_INITRD')?.value, 'y');
   t.is(mergeFragments(fragments).get('NO_HZ_IDLE')?.origin, 'base.config', 'every kernel is tickless when idle');
-  t.is(mergeFragments(fragments).get('BLOCK'), undefined, 'an initramfs kernel has no block layer asked for');
+  // The build split: options that change widely included headers are in every kernel, so kernels share their objects.
+  for (const wide of ['BLOCK', 'TIMERFD', 'AIO', 'INOTIFY_USER', 'SYSVIPC']) t.is(mergeFragments(fragments).get(wide)?.origin, 'shared.config', wide);
+  t.is(mergeFragments(fragments).get('SWAP')?.value, 'n', 'no swap, which BLOCK would bring');
+  t.is(mergeFragments(fragments).get('SIGNALFD'), undefined, 'a leaf option stays with the apps that need it');
   const merged = mergeFragments(fragments);
   t.is(merged.get('RD_GZIP')?.value, 'y', 'the decompressor beats the trim list');
   t.is(merged.get('RD_XZ')?.value, 'n');
@@ -36,7 +39,7 @@ test('the bundled fragments: base, platform, its network card with net, trim, fe
   // An erofs root: the platform's disk driver and the filesystem, and no initramfs support.
   for (const [platform, driver] of [['kvm', 'VIRTIO_BLK'], ['xen-pvh', 'XEN_BLKDEV_FRONTEND'], ['xen-pv', 'XEN_BLKDEV_FRONTEND']] as const) {
     const erofs = await kernelFragments({ platform, features: new Map(), format: 'erofs', decompressor: null });
-    t.deepEqual(erofs.map((f) => f.name), ['base.config', `platforms/${platform}.config`, `platforms/${platform}.block.config`, 'trim.config', 'formats/erofs.config'], platform);
+    t.deepEqual(erofs.map((f) => f.name), ['base.config', 'shared.config', `platforms/${platform}.config`, `platforms/${platform}.block.config`, 'trim.config', 'formats/erofs.config'], platform);
     const merged = mergeFragments(erofs);
     t.is(merged.get(driver)?.value, 'y', platform);
     t.is(merged.get('EROFS_FS')?.value, 'y');

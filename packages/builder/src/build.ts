@@ -610,6 +610,7 @@ export class Build {
     }
     const built = await buildKernel(this.cache, source, config, {
       signal: this.signal,
+      tree: platform,
       sourceDateEpoch: this.resolved.sourceDateEpoch,
       onProgress: ({ compiled, expected }) => this.options.onEvent?.({ type: 'progress', step: 'kernel', done: compiled, total: expected, unit: 'files compiled' }),
     });
@@ -623,7 +624,8 @@ export class Build {
     const size = (await stat(built.bzImage)).size;
     // Said once, when the configuration is first made; the manifest keeps it (kernel.couldNotDisable).
     const stuck = !config.cached && config.stuckOn.length > 0 ? `; could not switch off ${config.stuckOn.map((s) => s.symbol).join(', ')}` : '';
-    return { result: { source, request, config, built }, cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}` };
+    const reused = built.compilerCache ? `; ${built.compilerCache.hits} of ${built.compilerCache.hits + built.compilerCache.misses} compiles from ccache` : '';
+    return { result: { source, request, config, built }, cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}${reused}` };
   }
 
   /** For `tinyx recipe init`: the recipe derived from the package's unit, and what it took from where. */

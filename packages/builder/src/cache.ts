@@ -23,6 +23,7 @@ const CACHE_FORMAT = 1;
  *   kernels/<key>/     a built kernel (bzImage, vmlinux, .config, System.map), by source and final .config
  *   packed/<key>/      a compressed archive, by the hash of the raw archive and the compression
  *   xen-dom0/<key>/    the Xen test harness's hypervisor, dom0 kernel and dom0 root (test/xen)
+ *   kernel-trees/<key>/  the build tree of the last kernel of a source and platform, kept to build the next one incrementally
  *   ccache/            ccache's own store for kernel compiles, when the host has ccache
  *   tmp/<random>/      work in progress; an entry is built here and renamed into place
  */

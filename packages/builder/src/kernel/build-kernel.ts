@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { appendFile, copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, relative } from 'node:path';
-import { cacheKey, type Cache } from '../cache.js';
+import { cacheKey, processExists, type Cache } from '../cache.js';
 import { CommandFailedError, TinyxError } from '../errors.js';
 import { findOnPath } from '@tinyx/image';
 import { removeTree } from '../mounts.js';
@@ -38,6 +38,15 @@ export interface BuiltKernel {
   cached: boolean;
   /** Seconds the compile took (now, or when it was cached). */
   buildSeconds: number;
+  /**
+   * What ccache gave the compile: compiles answered from it (hits) and run
+   * (misses), from its counters before and after (another build sharing the
+   * cache meanwhile would add its own). Absent without ccache, and for a kernel
+   * that came from the cache whole.
+   */
+  compilerCache?: { hits: number; misses: number } | undefined;
+  /** Built in the kept build tree of its platform (only what the config changed was compiled), not in an empty one. */
+  keptTree?: boolean;
 }
 
 export interface KernelProgress {
@@ -60,8 +69,8 @@ function reproducibleEnv(sourceDateEpoch: number): Record<string, string> {
 /**
  * ccache, when the host has it, with its store in the tinyx cache: a source
  * file whose preprocessed text a configuration change leaves alone is
- * compiled once. The build directory is a fresh temporary one each time; the
- * compiler is given absolute source paths and paths relative to it for the
+ * compiled once. The build directory is the platform's kept tree or an empty
+ * temporary one; the compiler is given absolute source paths and paths relative to it for the
  * rest, so the directory itself is left out of the hash. No base_dir: it
  * would turn the source paths relative, and __FILE__ (which the kernel's
  * -fmacro-prefix-map shortens only when absolute) would then differ from a
@@ -176,7 +185,13 @@ export async function buildKernel(
   cache: Cache,
   source: KernelSource,
   config: KernelConfig,
-  options: { signal?: AbortSignal | undefined; sourceDateEpoch: number; onProgress?: (progress: KernelProgress) => void },
+  options: {
+    signal?: AbortSignal | undefined;
+    sourceDateEpoch: number;
+    onProgress?: (progress: KernelProgress) => void;
+    /** Which kept build tree to start from (the platform): kernels of one platform share most objects. */
+    tree?: string | undefined;
+  },
 ): Promise<BuiltKernel> {
   const key = kernelBuildKey(source.id, config.text);
   const hit = await cache.lookup('kernels', key);
@@ -184,12 +199,16 @@ export async function buildKernel(
     const meta = await cache.readMeta<{ seconds: number }>(hit);
     return { bzImage: join(hit, 'bzImage'), vmlinux: join(hit, 'vmlinux'), systemMap: join(hit, 'System.map'), config, version: source.version, cached: true, buildSeconds: meta.seconds };
   }
-  const expected = await expectedCompileCount(cache, source.id);
   const temp = await cache.makeTemp('kernel');
-  const build = join(temp, 'build');
+  const kept = options.tree ? await takeKeptTree(cache, source.id, options.tree) : undefined;
+  const build = kept?.dir ?? join(temp, 'build');
+  const warm = kept?.warm ?? false;
   const entry = join(temp, 'entry');
-  await mkdir(build);
+  let built = false;
+  if (!kept) await mkdir(build);
   await mkdir(entry);
+  // A kept tree compiles only what the config changed: no count to expect.
+  const expected = warm ? undefined : await expectedCompileCount(cache, source.id);
   const logFile = join(temp, 'build.log');
   const log = createWriteStream(logFile);
   const complaints: string[] = [];
@@ -198,6 +217,7 @@ export async function buildKernel(
     let compiled = 0;
     await writeFile(join(build, '.config'), config.text);
     const ccache = await compilerCache(cache);
+    const countedBefore = ccache ? await ccacheCounters(ccache.env, options.signal) : undefined;
     const make = (args: string[]) =>
       failingForSpace('kernel', { label: 'the cache', path: cache.dir }, () => run('make', ['-C', source.dir, `O=${build}`, ...(ccache?.makeArgs ?? []), ...args], {
         signal: options.signal,
@@ -226,18 +246,84 @@ export async function buildKernel(
       throw error;
     }
     const seconds = Math.round(performance.now() - started) / 1000;
+    const countedAfter = ccache && countedBefore ? await ccacheCounters(ccache.env, options.signal) : undefined;
+    const compilerCacheUse = countedBefore && countedAfter ? { hits: countedAfter.hits - countedBefore.hits, misses: countedAfter.misses - countedBefore.misses } : undefined;
     await copyFile(join(build, 'arch/x86/boot/bzImage'), join(entry, 'bzImage'));
     // The symbol table is for debuggers; QEMU and Xen load the rest (the PVH note survives stripping).
     await run('objcopy', ['--strip-all', join(build, 'vmlinux'), join(entry, 'vmlinux')], { signal: options.signal });
     await copyFile(join(build, '.config'), join(entry, 'config'));
     // The symbols the stripped vmlinux no longer has: the boot profiler names initcalls with them.
     await copyFile(join(build, 'System.map'), join(entry, 'System.map'));
-    const dir = await cache.publish('kernels', key, entry, { source: source.id, version: source.version, configSha256: config.sha256, compiled, seconds });
-    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map'), config, version: source.version, cached: false, buildSeconds: seconds };
+    const dir = await cache.publish('kernels', key, entry, { source: source.id, version: source.version, configSha256: config.sha256, compiled, seconds, keptTree: warm, ...(compilerCacheUse ? { compilerCache: compilerCacheUse } : {}) });
+    built = true;
+    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map'), config, version: source.version, cached: false, buildSeconds: seconds, compilerCache: compilerCacheUse, keptTree: warm };
   } finally {
     log.end();
+    // A tree whose build failed or was interrupted is in a state nobody knows: the next build starts afresh.
+    await kept?.release(built);
     await removeTree(temp);
   }
+}
+
+/**
+ * Kept build trees: after a kernel builds, its build tree is kept, one per
+ * source and platform, and the next kernel of that platform is built in it.
+ * Kbuild then compiles only the objects whose text the new config changes
+ * (fixdep records, for each object, the options it depends on), and links.
+ * The tree stays where it is (`kernel-trees/<key>/tree`): Kbuild builds its
+ * tools (objtool) with the tree's absolute path, and in a moved tree it
+ * builds them again, and so every object. A build holds the tree through a
+ * lock directory naming its pid (taken with mkdir, atomic; a dead holder's
+ * lock is taken over); a second build meanwhile uses an empty tree of its own
+ * (ccache still serves it). A tree whose build failed or was interrupted is
+ * removed. The kernel's bytes do not depend on the tree (same source, same
+ * config, fixed build metadata): the build split test compares a kernel built
+ * in the kept tree with the same one built from an empty tree.
+ */
+async function takeKeptTree(cache: Cache, sourceId: string, tree: string): Promise<{ dir: string; warm: boolean; release(keep: boolean): Promise<void> } | undefined> {
+  const slot = join(cache.dir, 'kernel-trees', cacheKey('kernel-tree', { source: sourceId, tree }));
+  const lock = join(slot, 'lock');
+  await mkdir(slot, { recursive: true });
+  let abandoned = false;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) return undefined;
+      const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''));
+      // Held by a live build (or one that is writing its pid right now): not ours.
+      if (!holder || processExists(holder)) return undefined;
+      // Its holder died without releasing it (killed): the tree may hold half-written objects.
+      abandoned = true;
+      await removeTree(lock);
+    }
+  }
+  await writeFile(join(lock, 'pid'), String(process.pid));
+  const dir = join(slot, 'tree');
+  const warm = !abandoned && (await stat(join(dir, '.config')).then(() => true, () => false));
+  if (!warm) {
+    await removeTree(dir);
+    await mkdir(dir);
+  }
+  return {
+    dir,
+    warm,
+    release: async (keep) => {
+      if (!keep) await removeTree(dir);
+      await removeTree(lock);
+    },
+  };
+}
+
+/** ccache's hit and miss counters (`ccache --print-stats`, tab-separated); undefined when it cannot say. */
+async function ccacheCounters(env: Record<string, string>, signal: AbortSignal | undefined): Promise<{ hits: number; misses: number } | undefined> {
+  const result = await run('ccache', ['--print-stats'], { env, signal, allowFailure: true });
+  if (result.exitCode !== 0) return undefined;
+  const counters = new Map(result.stdout.split('\n').map((line) => line.split('\t') as [string, string]).map(([k, v]) => [k, Number(v)]));
+  const hits = (counters.get('direct_cache_hit') ?? NaN) + (counters.get('preprocessed_cache_hit') ?? NaN);
+  const misses = counters.get('cache_miss') ?? NaN;
+  return Number.isFinite(hits) && Number.isFinite(misses) ? { hits, misses } : undefined;
 }
 
 /** How many files an earlier build of the same tree compiled: the denominator of the progress. */

@@ -21,14 +21,16 @@ export interface KernelRequest {
 
 /**
  * The fragments of one kernel, in order of precedence (a later one wins):
- * base, the platform, its network card (with the `net` feature), its disk
+ * base, what every kernel shares (shared.config: the options that change
+ * widely included headers, so that kernels share compiled objects), the
+ * platform, its network card (with the `net` feature), its disk
  * (for a root on one), the trim list, the features, the root format's
  * fragment, and the initramfs decompressor.
  */
 export async function kernelFragments(request: KernelRequest, dir = BUNDLED_KERNEL_DIR): Promise<Fragment[]> {
   const file = async (name: string): Promise<Fragment> => ({ name, text: await readFile(join(dir, name), 'utf8') });
   const platform = PLATFORMS[request.platform].kernelFragments;
-  const fragments = [await file('base.config'), await file(platform.base)];
+  const fragments = [await file('base.config'), await file('shared.config'), await file(platform.base)];
   if (request.features.has('net')) fragments.push(await file(platform.net));
   const format: RootFormatFacts = ROOT_FORMATS[request.format];
   if (format.boots === 'disk') fragments.push(await file(platform.block));

@@ -33,7 +33,7 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
         : y.example('$0 kernel build nginx --out /tmp/k', 'build (or take from the cache) and copy the files out')
       ).epilog(
         `${recipeSearchHelp()}\n\n` +
-          'The kernel is tinyconfig + kernel/base.config + kernel/platforms/<platform>.config (+ .net.config with the net feature, + .block.config for a disk root) + kernel/trim.config + the features (the recipe\'s, and those inferred from the symbols the app imports) + kernel/formats/<format>.config (and the initramfs decompressor), then olddefconfig. Every requested option is checked afterwards: one Kconfig dropped is an error naming its unmet dependencies.',
+          'The kernel is tinyconfig + kernel/base.config + kernel/shared.config (what every kernel shares, so that kernels share their compiled objects) + kernel/platforms/<platform>.config (+ .net.config with the net feature, + .block.config for a disk root) + kernel/trim.config + the features (the recipe\'s, and those inferred from the symbols the app imports) + kernel/formats/<format>.config (and the initramfs decompressor), then olddefconfig. Every requested option is checked afterwards: one Kconfig dropped is an error naming its unmet dependencies.',
       ) as unknown as Argv<KernelArgs>;
     },
     handler: async (args) => {
@@ -105,10 +105,11 @@ async function reportBuild(kernel: KernelResult, outDir: string | undefined, out
   }
   const sizes = { bzImage: (await stat(built.bzImage)).size, vmlinux: (await stat(built.vmlinux)).size };
   if (out.json) {
-    out.result({ ok: true, version: built.version, platform: kernel.request.platform, cached: built.cached, buildSeconds: built.buildSeconds, bzImage: built.bzImage, vmlinux: built.vmlinux, sizes, configSha256: kernel.config.sha256, enabledOptions: kernel.config.enabled, out: outDir ?? null });
+    out.result({ ok: true, version: built.version, platform: kernel.request.platform, cached: built.cached, buildSeconds: built.buildSeconds, compilerCache: built.compilerCache ?? null, bzImage: built.bzImage, vmlinux: built.vmlinux, sizes, configSha256: kernel.config.sha256, enabledOptions: kernel.config.enabled, out: outDir ?? null });
     return;
   }
-  out.line(`Linux ${built.version} for ${kernel.request.platform}${built.cached ? ' (cache hit)' : ` (built in ${built.buildSeconds} s)`}`);
+  const reused = built.compilerCache ? `, ${built.compilerCache.hits} of ${built.compilerCache.hits + built.compilerCache.misses} compiles from ccache` : '';
+  out.line(`Linux ${built.version} for ${kernel.request.platform}${built.cached ? ' (cache hit)' : ` (built in ${built.buildSeconds} s${reused})`}`);
   out.line(`  bzImage  ${formatBytes(sizes.bzImage)}  ${built.bzImage}`);
   out.line(`  vmlinux  ${formatBytes(sizes.vmlinux)}  ${built.vmlinux}`);
   out.line(`  ${kernel.config.enabled} options, config sha256 ${kernel.config.sha256.slice(0, 16)}`);
