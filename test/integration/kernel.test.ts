@@ -219,6 +219,15 @@ test.serial('a second build with the same config is a cache hit; redis gets its 
   t.regex(erofs.config, /^CONFIG_EROFS_FS_ZIP=y$/m, 'LZ4HC images: the LZ4 decompressor');
   t.regex(erofs.config, /^CONFIG_LZ4_DECOMPRESS=y$/m);
   for (const off of ['BLK_DEV_INITRD', 'EROFS_FS_ZIP_LZMA', 'EROFS_FS_XATTR']) t.regex(erofs.config, new RegExp(`^# CONFIG_${off} is not set$`, 'm'), off);
+  // A recipe's kernel.disable: the options are left out even where a fragment or a feature (shmem: TMPFS) asked for them.
+  const recipe = join(work, 'nginx-pruned.yaml');
+  await writeFile(recipe, (await readFile('recipes/nginx.yaml', 'utf8')).replace(/^(\s+features: \[.*\])$/m, '$1\n  disable: [AIO, TMPFS]'));
+  const pruned = JSON.parse((await runCli(['kernel', 'config', recipe, '--format', 'initramfs', '--json'])).stdout) as { requested: { symbol: string; value: string; origin: string }[]; config: string };
+  for (const off of ['AIO', 'TMPFS']) {
+    t.regex(pruned.config, new RegExp(`^# CONFIG_${off} is not set$`, 'm'), off);
+    t.like(pruned.requested.find((r) => r.symbol === off), { value: 'n', origin: "the recipe's kernel.disable" });
+  }
+  t.regex(pruned.config, /^CONFIG_SHMEM=y$/m, 'what was not named stays');
 });
 
 test.serial('the xen-pvh kernel carries the PVH entry ELF note (XEN_ELFNOTE_PHYS32_ENTRY) and Xen frontends', async (t) => {

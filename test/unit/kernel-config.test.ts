@@ -46,6 +46,11 @@ test('the bundled fragments: base, platform, its network card with net, trim, fe
     t.is(merged.get('MISC_FILESYSTEMS')?.value, 'y', 'EROFS_FS is under this menu');
     t.is(merged.get('BLK_DEV_INITRD')?.value, 'n');
   }
+  // The recipe's kernel.disable comes last: it wins even over a feature and the decompressor.
+  const pruned = mergeFragments(await kernelFragments({ platform: 'kvm', features: new Map([['shmem', ['recipe']]]), format: 'initramfs', decompressor: 'RD_GZIP', disable: ['TMPFS', 'AIO'] }));
+  t.deepEqual(pruned.get('TMPFS'), { value: 'n', origin: "the recipe's kernel.disable" });
+  t.deepEqual(pruned.get('AIO'), { value: 'n', origin: "the recipe's kernel.disable" });
+  t.is(pruned.get('SHMEM')?.value, 'y');
   const tar = await kernelFragments({ platform: 'kvm', features: new Map(), format: 'tar', decompressor: null });
   t.true(tar.some((f) => f.name === 'formats/initramfs.config'), "a tar's kernel is an initramfs one");
   const noNet = await kernelFragments({ platform: 'xen-pvh', features: new Map(), format: 'initramfs', decompressor: null });

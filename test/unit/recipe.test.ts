@@ -68,6 +68,10 @@ test('bad values: package names, paths, features, probes, fix-ups, modes', (t) =
   const feature = recipeError(t, `${MINIMAL}kernel: { features: [epol] }\n`);
   t.is(feature.message, 'recipes/x.yaml: kernel.features[0]: unknown feature "epol"');
   t.regex(feature.hint ?? '', /did you mean "epoll"/);
+  const symbol = recipeError(t, `${MINIMAL}kernel: { disable: [CONFIG_TMPFS] }\n`);
+  t.is(symbol.message, 'recipes/x.yaml: kernel.disable[0]: "CONFIG_TMPFS" is not a Kconfig symbol');
+  t.regex(symbol.hint ?? '', /without CONFIG_/);
+  t.is(recipeError(t, `${MINIMAL}kernel: { disable: [tmpfs] }\n`).message, 'recipes/x.yaml: kernel.disable[0]: "tmpfs" is not a Kconfig symbol');
   t.is(recipeError(t, 'packages: [xyz]\nentrypoint: { cmd: [/x], pidFile: /run/x.pid }\n').message, 'recipes/x.yaml: entrypoint.pidFile: is only for an app whose command forks');
   t.is(recipeError(t, 'packages: [xyz]\nentrypoint: { cmd: [/x], forks: yes please }\n').message, 'recipes/x.yaml: entrypoint.forks: must be true or false, not the string "yes please"');
   t.is(recipeError(t, `${MINIMAL}readiness: { tcp: 80, console: ready }\n`).message, 'recipes/x.yaml: readiness: names 2 probes (tcp, console)');

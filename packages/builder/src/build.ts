@@ -603,7 +603,7 @@ export class Build {
     const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
     const { platform, compression } = this.resolved;
     const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
-    const request: KernelRequest = { platform, features, format: this.resolved.format, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null };
+    const request: KernelRequest = { platform, features, format: this.resolved.format, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null, disable: this.recipe.kernel.disable };
     const config = await configureKernel(this.cache, source, request, { signal: this.signal });
     if (this.resolved.goal === 'kernel-config') {
       return { result: { source, request, config, built: undefined }, cached: config.cached, summary: `${config.enabled} options for ${platform}` };

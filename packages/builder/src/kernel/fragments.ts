@@ -17,6 +17,8 @@ export interface KernelRequest {
   format: RootFormat;
   /** The Kconfig symbol of the initramfs decompressor the image needs (RD_GZIP...), or null. */
   decompressor: string | null;
+  /** Options the recipe leaves out (its kernel.disable), applied last. */
+  disable?: readonly string[] | undefined;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface KernelRequest {
  * widely included headers, so that kernels share compiled objects), the
  * platform, its network card (with the `net` feature), its disk
  * (for a root on one), the trim list, the features, the root format's
- * fragment, and the initramfs decompressor.
+ * fragment, the initramfs decompressor, and what the recipe leaves out.
  */
 export async function kernelFragments(request: KernelRequest, dir = BUNDLED_KERNEL_DIR): Promise<Fragment[]> {
   const file = async (name: string): Promise<Fragment> => ({ name, text: await readFile(join(dir, name), 'utf8') });
@@ -42,5 +44,6 @@ export async function kernelFragments(request: KernelRequest, dir = BUNDLED_KERN
   // A tar is not booted as it is; its kernel is an initramfs one, as whoever unpacks it is likely to boot it so.
   fragments.push(await file(format.kernelFragment ?? ROOT_FORMATS.initramfs.kernelFragment));
   if (request.decompressor) fragments.push({ name: 'the initramfs compression', text: `CONFIG_${request.decompressor}=y` });
+  if (request.disable?.length) fragments.push({ name: "the recipe's kernel.disable", text: request.disable.map((s) => `# CONFIG_${s} is not set`).join('\n') });
   return fragments;
 }

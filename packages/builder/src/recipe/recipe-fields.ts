@@ -13,6 +13,14 @@ const imageName = matching({
   hint: 'use lower-case letters, digits, ".", "_" and "-"',
 });
 
+/** A Kconfig symbol as a .config names it after CONFIG_. */
+const kconfigSymbol = matching({
+  pattern: /^(?!CONFIG_)[A-Z0-9_]+$/,
+  type: 'Kconfig symbol',
+  problem: (symbol) => `"${symbol}" is not a Kconfig symbol`,
+  hint: 'write it as in a .config without CONFIG_: upper-case letters, digits and "_" (TMPFS, not CONFIG_TMPFS or tmpfs)',
+});
+
 const account = matching({ pattern: /^[a-z_][a-z0-9_-]*\$?$/, type: 'account name', problem: (name) => `"${name}" is not a user name` });
 
 const urlPath = matching({ pattern: /^\//, type: 'URL path', problem: (path) => `"${path}" must start with "/"` });
@@ -130,6 +138,12 @@ export const RECIPE_FIELDS = {
         kind: list(oneOf(Object.keys(KERNEL_FEATURES) as KernelFeature[], 'feature'), { distinctSorted: true }),
         default: [],
         describe: `The kernel features the application needs, by name: ${Object.keys(KERNEL_FEATURES).join(', ')}.`,
+      },
+      disable: {
+        kind: list(kconfigSymbol, { distinctSorted: true }),
+        default: [],
+        describe:
+          "Kconfig options this app's kernel leaves out, by symbol without CONFIG_ (TMPFS, SIGNALFD): applied after every fragment and feature, so what the app needs must not be among them (its readiness probe then fails).",
       },
     }),
     default: {},

@@ -28,7 +28,7 @@ export function recipeToYaml(recipe: Recipe, derivedFrom?: DerivedFrom, options:
     ...(recipe.directories.length > 0 ? { directories: recipe.directories.map((d) => ({ path: d.path, owner: d.owner, mode: d.mode.toString(8).padStart(4, '0') })) } : {}),
     ...(recipe.dlopen.length > 0 ? { dlopen: recipe.dlopen } : {}),
     readiness: recipe.readiness ? readinessYaml(recipe.readiness) : null,
-    kernel: { features: recipe.kernel.features },
+    kernel: { features: recipe.kernel.features, ...(recipe.kernel.disable.length > 0 ? { disable: recipe.kernel.disable } : {}) },
     ...(recipe.fixups.length > 0 ? { fixups: recipe.fixups } : {}),
     ...(recipe.check ? { check: recipe.check } : {}),
   };
