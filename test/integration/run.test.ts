@@ -218,6 +218,14 @@ test.serial("tinyx run --profile: the boot's phases from QEMU's start to the pro
   t.regex(text.stdout, /\n\s+\d+\.\d ms\s+\d+ %\s+initcalls\n/);
   t.regex(text.stdout, /\nthe ten most expensive steps\n(\s+\d+\.\d ms\s+(initcall|gap|phase)\s+.+\n){10}\n/);
   t.regex((await runCli(['run', nginxDir, '--profile', '--check'])).stderr, /--profile boots, waits until ready and stops the VM by itself/);
+  // A file of the user's at --profile-svg's path: refused before any boot, left as it was.
+  const mine = join(work, 'mine.svg');
+  await writeFile(mine, 'my drawing\n');
+  const refused = await runCli(['run', nginxDir, '--profile', '--profile-svg', mine, '--json']);
+  t.is(refused.code, 2, refused.stdout);
+  t.regex(refused.stdout, /E_OUTPUT_NOT_OURS/);
+  t.is(await readFile(mine, 'utf8'), 'my drawing\n');
+  t.false(/"id"/.test(refused.stdout), 'no VM was started');
 });
 
 test.serial('a broken image is a named error, not a hang: no kernel; a truncated initrd', async (t) => {

@@ -1,7 +1,9 @@
 import test from 'ava';
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SystemMap, profileBoot, timelineSvg, type StampedLine } from '@tinyx/toolstack';
+import { SystemMap, checkTimelineFile, profileBoot, timelineSvg, writeTimeline, type StampedLine } from '@tinyx/toolstack';
 
 // A real profiled boot of the nginx image under TCG (see test/fixtures/boot/README.md).
 const fixture = (name: string): Promise<string> => readFile(fileURLToPath(new URL(`../../fixtures/boot/${name}`, import.meta.url)), 'utf8');
@@ -110,4 +112,28 @@ test('the timeline picture: an SVG with a bar per phase and per initcall, and th
   for (const phase of profile.phases) t.true(svg.includes(`${phase.title}: ${phase.ms} ms`), phase.id);
   // Text is escaped: no raw < inside an element's text.
   t.false(/>[^<]*<(?![/a-z])/.test(svg));
+});
+
+test("--profile-svg's file: written where nothing is, replaced when tinyx drew it, refused when it is the user's file or a directory (left as it was)", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tinyx-svg-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { readyMs, lines } = await recorded();
+  const svg = timelineSvg(profileBoot(lines, readyMs), 'nginx');
+  const file = join(dir, 'boot.svg');
+  await writeTimeline(file, svg);
+  t.is(await readFile(file, 'utf8'), svg);
+  await writeTimeline(file, `${svg}<!-- again -->\n`);
+  t.true((await readFile(file, 'utf8')).endsWith('<!-- again -->\n'), 'a timeline tinyx drew is replaced');
+  const mine = join(dir, 'mine.svg');
+  await writeFile(mine, '<svg xmlns="http://www.w3.org/2000/svg"><circle r="1"/></svg>\n');
+  for (const path of [mine, dir]) {
+    const error = await t.throwsAsync(checkTimelineFile(path));
+    t.is((error as { code?: string }).code, 'E_OUTPUT_NOT_OURS');
+    t.is((error as { kind?: string }).kind, 'user');
+    t.true(error!.message.includes(path));
+  }
+  await t.throwsAsync(writeTimeline(mine, svg), { message: /a file tinyx did not write/ });
+  t.is(await readFile(mine, 'utf8'), '<svg xmlns="http://www.w3.org/2000/svg"><circle r="1"/></svg>\n', "the user's file is untouched");
+  await mkdir(join(dir, 'sub'));
+  t.deepEqual((await readdir(dir)).sort(), ['boot.svg', 'mine.svg', 'sub'], 'no temporary file left');
 });

@@ -17,7 +17,7 @@ import { composeManifest, type Manifest } from './manifest.js';
 import { mount, removeTree } from './mounts.js';
 import { OUTPUT_FORMATS, packImage, type OutputFormat, type PackedImage } from './pack/formats.js';
 import { COMPRESSIONS, type Compression } from './pack/compressions.js';
-import { buildKernel, configureKernel, type BuiltKernel, type KernelConfig } from './kernel/build-kernel.js';
+import { buildKernel, compilerCacheSummary, configureKernel, type BuiltKernel, type KernelConfig } from './kernel/build-kernel.js';
 import type { KernelRequest } from './kernel/fragments.js';
 import { isKernelFeature, KERNEL_FEATURES, type KernelFeature } from './kernel-features.js';
 import { imageKernelFeatures } from './kernel/image-features.js';
@@ -624,7 +624,7 @@ export class Build {
     const size = (await stat(built.bzImage)).size;
     // Said once, when the configuration is first made; the manifest keeps it (kernel.couldNotDisable).
     const stuck = !config.cached && config.stuckOn.length > 0 ? `; could not switch off ${config.stuckOn.map((s) => s.symbol).join(', ')}` : '';
-    const reused = built.compilerCache ? `; ${built.compilerCache.hits} of ${built.compilerCache.hits + built.compilerCache.misses} compiles from ccache` : '';
+    const reused = built.compilerCache ? `; ${compilerCacheSummary(built.compilerCache)}` : '';
     return { result: { source, request, config, built }, cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}${reused}` };
   }
 

@@ -3,6 +3,7 @@
  * the TinyX way (LightVM, SOSP 2017).
  */
 export { build, createBuild, Build, formatBytes } from './build.js';
+export { compilerCacheSummary } from './kernel/build-kernel.js';
 export { PLATFORMS } from '@tinyx/image';
 export type { BuildOptions, BuildEvent, BuildStep, StepId, StepResult, Platform, KernelResult } from './build.js';
 export type { Manifest } from './manifest.js';

@@ -148,7 +148,6 @@ export async function readManifest(imageDir: string): Promise<ImageManifest> {
   return manifest;
 }
 
-/** What a backend boots: an image directory's files, resolved and checked, and the facts of its platform. */
 /**
  * The kernel's symbol table in an image directory, beside the kernel it
  * describes: the boot profiler names the initcalls a kernel without KALLSYMS
@@ -156,6 +155,7 @@ export async function readManifest(imageDir: string): Promise<ImageManifest> {
  */
 export const SYSTEM_MAP = 'System.map';
 
+/** What a backend boots: an image directory's files, resolved and checked, and the facts of its platform. */
 export interface BootableImage {
   dir: string;
   name: string;

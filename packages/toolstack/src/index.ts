@@ -22,4 +22,4 @@ export { XenPool, type PoolEntry, type PoolShape } from './xen/pool.js';
 export { parseXlListLong, parseXlListTable, domainState, type XlDomain, type XlListRow } from './xen/xl-list.js';
 export { DEFAULT_BRIDGE, type BridgedNic, type BridgeConfig } from './bridge.js';
 export { probeHttp, probeTcp } from './probe.js';
-export { profiledBoot, imageSystemMap, profileBoot, recordConsole, timelineSvg, SystemMap, PROFILE_CMDLINE, PHASE_TITLES, type BootPhase, type BootProfile, type BootStep, type PhaseId, type StampedLine } from './profile/index.js';
+export { profiledBoot, imageSystemMap, profileBoot, recordConsole, timelineSvg, checkTimelineFile, writeTimeline, SystemMap, PROFILE_CMDLINE, PHASE_TITLES, type BootPhase, type BootProfile, type BootStep, type PhaseId, type StampedLine } from './profile/index.js';

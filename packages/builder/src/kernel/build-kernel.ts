@@ -316,6 +316,11 @@ async function takeKeptTree(cache: Cache, sourceId: string, tree: string): Promi
   };
 }
 
+/** What ccache gave a build, as the build's summary and `tinyx kernel build` say it. */
+export function compilerCacheSummary(use: { hits: number; misses: number }): string {
+  return `${use.hits} of ${use.hits + use.misses} compiles from ccache`;
+}
+
 /** ccache's hit and miss counters (`ccache --print-stats`, tab-separated); undefined when it cannot say. */
 async function ccacheCounters(env: Record<string, string>, signal: AbortSignal | undefined): Promise<{ hits: number; misses: number } | undefined> {
   const result = await run('ccache', ['--print-stats'], { env, signal, allowFailure: true });

@@ -2,7 +2,7 @@ import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { SYSTEM_MAP } from '@tinyx/image';
-import { OUTPUT_FORMATS, checkOutputDir, formatBytes, replaceOutputDir, type KernelResult, type OutputFormat } from '@tinyx/builder';
+import { OUTPUT_FORMATS, checkOutputDir, compilerCacheSummary, formatBytes, replaceOutputDir, type KernelResult, type OutputFormat } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError, type Output } from '../output.js';
@@ -108,7 +108,7 @@ async function reportBuild(kernel: KernelResult, outDir: string | undefined, out
     out.result({ ok: true, version: built.version, platform: kernel.request.platform, cached: built.cached, buildSeconds: built.buildSeconds, compilerCache: built.compilerCache ?? null, bzImage: built.bzImage, vmlinux: built.vmlinux, sizes, configSha256: kernel.config.sha256, enabledOptions: kernel.config.enabled, out: outDir ?? null });
     return;
   }
-  const reused = built.compilerCache ? `, ${built.compilerCache.hits} of ${built.compilerCache.hits + built.compilerCache.misses} compiles from ccache` : '';
+  const reused = built.compilerCache ? `, ${compilerCacheSummary(built.compilerCache)}` : '';
   out.line(`Linux ${built.version} for ${kernel.request.platform}${built.cached ? ' (cache hit)' : ` (built in ${built.buildSeconds} s${reused})`}`);
   out.line(`  bzImage  ${formatBytes(sizes.bzImage)}  ${built.bzImage}`);
   out.line(`  vmlinux  ${formatBytes(sizes.vmlinux)}  ${built.vmlinux}`);

@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
-import { copyFile, writeFile } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_MEMORY_MIB, TinyxError, guestsOf } from '@tinyx/image';
-import { BACKEND_NAMES, HOTPLUGS, SYSTEM_MAP, getBackend, profiledBoot, restoreVm, timelineSvg, type BackendName, type BootProfile, type CreateOptions, type Vm } from '@tinyx/toolstack';
+import { BACKEND_NAMES, HOTPLUGS, SYSTEM_MAP, checkTimelineFile, getBackend, profiledBoot, restoreVm, timelineSvg, writeTimeline, type BackendName, type BootProfile, type CreateOptions, type Vm } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { makeOutput, reportError, type Output } from '../output.js';
@@ -118,7 +118,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
         describe:
           "boot once with the kernel's timestamps and initcall_debug, wait until ready, stop, and show where the time went: the phases (VMM, kernel setup, initcalls, root, /init, the app, the probe) and the ten most expensive steps",
       })
-      .option('profile-svg', { type: 'string', describe: 'with --profile: also draw the timeline into this SVG file (open it in a browser)' })
+      .option('profile-svg', { type: 'string', describe: 'with --profile: also draw the timeline into this SVG file (open it in a browser); a file already there is replaced only if it is a timeline tinyx drew' })
       .group(['tcg-cache'], 'QEMU (--backend qemu):')
       .group(['profile', 'profile-svg'], 'Boot profile:')
       .check((args) => {
@@ -236,11 +236,13 @@ async function profile(args: RunArgs): Promise<void> {
   const profiled = profiledBoot(createOptions(args, interrupt.signal));
   let vm: Vm | undefined;
   try {
+    // Refused before the boot: the picture replaces only a timeline tinyx drew.
+    if (args.profileSvg) await checkTimelineFile(args.profileSvg);
     vm = await getBackend(args.backend).create(args.image, profiled.options);
     introduce(vm, out);
     const ready = await vm.waitReady(undefined, { timeoutMs: args.timeout * 1000, signal: interrupt.signal });
     const result = await profiled.finish(vm, ready.ms);
-    if (args.profileSvg) await writeFile(args.profileSvg, timelineSvg(result, `${vm.image.name} (${describeRun(vm)})`));
+    if (args.profileSvg) await writeTimeline(args.profileSvg, timelineSvg(result, `${vm.image.name} (${describeRun(vm)})`));
     if (out.json) out.result({ ok: true, ...vm.describe(), profile: result, ...(args.profileSvg ? { svg: args.profileSvg } : {}) });
     else {
       for (const line of profileText(result)) out.line(line);

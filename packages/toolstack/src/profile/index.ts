@@ -9,8 +9,7 @@ import { SystemMap } from './system-map.js';
 export { PHASE_TITLES, PROFILE_CMDLINE, profileBoot, type BootPhase, type BootProfile, type BootStep, type PhaseId } from './boot-profile.js';
 export { recordConsole, type StampedLine } from './console-clock.js';
 export { SystemMap } from './system-map.js';
-export { timelineSvg } from './timeline-svg.js';
-
+export { checkTimelineFile, timelineSvg, writeTimeline } from './timeline-svg.js';
 
 /**
  * A profiled boot, in two halves around the caller's own create and
