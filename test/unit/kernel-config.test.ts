@@ -51,6 +51,10 @@ test('the bundled fragments: base, platform, its network card with net, trim, fe
   t.deepEqual(pruned.get('TMPFS'), { value: 'n', origin: "the recipe's kernel.disable" });
   t.deepEqual(pruned.get('AIO'), { value: 'n', origin: "the recipe's kernel.disable" });
   t.is(pruned.get('SHMEM')?.value, 'y');
+  // A build's kernelDisable (the minimizer's trial) comes after the recipe's, under its own name.
+  const trial = await kernelFragments({ platform: 'kvm', features: new Map([['net', ['recipe']]]), format: 'initramfs', decompressor: null, disable: ['TMPFS'], alsoDisable: ['INET'] });
+  t.deepEqual(trial.slice(-2).map((f) => f.name), ["the recipe's kernel.disable", "the build's kernelDisable"]);
+  t.deepEqual(mergeFragments(trial).get('INET'), { value: 'n', origin: "the build's kernelDisable" });
   const tar = await kernelFragments({ platform: 'kvm', features: new Map(), format: 'tar', decompressor: null });
   t.true(tar.some((f) => f.name === 'formats/initramfs.config'), "a tar's kernel is an initramfs one");
   const noNet = await kernelFragments({ platform: 'xen-pvh', features: new Map(), format: 'initramfs', decompressor: null });

@@ -32,6 +32,7 @@ export interface KernelResult {
 }
 import { loadRecipe, recipeFromPackage } from './recipe/load-recipe.js';
 import type { Recipe } from './recipe/recipe.js';
+import { KCONFIG_SYMBOL } from './recipe/recipe-fields.js';
 import type { DerivedFrom } from './recipe/recipe-from-unit.js';
 import { UNIT_DIRS, recipeFromInstalledUnit, type UnitRecipeRequest } from './recipe/package-unit.js';
 import type { RecipeSearchOptions } from './recipe/recipe-search-path.js';
@@ -99,6 +100,11 @@ export interface BuildOptions {
    * needs of it.
    */
   kernelFeatures?: readonly KernelFeature[];
+  /**
+   * Kconfig options to leave out beyond the recipe's kernel.disable, by
+   * symbol without CONFIG_ (what `tinyx kernel minimize` tries).
+   */
+  kernelDisable?: readonly string[];
   /** A kernel tarball (unpacked and patched with kernel/patches, as Debian's linux-source is) or a tree (built as it is, unpatched) instead of Debian's linux-source. */
   kernelSource?: string;
   /**
@@ -354,6 +360,9 @@ export class Build {
     if (!Object.hasOwn(OUTPUT_FORMATS, format)) {
       throw new TinyxError('E_FORMAT', `unknown output format "${format}"`, { kind: 'user', hint: `formats: ${Object.keys(OUTPUT_FORMATS).join(', ')}` });
     }
+    for (const symbol of options.kernelDisable ?? []) {
+      if (!KCONFIG_SYMBOL.test(symbol)) throw new TinyxError('E_KERNEL_CONFIG', `kernelDisable: "${symbol}" is not a Kconfig symbol`, { kind: 'user', hint: 'name options as a .config does, without CONFIG_: TMPFS, SIGNALFD' });
+    }
     for (const feature of options.kernelFeatures ?? []) {
       if (!isKernelFeature(feature)) throw new TinyxError('E_FEATURE', `unknown kernel feature "${feature}"`, { kind: 'user', hint: `features: ${Object.keys(KERNEL_FEATURES).join(', ')}` });
     }
@@ -603,7 +612,7 @@ export class Build {
     const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
     const { platform, compression } = this.resolved;
     const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
-    const request: KernelRequest = { platform, features, format: this.resolved.format, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null, disable: this.recipe.kernel.disable };
+    const request: KernelRequest = { platform, features, format: this.resolved.format, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null, disable: this.recipe.kernel.disable, alsoDisable: this.options.kernelDisable };
     const config = await configureKernel(this.cache, source, request, { signal: this.signal });
     if (this.resolved.goal === 'kernel-config') {
       return { result: { source, request, config, built: undefined }, cached: config.cached, summary: `${config.enabled} options for ${platform}` };

@@ -3,7 +3,11 @@
  * the TinyX way (LightVM, SOSP 2017).
  */
 export { build, createBuild, Build, formatBytes } from './build.js';
-export { compilerCacheSummary } from './kernel/build-kernel.js';
+export { compilerCacheSummary, readKconfigFiles } from './kernel/build-kernel.js';
+export { findDependencies, parseKconfig } from './kernel/kconfig.js';
+export { holds, kconfigSymbols, minimizeCandidates, minimizeOptions } from './kernel/minimize.js';
+export { kernelFragments } from './kernel/fragments.js';
+export type { KconfigSymbols, MinimizeResult, MinimizeStep, ProtectedOption, TrialOutcome } from './kernel/minimize.js';
 export { PLATFORMS } from '@tinyx/image';
 export type { BuildOptions, BuildEvent, BuildStep, StepId, StepResult, Platform, KernelResult } from './build.js';
 export type { Manifest } from './manifest.js';
@@ -18,7 +22,7 @@ export type { SystemdUnit, UnitAssignment, ExecCommand } from './recipe/systemd-
 export { recipeFromUnit } from './recipe/recipe-from-unit.js';
 export { chooseServiceUnit, isUmbrella, recipeFromInstalledUnit, umbrellaInstance, UNIT_DIRS } from './recipe/package-unit.js';
 export type { UnitRecipeRequest } from './recipe/package-unit.js';
-export { recipeToYaml, writeNewFile } from './recipe/recipe-yaml.js';
+export { recipeToYaml, setRecipeKernelDisable, writeNewFile } from './recipe/recipe-yaml.js';
 export { recipeJsonSchema, recipeSchemaText, RECIPE_SCHEMA_ID } from './recipe/recipe-json-schema.js';
 export { recipeFieldReference, withRecipeReference } from './recipe/recipe-reference.js';
 export type { DerivedFrom, UnitRecipeOptions } from './recipe/recipe-from-unit.js';
@@ -33,6 +37,6 @@ export type { OutputFormat } from './pack/formats.js';
 export { TinyxError, RecipeError, MissingToolError, CommandFailedError, InterruptedError } from './errors.js';
 export type { ErrorKind } from './errors.js';
 export { hasOverlayFs } from './host-check.js';
-export { defaultCacheDir } from './cache.js';
+export { defaultCacheDir, processExists } from './cache.js';
 export { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
 export type { OutputState } from './emit/output-dir.js';

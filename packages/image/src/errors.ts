@@ -63,6 +63,7 @@ export type ErrorCode =
   | 'E_KERNEL_PATCH'
   | 'E_KERNEL_CONFIG'
   | 'E_KERNEL_BUILD'
+  | 'E_MINIMIZE'
   | 'E_EXISTS'
   | 'E_OUTPUT_NOT_OURS'
   // Image directories

@@ -162,7 +162,7 @@ async function droppedOptionsError(source: KernelSource, dropped: ConfigCheck['d
 }
 
 /** Every Kconfig file of a tree, by path relative to it. */
-async function readKconfigFiles(dir: string): Promise<Map<string, string>> {
+export async function readKconfigFiles(dir: string): Promise<Map<string, string>> {
   const files = new Map<string, string>();
   const walk = async (at: string): Promise<void> => {
     for (const entry of await readdir(at, { withFileTypes: true })) {
@@ -310,8 +310,8 @@ async function takeKeptTree(cache: Cache, sourceId: string, tree: string): Promi
     dir,
     warm,
     release: async (keep) => {
-      if (!keep) await removeTree(dir);
-      await removeTree(lock);
+      // Not kept: the whole slot goes (a build that finds it gone makes it again).
+      await removeTree(keep ? lock : slot);
     },
   };
 }

@@ -19,6 +19,8 @@ export interface KernelRequest {
   decompressor: string | null;
   /** Options the recipe leaves out (its kernel.disable), applied last. */
   disable?: readonly string[] | undefined;
+  /** Options the build leaves out on top (BuildOptions.kernelDisable: the minimizer's trials), applied last. */
+  alsoDisable?: readonly string[] | undefined;
 }
 
 /**
@@ -44,6 +46,8 @@ export async function kernelFragments(request: KernelRequest, dir = BUNDLED_KERN
   // A tar is not booted as it is; its kernel is an initramfs one, as whoever unpacks it is likely to boot it so.
   fragments.push(await file(format.kernelFragment ?? ROOT_FORMATS.initramfs.kernelFragment));
   if (request.decompressor) fragments.push({ name: 'the initramfs compression', text: `CONFIG_${request.decompressor}=y` });
-  if (request.disable?.length) fragments.push({ name: "the recipe's kernel.disable", text: request.disable.map((s) => `# CONFIG_${s} is not set`).join('\n') });
+  const off = (symbols: readonly string[]): string => symbols.map((s) => `# CONFIG_${s} is not set`).join('\n');
+  if (request.disable?.length) fragments.push({ name: "the recipe's kernel.disable", text: off(request.disable) });
+  if (request.alsoDisable?.length) fragments.push({ name: "the build's kernelDisable", text: off(request.alsoDisable) });
   return fragments;
 }

@@ -14,8 +14,10 @@ const imageName = matching({
 });
 
 /** A Kconfig symbol as a .config names it after CONFIG_. */
+export const KCONFIG_SYMBOL = /^(?!CONFIG_)[A-Z0-9_]+$/;
+
 const kconfigSymbol = matching({
-  pattern: /^(?!CONFIG_)[A-Z0-9_]+$/,
+  pattern: KCONFIG_SYMBOL,
   type: 'Kconfig symbol',
   problem: (symbol) => `"${symbol}" is not a Kconfig symbol`,
   hint: 'write it as in a .config without CONFIG_: upper-case letters, digits and "_" (TMPFS, not CONFIG_TMPFS or tmpfs)',

@@ -1,5 +1,5 @@
-import { writeFile } from 'node:fs/promises';
-import { stringify } from 'yaml';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { parseDocument, stringify } from 'yaml';
 import { TinyxError } from '../errors.js';
 import type { DerivedFrom } from './recipe-from-unit.js';
 import type { Recipe } from './recipe.js';
@@ -57,4 +57,18 @@ export async function writeNewFile(path: string, text: string): Promise<void> {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     throw new TinyxError('E_EXISTS', `${path} exists: tinyx does not overwrite a file it did not write`, { kind: 'user', hint: 'remove it, or give another path with --out' });
   }
+}
+
+/**
+ * Sets kernel.disable in a recipe file, keeping its comments and the rest of
+ * its text (YAML's document model); written beside it and renamed over it.
+ */
+export async function setRecipeKernelDisable(file: string, disable: readonly string[]): Promise<void> {
+  const doc = parseDocument(await readFile(file, 'utf8'));
+  if (doc.errors.length > 0) throw new TinyxError('E_RECIPE', `${file}: ${doc.errors[0]!.message}`, { kind: 'user' });
+  if (disable.length > 0) doc.setIn(['kernel', 'disable'], doc.createNode([...disable], { flow: true }));
+  else doc.deleteIn(['kernel', 'disable']);
+  const staged = `${file}.tinyx-${process.pid}`;
+  await writeFile(staged, doc.toString({ lineWidth: 0, flowCollectionPadding: false }));
+  await rename(staged, file);
 }

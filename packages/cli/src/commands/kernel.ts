@@ -1,11 +1,13 @@
 import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { SYSTEM_MAP } from '@tinyx/image';
-import { OUTPUT_FORMATS, checkOutputDir, compilerCacheSummary, formatBytes, replaceOutputDir, type KernelResult, type OutputFormat } from '@tinyx/builder';
+import { SYSTEM_MAP, TinyxError } from '@tinyx/image';
+import { BUNDLED_RECIPES_DIR, OUTPUT_FORMATS, checkOutputDir, compilerCacheSummary, formatBytes, replaceOutputDir, setRecipeKernelDisable, type KernelResult, type OutputFormat } from '@tinyx/builder';
 import { recipeFrom, recipeOptions, recipeSearchHelp, runBuild, sourceFrom, sourceOptions, type RecipeArgs, type SourceArgs } from '../build-options.js';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError, type Output } from '../output.js';
+import { interruptSignal } from '../interrupt.js';
+import { listCandidates, minimizeKernel, type MinimizeReport } from '../kernel-minimize.js';
 
 interface KernelArgs extends GlobalArgs, RecipeArgs, SourceArgs {
   out?: string;
@@ -116,9 +118,109 @@ async function reportBuild(kernel: KernelResult, outDir: string | undefined, out
   if (outDir) out.line(`  copied to ${outDir}`);
 }
 
+interface MinimizeArgs extends GlobalArgs, RecipeArgs, SourceArgs {
+  format?: OutputFormat;
+  only?: string[];
+  timeout: number;
+  boots: number;
+  write?: boolean;
+  list?: boolean;
+}
+
+const minimizeCommand: CommandModule<object, MinimizeArgs> = {
+  command: 'minimize [recipe]',
+  describe: "Leave out every kernel option the app does not need: each set tried is built, booted with the image and probed",
+  builder: (yargs) =>
+    sourceOptions(recipeOptions(globalOptions(yargs as Argv<object>), 'kernel minimize'))
+      .option('format', { choices: Object.keys(OUTPUT_FORMATS) as OutputFormat[], describe: "the image's root filesystem format (as for tinyx build)", defaultDescription: "the platform's" })
+      .option('only', { type: 'string', array: true, describe: 'try only these candidates (Kconfig symbols without CONFIG_, repeatable or comma-separated)', coerce: (v: string[]) => v.flatMap((s) => s.split(',')).filter(Boolean) })
+      .option('timeout', { type: 'number', default: 30, describe: "seconds a trial's boot waits for the readiness probe before the trial fails" })
+      .option('boots', { type: 'number', default: 3, describe: 'boots of the original and of the minimized kernel each (alternating) for the time figures; 0: none' })
+      .option('write', { type: 'boolean', describe: "set the result as kernel.disable in the recipe's file (its comments kept)" })
+      .option('list', { type: 'boolean', describe: 'show the candidates and what is kept by contract, and try nothing' })
+      .check((args) => {
+        if (args.list && args.write) throw new Error('--list tries nothing, so there is nothing to --write');
+        if (!Number.isFinite(args.timeout) || args.timeout <= 0) throw new Error('--timeout must be a number of seconds above 0');
+        if (!Number.isInteger(args.boots) || args.boots < 0) throw new Error('--boots must be 0 or more');
+        return true;
+      })
+      .example('$0 kernel minimize nginx --list', 'the options it would try, and those every kvm kernel keeps')
+      .example('$0 kernel minimize nginx --write', 'minimize, and write kernel.disable into recipes/nginx.yaml')
+      .example('$0 kernel minimize redis --only UNIX,INET --json', 'try two options only, the result as JSON')
+      .epilog(
+        "The candidates are the options the app's kernel has on beyond tinyconfig that a .config line can switch off (no menu gates, no choice members), except what tinyx's kernels keep: kernel/base.config, shared.config, the fragments of every platform and root format (kernel.disable applies to all of the recipe's builds), what those depend on, and the console. They are tried off all at once, then in halves where a set breaks the app (delta debugging), each on top of what already went: a trial passes when its kernel builds, the image boots under QEMU (microvm) and its readiness probe answers. Trials build in the platform's kept build tree, so each compiles what its options touch. Each trial is recorded in the cache as it ends (minimize/<recipe>/state.json): run the same command again after Ctrl-C and it goes on. Only --platform kvm (the trials boot under QEMU).",
+      ) as unknown as Argv<MinimizeArgs>,
+  handler: async (args) => {
+    const out = makeOutput(args);
+    const interrupt = interruptSignal();
+    try {
+      const options = {
+        build: { ...recipeFrom(args), ...sourceFrom(args), ...(args.format ? { format: args.format } : {}) },
+        only: args.only,
+        timeoutSeconds: args.timeout,
+        boots: args.boots,
+        signal: interrupt.signal,
+        onNote: (line: string) => out.note(line),
+      };
+      if (args.list) {
+        const listed = await listCandidates(options);
+        if (out.json) out.result({ ok: true, ...listed });
+        else {
+          out.line(`${listed.candidates.length} candidates: ${listed.candidates.join(' ')}`);
+          out.line(`${listed.protected.length} kept by contract:`);
+          for (const p of listed.protected) out.line(`  ${p.symbol.padEnd(28)} ${p.why}`);
+        }
+        process.exitCode = 0;
+        return;
+      }
+      const report = await minimizeKernel(options);
+      let written: string | undefined;
+      if (args.write) {
+        if (!report.recipeFile) throw new TinyxError('E_MINIMIZE', '--write: this recipe has no file (it was made from a package)', { kind: 'user', hint: 'tinyx recipe init --package NAME writes one; minimize that' });
+        written = resolve(report.recipeFile);
+        // tinyx's own recipes, installed with it, are the package's files: a project edits a copy of its own.
+        if (written.startsWith(`${BUNDLED_RECIPES_DIR}/`) && BUNDLED_RECIPES_DIR.split(sep).includes('node_modules')) {
+          throw new TinyxError('E_MINIMIZE', `--write: ${written} is one of the recipes installed with tinyx`, { kind: 'user', hint: `copy it into ./recipes/ (cp ${written} recipes/) and minimize that; kernel.disable: [${report.disable.join(', ')}]` });
+        }
+        await setRecipeKernelDisable(written, report.disable);
+      }
+      if (out.json) out.result({ ok: true, ...report, written: written ?? null });
+      else for (const line of minimizeText(report, written)) out.line(line);
+      process.exitCode = 0;
+    } catch (error) {
+      process.exitCode = reportError(error, out);
+    } finally {
+      interrupt.dispose();
+    }
+  },
+};
+
+/** The minimization as a person reads it. */
+export function minimizeText(r: MinimizeReport, written: string | undefined): string[] {
+  const bytes = (n: number | undefined): string => (n === undefined ? '?' : formatBytes(n));
+  const lines = [`${r.recipe}: ${r.candidates.length} candidates, ${r.steps.length} trials${r.replayed ? ` (${r.replayed} from an earlier run's record)` : ''}`];
+  lines.push(`left out (${r.removed.length}): ${r.removed.join(' ') || 'none'}`);
+  for (const n of r.needed) lines.push(`needed: ${n.symbol}: ${n.reason}`);
+  if (r.stuckOn.length) lines.push(`stay on (an option that stays selects them): ${r.stuckOn.join(' ')}`);
+  lines.push(`vmlinux ${bytes(r.baseline.vmlinuxBytes)} -> ${bytes(r.final.vmlinuxBytes)}, bzImage ${bytes(r.baseline.bzImageBytes)} -> ${bytes(r.final.bzImageBytes)}`);
+  if (r.readyMs) lines.push(`ready (median of ${r.readyMs.boots} boot${r.readyMs.boots > 1 ? 's' : ''} each, alternating): ${r.readyMs.baseline} ms -> ${r.readyMs.minimized} ms`);
+  lines.push('', 'what each accepted trial saved (bytes of vmlinux and bzImage; ms of one boot each, noisy)');
+  let before = r.baseline;
+  for (const step of r.steps.filter((s) => s.outcome.ok)) {
+    const saved = (key: 'vmlinuxBytes' | 'bzImageBytes'): string => String((before[key] ?? 0) - (step.outcome[key] ?? 0)).padStart(8);
+    const ms = (before.readyMs ?? 0) - (step.outcome.readyMs ?? 0);
+    lines.push(`  ${saved('vmlinuxBytes')} B ${saved('bzImageBytes')} B  ${String(ms).padStart(6)} ms  ${step.chunk.join(' ')}`);
+    before = step.outcome;
+  }
+  lines.push('');
+  if (written) lines.push(`kernel.disable written to ${written}: [${r.disable.join(', ')}]`);
+  else if (r.removed.length) lines.push(`to keep it, add to the recipe (or run again with --write):\n  kernel:\n    disable: [${r.disable.join(', ')}]`);
+  return lines;
+}
+
 export const kernelCommand: CommandModule = {
   command: 'kernel <command>',
   describe: "Configure or build an app's kernel on its own",
-  builder: (yargs) => yargs.command(kernelSubcommand('config')).command(kernelSubcommand('build')).demandCommand(1, 'name a kernel command: config or build'),
+  builder: (yargs) => yargs.command(kernelSubcommand('config')).command(kernelSubcommand('build')).command(minimizeCommand).demandCommand(1, 'name a kernel command: config, build or minimize'),
   handler: () => undefined,
 };
