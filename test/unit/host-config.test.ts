@@ -175,22 +175,23 @@ test('/init on a read-only root: tmpfs on each writable directory not under anot
     { path: '/tmp', mode: 0o1777, uid: 0, gid: 0, seeded: false },
     { path: '/var/log/app', mode: 0o2750, uid: 0, gid: 4, seeded: false },
   ]);
-  t.deepEqual(lines.slice(1), [
-    'mount -t tmpfs -o mode=0755 tmpfs /run',
-    'mkdir -p -m 0755 /run/nginx',
-    'chown 33:0 /run/nginx',
-    'mount -t tmpfs -o mode=1777 tmpfs /tmp',
-    'mkdir -p /dev/.tinyx-seed && mount -t tmpfs -o mode=0750 tmpfs /dev/.tinyx-seed && cp -a /var/lib/nginx/. /dev/.tinyx-seed/ && mount -o move /dev/.tinyx-seed /var/lib/nginx',
-    'chown 33:33 /var/lib/nginx',
-    'mount -t tmpfs -o mode=2750 tmpfs /var/log/app',
-    'chown 0:4 /var/log/app',
-    'chmod 2750 /var/log/app',
+  t.regex(lines[2]!, /^unwritable\(\) \{ echo "tinyx: \/init could not make \$1 writable.*reboot -f; \}$/, 'a directory that cannot be made ends the VM');
+  t.deepEqual(lines.slice(3), [
+    'mount -t tmpfs -o mode=0755 tmpfs /run || unwritable /run',
+    'mkdir -p -m 0755 /run/nginx || unwritable /run/nginx',
+    'chown 33:0 /run/nginx || unwritable /run/nginx',
+    'mount -t tmpfs -o mode=1777 tmpfs /tmp || unwritable /tmp',
+    'mkdir -p /dev/.tinyx-seed && mount -t tmpfs -o mode=0750 tmpfs /dev/.tinyx-seed && cp -a /var/lib/nginx/. /dev/.tinyx-seed/ && mount -o move /dev/.tinyx-seed /var/lib/nginx || unwritable /var/lib/nginx',
+    'chown 33:33 /var/lib/nginx || unwritable /var/lib/nginx',
+    'mount -t tmpfs -o mode=2750 tmpfs /var/log/app || unwritable /var/log/app',
+    'chown 0:4 /var/log/app || unwritable /var/log/app',
+    'chmod 2750 /var/log/app || unwritable /var/log/app',
   ]);
   const traced = writableLines([{ path: '/var/log/app', mode: 0o755, uid: 0, gid: 0, seeded: false, reason: 'traced: written by /usr/sbin/app' }]);
-  t.deepEqual(traced.slice(1), ['# traced: written by /usr/sbin/app', 'mount -t tmpfs -o mode=0755 tmpfs /var/log/app'], 'why, when the trace found it');
+  t.deepEqual(traced.slice(3), ['# traced: written by /usr/sbin/app', 'mount -t tmpfs -o mode=0755 tmpfs /var/log/app || unwritable /var/log/app'], 'why, when the trace found it');
   const init = generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, readiness: null, libraryPath: [], writable: [{ path: '/tmp', mode: 0o1777, uid: 0, gid: 0, seeded: false }] });
-  t.true(init.indexOf('mount -t tmpfs -o mode=1777 tmpfs /tmp') > init.indexOf('mount -t devtmpfs'), 'after /dev, where a seeded copy is staged');
-  t.true(init.indexOf('mount -t tmpfs -o mode=1777 tmpfs /tmp') < init.indexOf('echo "tinyx: starting'), 'before the app');
+  t.true(init.indexOf('mount -t tmpfs -o mode=1777 tmpfs /tmp || unwritable /tmp') > init.indexOf('mount -t devtmpfs'), 'after /dev, where a seeded copy is staged');
+  t.true(init.indexOf('mount -t tmpfs -o mode=1777 tmpfs /tmp || unwritable /tmp') < init.indexOf('echo "tinyx: starting'), 'before the app');
   t.notRegex(generateInit({ name: 'x', cmd: ['/x'], user: { name: 'root', uid: 0, gid: 0 }, env: {}, readiness: null, libraryPath: [] }), /read-only/, 'an initramfs root is writable as it is');
 });
 

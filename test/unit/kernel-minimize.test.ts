@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBuild, holds, kconfigSymbols, loadRecipeFile, minimizeCandidates, minimizeOptions, parseKconfig, setRecipeKernelDisable, type TrialOutcome } from '@tinyx/builder';
@@ -125,6 +125,14 @@ test("candidates: on beyond tinyconfig, settable (a prompt whose conditions hold
         'config PRINTK',
         '\tprompt "printk"',
         '\tdefault y',
+        'config CRYPTO_MANAGER_DISABLE_TESTS',
+        '\tbool "Disable run-time self tests"',
+        '\tdefault y',
+        'config CRYPTO_MANAGER_EXTRA_TESTS',
+        '\tbool "Enable extra run-time crypto self tests"',
+        '\tdepends on DEBUG_KERNEL && !CRYPTO_MANAGER_DISABLE_TESTS && CRYPTO_MANAGER',
+        '\thelp',
+        '\t  Prose that says !NOT_A_CONDITION is not read.',
       ].join('\n'),
     ],
   ]);
@@ -136,15 +144,20 @@ test("candidates: on beyond tinyconfig, settable (a prompt whose conditions hold
   t.deepEqual(symbols.selectedBy.get('FAILOVER'), [{ by: 'NET_FAILOVER', condition: undefined }]);
   t.deepEqual([...symbols.gates], ['NET_VENDOR_X'], "only the gate's help counts, not prose that happens to say 'directly affect'");
   t.deepEqual([...symbols.choices], ['GENERIC_CPU']);
+  t.deepEqual([...symbols.negated].sort(), ['CRYPTO_MANAGER_DISABLE_TESTS', 'X86_32'], 'the symbols conditions name negated, not help text');
   const app = parseKconfig(
-    ['PRINTK', 'NET', 'INET', 'TCP_CONG_CUBIC', 'HAVE_NET_THING', 'NET_VENDOR_X', 'GENERIC_CPU', 'VIRTIO_NET', 'NET_FAILOVER', 'FAILOVER', 'WLAN', 'WIRELESS', 'ZONE_DMA32', 'ARCH_HAS_ZONE_DMA_SET'].map((s) => `CONFIG_${s}=y`).join('\n') + '\n# CONFIG_TCP_CONG_ADVANCED is not set\n',
+    ['PRINTK', 'NET', 'INET', 'TCP_CONG_CUBIC', 'HAVE_NET_THING', 'NET_VENDOR_X', 'GENERIC_CPU', 'VIRTIO_NET', 'NET_FAILOVER', 'FAILOVER', 'WLAN', 'WIRELESS', 'ZONE_DMA32', 'ARCH_HAS_ZONE_DMA_SET', 'CRYPTO_MANAGER_DISABLE_TESTS'].map((s) => `CONFIG_${s}=y`).join('\n') + '\n# CONFIG_TCP_CONG_ADVANCED is not set\n',
   );
   const tiny = parseKconfig('CONFIG_PRINTK=y\n');
   const result = minimizeCandidates(app, tiny, symbols, new Map([['VIRTIO_NET', 'platforms/kvm.net.config']]));
   // TCP_CONG_CUBIC: its prompt is inside `if TCP_CONG_ADVANCED`, which is off. NET_FAILOVER and FAILOVER: VIRTIO_NET stays and selects the one, which selects the other.
   // WIRELESS: WLAN selects it, but WLAN may go too. ZONE_DMA32: its prompt's condition holds.
+  // CRYPTO_MANAGER_DISABLE_TESTS: off, it would let the self-tests in (a chunk that shrinks overall could hide that).
   t.deepEqual(result.candidates, ['NET', 'INET', 'WLAN', 'WIRELESS', 'ZONE_DMA32']);
-  t.deepEqual(result.protected, [{ symbol: 'VIRTIO_NET', why: 'platforms/kvm.net.config' }]);
+  t.deepEqual(result.protected, [
+    { symbol: 'VIRTIO_NET', why: 'platforms/kvm.net.config' },
+    { symbol: 'CRYPTO_MANAGER_DISABLE_TESTS', why: 'other options depend on it being off (!CRYPTO_MANAGER_DISABLE_TESTS): off, it lets code in' },
+  ]);
 });
 
 test('holds: the prompt conditions Kconfig files write', (t) => {
@@ -159,23 +172,30 @@ test('holds: the prompt conditions Kconfig files write', (t) => {
   t.true(holds('(A || B) && C', config), 'a shape it does not read counts as holding: the trial decides');
 });
 
-test("setRecipeKernelDisable: kernel.disable set in the recipe file, its comments and other fields kept; the recipe still loads; an empty list removes the key", async (t) => {
+test("setRecipeKernelDisable: only the disable entry's text changes (comments, their columns and flow styles kept byte for byte); a block list stays a block list; an empty list removes the entry; the recipe still loads", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'tinyx-minimize-'));
   try {
     const file = join(dir, 'web.yaml');
-    await writeFile(file, '# my web server\nname: web\npackages: [nginx]\nentrypoint:\n  cmd: [/usr/sbin/nginx]  # in the foreground\nkernel:\n  features: [net]  # it listens\n');
+    const before = '# my web server\nname: web\npackages: [nginx]\nentrypoint:\n  cmd: [/usr/sbin/nginx]    # in the foreground\nreadiness:\n  http: { port: 80, path: / }\nkernel:\n  features: [net]          # it listens\n\ncheck: [/usr/sbin/nginx, -t]\n';
+    await writeFile(file, before);
     await setRecipeKernelDisable(file, ['INET_DIAG', 'UNIX98_PTYS']);
-    const text = await readFile(file, 'utf8');
-    t.regex(text, /^# my web server$/m);
-    t.regex(text, /# in the foreground/);
-    t.regex(text, /features: \[ net \]|features: \[net\]/);
-    t.regex(text, /# it listens/);
+    const added = before.replace('# it listens\n', '# it listens\n  disable: [INET_DIAG, UNIX98_PTYS]\n');
+    t.is(await readFile(file, 'utf8'), added);
     const recipe = await loadRecipeFile(file);
     t.deepEqual(recipe.kernel.disable, ['INET_DIAG', 'UNIX98_PTYS']);
     t.deepEqual(recipe.kernel.features, ['net']);
+    await setRecipeKernelDisable(file, ['UNIX98_PTYS']);
+    t.is(await readFile(file, 'utf8'), added.replace('[INET_DIAG, UNIX98_PTYS]', '[UNIX98_PTYS]'));
     await setRecipeKernelDisable(file, []);
+    t.is(await readFile(file, 'utf8'), before);
     t.deepEqual((await loadRecipeFile(file)).kernel.disable, []);
-    t.notRegex(await readFile(file, 'utf8'), /disable/);
+
+    const block = 'name: web\npackages: [nginx]\nentrypoint:\n  cmd: [/usr/sbin/nginx]\nkernel:\n  disable:\n    - WLAN   # no radio\n  features: [net]\n';
+    await writeFile(file, block);
+    await setRecipeKernelDisable(file, ['INET_DIAG', 'WLAN']);
+    t.is(await readFile(file, 'utf8'), block.replace('    - WLAN   # no radio\n', '    - INET_DIAG\n    - WLAN\n'));
+    t.deepEqual((await loadRecipeFile(file)).kernel.disable, ['INET_DIAG', 'WLAN']);
+    t.deepEqual(await readdir(dir), ['web.yaml'], 'nothing staged is left beside it');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -15,6 +15,7 @@ import {
   readKconfigFiles,
   type BuildOptions,
   type KernelResult,
+  type Manifest,
   type MinimizeResult,
   type MinimizeStep,
   type ProtectedOption,
@@ -27,7 +28,7 @@ import { getBackend, type Vm } from '@tinyx/toolstack';
 const CONSOLE = ['PRINTK', 'TTY', 'SERIAL_8250', 'SERIAL_8250_CONSOLE'];
 
 /** Bumped when what a recorded trial means changes: older records are not replayed. */
-const STATE_VERSION = 2;
+const STATE_VERSION = 3;
 
 export interface MinimizeOptions {
   /** The build's recipe, platform, format, source and cache: as for `tinyx build`. */
@@ -55,6 +56,8 @@ export interface MinimizeReport extends MinimizeResult {
   readyMs: { baseline: number; minimized: number; boots: number } | null;
   /** The recipe's kernel.disable with what was removed added. */
   disable: string[];
+  /** Set when the trials' test is weak: a probe that does not see the app answer (a TCP connect, a console line, none). */
+  weakProbe: string | null;
 }
 
 interface State {
@@ -120,6 +123,8 @@ export async function minimizeKernel(options: MinimizeOptions): Promise<Minimize
     const statePath = join(slot, 'state.json');
     const state = await readState(statePath);
     const baselineSha = baselineKernel.config.sha256;
+    // A trial's outcome holds for this image only: another root or /init (a package update, an edited recipe, a newer tinyx) is tried anew.
+    const imageId = await imageIdentity(image);
     let replayed = 0;
 
     const boot = async (kernel: { bzImage: string; vmlinux: string; systemMap: string; configText: string }): Promise<number> => {
@@ -148,10 +153,12 @@ export async function minimizeKernel(options: MinimizeOptions): Promise<Minimize
     const baseline: TrialOutcome = { ok: true, configSha256: baselineSha, bzImageBytes: baselineBytes, vmlinuxBytes: (await stat(baselineKernel.built!.vmlinux)).size, readyMs: await boot(builtOf(baselineKernel)) };
     // Trials whose configs come out the same are one trial.
     const byConfig = new Map<string, TrialOutcome>([[baselineSha, baseline]]);
-    for (const outcome of Object.values(state.trials)) if (outcome.configSha256 && !byConfig.has(outcome.configSha256)) byConfig.set(outcome.configSha256, outcome);
+    for (const [key, outcome] of Object.entries(state.trials)) {
+      if (key.startsWith(`${imageId}:`) && outcome.configSha256 && !byConfig.has(outcome.configSha256)) byConfig.set(outcome.configSha256, outcome);
+    }
 
     const trial = async (off: readonly string[]): Promise<TrialOutcome> => {
-      const key = `${baselineSha}:${off.join(',')}`;
+      const key = `${imageId}:${baselineSha}:${off.join(',')}`;
       const recorded = state.trials[key];
       if (recorded) {
         replayed++;
@@ -211,7 +218,7 @@ export async function minimizeKernel(options: MinimizeOptions): Promise<Minimize
       readyMs = { baseline: median(times.baseline), minimized: median(times.minimized), boots: options.boots };
     }
     const disable = [...new Set([...recipeDisable, ...result.removed])].sort();
-    return { ...result, recipe: name, recipeFile, candidates, protected: kept, baseline, replayed, readyMs, disable };
+    return { ...result, recipe: name, recipeFile, candidates, protected: kept, baseline, replayed, readyMs, disable, weakProbe: weakProbe(manifest.readiness) };
   }
 }
 
@@ -263,7 +270,9 @@ async function candidatesOf(kernel: KernelResult, tinyconfigs: string, options: 
   if (!options.only) return all;
   for (const symbol of options.only) {
     if (!all.candidates.includes(symbol)) {
-      const why = all.protected.find((p) => p.symbol === symbol)?.why ?? 'it is not on in this kernel beyond tinyconfig, or no .config line can switch it';
+      const why =
+        all.protected.find((p) => p.symbol === symbol)?.why ??
+        ((kernel.request.disable ?? []).includes(symbol) ? "the recipe's kernel.disable already leaves it out" : 'it is not on in this kernel beyond tinyconfig, or no .config line can switch it');
       throw new TinyxError('E_MINIMIZE', `--only ${symbol}: not a candidate (${why})`, { kind: 'user', hint: 'tinyx kernel minimize RECIPE --list shows the candidates' });
     }
   }
@@ -309,6 +318,35 @@ async function writeState(path: string, state: State): Promise<void> {
 /** The symbols a `depends on` expression needs on: every one not under a `!`. */
 function positiveSymbols(expression: string): string[] {
   return [...expression.matchAll(/(!\s*)?\b([A-Z][A-Z0-9_]*)\b/g)].filter((m) => !m[1]).map((m) => m[2]!);
+}
+
+/**
+ * Why the readiness probe cannot tell that the app works, or null for an
+ * HTTP probe (the app answered a request). Found with redis (a TCP probe):
+ * a kernel on which it listened but never answered a command passed.
+ */
+function weakProbe(readiness: Manifest['readiness']): string | null {
+  const what = !readiness ? 'no readiness probe: a trial passes once the app has started' : 'tcp' in readiness ? 'a TCP probe: a trial passes once the port listens, which the kernel answers without the app' : 'console' in readiness ? 'a console-line probe: a trial passes once the app prints it' : undefined;
+  return what ? `${what}; an option the app needs to serve can go. Check the result by hand (tinyx run --publish), or give the recipe an HTTP probe` : null;
+}
+
+/**
+ * What a recorded outcome was measured with, hashed: the image's files but
+ * its kernel's (each trial brings its own), and of its manifest what the boot
+ * and the probe read (not the kernel's fields, nor the build's timings).
+ */
+async function imageIdentity(dir: string): Promise<string> {
+  const hash = createHash('sha256');
+  for (const entry of (await readdir(dir)).sort()) {
+    if (['vmlinuz', 'vmlinux', SYSTEM_MAP, 'kernel.config'].includes(entry)) continue;
+    let bytes: Buffer | string = await readFile(join(dir, entry));
+    if (entry === 'manifest.json') {
+      const manifest = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+      bytes = JSON.stringify(['name', 'platform', 'format', 'compression', 'entrypoint', 'readiness', 'boot', 'relay'].map((key) => manifest[key] ?? null));
+    }
+    hash.update(`${entry}\0`).update(bytes).update('\0');
+  }
+  return hash.digest('hex').slice(0, 24);
 }
 
 function shortHash(text: string): string {

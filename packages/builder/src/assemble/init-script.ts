@@ -53,24 +53,29 @@ const SEED_MOUNT = '/dev/.tinyx-seed';
  */
 export function writableLines(dirs: readonly WritableDir[]): string[] {
   const sorted = [...dirs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const lines: string[] = ['# The root is read-only (an erofs disk): what the app writes goes to tmpfs, in RAM.'];
+  const lines: string[] = [
+    '# The root is read-only (an erofs disk): what the app writes goes to tmpfs, in RAM.',
+    '# A directory that cannot be made writable (a kernel without tmpfs, say) ends the VM: the app would run without it.',
+    'unwritable() { echo "tinyx: /init could not make $1 writable (the error is above): the VM ends"; reboot -f; }',
+  ];
+  const orFail = (line: string, path: string): string => `${line} || unwritable ${path}`;
   const mounted: string[] = [];
   for (const dir of sorted) {
     const path = shellQuote(dir.path);
     const mode = dir.mode.toString(8).padStart(4, '0');
     const under = mounted.find((top) => dir.path.startsWith(`${top}/`));
     if (dir.reason) lines.push(`# ${dir.reason.replace(/\n/g, ' ')}`);
-    if (under) lines.push(`mkdir -p -m ${mode} ${path}`);
+    if (under) lines.push(orFail(`mkdir -p -m ${mode} ${path}`, path));
     else if (dir.seeded) {
-      lines.push(`mkdir -p ${SEED_MOUNT} && mount -t tmpfs -o mode=${mode} tmpfs ${SEED_MOUNT} && cp -a ${path}/. ${SEED_MOUNT}/ && mount -o move ${SEED_MOUNT} ${path}`);
+      lines.push(orFail(`mkdir -p ${SEED_MOUNT} && mount -t tmpfs -o mode=${mode} tmpfs ${SEED_MOUNT} && cp -a ${path}/. ${SEED_MOUNT}/ && mount -o move ${SEED_MOUNT} ${path}`, path));
       mounted.push(dir.path);
     } else {
-      lines.push(`mount -t tmpfs -o mode=${mode} tmpfs ${path}`);
+      lines.push(orFail(`mount -t tmpfs -o mode=${mode} tmpfs ${path}`, path));
       mounted.push(dir.path);
     }
-    if (dir.uid !== 0 || dir.gid !== 0) lines.push(`chown ${dir.uid}:${dir.gid} ${path}`);
+    if (dir.uid !== 0 || dir.gid !== 0) lines.push(orFail(`chown ${dir.uid}:${dir.gid} ${path}`, path));
     // chown clears set-id bits, and mode= and -m give the rest: chmod only when there are some to set again.
-    if (dir.mode & 0o6000 && (dir.uid !== 0 || dir.gid !== 0)) lines.push(`chmod ${mode} ${path}`);
+    if (dir.mode & 0o6000 && (dir.uid !== 0 || dir.gid !== 0)) lines.push(orFail(`chmod ${mode} ${path}`, path));
   }
   return lines;
 }

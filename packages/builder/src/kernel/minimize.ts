@@ -153,7 +153,7 @@ export function minimizeCandidates(
     if (value !== 'y' || tiny.get(symbol) === 'y' || !symbols.prompted.has(symbol) || symbols.gates.has(symbol) || symbols.choices.has(symbol)) continue;
     // A prompt behind a condition the kernel does not meet (`if EXPERT`, an `if` block): the option follows its default.
     if (!(symbols.promptIf.get(symbol) ?? []).some((all) => all.every((c) => holds(c, app)))) continue;
-    const why = protect.get(symbol);
+    const why = protect.get(symbol) ?? (symbols.negated.has(symbol) ? 'other options depend on it being off (!' + symbol + '): off, it lets code in' : undefined);
     if (why) kept.push({ symbol, why });
     else candidates.push(symbol);
   }
@@ -187,6 +187,12 @@ export interface KconfigSymbols {
   gates: Set<string>;
   /** The members of `choice` blocks (GENERIC_CPU): one of them is always on; switching is not leaving out. */
   choices: Set<string>;
+  /**
+   * Symbols a condition names negated (`depends on !CRYPTO_MANAGER_DISABLE_TESTS`):
+   * options that leave something out while on, so that switching them off
+   * lets code in (the crypto self-tests), which a chunk's total size can hide.
+   */
+  negated: Set<string>;
 }
 
 /** Reads the prompts and the menu gates from a tree's Kconfig files (name -> text). */
@@ -196,6 +202,7 @@ export function kconfigSymbols(kconfigFiles: ReadonlyMap<string, string>): Kconf
   const selectedBy = new Map<string, { by: string; condition: string | undefined }[]>();
   const gates = new Set<string>();
   const choices = new Set<string>();
+  const negated = new Set<string>();
   for (const text of kconfigFiles.values()) {
     let current: string | undefined;
     let inChoice = false;
@@ -219,6 +226,9 @@ export function kconfigSymbols(kconfigFiles: ReadonlyMap<string, string>): Kconf
       const word = line.match(/^\s*([a-z_-]+)\b\s*(.*?)\s*$/);
       if (!word) continue;
       const [, keyword, rest = ''] = word;
+      if (/^(depends|if|visible|default|select|imply|range|bool|tristate|prompt|def_bool|def_tristate)$/.test(keyword!)) {
+        for (const [, symbol] of rest.replace(/"(?:[^"\\]|\\.)*"/g, '').matchAll(/!(?!=)\s*([A-Z0-9_]+)\b/g)) negated.add(symbol!);
+      }
       if (keyword === 'config' || keyword === 'menuconfig') {
         current = rest;
         if (inChoice) choices.add(rest);
@@ -243,5 +253,5 @@ export function kconfigSymbols(kconfigFiles: ReadonlyMap<string, string>): Kconf
     }
     endHelp();
   }
-  return { prompted, promptIf, selectedBy, gates, choices };
+  return { prompted, promptIf, selectedBy, gates, choices, negated };
 }

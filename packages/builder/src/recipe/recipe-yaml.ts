@@ -1,5 +1,5 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { parseDocument, stringify } from 'yaml';
+import { isMap, isScalar, isSeq, parseDocument, stringify, type Document, type Node, type Scalar } from 'yaml';
 import { TinyxError } from '../errors.js';
 import type { DerivedFrom } from './recipe-from-unit.js';
 import type { Recipe } from './recipe.js';
@@ -60,15 +60,81 @@ export async function writeNewFile(path: string, text: string): Promise<void> {
 }
 
 /**
- * Sets kernel.disable in a recipe file, keeping its comments and the rest of
- * its text (YAML's document model); written beside it and renamed over it.
+ * Sets kernel.disable in a recipe file. Only the `disable` entry's text
+ * changes: the rest of the file (comments, their alignment, flow styles) is
+ * left byte for byte. A layout the splice does not read (a flow `kernel`
+ * map, say) is rewritten through YAML's document model instead, which keeps
+ * comments but not their columns. Either way the result is parsed back and
+ * must hold exactly the list; it is written beside the file and renamed over it.
  */
 export async function setRecipeKernelDisable(file: string, disable: readonly string[]): Promise<void> {
-  const doc = parseDocument(await readFile(file, 'utf8'));
+  const text = await readFile(file, 'utf8');
+  const doc = parseDocument(text);
   if (doc.errors.length > 0) throw new TinyxError('E_RECIPE', `${file}: ${doc.errors[0]!.message}`, { kind: 'user' });
-  if (disable.length > 0) doc.setIn(['kernel', 'disable'], doc.createNode([...disable], { flow: true }));
-  else doc.deleteIn(['kernel', 'disable']);
+  const holdsList = (candidate: string): boolean => {
+    const back = parseDocument(candidate);
+    if (back.errors.length > 0) return false;
+    const value = back.getIn(['kernel', 'disable']) as unknown;
+    const rest = (d: typeof doc) => {
+      const copy = d.clone();
+      if (copy.hasIn(['kernel', 'disable'])) copy.deleteIn(['kernel', 'disable']);
+      const kernel = copy.get('kernel', true);
+      if (isMap(kernel) && kernel.items.length === 0) copy.delete('kernel');
+      return JSON.stringify(copy.toJS());
+    };
+    const listOk = disable.length === 0 ? value === undefined : JSON.stringify((value as { toJSON?: () => unknown })?.toJSON?.() ?? value) === JSON.stringify(disable);
+    return listOk && rest(back) === rest(doc);
+  };
+  let next = spliceKernelDisable(text, doc, disable);
+  if (next === undefined || !holdsList(next)) {
+    if (disable.length > 0) doc.setIn(['kernel', 'disable'], doc.createNode([...disable], { flow: true }));
+    else doc.deleteIn(['kernel', 'disable']);
+    next = doc.toString({ lineWidth: 0 });
+  }
   const staged = `${file}.tinyx-${process.pid}`;
-  await writeFile(staged, doc.toString({ lineWidth: 0, flowCollectionPadding: false }));
+  await writeFile(staged, next);
   await rename(staged, file);
+}
+
+/** The text with kernel.disable replaced, added or removed in place; undefined for a layout it does not read. */
+function spliceKernelDisable(text: string, doc: Document, disable: readonly string[]): string | undefined {
+  const flow = `[${disable.join(', ')}]`;
+  const lineStart = (at: number) => text.lastIndexOf('\n', at - 1) + 1;
+  const lineEnd = (at: number) => { const end = text.indexOf('\n', at); return end === -1 ? text.length : end + 1; };
+  const kernel = doc.get('kernel', true);
+  if (kernel === undefined) {
+    if (disable.length === 0) return text;
+    return `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}kernel:\n  disable: ${flow}\n`;
+  }
+  if (!isMap(kernel) || kernel.flow) return undefined;
+  const pairs = kernel.items;
+  const at = pairs.findIndex((p) => isScalar(p.key) && p.key.value === 'disable');
+  if (at !== -1) {
+    const pair = pairs[at]!;
+    const key = pair.key as Scalar;
+    const value = pair.value as Node | null;
+    if (!key.range || (value && !value.range)) return undefined;
+    if (disable.length === 0) {
+      if (pairs.length === 1) return undefined;
+      const end = value?.range ? value.range[1] : key.range[1];
+      return text.slice(0, lineStart(key.range[0])) + text.slice(lineEnd(Math.max(end - 1, key.range[1])));
+    }
+    if (!value) return `${text.slice(0, key.range[1])}: ${flow}${text.slice(text.indexOf(':', key.range[1]) + 1)}`;
+    const [from, to] = value.range!;
+    if (isSeq(value) && !value.flow) {
+      const indent = ' '.repeat(from - lineStart(from));
+      const newline = text.slice(from, to).endsWith('\n') ? '\n' : '';
+      return text.slice(0, from) + disable.map((s) => `- ${s}`).join(`\n${indent}`) + newline + text.slice(to);
+    }
+    return text.slice(0, from) + flow + text.slice(to);
+  }
+  if (disable.length === 0) return text;
+  const first = pairs[0]?.key as Scalar | undefined;
+  const last = pairs[pairs.length - 1];
+  const lastEnd = (last?.value as Node | null)?.range?.[1] ?? (last?.key as Scalar | undefined)?.range?.[1];
+  if (!first?.range || lastEnd === undefined) return undefined;
+  const indent = ' '.repeat(first.range[0] - lineStart(first.range[0]));
+  const insertAt = lineEnd(Math.max(lastEnd - 1, first.range[0]));
+  const newline = insertAt === text.length && !text.endsWith('\n') ? '\n' : '';
+  return `${text.slice(0, insertAt)}${newline}${indent}disable: ${flow}\n${text.slice(insertAt)}`;
 }

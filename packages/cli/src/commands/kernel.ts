@@ -137,7 +137,7 @@ const minimizeCommand: CommandModule<object, MinimizeArgs> = {
       .option('timeout', { type: 'number', default: 30, describe: "seconds a trial's boot waits for the readiness probe before the trial fails" })
       .option('boots', { type: 'number', default: 3, describe: 'boots of the original and of the minimized kernel each (alternating) for the time figures; 0: none' })
       .option('write', { type: 'boolean', describe: "set the result as kernel.disable in the recipe's file (its comments kept)" })
-      .option('list', { type: 'boolean', describe: 'show the candidates and what is kept by contract, and try nothing' })
+      .option('list', { type: 'boolean', describe: 'show the candidates and what is kept and why (the contract, an option that leaves code out), and try nothing' })
       .check((args) => {
         if (args.list && args.write) throw new Error('--list tries nothing, so there is nothing to --write');
         if (!Number.isFinite(args.timeout) || args.timeout <= 0) throw new Error('--timeout must be a number of seconds above 0');
@@ -167,7 +167,7 @@ const minimizeCommand: CommandModule<object, MinimizeArgs> = {
         if (out.json) out.result({ ok: true, ...listed });
         else {
           out.line(`${listed.candidates.length} candidates: ${listed.candidates.join(' ')}`);
-          out.line(`${listed.protected.length} kept by contract:`);
+          out.line(`${listed.protected.length} kept, not candidates:`);
           for (const p of listed.protected) out.line(`  ${p.symbol.padEnd(28)} ${p.why}`);
         }
         process.exitCode = 0;
@@ -202,6 +202,7 @@ export function minimizeText(r: MinimizeReport, written: string | undefined): st
   lines.push(`left out (${r.removed.length}): ${r.removed.join(' ') || 'none'}`);
   for (const n of r.needed) lines.push(`needed: ${n.symbol}: ${n.reason}`);
   if (r.stuckOn.length) lines.push(`stay on (an option that stays selects them): ${r.stuckOn.join(' ')}`);
+  if (r.weakProbe) lines.push(`caution: ${r.recipe} has ${r.weakProbe}`);
   lines.push(`vmlinux ${bytes(r.baseline.vmlinuxBytes)} -> ${bytes(r.final.vmlinuxBytes)}, bzImage ${bytes(r.baseline.bzImageBytes)} -> ${bytes(r.final.bzImageBytes)}`);
   if (r.readyMs) lines.push(`ready (median of ${r.readyMs.boots} boot${r.readyMs.boots > 1 ? 's' : ''} each, alternating): ${r.readyMs.baseline} ms -> ${r.readyMs.minimized} ms`);
   lines.push('', 'what each accepted trial saved (bytes of vmlinux and bzImage; ms of one boot each, noisy)');
