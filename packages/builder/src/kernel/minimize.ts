@@ -153,7 +153,7 @@ export function minimizeCandidates(
     if (value !== 'y' || tiny.get(symbol) === 'y' || !symbols.prompted.has(symbol) || symbols.gates.has(symbol) || symbols.choices.has(symbol)) continue;
     // A prompt behind a condition the kernel does not meet (`if EXPERT`, an `if` block): the option follows its default.
     if (!(symbols.promptIf.get(symbol) ?? []).some((all) => all.every((c) => holds(c, app)))) continue;
-    const why = protect.get(symbol) ?? (symbols.negated.has(symbol) ? 'other options depend on it being off (!' + symbol + '): off, it lets code in' : undefined);
+    const why = protect.get(symbol) ?? (symbols.negated.has(symbol) ? `other options depend on it being off (!${symbol}): off, it lets code in` : undefined);
     if (why) kept.push({ symbol, why });
     else candidates.push(symbol);
   }

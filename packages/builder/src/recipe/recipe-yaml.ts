@@ -71,19 +71,16 @@ export async function setRecipeKernelDisable(file: string, disable: readonly str
   const text = await readFile(file, 'utf8');
   const doc = parseDocument(text);
   if (doc.errors.length > 0) throw new TinyxError('E_RECIPE', `${file}: ${doc.errors[0]!.message}`, { kind: 'user' });
+  // What the file must read as afterwards: the same data, kernel.disable set (in its place when it had one) or gone.
+  const want = (doc.toJS() ?? {}) as { kernel?: Record<string, unknown> };
+  if (disable.length > 0) want.kernel = { ...want.kernel, disable: [...disable] };
+  else if (want.kernel) {
+    delete want.kernel.disable;
+    if (Object.keys(want.kernel).length === 0) delete want.kernel;
+  }
   const holdsList = (candidate: string): boolean => {
     const back = parseDocument(candidate);
-    if (back.errors.length > 0) return false;
-    const value = back.getIn(['kernel', 'disable']) as unknown;
-    const rest = (d: typeof doc) => {
-      const copy = d.clone();
-      if (copy.hasIn(['kernel', 'disable'])) copy.deleteIn(['kernel', 'disable']);
-      const kernel = copy.get('kernel', true);
-      if (isMap(kernel) && kernel.items.length === 0) copy.delete('kernel');
-      return JSON.stringify(copy.toJS());
-    };
-    const listOk = disable.length === 0 ? value === undefined : JSON.stringify((value as { toJSON?: () => unknown })?.toJSON?.() ?? value) === JSON.stringify(disable);
-    return listOk && rest(back) === rest(doc);
+    return back.errors.length === 0 && JSON.stringify(back.toJS() ?? {}) === JSON.stringify(want);
   };
   let next = spliceKernelDisable(text, doc, disable);
   if (next === undefined || !holdsList(next)) {
