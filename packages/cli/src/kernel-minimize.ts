@@ -29,6 +29,8 @@ const CONSOLE = ['PRINTK', 'TTY', 'SERIAL_8250', 'SERIAL_8250_CONSOLE'];
 
 /** Bumped when what a recorded trial means changes: older records are not replayed. */
 const STATE_VERSION = 3;
+/** An image directory's kernel files: each trial brings its own. */
+const KERNEL_FILES = ['vmlinuz', 'vmlinux', SYSTEM_MAP, 'kernel.config'];
 
 export interface MinimizeOptions {
   /** The build's recipe, platform, format, source and cache: as for `tinyx build`. */
@@ -62,7 +64,7 @@ export interface MinimizeReport extends MinimizeResult {
 
 interface State {
   version: number;
-  /** Trials by the baseline config they started from and the options off. */
+  /** Trials by the image they booted (its files but the kernel's), the baseline config they started from and the options off. */
   trials: Record<string, TrialOutcome>;
 }
 
@@ -131,7 +133,7 @@ export async function minimizeKernel(options: MinimizeOptions): Promise<Minimize
       await rm(trialDir, { recursive: true, force: true });
       await mkdir(trialDir);
       for (const entry of await readdir(image)) {
-        if (['vmlinuz', 'vmlinux', SYSTEM_MAP, 'kernel.config'].includes(entry)) continue;
+        if (KERNEL_FILES.includes(entry)) continue;
         await link(join(image, entry), join(trialDir, entry));
       }
       await copyFile(kernel.bzImage, join(trialDir, 'vmlinuz'));
@@ -338,7 +340,7 @@ function weakProbe(readiness: Manifest['readiness']): string | null {
 async function imageIdentity(dir: string): Promise<string> {
   const hash = createHash('sha256');
   for (const entry of (await readdir(dir)).sort()) {
-    if (['vmlinuz', 'vmlinux', SYSTEM_MAP, 'kernel.config'].includes(entry)) continue;
+    if (KERNEL_FILES.includes(entry)) continue;
     let bytes: Buffer | string = await readFile(join(dir, entry));
     if (entry === 'manifest.json') {
       const manifest = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
