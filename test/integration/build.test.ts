@@ -102,9 +102,12 @@ test("a base whose busybox-static version the mirror no longer serves (after a p
   t.is(await sha256File(built.path), await sha256File(current.path));
 });
 
-test('redis: runs as its own account, and `redis-server --version` works inside the root', async (t) => {
+test('redis: runs as its own account, `redis-server --version` works inside the root, and the verify step saw it answer PING', async (t) => {
   const manifest = await buildRecipe('redis', 'redis');
   t.is(manifest.entrypoint.user, 'redis');
+  // The recipe's probe is an exchange: a connection alone would pass before redis reads a byte.
+  t.deepEqual(manifest.readiness, { tcp: { port: 6379, send: 'PING\r\n', expect: '+PONG' } });
+  t.regex(manifest.verify!.outcome, /^ready, probe on 6379: answered "\+PONG"$/);
   t.not(manifest.entrypoint.uid, 0);
   const root = await unpackInitrd(t, join(work, 'redis', 'initrd.cpio.gz'));
   const check = runInRoot(root, (await loadRecipe('redis')).check!);

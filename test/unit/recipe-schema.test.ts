@@ -79,6 +79,8 @@ const REJECTED: [yaml: string, message: string | RegExp][] = [
   ['packages: [xyz]\nentrypoint: { cmd: [/x], forks: yes please }\n', 'recipes/x.yaml: entrypoint.forks: must be true or false, not the string "yes please"'],
   [`${MINIMAL}readiness: { tcp: 80, console: ready }\n`, 'recipes/x.yaml: readiness: names 2 probes (tcp, console)'],
   [`${MINIMAL}readiness: {}\n`, 'recipes/x.yaml: readiness: names no probe'],
+  [`${MINIMAL}readiness: { tcp: { port: 6379, send: PING } }\n`, 'recipes/x.yaml: readiness.tcp.send: needs `expect`: the text the answer must contain'],
+  [`${MINIMAL}readiness: { tcp: { send: PING, expect: PONG } }\n`, 'recipes/x.yaml: readiness.tcp.port: is required'],
   [`${MINIMAL}fixups: [{ file: /etc/x, delete-lines: "(" }]\n`, /^recipes\/x\.yaml: fixups\[0\]\.delete-lines: is not a valid regular expression: /],
   [`${MINIMAL}fixups: [{ file: /etc/x, replace: a }]\n`, 'recipes/x.yaml: fixups[0].with: is required'],
   [`${MINIMAL}fixups: [{ file: /etc/x, write: a, delete-lines: b }]\n`, 'recipes/x.yaml: fixups[0]: names delete-lines and write at once'],
@@ -118,6 +120,8 @@ test('schema.json accepts what the validator accepts, short forms included', asy
     `${MINIMAL}directories: [/run/x, { path: /var/lib/x, owner: www-data, mode: 0750 }]\nreadiness: null\ncheck: /usr/sbin/nginx -t\n`,
     `${MINIMAL}readiness: { console: "ready to accept" }\nfixups: [{ file: /etc/x, replace: "a+", with: b }, { file: /etc/y, write: "" }]\n`,
     'packages: [xyz]\nentrypoint: { cmd: [/x], forks: true, pidFile: /run/x.pid }\n',
+    `${MINIMAL}readiness: { tcp: { port: 6379, send: "PING\\r\\n", expect: +PONG } }\n`,
+    `${MINIMAL}readiness: { tcp: { port: 22, expect: SSH- } }\n`,
   ];
   for (const yaml of accepted) {
     t.notThrows(() => parseRecipe(yaml, 'recipes/x.yaml', 'x'), yaml);

@@ -112,6 +112,19 @@ test('a recipe file is read from its path and named after it', async (t) => {
   t.regex(error?.message ?? '', /bad\.yaml: extra: unknown key$/);
 });
 
+test('a TCP probe: a port, or a mapping whose send needs an expect', (t) => {
+  const exchange = parseRecipe(`${MINIMAL}readiness:\n  tcp: { port: 6379, send: "PING\\r\\n", expect: "+PONG" }\n`, 'recipes/x.yaml', 'x');
+  t.deepEqual(exchange.readiness, { tcp: { port: 6379, send: 'PING\r\n', expect: '+PONG' } }, "YAML's double quotes make the CR LF");
+  t.deepEqual(parseRecipe(`${MINIMAL}readiness: { tcp: { port: 22, expect: SSH- } }\n`, 'recipes/x.yaml', 'x').readiness, { tcp: { port: 22, expect: 'SSH-' } }, 'a server that speaks first: no send');
+  t.deepEqual(parseRecipe(`${MINIMAL}readiness: { tcp: { port: 80 } }\n`, 'recipes/x.yaml', 'x').readiness, { tcp: { port: 80 } }, 'a mapping of only the port is the short form');
+  const lone = recipeError(t, `${MINIMAL}readiness: { tcp: { port: 6379, send: PING } }\n`);
+  t.is(lone.message, 'recipes/x.yaml: readiness.tcp.send: needs `expect`: the text the answer must contain');
+  t.regex(lone.hint ?? '', /expect: "\+PONG"/);
+  t.is(recipeError(t, `${MINIMAL}readiness: { tcp: { send: PING, expect: PONG } }\n`).message, 'recipes/x.yaml: readiness.tcp.port: is required');
+  t.is(recipeError(t, `${MINIMAL}readiness: { tcp: { port: 1, expect: "" } }\n`).message, 'recipes/x.yaml: readiness.tcp.expect: must not be empty');
+  t.is(recipeError(t, `${MINIMAL}readiness: { tcp: { port: 1, expct: x } }\n`).message, 'recipes/x.yaml: readiness.tcp.expct: unknown key');
+});
+
 test('--package and --cmd make a recipe with a tcp probe', (t) => {
   const recipe = recipeFromPackage({ package: 'memcached', cmd: '/usr/bin/memcached -u nobody -p 11211', port: 11211 });
   t.is(recipe.name, 'memcached');

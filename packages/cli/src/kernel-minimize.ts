@@ -21,7 +21,7 @@ import {
   type ProtectedOption,
   type TrialOutcome,
 } from '@tinyx/builder';
-import { PLATFORM_NAMES, ROOT_FORMATS, SYSTEM_MAP, run, type RootFormat } from '@tinyx/image';
+import { PLATFORM_NAMES, ROOT_FORMATS, SYSTEM_MAP, probeSeesApp, run, type RootFormat } from '@tinyx/image';
 import { getBackend, type Vm } from '@tinyx/toolstack';
 
 /** The options every kernel keeps whatever the minimizer finds: the console tinyx reads the guest's errors from. */
@@ -323,13 +323,19 @@ function positiveSymbols(expression: string): string[] {
 }
 
 /**
- * Why the readiness probe cannot tell that the app works, or null for an
- * HTTP probe (the app answered a request). Found with redis (a TCP probe):
- * a kernel on which it listened but never answered a command passed.
+ * Why the readiness probe cannot tell that the app works, or null for one that
+ * sees the app answer (HTTP, a TCP exchange with `expect`). Found with redis
+ * under a bare TCP probe: a kernel on which it listened but never answered a
+ * command passed.
  */
 function weakProbe(readiness: Manifest['readiness']): string | null {
-  const what = !readiness ? 'no readiness probe: a trial passes once the app has started' : 'tcp' in readiness ? 'a TCP probe: a trial passes once the port listens, which the kernel answers without the app' : 'console' in readiness ? 'a console-line probe: a trial passes once the app prints it' : undefined;
-  return what ? `${what}; an option the app needs to serve can go. Check the result by hand (tinyx run --publish), or give the recipe an HTTP probe` : null;
+  if (probeSeesApp(readiness)) return null;
+  const what = !readiness
+    ? 'no readiness probe: a trial passes once the app has started'
+    : 'tcp' in readiness
+      ? 'a TCP probe without `expect`: a trial passes once the port listens, which the kernel answers without the app'
+      : 'a console-line probe: a trial passes once the app prints it';
+  return `${what}; an option the app needs to serve can go. Check the result by hand (tinyx run --publish), or give the recipe a probe that sees the app answer (http, or tcp with send and expect)`;
 }
 
 /**

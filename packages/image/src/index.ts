@@ -28,8 +28,8 @@ export {
   debianPackageFor,
 } from './host-tools.js';
 export type { HostTool, HostFile, HostUse, HostScope, TestTier } from './host-tools.js';
-export { READY_LINE, probePort } from './readiness.js';
-export type { Readiness } from './readiness.js';
+export { READY_LINE, probePort, probeSeesApp } from './readiness.js';
+export type { Readiness, TcpProbe } from './readiness.js';
 export { PLATFORMS, PLATFORM_NAMES, DEFAULT_PLATFORM, DEFAULT_MEMORY_MIB, IMAGE_CMDLINE, isPlatform, platformFacts, guestsOf } from './platforms.js';
 export type { Platform, PlatformFacts, GuestFacts, KernelArtifact } from './platforms.js';
 export { ROOT_FORMATS, isRootFormat, rootFormatFacts, bootCmdline } from './root-formats.js';

@@ -22,8 +22,9 @@ export interface ReadyTarget {
 /**
  * Waits until the app answers: the console's ready line (not for a restored
  * VM, whose console starts after it), then the probe through the VM's
- * endpoint (TCP connect, or HTTP GET answered 2xx). Fails with the console's
- * tail when the VM ends or panics, or the time runs out.
+ * endpoint (TCP connect, with its exchange's expected answer if it has one,
+ * or HTTP GET answered 2xx). Fails with the console's tail when the VM ends
+ * or panics, or the time runs out.
  */
 export async function waitUntilReady(target: ReadyTarget, probe: Readiness | null, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ReadyTimes> {
   const timeoutMs = options.timeoutMs ?? 60_000;
@@ -45,7 +46,10 @@ export async function waitUntilReady(target: ReadyTarget, probe: Readiness | nul
     let ok = target.restored || console.includes(wanted);
     const endpoint = ok && port !== undefined ? target.endpoint(port) : undefined;
     if (ok && probe && endpoint) {
-      if ('tcp' in probe) ok = await probeTcp(endpoint.host, endpoint.port);
+      if ('tcp' in probe) {
+        const { send, expect } = probe.tcp;
+        ok = await probeTcp(endpoint.host, endpoint.port, expect === undefined ? 500 : 1000, expect === undefined ? undefined : { send, expect });
+      }
       else if ('http' in probe) {
         const status = await probeHttp(endpoint.host, endpoint.port, probe.http.path);
         ok = status !== undefined && status >= 200 && status < 300;

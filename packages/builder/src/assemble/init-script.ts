@@ -1,4 +1,4 @@
-import { READY_LINE } from '@tinyx/image';
+import { READY_LINE, probePort } from '@tinyx/image';
 import type { Readiness } from '../recipe/recipe.js';
 import { RELAY_PATH, relayArguments, type LoopbackRelay } from './relay.js';
 
@@ -133,7 +133,8 @@ export function generateInit(options: InitOptions): string {
   const accountEnv = user.uid === 0 ? {} : { HOME: user.home ?? '/', USER: user.name, LOGNAME: user.name };
   const env = Object.entries({ ...accountEnv, ...options.env }).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
   if (options.libraryPath.length > 0) env.push(`export LD_LIBRARY_PATH=${shellQuote(options.libraryPath.join(':'))}`);
-  const port = readiness && 'tcp' in readiness ? readiness.tcp.port : readiness && 'http' in readiness ? readiness.http.port : undefined;
+  // /init sees the socket listen (no client in the image); the toolstack's probe then sees the app answer (HTTP, a TCP exchange).
+  const port = probePort(readiness);
   const relayed = relays.find((r) => r.port === port);
   const waitReady =
     port === undefined

@@ -97,7 +97,7 @@ export function nullable<T>(kind: Kind<T>): Kind<T | null> {
   };
 }
 
-/** A mapping that may be written as just the string value of one of its keys: a directory as its path. */
+/** A mapping that may be written as just the value (a string or number) of one of its keys: a directory as its path, a TCP probe as its port. */
 export function shorthand<F extends Fields>(key: keyof F & string, of: MappingKind<F>, type: string): Kind<Output<F>> {
   const short = of.fields[key]!.kind;
   return {
@@ -105,7 +105,7 @@ export function shorthand<F extends Fields>(key: keyof F & string, of: MappingKi
     schema: { anyOf: [short.schema, of.schema] },
     inner: of.inner,
     read(value, field, context) {
-      if (typeof value !== 'string') return of.read(value, field, context);
+      if (typeof value !== 'string' && typeof value !== 'number') return of.read(value, field, context);
       // Read where it was written, so that a fault names directories[0], not directories[0].path.
       short.read(value, field, context);
       return of.read({ [key]: value }, field, context);

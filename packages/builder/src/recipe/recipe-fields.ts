@@ -60,11 +60,39 @@ const DIRECTORY = mapping({
   mode: { kind: octalMode, default: '0755', describe: 'Its mode, in octal; write it as a string ("0750"), though YAML\'s number 0750 is taken as octal too.' },
 });
 
+const TCP_PROBE = mapping(
+  {
+    port: { kind: port, required: true, describe: 'The port the app listens on.' },
+    send: {
+      kind: nullable(nonEmptyText),
+      default: null,
+      describe: 'Written once connected, as it stands (YAML\'s double quotes write "PING\\r\\n"); leave it out for a server that speaks first (a banner).',
+    },
+    expect: {
+      kind: nullable(nonEmptyText),
+      default: null,
+      describe: "A text the app's answer must contain (`+PONG`). Without it a connection is enough, which the guest's kernel accepts before the app reads a byte.",
+    },
+  },
+  {
+    rule: {
+      check(tcp, field, context) {
+        if (tcp.send !== null && tcp.expect === null) fail(context, `${field}.send`, 'needs `expect`: the text the answer must contain', 'add expect: TEXT (for Redis, send: "PING\\r\\n" and expect: "+PONG")');
+      },
+      schema: { dependencies: { send: ['expect'] } },
+    },
+  },
+);
+
 const READINESS = variants({
   type: 'mapping',
   given: {},
   one: {
-    tcp: variant({ kind: port, describe: 'Ready when the app accepts a TCP connection on this port.', build: (port) => ({ tcp: { port } }) }),
+    tcp: variant({
+      kind: shorthand('port', TCP_PROBE, 'port, or a mapping'),
+      describe: 'Ready when the app accepts a TCP connection on this port; as a mapping of `port`, `send` and `expect`, when it also answers `send` with a text that contains `expect`.',
+      build: ({ port, send, expect }) => ({ tcp: { port, ...(send !== null ? { send } : {}), ...(expect !== null ? { expect } : {}) } }),
+    }),
     http: variant({
       kind: mapping({
         port: { kind: port, required: true, describe: 'The port of the HTTP server.' },
@@ -77,7 +105,7 @@ const READINESS = variants({
   },
   none: 'names no probe',
   many: (names) => `names ${names.length} probes (${names.join(', ')})`,
-  hint: 'give exactly one of: tcp: PORT, http: { port: PORT, path: /PATH }, console: "a line the app prints"',
+  hint: 'give exactly one of: tcp: PORT (or tcp: { port: PORT, send: TEXT, expect: TEXT }), http: { port: PORT, path: /PATH }, console: "a line the app prints"',
 });
 
 const FIXUP = variants({

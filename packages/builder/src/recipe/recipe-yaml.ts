@@ -44,7 +44,7 @@ export function recipeToYaml(recipe: Recipe, derivedFrom?: DerivedFrom, options:
 }
 
 function readinessYaml(readiness: NonNullable<Recipe['readiness']>): unknown {
-  if ('tcp' in readiness) return { tcp: readiness.tcp.port };
+  if ('tcp' in readiness) return { tcp: readiness.tcp.expect === undefined ? readiness.tcp.port : readiness.tcp };
   if ('http' in readiness) return { http: readiness.http };
   return { console: readiness.console.line };
 }

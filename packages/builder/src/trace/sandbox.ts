@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readlink } from 'node:fs/promises';
-import { debianPackageFor } from '@tinyx/image';
+import { debianPackageFor, SUBPROCESS_PATH, type Readiness } from '@tinyx/image';
 import { MissingToolError } from '../errors.js';
-import { SUBPROCESS_PATH } from '@tinyx/image';
 
 /** How a sandboxed program is started. */
 export interface SandboxOptions {
@@ -42,10 +41,11 @@ export interface Sandbox {
   listening(): Promise<ListeningPort[]>;
   /**
    * Connects to host:port (default 127.0.0.1) inside its network namespace
-   * (through nsenter and this Node.js), and for an HTTP probe sends GET path:
-   * the status line, or the error.
+   * (through nsenter and this Node.js); for an HTTP probe sends GET path, for
+   * a TCP exchange sends `send` and waits for `expect`: the status line or the
+   * answer's first line, or the error.
    */
-  probe(port: number, httpPath?: string, host?: string): Promise<{ ok: boolean; answer: string }>;
+  probe(port: number, how?: ProbeHow, host?: string): Promise<{ ok: boolean; answer: string }>;
   /** Ends it: strace (if any) first with SIGTERM so that its log is complete, then the whole namespace. */
   stop(): Promise<void>;
 }
@@ -105,7 +105,7 @@ export function startSandbox(options: SandboxOptions): Sandbox {
       for (const table of ['tcp', 'tcp6']) sockets.push(...listeningSockets(await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '')));
       return listeningPorts(sockets);
     },
-    probe: (port, httpPath, host = '127.0.0.1') => (pid === undefined ? Promise.resolve({ ok: false, answer: 'not started' }) : probeInNamespace(pid, host, port, httpPath)),
+    probe: (port, how = {}, host = '127.0.0.1') => (pid === undefined ? Promise.resolve({ ok: false, answer: 'not started' }) : probeInNamespace(pid, host, port, how)),
     async stop() {
       if (!ended && pid !== undefined && options.strace) {
         // strace detaches and flushes its log on SIGTERM; PID 1's end then ends the namespace.
@@ -184,25 +184,45 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** The client the probe runs in the namespace: this very Node.js, a script on its command line. */
+/** What a probe does once connected: nothing (a connection is enough), an HTTP GET of a path, or a TCP exchange. */
+export type ProbeHow = { httpPath?: string; send?: string; expect?: string };
+
+/** How a readiness probe (or none) probes: what `Sandbox.probe` is given. */
+export function probeHow(readiness: Readiness | null): ProbeHow {
+  if (readiness && 'http' in readiness) return { httpPath: readiness.http.path };
+  if (readiness && 'tcp' in readiness && readiness.tcp.expect !== undefined) return { send: readiness.tcp.send, expect: readiness.tcp.expect };
+  return {};
+}
+
+/** The client the probe runs in the namespace: this very Node.js, a script given host, port and what to do (JSON). */
 const PROBE_SCRIPT = `
 const net = require('node:net');
-const [host, port, path] = process.argv.slice(1);
+const [host, port, how] = process.argv.slice(1);
+const { httpPath, send, expect } = JSON.parse(how);
 const socket = net.createConnection({ host, port: Number(port) });
 let answer = '';
-socket.setTimeout(5000, () => { console.log('timeout'); process.exit(1); });
+const firstLine = () => JSON.stringify(answer.split('\\r\\n')[0].split('\\n')[0].slice(0, 200));
+socket.setTimeout(5000, () => { console.log(answer ? 'timeout, the answer so far: ' + firstLine() : 'timeout'); process.exit(1); });
 socket.on('connect', () => {
-  if (!path) { console.log('connected'); process.exit(0); }
-  socket.write('GET ' + path + ' HTTP/1.0\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n');
+  if (httpPath) socket.write('GET ' + httpPath + ' HTTP/1.0\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n');
+  else if (expect === undefined) { console.log('connected'); process.exit(0); }
+  else if (send !== undefined) socket.write(send);
 });
-socket.on('data', (d) => { answer += d; });
-socket.on('end', () => { console.log(answer.split('\\r\\n')[0]); process.exit(/^HTTP\\/1\\.[01] [23]\\d\\d/.test(answer) ? 0 : 1); });
+socket.on('data', (d) => {
+  answer += d;
+  if (!httpPath && answer.includes(expect)) { console.log('answered ' + firstLine()); process.exit(0); }
+});
+socket.on('end', () => {
+  if (httpPath) { console.log(answer.split('\\r\\n')[0]); process.exit(/^HTTP\\/1\\.[01] [23]\\d\\d/.test(answer) ? 0 : 1); }
+  console.log('closed without ' + JSON.stringify(expect) + (answer ? ', after ' + firstLine() : ''));
+  process.exit(1);
+});
 socket.on('error', (e) => { console.log(e.message); process.exit(1); });
 `;
 
-function probeInNamespace(pid: number, host: string, port: number, httpPath: string | undefined): Promise<{ ok: boolean; answer: string }> {
+function probeInNamespace(pid: number, host: string, port: number, how: ProbeHow): Promise<{ ok: boolean; answer: string }> {
   return new Promise((resolve) => {
-    const args = ['--net=/proc/' + pid + '/ns/net', '--', process.execPath, '-e', PROBE_SCRIPT, host, String(port), ...(httpPath ? [httpPath] : [])];
+    const args = ['--net=/proc/' + pid + '/ns/net', '--', process.execPath, '-e', PROBE_SCRIPT, host, String(port), JSON.stringify(how)];
     const probe = spawn('nsenter', args, { env: { PATH: SUBPROCESS_PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
     let answer = '';
     probe.stdout.setEncoding('utf8').on('data', (c: string) => (answer += c));

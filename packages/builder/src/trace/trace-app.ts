@@ -1,5 +1,6 @@
 import { chmod, chown, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
+import { probePort } from '@tinyx/image';
 import { parseGroup, parsePasswd } from '../account-files.js';
 import { fixedContent, imageHosts } from '../assemble/assemble-root.js';
 import type { LoopbackRelay } from '../assemble/relay.js';
@@ -15,7 +16,7 @@ import { resolveInRoot } from '../resolve/root-path.js';
 import type { RootView } from '../resolve/root-view.js';
 import { looksSecret, makeSecrets, SECRET_HEAD_BYTES, secretFiles, type ImageSecret } from './secrets.js';
 import { parseStraceLog, type TraceLog } from './strace-log.js';
-import { startSandbox, type ListeningPort, type Sandbox } from './sandbox.js';
+import { probeHow, startSandbox, type ListeningPort, type Sandbox } from './sandbox.js';
 
 /** A path the trace saw the app use, as the planner takes it. */
 export interface TracedPath {
@@ -250,12 +251,12 @@ async function driveApp(sandbox: Sandbox, readiness: Readiness | null, timeoutMs
     if (readiness && 'console' in readiness) {
       if (sandbox.output().includes(readiness.console.line)) return { outcome: 'ready (its console line)', sockets: ports };
     } else {
-      const wanted = readiness ? ('tcp' in readiness ? readiness.tcp.port : readiness.http.port) : undefined;
+      const wanted = probePort(readiness);
       if (wanted !== undefined ? ports.some((p) => p.port === wanted) : ports.length > 0) {
         // No port asked for: the app may open several (caddy: its admin port first); let it open them all, then probe the first one outside loopback.
         const seen = wanted === undefined ? (await sleep(500), await sandbox.listening()) : ports;
         const port = wanted ?? (seen.find((p) => !p.loopback) ?? seen[0] ?? ports[0]!).port;
-        const probe = await sandbox.probe(port, readiness && 'http' in readiness ? readiness.http.path : undefined);
+        const probe = await sandbox.probe(port, probeHow(readiness));
         // What the first request touches (an index page, a lazily loaded module) is traced too, and what
         // the app opens once it listens (mariadb's privilege tables): the run ends once its trace is still.
         await settle(fileCalls, signal);

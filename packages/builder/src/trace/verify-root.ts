@@ -1,7 +1,7 @@
 import type { LoopbackRelay } from '../assemble/relay.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { READY_LINE } from '@tinyx/image';
+import { READY_LINE, probePort } from '@tinyx/image';
 import { TinyxError, throwIfAborted } from '../errors.js';
 import type { ImageEntry } from '../image-tree.js';
 import type { Recipe } from '../recipe/recipe.js';
@@ -9,7 +9,7 @@ import { resolveInRoot } from '../resolve/root-path.js';
 import { writeEntries } from '../pack/tree.js';
 import type { RootView } from '../resolve/root-view.js';
 import { parseStraceLog } from './strace-log.js';
-import { startSandbox, type Sandbox } from './sandbox.js';
+import { probeHow, startSandbox, type Sandbox } from './sandbox.js';
 import { IMAGE_ENV, NOT_TRACED, NOT_TRACED_DIRS } from './trace-app.js';
 
 export interface VerifyInput {
@@ -107,9 +107,9 @@ export async function verifyRoot(input: VerifyInput): Promise<VerifyResult> {
     let outcome = exited ? 'ran to completion (status 0)' : 'ready';
     const readiness = recipe.readiness;
     if (!exited && readiness && !('console' in readiness)) {
-      const port = 'tcp' in readiness ? readiness.tcp.port : readiness.http.port;
+      const port = probePort(readiness)!;
       const host = relayed ? VERIFY_ADDRESS : '127.0.0.1';
-      const probe = await app.probe(port, 'http' in readiness ? readiness.http.path : undefined, host);
+      const probe = await app.probe(port, probeHow(readiness), host);
       if (!probe.ok) throw await verifyError(input, `${cmd} listens on ${port} in the image's root, but its probe${relayed ? ` through the relay (${host}:${port})` : ''} failed: ${probe.answer}`, app, log);
       outcome = `ready, probe on ${relayed ? `${host}:${port} through the relay` : port}: ${probe.answer}`;
     }
