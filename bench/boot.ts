@@ -3,7 +3,6 @@
 // the same probes the tests use. Every figure is a median of RUNS runs.
 import { spawn } from 'node:child_process';
 import { rm, stat } from 'node:fs/promises';
-import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { probePort, readManifest } from '@tinyx/image';
@@ -74,54 +73,68 @@ export function appEndpoint(vm: Vm): { host: string; port: number } {
 }
 
 /**
- * One request the app must answer, as a real client would ask it: nginx an
- * HTTP GET answered 200, redis a PING answered +PONG. Resolves true/false.
+ * How one request ended: answered as the app should; answered otherwise;
+ * `closed` when the connection was made and then reset or closed without an
+ * answer (through QEMU's user network: the guest's kernel refused it, so the
+ * guest is on the network); `refused` when nothing listens on the host side
+ * (QEMU has not opened its forward yet); `timeout`.
  */
-export function appRequest(app: string, host: string, port: number, timeoutMs = 2000): Promise<boolean> {
-  if (app === 'redis') return exchange(host, port, '*1\r\n$4\r\nPING\r\n', (r) => r.includes('\r\n'), timeoutMs).then((r) => r === '+PONG\r\n', () => false);
-  return new Promise((resolve) => {
-    const req = request({ host, port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-}
+export type Attempt = 'answered' | 'wrong' | 'closed' | 'refused' | 'timeout';
 
-function exchange(host: string, port: number, text: string, done: (reply: string) => boolean, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
+/**
+ * One request the app must answer, as a real client would ask it: nginx an
+ * HTTP GET answered 200, redis a PING answered +PONG.
+ */
+export function appAttempt(app: string, host: string, port: number, timeoutMs = 2000): Promise<Attempt> {
+  return new Promise((resolve) => {
     const socket = connect({ host, port });
     let reply = '';
-    const timer = setTimeout(() => (socket.destroy(), reject(new Error('timeout'))), timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(text));
+    let connected = false;
+    const end = (attempt: Attempt): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(attempt);
+    };
+    const timer = setTimeout(() => end('timeout'), timeoutMs);
+    socket.setEncoding('latin1');
+    socket.on('connect', () => {
+      connected = true;
+      socket.write(app === 'redis' ? '*1\r\n$4\r\nPING\r\n' : `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    });
     socket.on('data', (chunk: string) => {
       reply += chunk;
-      if (done(reply)) {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(reply);
-      }
+      if (app === 'redis' && reply.includes('\r\n')) end(reply === '+PONG\r\n' ? 'answered' : 'wrong');
     });
-    socket.on('error', (e) => (clearTimeout(timer), reject(e)));
+    // An HTTP answer is whole when the server closes (Connection: close); its status line says how it went.
+    socket.on('end', () => end(!reply ? 'closed' : /^HTTP\/1\.[01] 200 /.test(reply) && app !== 'redis' ? 'answered' : 'wrong'));
+    socket.on('error', (error: NodeJS.ErrnoException) => end(!connected && error.code === 'ECONNREFUSED' ? 'refused' : reply ? 'wrong' : 'closed'));
   });
 }
 
-/** Polls the app until it answers: the time of the first good answer since `t0` (performance.now()). */
+/** appAttempt, true when answered as the app should. */
+export async function appRequest(app: string, host: string, port: number, timeoutMs = 2000): Promise<boolean> {
+  return (await appAttempt(app, host, port, timeoutMs)) === 'answered';
+}
+
 /**
  * The time from t0 to the app's first answer: one request at a time, every
- * 5 ms. A request sent before the guest's network is up can hang until its
- * 500 ms timeout (QEMU's user network holds the connection), which some runs
- * show as a jump above the ready line; overlapping requests avoid that but
- * load QEMU's user network while the guest boots, which slowed the boot
- * itself (tried 2026-12-02: ready line 1.2-1.4 s -> 1.6 s). The medians are
- * of 7 runs.
+ * 5 ms. A request sent before the guest is on the network hangs in QEMU's
+ * user network (it resends the guest's SYN only after a second or more), so
+ * until a request has been refused by the guest's kernel (`closed`), each is
+ * cut after 100 ms and sent again; from then on the guest answers (a refusal
+ * while the app does not listen yet, or the app's answer), and a request
+ * waits up to 2 s for a slow first answer. Before 2026-12-03 each request
+ * waited 500 ms whatever happened, which could add up to half a second to
+ * the figure. Overlapping requests are not used: they load QEMU's user
+ * network while the guest boots, which slowed the boot itself (tried
+ * 2026-12-02: ready line 1.2-1.4 s -> 1.6 s).
  */
 export async function firstAnswer(app: string, host: string, port: number, t0: number, timeoutMs = 120_000): Promise<number> {
+  let guestOnNetwork = false;
   for (;;) {
-    if (await appRequest(app, host, port, 500)) return performance.now() - t0;
+    const attempt = await appAttempt(app, host, port, guestOnNetwork ? 2000 : 100);
+    if (attempt === 'answered') return performance.now() - t0;
+    if (attempt === 'closed' || attempt === 'wrong') guestOnNetwork = true;
     if (performance.now() - t0 > timeoutMs) throw new Error(`${app} did not answer on ${host}:${port} within ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 5));
   }
