@@ -58,6 +58,8 @@ test.serial('nginx boots, answers HTTP 200 with its page, stops answering when p
   const ready = await vm.waitReady();
   t.true(ready.ms > 0 && ready.ms < 60_000);
   t.regex(await vm.console(), /tinyx: ready \(listening on 80\) at \d+\.\d+ s of guest uptime/);
+  // Its minimized kernel has no PROC_SYSCTL (recipes/nginx.yaml): /init passes over what is not there, without an error line.
+  t.notRegex(await vm.console(), /can't create|No such file/);
   const port = vm.hostPort(80)!;
   const page = await get(port);
   t.is(page.status, 200);

@@ -166,7 +166,8 @@ ${options.writable ? `${writableLines(options.writable).join('\n')}
 ` : ''}
 # One app per VM: it may bind ports below 1024 whatever its account (systemd's
 # AmbientCapabilities=CAP_NET_BIND_SERVICE; Docker sets the same for containers).
-echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null
+# A kernel without PROC_SYSCTL has no such file: only root binds them there.
+[ -e /proc/sys/net/ipv4/ip_unprivileged_port_start ] && echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start
 
 # Network from the kernel command line: tinyx.ip=10.0.2.15/24 tinyx.gw=10.0.2.2
 # (TINYX_CMDLINE stands in for it where no kernel gives one: the build's verify step).
