@@ -40,3 +40,10 @@ export { hasOverlayFs } from './host-check.js';
 export { defaultCacheDir, processExists } from './cache.js';
 export { checkOutputDir, replaceOutputDir } from './emit/output-dir.js';
 export type { OutputState } from './emit/output-dir.js';
+
+// Registries: an image directory pushed and pulled as an OCI artifact (and a kernel-boot container).
+export { KERNEL_BOOT_PATHS, TINYX_ARTIFACT_TYPE, imageLayout, pullImage, pushImage } from './oci/image-artifact.js';
+export type { PullResult, PushResult, RegistryOptions } from './oci/image-artifact.js';
+export { parseReference, formatReference } from './oci/reference.js';
+export type { ImageReference } from './oci/reference.js';
+export { credentialFiles, registryCredentials } from './oci/credentials.js';

@@ -7,6 +7,7 @@ import { inspectCommand } from './commands/inspect.js';
 import { kernelCommand } from './commands/kernel.js';
 import { poolCommand } from './commands/pool.js';
 import { recipeCommand } from './commands/recipe.js';
+import { pullCommand, pushCommand } from './commands/registry.js';
 import { restoreCommand, runCommand } from './commands/run.js';
 import { logsCommand, pauseCommand, psCommand, saveCommand, stopCommand, unpauseCommand } from './commands/vms.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
@@ -35,11 +36,13 @@ export async function main(argv: string[]): Promise<number> {
     .command(restoreCommand)
     .command(stopCommand)
     .command(logsCommand)
+    .command(pushCommand)
+    .command(pullCommand)
     .command(poolCommand)
     .command(kernelCommand)
     .command(recipeCommand)
     .command(doctorCommand)
-    .demandCommand(1, 'name a command: build, run, inspect, kernel or doctor')
+    .demandCommand(1, 'name a command: build, run, inspect, push, pull, kernel or doctor')
     .strict()
     .recommendCommands()
     .example('$0 doctor --fix', 'install what the host needs')

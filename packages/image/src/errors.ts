@@ -91,7 +91,13 @@ export type ErrorCode =
   | 'E_QMP_BUSY'
   | 'E_NO_XL'
   | 'E_NOT_DOM0'
-  | 'E_XL';
+  | 'E_XL'
+  // Registries (tinyx push, pull)
+  | 'E_REFERENCE'
+  | 'E_REGISTRY'
+  | 'E_REGISTRY_AUTH'
+  | 'E_NOT_TINYX_ARTIFACT'
+  | 'E_DIGEST';
 
 export class TinyxError extends Error {
   override name = 'TinyxError';

@@ -117,6 +117,8 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'dpkg-deb', debianPackage: 'dpkg', purpose: "unpacks the Xen hypervisor and dom0's kernel", neededFor: 'tests', tiers: ['xen'] },
   { command: 'apt-cache', debianPackage: 'apt', purpose: "lists the versions of BusyBox's source the mirror serves (the base's may be gone after a point release); finds dom0's kernel package and version for the Xen tests", neededFor: 'build', tiers: BUILDING_TIERS },
   { command: 'find', debianPackage: 'findutils', purpose: "lists the Xen tests' dom0 root and payload for cpio", neededFor: 'tests', tiers: ['xen'] },
+  { command: 'docker-registry', debianPackage: 'docker-registry', purpose: 'the reference OCI distribution server that tinyx push and pull are tested against, on 127.0.0.1', neededFor: 'tests', tiers: ['integration'] },
+  { command: 'skopeo', debianPackage: 'skopeo', purpose: 'an independent client that reads back what tinyx push wrote (inspect, copy to an OCI layout)', neededFor: 'tests', tiers: ['integration'] },
 ];
 
 /** The keyring debootstrap verifies the mirror with when the host's apt source names none. */
