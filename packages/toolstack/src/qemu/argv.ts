@@ -96,10 +96,6 @@ export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, net
       // guest does not calibrate it against the PIT: 0.2 s of boot, and on a busy host a failed check
       // that left the guest on the PIT, waking ~36 times a second when idle.
       ...(clock.accel === 'tcg' ? [`lapic_timer_hz=${TCG_APIC_TIMER_HZ}`] : []),
-      // Freed init memory is not filled with int3 (tinyx's kernel patch 0003): under TCG that fill
-      // is a byte-wise rep stosb over translated code, ~0.15 s of every boot; under KVM it costs
-      // microseconds and keeps its use (a stale call into freed init code traps at once).
-      ...(clock.accel === 'tcg' ? ['free_init_poison=0'] : []),
     ],
     network,
   });
