@@ -276,6 +276,8 @@ export async function pullImage(reference: string, options: RegistryOptions & { 
     if (leftBehind) options.progress?.(`the earlier image was left at ${leftBehind}: it held a file tinyx did not write`);
   } catch (error) {
     await removeTree(staging).catch(() => {});
+    // A blob's stream stopped by Ctrl-C ends in the stream's AbortError: the interruption it is.
+    throwIfAborted(options.signal);
     throw error;
   }
   return { reference: formatReference(ref), digest: top.digest, dir: out, name: manifest.name, files: [...names.map((n) => n!), 'manifest.json'].sort() };

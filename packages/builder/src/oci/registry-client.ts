@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { TinyxError } from '../errors.js';
+import { InterruptedError, TinyxError } from '../errors.js';
 import type { Credentials } from './credentials.js';
 import { apiHost, type ImageReference } from './reference.js';
 
@@ -145,7 +145,7 @@ export class RegistryClient {
   }
 
   private unreachable(error: unknown): TinyxError {
-    if ((error as Error).name === 'AbortError') return new TinyxError('E_INTERRUPTED', 'interrupted', { kind: 'interrupted' });
+    if ((error as Error).name === 'AbortError') return new InterruptedError();
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const detail = cause?.code ?? cause?.message ?? (error as Error).message;
     const tls = /EPROTO|SSL|TLS|wrong version number|ERR_SSL/i.test(`${cause?.code} ${cause?.message}`);
