@@ -3,6 +3,7 @@ import { hideBin } from 'yargs/helpers';
 import { setCommandLog } from '@tinyx/image';
 import { buildCommand } from './commands/build.js';
 import { doctorCommand } from './commands/doctor.js';
+import { exportCommand } from './commands/export.js';
 import { inspectCommand } from './commands/inspect.js';
 import { kernelCommand } from './commands/kernel.js';
 import { poolCommand } from './commands/pool.js';
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(logsCommand)
     .command(pushCommand)
     .command(pullCommand)
+    .command(exportCommand)
     .command(poolCommand)
     .command(kernelCommand)
     .command(recipeCommand)

@@ -118,6 +118,11 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'apt-cache', debianPackage: 'apt', purpose: "lists the versions of BusyBox's source the mirror serves (the base's may be gone after a point release); finds dom0's kernel package and version for the Xen tests", neededFor: 'build', tiers: BUILDING_TIERS },
   { command: 'find', debianPackage: 'findutils', purpose: "lists the Xen tests' dom0 root and payload for cpio", neededFor: 'tests', tiers: ['xen'] },
   { command: 'docker-registry', debianPackage: 'docker-registry', purpose: 'the reference OCI distribution server that tinyx push and pull are tested against, on 127.0.0.1', neededFor: 'tests', tiers: ['integration'] },
+  { command: 'libvirtd', debianPackage: 'libvirt-daemon-system', purpose: 'boots what tinyx export libvirt writes (virsh create), started by the tests', neededFor: 'tests', tiers: ['integration'] },
+  { command: 'virtlogd', debianPackage: 'libvirt-daemon-system', purpose: "libvirt's log daemon, which its QEMU driver needs", neededFor: 'tests', tiers: ['integration'] },
+  { command: 'virsh', debianPackage: 'libvirt-clients', purpose: 'creates and destroys the exported domain', neededFor: 'tests', tiers: ['integration'] },
+  { command: 'virt-xml-validate', debianPackage: 'libvirt-clients', purpose: "validates the exported domain XML against libvirt's schema", neededFor: 'tests', tiers: ['integration'] },
+  { command: 'xmllint', debianPackage: 'libxml2-utils', purpose: 'virt-xml-validate runs it', neededFor: 'tests', tiers: ['integration'] },
   { command: 'skopeo', debianPackage: 'skopeo', purpose: 'an independent client that reads back what tinyx push wrote (inspect, copy to an OCI layout)', neededFor: 'tests', tiers: ['integration'] },
 ];
 

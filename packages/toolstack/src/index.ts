@@ -8,7 +8,8 @@
 export type { Backend, CreateOptions, QemuCreateOptions, XenCreateOptions, ReadyTimes, Vm, VmDescription, VmOrigin, VmState } from './machine.js';
 export { getBackend, findVm, listVms, restoreVm, BACKEND_NAMES, type BackendName } from './registry.js';
 export { TinyxError, SYSTEM_MAP } from '@tinyx/image';
-export { detectAccel, type AccelChoice, type Accelerator } from './accel.js';
+export { detectAccel, hostTscKhz, type AccelChoice, type Accelerator } from './accel.js';
+export { libvirtDomainXml, type LibvirtOptions } from './export/libvirt.js';
 export { QemuBackend } from './qemu/backend.js';
 export { QemuVm } from './qemu/vm.js';
 export { freePort } from './qemu/ports.js';

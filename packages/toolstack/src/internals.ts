@@ -1,5 +1,5 @@
 /** Pieces of the toolstack exported for its tests, not a stable API. */
-export { guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX, DEFAULT_BRIDGE } from './bridge.js';
+export { ensureBridge, guestAddresses, leaseAddress, macFor, tapName, MAC_PREFIX, DEFAULT_BRIDGE } from './bridge.js';
 export { domainState, parseXlListLong, parseXlListTable, type XlDomain, type XlListRow } from './xen/xl-list.js';
 export { xenDomainConfig } from './xen/domain-config.js';
 export { linesAboutDomain, xlFailure } from './xen/xl.js';

@@ -78,7 +78,7 @@ export const USER_NETWORK: GuestNetwork = { address: '10.0.2.15', prefixLength: 
  * A QEMU guest's kernel command line: the platform's console, what the image
  * needs (its manifest), QEMU's machine settings, and the guest's network.
  */
-export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, network: GuestNetwork, clock: { accel: Accelerator; hostTscKhz?: number | undefined } = { accel: 'kvm' }): string {
+export function qemuCmdline(image: Pick<BootableImage, 'facts' | 'cmdline'>, network: GuestNetwork | undefined, clock: { accel: Accelerator; hostTscKhz?: number | undefined } = { accel: 'kvm' }): string {
   return kernelCmdline({
     console: image.facts.console,
     image: image.cmdline,

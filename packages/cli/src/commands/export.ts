@@ -1,0 +1,102 @@
+import { stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { DEFAULT_MEMORY_MIB, TinyxError, openImage } from '@tinyx/image';
+import { DEFAULT_BRIDGE, detectAccel, hostTscKhz, libvirtDomainXml } from '@tinyx/toolstack';
+import { globalOptions, type GlobalArgs } from '../global-options.js';
+import { makeOutput, reportError } from '../output.js';
+
+interface LibvirtArgs extends GlobalArgs {
+  image: string;
+  name?: string;
+  memory: number;
+  accel: 'auto' | 'kvm' | 'tcg';
+  bridge?: string;
+  address?: string;
+  gateway?: string;
+  'console-file'?: string;
+  out?: string;
+}
+
+/** ADDR/PREFIX: the guest's address and the length of its network's prefix. */
+function parseAddress(text: string): { address: string; prefixLength: number } {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
+  if (!m || m[1]!.split('.').some((n) => Number(n) > 255) || Number(m[2]) < 1 || Number(m[2]) > 30) {
+    throw new TinyxError('E_USAGE', `--address ${text}: not an IPv4 address with its prefix length`, { kind: 'user', hint: 'write it as ADDR/PREFIX, e.g. --address 10.213.9.2/16' });
+  }
+  return { address: m[1]!, prefixLength: Number(m[2]) };
+}
+
+/**
+ * The first directory above (or file of) the image that others cannot pass
+ * through or read: libvirt's QEMU runs as an unprivileged user (libvirt-qemu
+ * on Debian) and then cannot open the kernel. Undefined when it can.
+ */
+async function hiddenFromOthers(files: string[]): Promise<{ path: string; mode: number } | undefined> {
+  for (const file of files) {
+    const mode = (await stat(file)).mode & 0o777;
+    if ((mode & 0o004) === 0) return { path: file, mode };
+  }
+  for (let dir = dirname(files[0]!); ; dir = dirname(dir)) {
+    const mode = (await stat(dir)).mode & 0o777;
+    if ((mode & 0o001) === 0) return { path: dir, mode };
+    if (dir === dirname(dir)) return undefined;
+  }
+}
+
+const libvirtCommand: CommandModule<object, LibvirtArgs> = {
+  command: 'libvirt <image>',
+  describe: 'A libvirt domain (QEMU driver, q35, direct kernel boot) for an image directory, as XML',
+  builder: (yargs) =>
+    globalOptions(yargs as Argv<object>)
+      .positional('image', { type: 'string', demandOption: true, describe: 'an image directory built for kvm (out/<name>)' })
+      .option('name', { type: 'string', describe: "the domain's name (default: the image's)" })
+      .option('memory', { type: 'number', default: DEFAULT_MEMORY_MIB, describe: 'guest memory in MiB' })
+      .option('accel', { choices: ['auto', 'kvm', 'tcg'] as const, default: 'auto' as const, describe: 'domain type kvm or qemu (TCG); auto: kvm where this host can run a guest with it' })
+      .option('bridge', { type: 'string', describe: `a host bridge for the guest's NIC (with --address; tinyx run --network bridge makes ${DEFAULT_BRIDGE.bridge})` })
+      .option('address', { type: 'string', describe: "the guest's address on the bridge, ADDR/PREFIX (on its kernel command line, where /init reads it)" })
+      .option('gateway', { type: 'string', describe: "the guest's default route (default: none)" })
+      .option('console-file', { type: 'string', describe: 'QEMU writes the serial console to this file (default: a pty, for virsh console)' })
+      .option('out', { type: 'string', describe: 'write the XML to this file (default: standard output)' })
+      .example('$0 export libvirt out/nginx > nginx.xml && virsh create nginx.xml', 'boot it with libvirt; virsh console nginx shows it')
+      .example(`$0 export libvirt out/nginx --bridge ${DEFAULT_BRIDGE.bridge} --address 10.213.9.2/16 --gateway ${DEFAULT_BRIDGE.gateway}`, 'on a host bridge, at its own address')
+      .epilog(
+        "The domain boots the bzImage on q35 (libvirt has no microvm machine) with the image's kernel command line as tinyx run gives it; the initramfs is its initrd, an erofs root a read-only shareable virtio disk; the guest's reboot (the app has exited) destroys the domain. The XML names the image's files by absolute path: keep the image directory where it is, readable by libvirt's QEMU. Without --bridge the guest has no network.",
+      ) as unknown as Argv<LibvirtArgs>,
+  handler: async (args) => {
+    const out = makeOutput(args);
+    try {
+      if (!!args.bridge !== !!args.address) {
+        throw new TinyxError('E_USAGE', `${args.bridge ? '--bridge' : '--address'} needs ${args.bridge ? '--address' : '--bridge'}`, { kind: 'user', hint: 'give both: the bridge the NIC is on and the guest address on it' });
+      }
+      const image = await openImage(args.image);
+      const accel = args.accel === 'auto' ? (await detectAccel()).accel : args.accel;
+      const domainXml = libvirtDomainXml(image, {
+        ...(args.name ? { name: args.name } : {}),
+        accel,
+        memoryMiB: args.memory,
+        ...(args.bridge && args.address ? { network: { bridge: args.bridge, ...parseAddress(args.address), gateway: args.gateway ?? '' } } : {}),
+        hostTscKhz: accel === 'tcg' ? await hostTscKhz() : undefined,
+        ...(args['console-file'] ? { consoleFile: args['console-file'] } : {}),
+      });
+      const hidden = await hiddenFromOthers([image.kernels.vmlinuz!, image.rootfs]);
+      if (hidden) {
+        out.note(`tinyx: warning: libvirt's QEMU runs as libvirt-qemu and cannot reach ${hidden.path} (mode ${hidden.mode.toString(8).padStart(4, '0')}): virsh create would fail with "Permission denied". Put the image under /var/lib/libvirt/images, or let others into that directory (chmod o+x).`);
+      }
+      if (args.out) await writeFile(args.out, domainXml);
+      if (out.json) out.result({ ok: true, format: 'libvirt', accel, file: args.out ?? null, xml: domainXml });
+      else if (!args.out) process.stdout.write(domainXml);
+      else out.line(`wrote ${args.out}: virsh create ${args.out}`);
+      process.exitCode = 0;
+    } catch (error) {
+      process.exitCode = reportError(error, out);
+    }
+  },
+};
+
+export const exportCommand: CommandModule = {
+  command: 'export <format>',
+  describe: 'Describe an image for another engine: a libvirt domain',
+  builder: (yargs) => yargs.command(libvirtCommand).demandCommand(1, 'name a format: libvirt'),
+  handler: () => undefined,
+};
