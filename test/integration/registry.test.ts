@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { build, KERNEL_BOOT_PATHS, TINYX_ARTIFACT_TYPE } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
+import { parse } from 'yaml';
 import { integrationTest } from '../helpers/capabilities.js';
+import { virtualMachineValidator } from '../helpers/kubevirt-schema.js';
 import { runCli } from '../helpers/cli.js';
 
 // tinyx push and pull against a real registry: Debian's docker-registry (the
@@ -86,10 +88,10 @@ test.serial('push, read back by skopeo (index, artifact, kernel-boot container, 
   t.deepEqual(Object.fromEntries(artifact.layers.map((l) => [l.annotations['org.opencontainers.image.title'], l.digest.slice('sha256:'.length)])), Object.fromEntries(Object.entries(local).filter(([name]) => name !== 'manifest.json')));
 
   // A container runtime's view (skopeo picks linux/amd64): one layer, the image's labels.
-  const container = JSON.parse(skopeo('inspect', '--tls-verify=false', `docker://${ref}`)) as { Layers: string[]; Labels: Record<string, string>; Os: string };
-  t.is(container.Layers.length, 1);
-  t.is(container.Labels['org.opencontainers.image.title'], 'nginx');
-  t.is(container.Os, 'linux');
+  const runtimeView = JSON.parse(skopeo('inspect', '--tls-verify=false', `docker://${ref}`)) as { Layers: string[]; Labels: Record<string, string>; Os: string };
+  t.is(runtimeView.Layers.length, 1);
+  t.is(runtimeView.Labels['org.opencontainers.image.title'], 'nginx');
+  t.is(runtimeView.Os, 'linux');
 
   // Copied whole to an OCI layout: the same index digest, and the layer's tar holds the kernel and the initramfs at the documented paths.
   const layout = join(work, 'layout');
@@ -104,6 +106,17 @@ test.serial('push, read back by skopeo (index, artifact, kernel-boot container, 
   const manifest = JSON.parse(await readFile(join(nginxDir, 'manifest.json'), 'utf8')) as { artifacts: { kernel: string; rootfs: string } };
   t.is(sha256(await readFile(join(unpacked, KERNEL_BOOT_PATHS.kernel))), local[manifest.artifacts.kernel]!);
   t.is(sha256(await readFile(join(unpacked, KERNEL_BOOT_PATHS.initrd))), local[manifest.artifacts.rootfs]!);
+
+  // The KubeVirt VirtualMachine for this push: valid against KubeVirt's schema, and the paths it names are those files.
+  const exported = await runCli(['export', 'kubevirt', nginxDir, '--ref', `${address}/tinyx/nginx@${result.digest}`]);
+  t.is(exported.code, 0, exported.stderr);
+  const vm = parse(exported.stdout) as { spec: { template: { spec: { domain: { firmware: { kernelBoot: { container: { image: string; kernelPath: string; initrdPath: string } } } } } } } };
+  const validate = await virtualMachineValidator();
+  t.true(validate(vm), JSON.stringify(validate.errors));
+  const container = vm.spec.template.spec.domain.firmware.kernelBoot.container;
+  t.is(container.image, `${address}/tinyx/nginx@${result.digest}`);
+  t.is(sha256(await readFile(join(unpacked, container.kernelPath))), local[manifest.artifacts.kernel]!);
+  t.is(sha256(await readFile(join(unpacked, container.initrdPath))), local[manifest.artifacts.rootfs]!);
 
   // Pulled by digest into a fresh directory: every file the same bytes; then it boots.
   const pulledDir = join(work, 'pulled');

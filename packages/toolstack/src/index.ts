@@ -10,6 +10,7 @@ export { getBackend, findVm, listVms, restoreVm, BACKEND_NAMES, type BackendName
 export { TinyxError, SYSTEM_MAP } from '@tinyx/image';
 export { detectAccel, hostTscKhz, type AccelChoice, type Accelerator } from './accel.js';
 export { libvirtDomainXml, type LibvirtOptions } from './export/libvirt.js';
+export { kubevirtVirtualMachine, KUBEVIRT_MASQUERADE, type KubevirtOptions } from './export/kubevirt.js';
 export { QemuBackend } from './qemu/backend.js';
 export { QemuVm } from './qemu/vm.js';
 export { freePort } from './qemu/ports.js';

@@ -2,7 +2,9 @@ import { stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_MEMORY_MIB, TinyxError, openImage } from '@tinyx/image';
-import { DEFAULT_BRIDGE, detectAccel, hostTscKhz, libvirtDomainXml } from '@tinyx/toolstack';
+import { stringify } from 'yaml';
+import { KERNEL_BOOT_PATHS, parseReference } from '@tinyx/builder';
+import { DEFAULT_BRIDGE, KUBEVIRT_MASQUERADE, detectAccel, hostTscKhz, kubevirtVirtualMachine, libvirtDomainXml } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError } from '../output.js';
 
@@ -94,9 +96,51 @@ const libvirtCommand: CommandModule<object, LibvirtArgs> = {
   },
 };
 
+interface KubevirtArgs extends GlobalArgs {
+  image: string;
+  ref: string;
+  name?: string;
+  memory: number;
+  accel: 'kvm' | 'tcg';
+  out?: string;
+}
+
+const kubevirtCommand: CommandModule<object, KubevirtArgs> = {
+  command: 'kubevirt <image>',
+  describe: 'A KubeVirt VirtualMachine that boots the kernel-boot container tinyx push wrote, as YAML',
+  builder: (yargs) =>
+    globalOptions(yargs as Argv<object>)
+      .positional('image', { type: 'string', demandOption: true, describe: 'an image directory built for kvm with an initramfs (out/<name>)' })
+      .option('ref', { type: 'string', demandOption: true, describe: 'the image tinyx push wrote it to, as the cluster pulls it (REGISTRY/REPOSITORY:TAG or @sha256:...)' })
+      .option('name', { type: 'string', describe: "the VirtualMachine's name (default: the image's)" })
+      .option('memory', { type: 'number', default: DEFAULT_MEMORY_MIB, describe: 'guest memory in MiB (resources.requests.memory)' })
+      .option('accel', { choices: ['kvm', 'tcg'] as const, default: 'kvm' as const, describe: "tcg: the nodes run KubeVirt's software emulation; the kernel command line gets the clock words tinyx run gives TCG guests" })
+      .option('out', { type: 'string', describe: 'write the manifest to this file (default: standard output)' })
+      .example('$0 push out/nginx ghcr.io/you/nginx:1.0 && $0 export kubevirt out/nginx --ref ghcr.io/you/nginx:1.0 | kubectl apply -f -', 'push, then run it on a cluster with KubeVirt')
+      .epilog(
+        `The VirtualMachine boots on q35 with firmware.kernelBoot: the kernel and the initramfs from the pushed image's linux/amd64 container (${KERNEL_BOOT_PATHS.kernel}, ${KERNEL_BOOT_PATHS.initrd}), the image's kernel command line, the pod network through masquerade (the guest at ${KUBEVIRT_MASQUERADE.address}, on the command line: the image has no DHCP client), the app's port declared, and its readiness probe as a Kubernetes one where it maps (HTTP: httpGet; TCP: tcpSocket, without an exchange; a console line: none). An erofs image cannot be booted this way: build with --format initramfs.`,
+      ) as unknown as Argv<KubevirtArgs>,
+  handler: async (args) => {
+    const out = makeOutput(args);
+    try {
+      parseReference(args.ref);
+      const image = await openImage(args.image);
+      const vm = kubevirtVirtualMachine(image, { image: args.ref, paths: KERNEL_BOOT_PATHS, ...(args.name ? { name: args.name } : {}), memoryMiB: args.memory, accel: args.accel });
+      const text = stringify(vm, { aliasDuplicateObjects: false, lineWidth: 0 });
+      if (args.out) await writeFile(args.out, text);
+      if (out.json) out.result({ ok: true, format: 'kubevirt', file: args.out ?? null, manifest: vm });
+      else if (!args.out) process.stdout.write(text);
+      else out.line(`wrote ${args.out}: kubectl apply -f ${args.out}`);
+      process.exitCode = 0;
+    } catch (error) {
+      process.exitCode = reportError(error, out);
+    }
+  },
+};
+
 export const exportCommand: CommandModule = {
   command: 'export <format>',
-  describe: 'Describe an image for another engine: a libvirt domain',
-  builder: (yargs) => yargs.command(libvirtCommand).demandCommand(1, 'name a format: libvirt'),
+  describe: 'Describe an image for another engine: a libvirt domain, a KubeVirt VirtualMachine',
+  builder: (yargs) => yargs.command(libvirtCommand).command(kubevirtCommand).demandCommand(1, 'name a format: libvirt or kubevirt'),
   handler: () => undefined,
 };
