@@ -95,6 +95,17 @@ test.serial("tinyx's first kernel patch is in: no 2 MiB of int3 padding around t
   t.true(text.sectionBytes < 4 * 1024 * 1024, `.text is ${text.sectionBytes} bytes`);
 });
 
+test.serial("tinyx's third kernel patch is in: free_init_pages fills freed init memory with int3 eight bytes a store (rep stosq of 0xcccccccccccccccc), not byte by byte", async (t) => {
+  // The function's bounds from the image's System.map (the vmlinux is stripped): from it to the next symbol.
+  const map = (await readFile(join(work, 'nginx', 'System.map'), 'utf8')).split('\n').map((line) => line.split(' '));
+  const at = map.findIndex((fields) => fields[2] === 'free_init_pages');
+  t.true(at >= 0, 'System.map names free_init_pages');
+  const code = execFileSync('objdump', ['-d', `--start-address=0x${map[at]![0]}`, `--stop-address=0x${map[at + 1]![0]}`, join(work, 'nginx', 'vmlinux')], { encoding: 'utf8' });
+  t.regex(code, /movabs \$0xcccccccccccccccc,%rax/);
+  t.regex(code, /rep stos %rax,%es:\(%rdi\)/);
+  t.notRegex(code, /rep stos %al/);
+});
+
 test.serial('the nginx kernel boots under QEMU (microvm, vmlinux through the PVH entry) and runs a BusyBox /init', async (t) => {
   const marker = `tinyx-marker-${process.pid}`;
   const initrd = await markerInitramfs(marker);
