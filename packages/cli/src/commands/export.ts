@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { KERNEL_BOOT_PATHS, parseReference } from '@tinyx/builder';
 import { DEFAULT_BRIDGE, KUBEVIRT_MASQUERADE, detectAccel, hostTscKhz, kubevirtVirtualMachine, libvirtDomainXml } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
-import { makeOutput, reportError } from '../output.js';
+import { makeOutput, reportError, type Output } from '../output.js';
 
 interface LibvirtArgs extends GlobalArgs {
   image: string;
@@ -27,6 +27,14 @@ function parseAddress(text: string): { address: string; prefixLength: number } {
     throw new TinyxError('E_USAGE', `--address ${text}: not an IPv4 address with its prefix length`, { kind: 'user', hint: 'write it as ADDR/PREFIX, e.g. --address 10.213.9.2/16' });
   }
   return { address: m[1]!, prefixLength: Number(m[2]) };
+}
+
+/** An export's text: into --out (then a line saying what to run), else on standard output; with --json, one result holding it. */
+async function emit(out: Output, file: string | undefined, text: string, next: string, json: Record<string, unknown>): Promise<void> {
+  if (file) await writeFile(file, text);
+  if (out.json) out.result({ ok: true, ...json, file: file ?? null });
+  else if (file) out.line(`wrote ${file}: ${next}`);
+  else process.stdout.write(text);
 }
 
 /**
@@ -85,10 +93,7 @@ const libvirtCommand: CommandModule<object, LibvirtArgs> = {
       if (hidden) {
         out.note(`tinyx: warning: libvirt's QEMU runs as libvirt-qemu and cannot reach ${hidden.path} (mode ${hidden.mode.toString(8).padStart(4, '0')}): virsh create would fail with "Permission denied". Put the image under /var/lib/libvirt/images, or let others into that directory (chmod o+x).`);
       }
-      if (args.out) await writeFile(args.out, domainXml);
-      if (out.json) out.result({ ok: true, format: 'libvirt', accel, file: args.out ?? null, xml: domainXml });
-      else if (!args.out) process.stdout.write(domainXml);
-      else out.line(`wrote ${args.out}: virsh create ${args.out}`);
+      await emit(out, args.out, domainXml, `virsh create ${args.out}`, { format: 'libvirt', accel, xml: domainXml });
       process.exitCode = 0;
     } catch (error) {
       process.exitCode = reportError(error, out);
@@ -127,10 +132,7 @@ const kubevirtCommand: CommandModule<object, KubevirtArgs> = {
       const image = await openImage(args.image);
       const vm = kubevirtVirtualMachine(image, { image: args.ref, paths: KERNEL_BOOT_PATHS, ...(args.name ? { name: args.name } : {}), memoryMiB: args.memory, accel: args.accel });
       const text = stringify(vm, { aliasDuplicateObjects: false, lineWidth: 0 });
-      if (args.out) await writeFile(args.out, text);
-      if (out.json) out.result({ ok: true, format: 'kubevirt', file: args.out ?? null, manifest: vm });
-      else if (!args.out) process.stdout.write(text);
-      else out.line(`wrote ${args.out}: kubectl apply -f ${args.out}`);
+      await emit(out, args.out, text, `kubectl apply -f ${args.out}`, { format: 'kubevirt', manifest: vm });
       process.exitCode = 0;
     } catch (error) {
       process.exitCode = reportError(error, out);
