@@ -193,4 +193,12 @@ test.serial('a layer titled with a path is refused: nothing lands outside the di
   t.is(pulled.code, 2);
   t.regex(pulled.stderr, /a layer is titled "\.\.\/escaped", not a file of a tinyx image directory/);
   t.deepEqual(await readdir(work).then((names) => names.filter((n) => n === 'escaped' || n === 'hostile')), [], 'nothing written: not the file, not the directory');
+
+  // A config that is not a tinyx manifest.json (not even JSON) is named as such, not a crash.
+  const notJson = await upload(Buffer.from('{ not json'));
+  const other = { ...document, config: { mediaType: 'application/vnd.tinyx.image.manifest.v1+json', ...notJson } };
+  t.is((await fetch(`${repo}/manifests/2`, { method: 'PUT', body: JSON.stringify(other), headers: { 'content-type': document.mediaType } })).status, 201);
+  const garbled = await runCli(['pull', `${address}/tinyx/hostile:2`, '--out', out, '--insecure']);
+  t.is(garbled.code, 2);
+  t.regex(garbled.stderr, /its manifest\.json is not one this tinyx reads/);
 });

@@ -241,17 +241,19 @@ export async function pullImage(reference: string, options: RegistryOptions & { 
   const client = new RegistryClient(ref, { insecure: options.insecure, credentials: await registryCredentials(ref.registry), signal: options.signal });
   const top = await client.getManifest(ref.digest ?? ref.tag!);
   const artifact = await findArtifact(client, top, reference);
-  const document = JSON.parse(artifact.bytes.toString('utf8')) as { config: Descriptor; layers: Descriptor[] };
+  const document = JSON.parse(artifact.bytes.toString('utf8')) as { config?: Descriptor; layers?: Descriptor[] };
+  if (!document.config || !Array.isArray(document.layers)) throw new TinyxError('E_NOT_TINYX_ARTIFACT', `${reference}: its artifact manifest has no config or no layers`, { kind: 'user' });
   if (document.config.size > 16 * 1024 * 1024) throw new TinyxError('E_NOT_TINYX_ARTIFACT', `${reference}: its config blob is ${document.config.size} bytes, not a tinyx manifest.json`, { kind: 'user' });
   const configBytes = await client.blobBytes(document.config);
   const manifestText = configBytes.toString('utf8');
-  const marker = parseMarker('image', manifestText);
-  const manifest = JSON.parse(manifestText) as ImageManifest;
-  if (!marker || manifest.manifestVersion !== MANIFEST_VERSION) {
-    throw new TinyxError('E_NOT_TINYX_ARTIFACT', `${reference}: its manifest.json is not one this tinyx reads (manifestVersion ${String(manifest.manifestVersion)}, this tinyx reads ${MANIFEST_VERSION})`, { kind: 'user', hint: 'push it again with this tinyx' });
+  // parseMarker reads it as the emit step's marker (JSON, a name, tinyx's version, artifacts) before anything else does.
+  const manifest = parseMarker('image', manifestText) ? (JSON.parse(manifestText) as ImageManifest) : undefined;
+  if (manifest?.manifestVersion !== MANIFEST_VERSION) {
+    throw new TinyxError('E_NOT_TINYX_ARTIFACT', `${reference}: its manifest.json is not one this tinyx reads (manifestVersion ${String(manifest?.manifestVersion ?? 'none')}, this tinyx reads ${MANIFEST_VERSION})`, { kind: 'user', hint: 'push it again with this tinyx' });
   }
   const allowed = tinyxFileNames(manifest.name);
-  const names = document.layers.map((layer) => layer.annotations?.[TITLE]);
+  const layers = document.layers;
+  const names = layers.map((layer) => layer.annotations?.[TITLE]);
   for (const name of names) {
     // A title is a file name tinyx writes, never a path: nothing from a registry lands outside the directory.
     if (!name || !allowed.has(name) || name === 'manifest.json') throw new TinyxError('E_NOT_TINYX_ARTIFACT', `${reference}: a layer is titled ${JSON.stringify(name)}, not a file of a tinyx image directory`, { kind: 'user' });
@@ -265,7 +267,7 @@ export async function pullImage(reference: string, options: RegistryOptions & { 
   await checkOutputDir(out);
   const staging = await makeStagingDir(out, (line) => options.progress?.(line));
   try {
-    for (const layer of document.layers) {
+    for (const layer of layers) {
       throwIfAborted(options.signal);
       const name = layer.annotations![TITLE]!;
       await client.fetchBlob(layer, join(staging, name));
