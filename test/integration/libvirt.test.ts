@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdtemp, readFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -106,7 +106,18 @@ test.serial('bad input is named: --bridge without --address, an address without 
     const reached = await runCli(['export', 'libvirt', join(hidden, 'nginx')]);
     t.is(reached.code, 0, reached.stderr);
     t.regex(reached.stderr, new RegExp(`libvirt's QEMU runs as libvirt-qemu and cannot reach ${hidden}`));
-    t.regex(reached.stdout, /^<domain /);
+    t.regex(reached.stdout, /^<!-- written by tinyx export libvirt -->\n<domain /);
+    // --out replaces an export of its own, never a file of the user's.
+    const mine = join(hidden, 'mine.xml');
+    await writeFile(mine, '<domain type="kvm"><name>mine</name></domain>\n');
+    const refused = await runCli(['export', 'libvirt', join(hidden, 'nginx'), '--out', mine]);
+    t.is(refused.code, 2);
+    t.regex(refused.stderr, /--out .*mine\.xml: is a file tinyx did not write; tinyx replaces only a domain tinyx export libvirt wrote/);
+    t.is(await readFile(mine, 'utf8'), '<domain type="kvm"><name>mine</name></domain>\n');
+    const ours = join(hidden, 'ours.xml');
+    t.is((await runCli(['export', 'libvirt', join(hidden, 'nginx'), '--out', ours])).code, 0);
+    t.is((await runCli(['export', 'libvirt', join(hidden, 'nginx'), '--out', ours, '--memory', '64'])).code, 0, 'its own export is replaced');
+    t.regex(await readFile(ours, 'utf8'), /<memory unit='MiB'>64<\/memory>/);
   } finally {
     await removeTree(hidden);
   }

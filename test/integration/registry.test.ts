@@ -110,6 +110,12 @@ test.serial('push, read back by skopeo (index, artifact, kernel-boot container, 
   // The KubeVirt VirtualMachine for this push: valid against KubeVirt's schema, and the paths it names are those files.
   const exported = await runCli(['export', 'kubevirt', nginxDir, '--ref', `${address}/tinyx/nginx@${result.digest}`]);
   t.is(exported.code, 0, exported.stderr);
+  t.true(exported.stdout.startsWith('# written by tinyx export kubevirt\n'));
+  const userYaml = join(work, 'vm.yaml');
+  await writeFile(userYaml, 'apiVersion: v1\nkind: ConfigMap\n');
+  const refused = await runCli(['export', 'kubevirt', nginxDir, '--ref', ref, '--out', userYaml]);
+  t.is(refused.code, 2, 'a file of the user\'s is not overwritten');
+  t.is(await readFile(userYaml, 'utf8'), 'apiVersion: v1\nkind: ConfigMap\n');
   const vm = parse(exported.stdout) as { spec: { template: { spec: { domain: { firmware: { kernelBoot: { container: { image: string; kernelPath: string; initrdPath: string } } } } } } } };
   const validate = await virtualMachineValidator();
   t.true(validate(vm), JSON.stringify(validate.errors));

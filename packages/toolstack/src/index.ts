@@ -9,8 +9,9 @@ export type { Backend, CreateOptions, QemuCreateOptions, XenCreateOptions, Ready
 export { getBackend, findVm, listVms, restoreVm, BACKEND_NAMES, type BackendName } from './registry.js';
 export { TinyxError, SYSTEM_MAP } from '@tinyx/image';
 export { detectAccel, hostTscKhz, type AccelChoice, type Accelerator } from './accel.js';
-export { libvirtDomainXml, type LibvirtOptions } from './export/libvirt.js';
-export { kubevirtVirtualMachine, KUBEVIRT_MASQUERADE, type KubevirtOptions } from './export/kubevirt.js';
+export { libvirtDomainXml, LIBVIRT_HEADER, type LibvirtOptions } from './export/libvirt.js';
+export { kubevirtVirtualMachine, KUBEVIRT_HEADER, KUBEVIRT_MASQUERADE, type KubevirtOptions } from './export/kubevirt.js';
+export { checkOwnedFile, writeOwnedFile, type OwnedFile } from './owned-file.js';
 export { QemuBackend } from './qemu/backend.js';
 export { QemuVm } from './qemu/vm.js';
 export { freePort } from './qemu/ports.js';

@@ -1,10 +1,10 @@
-import { stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_MEMORY_MIB, TinyxError, openImage } from '@tinyx/image';
 import { stringify } from 'yaml';
 import { KERNEL_BOOT_PATHS, parseReference } from '@tinyx/builder';
-import { DEFAULT_BRIDGE, KUBEVIRT_MASQUERADE, detectAccel, hostTscKhz, kubevirtVirtualMachine, libvirtDomainXml } from '@tinyx/toolstack';
+import { DEFAULT_BRIDGE, KUBEVIRT_HEADER, KUBEVIRT_MASQUERADE, LIBVIRT_HEADER, detectAccel, hostTscKhz, kubevirtVirtualMachine, libvirtDomainXml, writeOwnedFile, type OwnedFile } from '@tinyx/toolstack';
 import { globalOptions, type GlobalArgs } from '../global-options.js';
 import { makeOutput, reportError, type Output } from '../output.js';
 
@@ -29,9 +29,16 @@ function parseAddress(text: string): { address: string; prefixLength: number } {
   return { address: m[1]!, prefixLength: Number(m[2]) };
 }
 
-/** An export's text: into --out (then a line saying what to run), else on standard output; with --json, one result holding it. */
-async function emit(out: Output, file: string | undefined, text: string, next: string, json: Record<string, unknown>): Promise<void> {
-  if (file) await writeFile(file, text);
+const LIBVIRT_FILE: OwnedFile = { option: '--out', start: LIBVIRT_HEADER, what: 'a domain tinyx export libvirt wrote' };
+const KUBEVIRT_FILE: OwnedFile = { option: '--out', start: KUBEVIRT_HEADER, what: 'a manifest tinyx export kubevirt wrote' };
+
+/**
+ * An export's text: into --out (replacing only an export of the same kind,
+ * then a line saying what to run), else on standard output; with --json,
+ * one result holding it.
+ */
+async function emit(out: Output, file: string | undefined, kind: OwnedFile, text: string, next: string, json: Record<string, unknown>): Promise<void> {
+  if (file) await writeOwnedFile(file, kind, text);
   if (out.json) out.result({ ok: true, ...json, file: file ?? null });
   else if (file) out.line(`wrote ${file}: ${next}`);
   else process.stdout.write(text);
@@ -93,7 +100,7 @@ const libvirtCommand: CommandModule<object, LibvirtArgs> = {
       if (hidden) {
         out.note(`tinyx: warning: libvirt's QEMU runs as libvirt-qemu and cannot reach ${hidden.path} (mode ${hidden.mode.toString(8).padStart(4, '0')}): virsh create would fail with "Permission denied". Put the image under /var/lib/libvirt/images, or let others into that directory (chmod o+x).`);
       }
-      await emit(out, args.out, domainXml, `virsh create ${args.out}`, { format: 'libvirt', accel, xml: domainXml });
+      await emit(out, args.out, LIBVIRT_FILE, domainXml, `virsh create ${args.out}`, { format: 'libvirt', accel, xml: domainXml });
       process.exitCode = 0;
     } catch (error) {
       process.exitCode = reportError(error, out);
@@ -131,8 +138,8 @@ const kubevirtCommand: CommandModule<object, KubevirtArgs> = {
       parseReference(args.ref);
       const image = await openImage(args.image);
       const vm = kubevirtVirtualMachine(image, { image: args.ref, paths: KERNEL_BOOT_PATHS, ...(args.name ? { name: args.name } : {}), memoryMiB: args.memory, accel: args.accel });
-      const text = stringify(vm, { aliasDuplicateObjects: false, lineWidth: 0 });
-      await emit(out, args.out, text, `kubectl apply -f ${args.out}`, { format: 'kubevirt', manifest: vm });
+      const text = `${KUBEVIRT_HEADER}${stringify(vm, { aliasDuplicateObjects: false, lineWidth: 0 })}`;
+      await emit(out, args.out, KUBEVIRT_FILE, text, `kubectl apply -f ${args.out}`, { format: 'kubevirt', manifest: vm });
       process.exitCode = 0;
     } catch (error) {
       process.exitCode = reportError(error, out);

@@ -1,4 +1,4 @@
-import { TinyxError, type BootableImage, type Readiness } from '@tinyx/image';
+import { TinyxError, probePort, type BootableImage, type Readiness } from '@tinyx/image';
 import { qemuCmdline } from '../qemu/argv.js';
 
 /**
@@ -24,6 +24,9 @@ export interface KubevirtOptions {
   /** Under TCG on the node, the clock words tinyx run gives (KubeVirt's software emulation). */
   accel?: 'kvm' | 'tcg';
 }
+
+/** How an exported manifest begins (a YAML comment): `--out` replaces only a file that begins so. */
+export const KUBEVIRT_HEADER = '# written by tinyx export kubevirt\n';
 
 /** KubeVirt's masquerade binding: the guest's address and gateway (its default vmNetworkCIDR, 10.0.2.0/24). */
 export const KUBEVIRT_MASQUERADE = { address: '10.0.2.2', prefixLength: 24, gateway: '10.0.2.1' } as const;
@@ -54,7 +57,7 @@ export function kubevirtVirtualMachine(image: BootableImage, options: KubevirtOp
   }
   const name = objectName(options.name ?? image.name);
   const probe = readinessProbe(image.readiness);
-  const port = image.readiness && !('console' in image.readiness) ? ('http' in image.readiness ? image.readiness.http.port : image.readiness.tcp.port) : undefined;
+  const port = probePort(image.readiness);
   const labels = { 'app.kubernetes.io/name': name, 'app.kubernetes.io/managed-by': 'tinyx', 'kubevirt.io/vm': name };
   return {
     apiVersion: 'kubevirt.io/v1',

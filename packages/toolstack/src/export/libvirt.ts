@@ -30,6 +30,9 @@ export interface LibvirtOptions {
   consoleFile?: string;
 }
 
+/** How an exported domain begins: `--out` replaces only a file that begins so. */
+export const LIBVIRT_HEADER = '<!-- written by tinyx export libvirt -->\n';
+
 const xml = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
 
 /** QEMU's prefix and the address's last three bytes: the same guest address, the same MAC. */
@@ -80,6 +83,7 @@ export function libvirtDomainXml(image: BootableImage, options: LibvirtOptions):
     ? ["    <serial type='file'>", `      <source path='${xml(options.consoleFile)}'/>`, "      <target port='0'/>", '    </serial>']
     : ["    <serial type='pty'>", "      <target port='0'/>", '    </serial>'];
   return [
+    LIBVIRT_HEADER.trimEnd(),
     `<domain type='${options.accel === 'kvm' ? 'kvm' : 'qemu'}'>`,
     `  <name>${xml(name)}</name>`,
     `  <description>tinyx image ${xml(image.name)} (${xml(image.dir)}), exported by tinyx export libvirt</description>`,

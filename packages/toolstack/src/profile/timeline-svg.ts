@@ -1,7 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { lstat, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { TinyxError } from '@tinyx/image';
+import { checkOwnedFile, writeOwnedFile, type OwnedFile } from '../owned-file.js';
 import type { BootProfile, PhaseId } from './boot-profile.js';
 
 const COLOURS: Record<PhaseId, string> = {
@@ -74,6 +71,7 @@ export function timelineSvg(profile: BootProfile, title: string): string {
 
 /** How every timeline tinyx draws begins: what says a file at --profile-svg's path is one (and may be replaced). */
 const SVG_START = '<svg xmlns="http://www.w3.org/2000/svg" data-generator="tinyx boot profile"';
+const TIMELINE_FILE: OwnedFile = { option: '--profile-svg', start: SVG_START, what: 'a timeline it drew' };
 
 /**
  * Refuses a path that holds anything but a timeline tinyx drew: a directory,
@@ -81,31 +79,12 @@ const SVG_START = '<svg xmlns="http://www.w3.org/2000/svg" data-generator="tinyx
  * writeTimeline, so that a refusal costs no boot and nothing is overwritten.
  */
 export async function checkTimelineFile(file: string): Promise<void> {
-  const path = resolve(file);
-  const found = await lstat(path).catch(() => undefined);
-  if (!found) return;
-  const refuse = (what: string): never => {
-    throw new TinyxError('E_OUTPUT_NOT_OURS', `--profile-svg ${file}: ${what}; tinyx replaces only a timeline it drew`, {
-      kind: 'user',
-      hint: 'choose a new file name (or move what is there away yourself)',
-    });
-  };
-  if (!found.isFile()) refuse(found.isDirectory() ? 'is a directory' : 'is not a regular file');
-  const head = await readFile(path, 'utf8').then((t) => t.slice(0, SVG_START.length), () => '');
-  if (head !== SVG_START) refuse('is a file tinyx did not write');
+  await checkOwnedFile(file, TIMELINE_FILE);
 }
 
 /** Writes the timeline under a temporary name beside `file`, then renames it over the file (checked again first). */
 export async function writeTimeline(file: string, svg: string): Promise<void> {
-  await checkTimelineFile(file);
-  const path = resolve(file);
-  const temp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
-  try {
-    await writeFile(temp, svg, { flag: 'wx' });
-    await rename(temp, path);
-  } finally {
-    await rm(temp, { force: true });
-  }
+  await writeOwnedFile(file, TIMELINE_FILE, svg);
 }
 
 function escape(text: string): string {
