@@ -3,6 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TinyxError, credentialFiles, formatReference, parseReference, registryCredentials } from '@tinyx/builder';
+import { isLoopback, parseRepository, tagOf } from '@tinyx/builder/internals';
 
 test('image references as Docker, Podman and skopeo read them', (t) => {
   t.deepEqual(parseReference('localhost:5000/tinyx/nginx:1.0'), { registry: 'localhost:5000', repository: 'tinyx/nginx', tag: '1.0', digest: undefined });
@@ -13,6 +14,22 @@ test('image references as Docker, Podman and skopeo read them', (t) => {
   const digest = `sha256:${'a'.repeat(64)}`;
   t.deepEqual(parseReference(`127.0.0.1:5000/x@${digest}`), { registry: '127.0.0.1:5000', repository: 'x', tag: undefined, digest });
   t.is(formatReference(parseReference('nginx')), 'docker.io/library/nginx:latest');
+});
+
+test('a shared cache names a repository: a tag or a digest in it is refused, with the reference to give instead', (t) => {
+  t.deepEqual(parseRepository('localhost:5000/tinyx-cache', '--cache-from'), { registry: 'localhost:5000', repository: 'tinyx-cache', tag: undefined, digest: undefined });
+  t.deepEqual(parseRepository('ghcr.io/you/cache', '--cache-to'), { registry: 'ghcr.io', repository: 'you/cache', tag: undefined, digest: undefined });
+  const tagged = t.throws(() => parseRepository('ghcr.io/you/cache:main', '--cache-to'), { instanceOf: TinyxError });
+  t.is(tagged?.code, 'E_REFERENCE');
+  t.regex(tagged!.message, /^--cache-to ghcr\.io\/you\/cache:main: name a repository without a tag or digest/);
+  t.is(tagged?.hint, '--cache-to ghcr.io/you/cache');
+  t.throws(() => parseRepository(`ghcr.io/you/cache@sha256:${'a'.repeat(64)}`, '--cache-from'), { message: /without a tag or digest/ });
+  t.is(tagOf('kernels', '0123456789abcdef01234567'), 'kernels-0123456789abcdef01234567');
+});
+
+test('registries on this machine, which are asked in plain HTTP when they do not speak TLS', (t) => {
+  for (const yes of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.9.8.7', '[::1]:5000']) t.true(isLoopback(yes), yes);
+  for (const no of ['ghcr.io', '10.0.0.1:5000', 'localhost.example.com', '128.0.0.1', 'docker.io', '[::2]:5000']) t.false(isLoopback(no), no);
 });
 
 test('a bad reference names what is wrong in it', (t) => {

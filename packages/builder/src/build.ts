@@ -21,11 +21,13 @@ import { buildKernel, compilerCacheSummary, configureKernel, type BuiltKernel, t
 import type { KernelRequest } from './kernel/fragments.js';
 import { isKernelFeature, KERNEL_FEATURES, type KernelFeature } from './kernel-features.js';
 import { imageKernelFeatures } from './kernel/image-features.js';
-import { prepareKernelSource, type KernelSource } from './kernel/kernel-source.js';
+import { kernelSource, type KernelSourceRef } from './kernel/kernel-source.js';
+import { SharedCache } from './oci/shared-cache.js';
 
 /** The kernel step's outcome: what was asked, what Kconfig made of it, and the built files (none for 'kernel-config'). */
 export interface KernelResult {
-  source: KernelSource;
+  /** The kernel source, by its id; `open()` unpacks it (a kernel and configuration from the cache did not need it). */
+  source: KernelSourceRef;
   request: KernelRequest;
   config: KernelConfig;
   built: BuiltKernel | undefined;
@@ -107,6 +109,17 @@ export interface BuildOptions {
   kernelDisable?: readonly string[];
   /** A kernel tarball (unpacked and patched with kernel/patches, as Debian's linux-source is) or a tree (built as it is, unpatched) instead of Debian's linux-source. */
   kernelSource?: string;
+  /**
+   * Registry repositories (`REGISTRY/REPOSITORY`, no tag) to fetch the
+   * kernel and its configuration from when the local cache lacks them,
+   * in order: a runner with an empty disk then compiles no kernel. See
+   * SharedCache.
+   */
+  cacheFrom?: readonly string[];
+  /** A repository to send the kernel and its configuration to (made or found locally), unless it holds them. */
+  cacheTo?: string;
+  /** The cacheFrom and cacheTo registries speak plain HTTP (localhost, one's own network). */
+  cacheInsecure?: boolean;
   /**
    * What to make: the whole image directory (default), or only the kernel
    * ('kernel'), or only its configuration ('kernel-config'), for `tinyx kernel`;
@@ -232,6 +245,8 @@ export class Build {
   private derived?: DerivedFrom;
   private installRoot?: InstallRoot;
   private staging?: string;
+  /** The registries of --cache-from and --cache-to, when given (opened by load). */
+  private shared: SharedCache | undefined;
   /** The loopback ports /init relays the VM's address to (see BuildOptions.relayLoopback). */
   private relay: LoopbackRelay[] = [];
   /** The image's BusyBox, once the assemble step has it. */
@@ -376,6 +391,8 @@ export class Build {
     // What builds killed before they could clean up left in the cache (unmounted, removed).
     for (const name of await this.cache.sweepStale()) this.notice(`cache: removed tmp/${name}, left by a build that no longer runs`);
     await checkBuildHost({ kernel: this.steps.some((step) => step.id === 'kernel'), kernelSource: options.kernelSource, compression });
+    // The references are checked now, before any work; the registries are first asked in the kernel step.
+    this.shared = await SharedCache.open({ from: options.cacheFrom, to: options.cacheTo, insecure: options.cacheInsecure, signal: this.signal, note: this.notice });
     const baseSpec = await hostBaseSpec({ mirror: options.mirror, suite: options.suite });
     const { suite, architecture } = baseSpec;
     this.outDir = resolve(options.outDir ?? join('out', recipe.name));
@@ -611,14 +628,15 @@ export class Build {
     const extra = this.resolved.kernelFeatures.filter((f) => !needed.has(f)).map((f): [KernelFeature, string[]] => [f, ['asked for the build (kernelFeatures)']]);
     const features = new Map([...needed, ...extra].sort(([a], [b]) => (a < b ? -1 : 1)));
     const { platform, compression } = this.resolved;
-    const source = await prepareKernelSource(this.cache, this.options.kernelSource, this.signal);
+    const source = await kernelSource(this.cache, this.options.kernelSource, this.signal);
     const request: KernelRequest = { platform, features, format: this.resolved.format, decompressor: compression ? COMPRESSIONS[compression].kernelSymbol : null, disable: this.recipe.kernel.disable, alsoDisable: this.options.kernelDisable };
-    const config = await configureKernel(this.cache, source, request, { signal: this.signal });
+    const config = await configureKernel(this.cache, source, request, { signal: this.signal, shared: this.shared });
     if (this.resolved.goal === 'kernel-config') {
       return { result: { source, request, config, built: undefined }, cached: config.cached, summary: `${config.enabled} options for ${platform}` };
     }
     const built = await buildKernel(this.cache, source, config, {
       signal: this.signal,
+      shared: this.shared,
       tree: platform,
       sourceDateEpoch: this.resolved.sourceDateEpoch,
       onProgress: ({ compiled, expected }) => this.options.onEvent?.({ type: 'progress', step: 'kernel', done: compiled, total: expected, unit: 'files compiled' }),
@@ -633,7 +651,7 @@ export class Build {
     const size = (await stat(built.bzImage)).size;
     // Said once, when the configuration is first made; the manifest keeps it (kernel.couldNotDisable).
     const stuck = !config.cached && config.stuckOn.length > 0 ? `; could not switch off ${config.stuckOn.map((s) => s.symbol).join(', ')}` : '';
-    const reused = built.compilerCache ? `; ${compilerCacheSummary(built.compilerCache)}` : '';
+    const reused = built.fetchedFrom ? `; from ${built.fetchedFrom}` : built.compilerCache ? `; ${compilerCacheSummary(built.compilerCache)}` : '';
     return { result: { source, request, config, built }, cached: built.cached, summary: `Linux ${built.version} for ${platform}: bzImage ${formatBytes(size)}, ${config.enabled} options${stuck}${reused}` };
   }
 

@@ -52,3 +52,6 @@ export { looksSecret } from './trace/secrets.js';
 export { BUNDLED_HELPERS_DIR, RELAY_CFLAGS, RELAY_PATH, compileRelay, relayArguments } from './assemble/relay.js';
 export { secretFiles } from './trace/secrets.js';
 export { appletSymbols, buildBusybox, trimConfig, type BuiltBusybox } from './assemble/busybox.js';
+export * from './oci/shared-cache.js';
+export * from './oci/reference.js';
+export { isLoopback } from './oci/registry-client.js';

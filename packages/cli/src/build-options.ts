@@ -32,6 +32,9 @@ export interface SourceArgs {
   suite?: string;
   cache?: string;
   'kernel-source'?: string;
+  'cache-from'?: string[];
+  'cache-to'?: string;
+  'cache-insecure'?: boolean;
 }
 
 /** The recipe search path in words, for --help; the error for an unknown name lists the real directories. */
@@ -78,7 +81,16 @@ export function sourceOptions<T>(yargs: Argv<T>): Argv<T & SourceArgs> {
     .option('kernel-source', { type: 'string', describe: "a kernel tarball (unpacked and patched with kernel/patches, like Debian's linux-source) or a tree (built as it is) instead of Debian's linux-source" })
     .option('mirror', { type: 'string', describe: 'Debian mirror for the base', defaultDescription: "the host's apt source" })
     .option('suite', { type: 'string', describe: 'Debian suite for the base', defaultDescription: "the host's" })
-    .option('cache', { type: 'string', describe: 'the build cache directory', defaultDescription: '$TINYX_CACHE or ~/.cache/tinyx' }) as unknown as Argv<T & SourceArgs>;
+    .option('cache', { type: 'string', describe: 'the build cache directory', defaultDescription: '$TINYX_CACHE or ~/.cache/tinyx' })
+    .option('cache-from', {
+      type: 'string',
+      array: true,
+      requiresArg: true,
+      describe: 'a registry repository (REGISTRY/REPOSITORY, no tag) to fetch the kernel and its configuration from when the local cache lacks them: no kernel compile (repeatable)',
+      group: 'Shared kernel cache:',
+    })
+    .option('cache-to', { type: 'string', requiresArg: true, describe: 'a registry repository to send the kernel and its configuration to, unless it holds them', group: 'Shared kernel cache:' })
+    .option('cache-insecure', { type: 'boolean', describe: 'the --cache-from/--cache-to registry speaks plain HTTP (localhost, your own network)', group: 'Shared kernel cache:' }) as unknown as Argv<T & SourceArgs>;
 }
 
 /** The recipe and where its name is looked up, as BuildOptions. */
@@ -95,6 +107,9 @@ export function sourceFrom(args: SourceArgs): Partial<BuildOptions> {
     ...(args.mirror ? { mirror: args.mirror } : {}),
     ...(args.suite ? { suite: args.suite } : {}),
     ...(args.cache ? { cacheDir: args.cache } : {}),
+    ...(args['cache-from']?.length ? { cacheFrom: args['cache-from'] } : {}),
+    ...(args['cache-to'] ? { cacheTo: args['cache-to'] } : {}),
+    ...(args['cache-insecure'] ? { cacheInsecure: true } : {}),
   };
 }
 

@@ -233,7 +233,7 @@ async function candidatesOf(kernel: KernelResult, tinyconfigs: string, options: 
     const temp = join(tinyconfigs, `tinyconfig.tmp-${process.pid}`);
     await rm(temp, { recursive: true, force: true });
     try {
-      await run('make', ['-C', kernel.source.dir, `O=${temp}`, 'tinyconfig'], { signal: options.signal });
+      await run('make', ['-C', (await kernel.source.open()).dir, `O=${temp}`, 'tinyconfig'], { signal: options.signal });
       tiny = await readFile(join(temp, '.config'), 'utf8');
       await writeFile(`${tinyFile}.new-${process.pid}`, tiny);
       await rename(`${tinyFile}.new-${process.pid}`, tinyFile);
@@ -256,7 +256,7 @@ async function candidatesOf(kernel: KernelResult, tinyconfigs: string, options: 
   }
   // And what those depend on (VIRTIO_BLK on BLK_DEV), down to the bottom: off, it would drop them.
   // x86's Kconfig: another architecture's files define and select the same symbols differently.
-  const kconfigFiles = new Map([...(await readKconfigFiles(kernel.source.dir))].filter(([file]) => !/^arch\/[^/]+\//.test(file) || file.startsWith('arch/x86/')));
+  const kconfigFiles = new Map([...(await readKconfigFiles((await kernel.source.open()).dir))].filter(([file]) => !/^arch\/[^/]+\//.test(file) || file.startsWith('arch/x86/')));
   for (let round = [...protect.keys()]; round.length > 0; ) {
     const next: string[] = [];
     for (const [symbol, { dependsOn }] of findDependencies(kconfigFiles, round)) {

@@ -99,6 +99,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
 
   // Only the tests run these: independent readers of what tinyx writes, and the harnesses' own tools.
   { command: 'sh', debianPackage: 'dash', purpose: "the tests' shell lines (pipes into cpio, a mount namespace)", neededFor: 'tests', tiers: ALL_TIERS },
+  { command: 'bash', debianPackage: 'bash', purpose: "runs the steps of the README's CI workflow as GitHub's runner does (bash -e)", neededFor: 'tests', tiers: ['integration'] },
   { command: 'mkdir', debianPackage: 'coreutils', purpose: 'a unit test makes a directory with it', neededFor: 'tests', tiers: ['unit'] },
   { command: 'true', debianPackage: 'coreutils', purpose: 'a unit test starts a process that ends at once', neededFor: 'tests', tiers: ['unit'] },
   { command: 'cpio', debianPackage: 'cpio', purpose: "GNU cpio reads tinyx's initramfs back; packs the Xen tests' dom0 root", neededFor: 'tests', tiers: ALL_TIERS },
@@ -124,6 +125,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'virt-xml-validate', debianPackage: 'libvirt-clients', purpose: "validates the exported domain XML against libvirt's schema", neededFor: 'tests', tiers: ['integration'] },
   { command: 'xmllint', debianPackage: 'libxml2-utils', purpose: 'virt-xml-validate runs it', neededFor: 'tests', tiers: ['integration'] },
   { command: 'skopeo', debianPackage: 'skopeo', purpose: 'an independent client that reads back what tinyx push wrote (inspect, copy to an OCI layout)', neededFor: 'tests', tiers: ['integration'] },
+  { command: 'htpasswd', debianPackage: 'apache2-utils', purpose: "writes the bcrypt password file of the test registry that asks for a password (docker-registry's htpasswd auth)", neededFor: 'tests', tiers: ['integration'] },
 ];
 
 /** The keyring debootstrap verifies the mirror with when the host's apt source names none. */

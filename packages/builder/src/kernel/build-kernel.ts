@@ -11,7 +11,8 @@ import { failingForSpace } from '../no-space.js';
 import { run } from '@tinyx/image';
 import { checkConfig, findDependencies, mergeFragments, parseKconfig, renderKconfig, type ConfigCheck, type RequestedOption } from './kconfig.js';
 import { kernelFragments, type KernelRequest } from './fragments.js';
-import type { KernelSource } from './kernel-source.js';
+import type { KernelSource, KernelSourceRef } from './kernel-source.js';
+import type { SharedCache } from '../oci/shared-cache.js';
 
 /** A kernel configuration, as olddefconfig made it from the fragments, and what became of each request. */
 export interface KernelConfig {
@@ -24,6 +25,8 @@ export interface KernelConfig {
   /** How many options are set (=y, =m or a value). */
   enabled: number;
   cached: boolean;
+  /** The --cache-from registry the configuration was fetched from (then `cached` too). */
+  fetchedFrom?: string | undefined;
 }
 
 export interface BuiltKernel {
@@ -36,6 +39,8 @@ export interface BuiltKernel {
   config: KernelConfig;
   version: string;
   cached: boolean;
+  /** The --cache-from registry the kernel was fetched from (then `cached` too). */
+  fetchedFrom?: string | undefined;
   /** Seconds the compile took (now, or when it was cached). */
   buildSeconds: number;
   /**
@@ -114,27 +119,38 @@ export function kernelBuildKey(sourceId: string, finalConfig: string): string {
  * tinyconfig + fragments, then olddefconfig, then the check that every option
  * asked for is set as asked. A dropped option is an error naming the option,
  * its fragment and its unmet `depends on`. Cached by source + fragments, so a
- * cache hit runs no Kconfig at all.
+ * cache hit runs no Kconfig at all (and the source is not even unpacked);
+ * with a shared cache, an entry missing here is fetched from its registry,
+ * and one made or found here is sent to it.
  */
-export async function configureKernel(cache: Cache, source: KernelSource, request: KernelRequest, options: { signal?: AbortSignal | undefined }): Promise<KernelConfig> {
+export async function configureKernel(
+  cache: Cache,
+  source: KernelSourceRef,
+  request: KernelRequest,
+  options: { signal?: AbortSignal | undefined; shared?: SharedCache | undefined },
+): Promise<KernelConfig> {
   const fragments = await kernelFragments(request);
   const requested = mergeFragments(fragments);
   const key = kernelConfigKey(source.id, requested);
-  const hit = await cache.lookup('kernel-configs', key);
+  const local = await cache.lookup('kernel-configs', key);
+  const fetched = local ? undefined : await options.shared?.fetch(cache, 'kernel-configs', key);
+  const hit = local ?? fetched?.dir;
   if (hit) {
+    await options.shared?.offer(cache, 'kernel-configs', key);
     const meta = await cache.readMeta<{ stuckOn: ConfigCheck['stuckOn'] }>(hit);
     const text = await readFile(join(hit, 'config'), 'utf8');
-    return { text, sha256: sha256(text), requested, stuckOn: meta.stuckOn, enabled: countEnabled(text), cached: true };
+    return { text, sha256: sha256(text), requested, stuckOn: meta.stuckOn, enabled: countEnabled(text), cached: true, fetchedFrom: fetched?.from };
   }
+  const tree = await source.open();
   const temp = await cache.makeTemp('kconfig');
   try {
-    const make = (target: string) => run('make', ['-C', source.dir, `O=${temp}`, target], { signal: options.signal });
+    const make = (target: string) => run('make', ['-C', tree.dir, `O=${temp}`, target], { signal: options.signal });
     await make('tinyconfig');
     await appendFile(join(temp, '.config'), `\n# tinyx fragments\n${renderKconfig(requested)}`);
     await make('olddefconfig');
     const text = await readFile(join(temp, '.config'), 'utf8');
     const check = checkConfig(requested, parseKconfig(text));
-    if (check.dropped.length > 0) throw await droppedOptionsError(source, check.dropped);
+    if (check.dropped.length > 0) throw await droppedOptionsError(tree, check.dropped);
     const entry = await cache.makeTemp('kernel-config');
     try {
       await copyFile(join(temp, '.config'), join(entry, 'config'));
@@ -142,20 +158,21 @@ export async function configureKernel(cache: Cache, source: KernelSource, reques
     } finally {
       await removeTree(entry);
     }
+    await options.shared?.offer(cache, 'kernel-configs', key);
     return { text, sha256: sha256(text), requested, stuckOn: check.stuckOn, enabled: countEnabled(text), cached: false };
   } finally {
     await removeTree(temp);
   }
 }
 
-async function droppedOptionsError(source: KernelSource, dropped: ConfigCheck['dropped']): Promise<TinyxError> {
-  const deps = findDependencies(await readKconfigFiles(source.dir), dropped.map((d) => d.symbol));
+async function droppedOptionsError(tree: KernelSource, dropped: ConfigCheck['dropped']): Promise<TinyxError> {
+  const deps = findDependencies(await readKconfigFiles(tree.dir), dropped.map((d) => d.symbol));
   const lines = dropped.map((d) => {
     const dep = deps.get(d.symbol);
     const why = dep ? (dep.dependsOn.length > 0 ? `it depends on ${dep.dependsOn.join(' && ')} (${dep.file})` : `see ${dep.file}`) : 'no such option in this kernel';
     return `  CONFIG_${d.symbol}=${d.wanted} (from ${d.origin}) ended up ${d.got === 'n' ? 'unset' : `=${d.got}`}: ${why}`;
   });
-  return new TinyxError('E_KERNEL_CONFIG', `Kconfig dropped ${dropped.length} requested option${dropped.length > 1 ? 's' : ''} of kernel ${source.version}:\n${lines.join('\n')}`, {
+  return new TinyxError('E_KERNEL_CONFIG', `Kconfig dropped ${dropped.length} requested option${dropped.length > 1 ? 's' : ''} of kernel ${tree.version}:\n${lines.join('\n')}`, {
     kind: 'user',
     hint: 'add what they depend on to the same fragment, or drop them; `tinyx kernel config` shows where every option came from',
   });
@@ -183,10 +200,12 @@ export async function readKconfigFiles(dir: string): Promise<Map<string, string>
  */
 export async function buildKernel(
   cache: Cache,
-  source: KernelSource,
+  source: KernelSourceRef,
   config: KernelConfig,
   options: {
     signal?: AbortSignal | undefined;
+    /** Where a kernel missing here is fetched from, and where one made or found here is sent (see SharedCache). */
+    shared?: SharedCache | undefined;
     sourceDateEpoch: number;
     onProgress?: (progress: KernelProgress) => void;
     /** Which kept build tree to start from (the platform): kernels of one platform share most objects. */
@@ -194,11 +213,16 @@ export async function buildKernel(
   },
 ): Promise<BuiltKernel> {
   const key = kernelBuildKey(source.id, config.text);
-  const hit = await cache.lookup('kernels', key);
+  const local = await cache.lookup('kernels', key);
+  const fetched = local ? undefined : await options.shared?.fetch(cache, 'kernels', key);
+  const hit = local ?? fetched?.dir;
   if (hit) {
-    const meta = await cache.readMeta<{ seconds: number }>(hit);
-    return { bzImage: join(hit, 'bzImage'), vmlinux: join(hit, 'vmlinux'), systemMap: join(hit, 'System.map'), config, version: source.version, cached: true, buildSeconds: meta.seconds };
+    await options.shared?.offer(cache, 'kernels', key);
+    const meta = await cache.readMeta<{ seconds: number; version?: string }>(hit);
+    const version = meta.version ?? (await source.open()).version;
+    return { bzImage: join(hit, 'bzImage'), vmlinux: join(hit, 'vmlinux'), systemMap: join(hit, 'System.map'), config, version, cached: true, fetchedFrom: fetched?.from, buildSeconds: meta.seconds };
   }
+  const tree = await source.open();
   const temp = await cache.makeTemp('kernel');
   const kept = options.tree ? await takeKeptTree(cache, source.id, options.tree) : undefined;
   const build = kept?.dir ?? join(temp, 'build');
@@ -219,7 +243,7 @@ export async function buildKernel(
     const ccache = await compilerCache(cache);
     const countedBefore = ccache ? await ccacheCounters(ccache.env, options.signal) : undefined;
     const make = (args: string[]) =>
-      failingForSpace('kernel', { label: 'the cache', path: cache.dir }, () => run('make', ['-C', source.dir, `O=${build}`, ...(ccache?.makeArgs ?? []), ...args], {
+      failingForSpace('kernel', { label: 'the cache', path: cache.dir }, () => run('make', ['-C', tree.dir, `O=${build}`, ...(ccache?.makeArgs ?? []), ...args], {
         signal: options.signal,
         env: { ...reproducibleEnv(options.sourceDateEpoch), ...ccache?.env },
         onLine: (line) => {
@@ -241,7 +265,7 @@ export async function buildKernel(
         await mkdir(join(cache.dir, 'logs'), { recursive: true });
         await copyFile(logFile, kept);
         const said = complaints.length > 0 ? complaints.map((l) => `  | ${l}`).join('\n') : lastCompilerLines(error.outputTail);
-        throw new TinyxError('E_KERNEL_BUILD', `the kernel ${source.version} did not build:\n${said}`, { hint: `the whole log: ${kept} (kept until the next failed build)`, cause: error });
+        throw new TinyxError('E_KERNEL_BUILD', `the kernel ${tree.version} did not build:\n${said}`, { hint: `the whole log: ${kept} (kept until the next failed build)`, cause: error });
       }
       throw error;
     }
@@ -254,9 +278,10 @@ export async function buildKernel(
     await copyFile(join(build, '.config'), join(entry, 'config'));
     // The symbols the stripped vmlinux no longer has: the boot profiler names initcalls with them.
     await copyFile(join(build, 'System.map'), join(entry, 'System.map'));
-    const dir = await cache.publish('kernels', key, entry, { source: source.id, version: source.version, configSha256: config.sha256, compiled, seconds, keptTree: warm, ...(compilerCacheUse ? { compilerCache: compilerCacheUse } : {}) });
+    const dir = await cache.publish('kernels', key, entry, { source: source.id, version: tree.version, configSha256: config.sha256, compiled, seconds, keptTree: warm, ...(compilerCacheUse ? { compilerCache: compilerCacheUse } : {}) });
     built = true;
-    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map'), config, version: source.version, cached: false, buildSeconds: seconds, compilerCache: compilerCacheUse, keptTree: warm };
+    await options.shared?.offer(cache, 'kernels', key);
+    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map'), config, version: tree.version, cached: false, buildSeconds: seconds, compilerCache: compilerCacheUse, keptTree: warm };
   } finally {
     log.end();
     // A tree whose build failed or was interrupted is in a state nobody knows: the next build starts afresh.

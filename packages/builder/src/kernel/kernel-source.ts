@@ -45,13 +45,26 @@ export function patchedId(id: string, patches: readonly KernelPatch[]): string {
 }
 
 /**
+ * A kernel source known by its id before it is unpacked: the id is all a
+ * cache lookup needs (the configuration's key and the kernel's), so a build
+ * whose kernel is cached, here or in a --cache-from registry, never unpacks
+ * 1.3 GB of source. `open` unpacks it (once: the tree is cached) when a
+ * configuration or a kernel has to be made.
+ */
+export interface KernelSourceRef {
+  /** What identifies the tree in cache keys (see KernelSource.id). */
+  id: string;
+  open(): Promise<KernelSource>;
+}
+
+/**
  * The kernel source: a user-given directory (used in place, built out of
  * tree, and not patched: it is the user's), a user-given tarball, or by
  * default the tarball of Debian's linux-source package. A tarball is
  * extracted once into the cache, and tinyx's patches (kernel/patches) are
- * applied to it there.
+ * applied to it there, when `open` is first called.
  */
-export async function prepareKernelSource(cache: Cache, given: string | undefined, signal?: AbortSignal): Promise<KernelSource> {
+export async function kernelSource(cache: Cache, given: string | undefined, signal?: AbortSignal): Promise<KernelSourceRef> {
   if (given) {
     const path = resolve(given);
     const info = await stat(path).catch(() => undefined);
@@ -59,15 +72,29 @@ export async function prepareKernelSource(cache: Cache, given: string | undefine
     if (info.isDirectory()) {
       const version = await kernelVersion(path);
       // A tree the user may edit between builds: its id covers every file's size and mtime, so an edit is a new kernel.
-      return { dir: path, version, id: `dir:${path}:${version}:${await treeFingerprint(path)}`, cached: true };
+      const tree: KernelSource = { dir: path, version, id: `dir:${path}:${version}:${await treeFingerprint(path)}`, cached: true };
+      return { id: tree.id, open: async () => tree };
     }
-    const id = `tarball:${await sha256File(path)}`;
-    return extractOnce(cache, path, id, await kernelPatches(), signal);
+    return extractable(cache, path, `tarball:${await sha256File(path)}`, await kernelPatches(), signal);
   }
   const tarball = await findDebianSource();
   const pkg = basename(tarball).replace(/\.tar\.\w+$/, '');
   const version = (await run('dpkg-query', ['-W', '-f=${Version}', pkg], { allowFailure: true })).stdout.trim() || `size ${(await stat(tarball)).size}`;
-  return extractOnce(cache, tarball, `debian:${pkg} ${version}`, await kernelPatches(), signal);
+  return extractable(cache, tarball, `debian:${pkg} ${version}`, await kernelPatches(), signal);
+}
+
+/** The kernel source unpacked: kernelSource, opened. */
+export async function prepareKernelSource(cache: Cache, given: string | undefined, signal?: AbortSignal): Promise<KernelSource> {
+  return (await kernelSource(cache, given, signal)).open();
+}
+
+/** A tarball's source: its id now, its tree when first opened (the same promise for every caller). */
+function extractable(cache: Cache, tarball: string, tarballId: string, patches: readonly KernelPatch[], signal?: AbortSignal): KernelSourceRef {
+  let opened: Promise<KernelSource> | undefined;
+  return {
+    id: patchedId(tarballId, patches),
+    open: () => (opened ??= extractOnce(cache, tarball, tarballId, patches, signal)),
+  };
 }
 
 async function findDebianSource(): Promise<string> {

@@ -53,6 +53,22 @@ export function parseReference(text: string): ImageReference {
   return { registry, repository: path.join('/'), tag, digest };
 }
 
+/**
+ * A repository alone, `[REGISTRY/]REPOSITORY`, where tinyx writes tags of
+ * its own (the shared kernel cache): a tag or digest in it is refused.
+ */
+export function parseRepository(text: string, option: string): ImageReference {
+  const ref = parseReference(text);
+  const named = text.includes('@') || text.slice(text.lastIndexOf('/') + 1).includes(':');
+  if (named) {
+    throw new TinyxError('E_REFERENCE', `${option} ${text}: name a repository without a tag or digest (tinyx tags each cache entry with its key)`, {
+      kind: 'user',
+      hint: `${option} ${formatReference({ ...ref, tag: undefined, digest: undefined })}`,
+    });
+  }
+  return { ...ref, tag: undefined };
+}
+
 /** The reference written back, registry and tag included: what push and pull print. */
 export function formatReference(ref: ImageReference): string {
   return `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;

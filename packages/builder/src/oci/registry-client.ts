@@ -31,14 +31,18 @@ export const MEDIA_TYPES = {
  * token from the realm it names (asked with those credentials, if any).
  */
 export class RegistryClient {
-  private readonly base: string;
+  private scheme: 'https' | 'http';
   private authorization: string | undefined;
 
   constructor(
     readonly ref: ImageReference,
-    private readonly options: { insecure?: boolean; credentials?: Credentials | undefined; push?: boolean; signal?: AbortSignal | undefined } = {},
+    private readonly options: { insecure?: boolean | undefined; credentials?: Credentials | undefined; push?: boolean; signal?: AbortSignal | undefined } = {},
   ) {
-    this.base = `${options.insecure ? 'http' : 'https'}://${apiHost(ref.registry)}/v2/${ref.repository}`;
+    this.scheme = options.insecure ? 'http' : 'https';
+  }
+
+  private get base(): string {
+    return `${this.scheme}://${apiHost(this.ref.registry)}/v2/${this.ref.repository}`;
   }
 
   /** Whether the repository holds the blob already (pushed earlier, or by another image). */
@@ -61,6 +65,17 @@ export class RegistryClient {
       body: () => ('bytes' in source ? source.bytes : (Readable.toWeb(createReadStream(source.path)) as ReadableStream<Uint8Array>)),
     });
     return true;
+  }
+
+  /** Whether the repository has a manifest under this tag or digest (HEAD: nothing is fetched). */
+  async hasManifest(reference: string): Promise<boolean> {
+    const res = await this.request('HEAD', `/manifests/${reference}`, { ok: [200, 404], headers: { accept: [MEDIA_TYPES.index, MEDIA_TYPES.manifest].join(', ') } });
+    return res.status === 200;
+  }
+
+  /** A manifest as getManifest gives it, or undefined when the repository has none under this tag or digest. */
+  async findManifest(reference: string): Promise<{ bytes: Buffer; mediaType: string; digest: string } | undefined> {
+    return (await this.hasManifest(reference)) ? this.getManifest(reference) : undefined;
   }
 
   async putManifest(reference: string, mediaType: string, bytes: Uint8Array): Promise<void> {
@@ -132,6 +147,11 @@ export class RegistryClient {
           signal: this.options.signal,
         } as RequestInit);
       } catch (error) {
+        // As Docker does for 127.0.0.0/8: a registry on this machine that does not speak TLS is asked again in plain HTTP.
+        if (this.scheme === 'https' && typeof path === 'string' && isLoopback(this.ref.registry) && isTlsMismatch(error)) {
+          this.scheme = 'http';
+          return this.request(method, path, init);
+        }
         throw this.unreachable(error);
       }
       if (res.status === 401 && attempt === 0) {
@@ -148,7 +168,7 @@ export class RegistryClient {
     if ((error as Error).name === 'AbortError') return new InterruptedError();
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const detail = cause?.code ?? cause?.message ?? (error as Error).message;
-    const tls = /EPROTO|SSL|TLS|wrong version number|ERR_SSL/i.test(`${cause?.code} ${cause?.message}`);
+    const tls = isTlsMismatch(error);
     return new TinyxError('E_REGISTRY', `${this.ref.registry}: the registry could not be reached (${detail})`, {
       kind: 'failure',
       cause: error,
@@ -202,6 +222,18 @@ export class RegistryClient {
     if (!token) throw this.protocolError(`the token service ${realm.origin} gave no token`);
     return `Bearer ${token}`;
   }
+}
+
+/** A registry on this machine (localhost, 127.0.0.0/8, ::1), with or without a port. */
+export function isLoopback(registry: string): boolean {
+  const host = registry.startsWith('[') ? registry.slice(1, registry.indexOf(']')) : registry.replace(/:\d+$/, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** A fetch that failed because the other end does not speak TLS (an HTTPS request to a plain-HTTP server). */
+function isTlsMismatch(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return /EPROTO|SSL|TLS|wrong version number|ERR_SSL/i.test(`${cause?.code} ${cause?.message}`);
 }
 
 /** `Bearer realm="https://auth.example/token",service="registry",scope="..."`: the scheme (lower case) and its parameters. */

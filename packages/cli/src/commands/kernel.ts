@@ -45,7 +45,7 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
         if (action === 'build' && args.out) await checkOutputDir(resolve(args.out));
         const build = await runBuild(out, { ...recipeFrom(args), ...sourceFrom(args), ...(args.format ? { format: args.format } : {}), goal: action === 'config' ? 'kernel-config' : 'kernel' });
         const kernel = build.kernelOutcome;
-        if (action === 'config') printConfig(kernel, out);
+        if (action === 'config') await printConfig(kernel, out);
         else await reportBuild(kernel, args.out, out);
         process.exitCode = 0;
       } catch (error) {
@@ -55,8 +55,10 @@ function kernelSubcommand(action: 'config' | 'build'): CommandModule<object, Ker
   };
 }
 
-function printConfig(kernel: KernelResult, out: Output): void {
-  const { config, request, source } = kernel;
+async function printConfig(kernel: KernelResult, out: Output): Promise<void> {
+  const { config, request } = kernel;
+  // The version and the tree it says: the source unpacked (already, unless the configuration came from a cache).
+  const source = await kernel.source.open();
   if (out.json) {
     out.result({
       ok: true,
