@@ -132,3 +132,27 @@ test.serial('bad input is named: --bridge without --address, an address without 
   t.is(none.code, 2);
   t.regex(none.stderr, /is not an image directory \(no manifest\.json\)/);
 });
+
+test.serial("a Xen image gives a domain for libvirt's libxl driver that validates against libvirt's schema: PVH at the vmlinux, or PV", async (t) => {
+  // nginx's xen-pvh kernel is the one kernel.test.ts builds (a cache hit). There is no Xen here for libvirt to boot it on:
+  // the Xen tier boots the same kernel and root with xl (test/xen).
+  const xenDir = join(work, 'nginx-xen');
+  await build({ recipe: 'nginx', outDir: xenDir, platform: 'xen-pvh' });
+  for (const guest of ['pvh', 'pv']) {
+    const exported = await runCli(['export', 'libvirt', xenDir, '--xen-guest', guest, '--bridge', 'xenbr0', '--address', '10.213.0.2/16', '--gateway', '10.213.0.1', '--json']);
+    t.is(exported.code, 0, exported.stderr);
+    const result = JSON.parse(exported.stdout) as { driver: string; accel: string | null; xml: string };
+    t.is(result.driver, 'libxl');
+    t.is(result.accel, null);
+    t.regex(result.xml, guest === 'pvh' ? /<type arch='x86_64' machine='xenpvh'>xenpvh<\/type>/ : /<type arch='x86_64' machine='xenpv'>linux<\/type>/);
+    t.regex(result.xml, new RegExp(`<kernel>${xenDir}/vmlinux</kernel>\\n\\s+<initrd>${xenDir}/initrd\\.cpio\\.gz</initrd>`));
+    t.notRegex(exported.stderr, /warning/, 'libxl runs as root in dom0: no warning about libvirt-qemu');
+    const xmlFile = join(work, `xen-${guest}.xml`);
+    await writeFile(xmlFile, result.xml);
+    const valid = spawnSync('virt-xml-validate', [xmlFile, 'domain'], { encoding: 'utf8' });
+    t.is(valid.status, 0, `${valid.stdout}${valid.stderr}`);
+  }
+  const consoleFile = await runCli(['export', 'libvirt', xenDir, '--console-file', join(work, 'console.log')]);
+  t.is(consoleFile.code, 2);
+  t.regex(consoleFile.stderr, /--console-file: libvirt's Xen console is a pty/);
+});

@@ -39,11 +39,34 @@ test('KVM: domain type kvm with the host CPU and no TCG clock words; a bridge gi
   t.regex(xml, /<serial type='file'>\n\s+<source path='\/var\/log\/web\.log'\/>/);
 });
 
-test('an erofs image: its root a read-only shareable virtio disk, no initrd; a Xen image is refused', (t) => {
+test('an erofs image: its root a read-only shareable virtio disk, no initrd', (t) => {
   const xml = libvirtDomainXml(image({ rootfs: '/srv/web/rootfs.erofs', rootAs: 'disk', cmdline: 'root=/dev/vda rootfstype=erofs ro init=/init' }), { accel: 'tcg', memoryMiB: 64 });
   t.notRegex(xml, /<initrd>/);
   t.regex(xml, /<disk type='file' device='disk'>\n\s+<driver name='qemu' type='raw'\/>\n\s+<source file='\/srv\/web\/rootfs\.erofs'\/>\n\s+<target dev='vda' bus='virtio'\/>\n\s+<readonly\/>\n\s+<shareable\/>/);
   t.regex(xml, /<cmdline>console=ttyS0 root=\/dev\/vda rootfstype=erofs ro init=\/init /);
-  const xen = t.throws(() => libvirtDomainXml(image({ platform: 'xen-pvh', facts: PLATFORMS['xen-pvh'] }), { accel: 'tcg', memoryMiB: 64 }), { instanceOf: TinyxError });
-  t.regex(xen?.message ?? '', /is built for xen-pvh; tinyx exports a libvirt domain for the QEMU driver/);
+  t.throws(() => libvirtDomainXml(image(), { accel: 'tcg', memoryMiB: 64, xenGuest: 'pvh' }), { message: /--xen-guest pvh: .* is a kvm image, not a Xen one/ });
+});
+
+const xenImage = (platform: 'xen-pvh' | 'xen-pv', over: Partial<BootableImage> = {}): BootableImage =>
+  image({ platform, facts: PLATFORMS[platform], kernels: platform === 'xen-pv' ? { vmlinuz: '/srv/web/vmlinuz' } : { vmlinuz: '/srv/web/vmlinuz', vmlinux: '/srv/web/vmlinux' }, ...over });
+
+test('a xen-pvh image: a libxl domain entered at the vmlinux PVH note, the initramfs as ramdisk, the console on hvc0 (no TCG words), a netfront card with a Xen MAC', (t) => {
+  const xml = libvirtDomainXml(xenImage('xen-pvh'), { accel: 'tcg', memoryMiB: 128, hostTscKhz: 2096001, network: { bridge: 'xenbr0', address: '10.213.0.7', prefixLength: 16, gateway: '10.213.0.1' } });
+  t.regex(xml, /^<!-- written by tinyx export libvirt -->\n<domain type='xen'>/);
+  t.regex(xml, /<type arch='x86_64' machine='xenpvh'>xenpvh<\/type>\n\s+<kernel>\/srv\/web\/vmlinux<\/kernel>\n\s+<initrd>\/srv\/images\/web &amp; co\/initrd\.cpio\.gz<\/initrd>/);
+  t.regex(xml, /<cmdline>console=hvc0 [^<]*tinyx\.ip=10\.213\.0\.7\/16 tinyx\.gw=10\.213\.0\.1<\/cmdline>/);
+  t.notRegex(xml, /tsc|lapic|ttyS0|<serial|virtio|q35/, "the QEMU driver's words are not a Xen domain's");
+  t.regex(xml, /<interface type='bridge'>\n\s+<mac address='00:16:3e:d5:00:07'\/>\n\s+<source bridge='xenbr0'\/>\n\s+<\/interface>/);
+  t.regex(xml, /<console type='pty'>\n\s+<target type='xen' port='0'\/>/);
+  t.regex(xml, /<on_reboot>destroy<\/on_reboot>/);
+});
+
+test('a Xen image as PV, and an erofs root as a read-only xvda through phy; a guest type the platform lacks and a console file are refused', (t) => {
+  const pv = libvirtDomainXml(xenImage('xen-pvh', { rootfs: '/srv/web/rootfs.erofs', rootAs: 'disk', cmdline: 'root=/dev/xvda rootfstype=erofs ro init=/init' }), { accel: 'tcg', memoryMiB: 64, xenGuest: 'pv' });
+  t.regex(pv, /<type arch='x86_64' machine='xenpv'>linux<\/type>\n\s+<kernel>\/srv\/web\/vmlinux<\/kernel>\n\s+<cmdline>/, 'PV loads the ELF where there is one');
+  t.regex(pv, /<disk type='file' device='disk'>\n\s+<driver name='phy'\/>\n\s+<source file='\/srv\/web\/rootfs\.erofs'\/>\n\s+<target dev='xvda' bus='xen'\/>\n\s+<readonly\/>/);
+  t.notRegex(pv, /<initrd>/);
+  t.regex(libvirtDomainXml(xenImage('xen-pv'), { accel: 'tcg', memoryMiB: 64 }), /machine='xenpv'>linux<\/type>\n\s+<kernel>\/srv\/web\/vmlinuz<\/kernel>/, 'a xen-pv image: PV, its bzImage');
+  t.throws(() => libvirtDomainXml(xenImage('xen-pv'), { accel: 'tcg', memoryMiB: 64, xenGuest: 'pvh' }), { instanceOf: TinyxError, message: /--xen-guest pvh: a xen-pv image boots as pv/ });
+  t.throws(() => libvirtDomainXml(xenImage('xen-pvh'), { accel: 'tcg', memoryMiB: 64, consoleFile: '/tmp/c' }), { message: /libvirt's Xen console is a pty/ });
 });

@@ -17,6 +17,7 @@ interface LibvirtArgs extends GlobalArgs {
   address?: string;
   gateway?: string;
   'console-file'?: string;
+  'xen-guest'?: 'pvh' | 'pv';
   out?: string;
 }
 
@@ -63,22 +64,24 @@ async function hiddenFromOthers(files: string[]): Promise<{ path: string; mode: 
 
 const libvirtCommand: CommandModule<object, LibvirtArgs> = {
   command: 'libvirt <image>',
-  describe: 'A libvirt domain (QEMU driver, q35, direct kernel boot) for an image directory, as XML',
+  describe: 'A libvirt domain (direct kernel boot: q35 for a kvm image, a libxl PVH or PV domain for a Xen one) for an image directory, as XML',
   builder: (yargs) =>
     globalOptions(yargs as Argv<object>)
-      .positional('image', { type: 'string', demandOption: true, describe: 'an image directory built for kvm (out/<name>)' })
+      .positional('image', { type: 'string', demandOption: true, describe: 'an image directory (out/<name>): kvm for the QEMU driver, xen-pvh or xen-pv for libxl' })
       .option('name', { type: 'string', describe: "the domain's name (default: the image's)" })
       .option('memory', { type: 'number', default: DEFAULT_MEMORY_MIB, describe: 'guest memory in MiB' })
-      .option('accel', { choices: ['auto', 'kvm', 'tcg'] as const, default: 'auto' as const, describe: 'domain type kvm or qemu (TCG); auto: kvm where this host can run a guest with it' })
+      .option('accel', { choices: ['auto', 'kvm', 'tcg'] as const, default: 'auto' as const, describe: 'a kvm image: domain type kvm or qemu (TCG); auto: kvm where this host can run a guest with it' })
+      .option('xen-guest', { choices: ['pvh', 'pv'] as const, describe: "a Xen image: the guest type (default: the platform's first, pvh for xen-pvh)" })
       .option('bridge', { type: 'string', describe: `a host bridge for the guest's NIC (with --address; tinyx run --network bridge makes ${DEFAULT_BRIDGE.bridge})` })
       .option('address', { type: 'string', describe: "the guest's address on the bridge, ADDR/PREFIX (on its kernel command line, where /init reads it)" })
       .option('gateway', { type: 'string', describe: "the guest's default route (default: none)" })
-      .option('console-file', { type: 'string', describe: 'QEMU writes the serial console to this file (default: a pty, for virsh console)' })
+      .option('console-file', { type: 'string', describe: 'a kvm image: QEMU writes the serial console to this file (default: a pty, for virsh console)' })
       .option('out', { type: 'string', describe: 'write the XML to this file (default: standard output)' })
       .example('$0 export libvirt out/nginx > nginx.xml && virsh create nginx.xml', 'boot it with libvirt; virsh console nginx shows it')
       .example(`$0 export libvirt out/nginx --bridge ${DEFAULT_BRIDGE.bridge} --address 10.213.9.2/16 --gateway ${DEFAULT_BRIDGE.gateway}`, 'on a host bridge, at its own address')
+      .example('$0 export libvirt out/nginx-xen --bridge xenbr0 --address 10.213.0.2/16 | virsh -c xen:/// create /dev/stdin', 'a xen-pvh image, on a Xen host through libvirt\'s libxl driver')
       .epilog(
-        "The domain boots the bzImage on q35 (libvirt has no microvm machine) with the image's kernel command line as tinyx run gives it; the initramfs is its initrd, an erofs root a read-only shareable virtio disk; the guest's reboot (the app has exited) destroys the domain. The XML names the image's files by absolute path: keep the image directory where it is, readable by libvirt's QEMU. Without --bridge the guest has no network.",
+        "A kvm image: the domain boots the bzImage on q35 (libvirt has no microvm machine) with the image's kernel command line as tinyx run gives it; the initramfs is its initrd, an erofs root a read-only shareable virtio disk. A Xen image: a libxl domain (type xen) as its xl.cfg says, PVH at the vmlinux's PVH note or PV, the root as the ramdisk or a read-only xvda (phy: a loop device in dom0), the console on hvc0. Either way the guest's reboot (the app has exited) destroys the domain. The XML names the image's files by absolute path: keep the image directory where it is, readable by libvirt's QEMU. Without --bridge the guest has no network.",
       ) as unknown as Argv<LibvirtArgs>,
   handler: async (args) => {
     const out = makeOutput(args);
@@ -87,20 +90,24 @@ const libvirtCommand: CommandModule<object, LibvirtArgs> = {
         throw new TinyxError('E_USAGE', `${args.bridge ? '--bridge' : '--address'} needs ${args.bridge ? '--address' : '--bridge'}`, { kind: 'user', hint: 'give both: the bridge the NIC is on and the guest address on it' });
       }
       const image = await openImage(args.image);
-      const accel = args.accel === 'auto' ? (await detectAccel()).accel : args.accel;
+      // A Xen domain has no accelerator to choose: Xen is the hypervisor.
+      const xen = image.facts.backend === 'xen';
+      const accel = xen ? 'tcg' : args.accel === 'auto' ? (await detectAccel()).accel : args.accel;
       const domainXml = libvirtDomainXml(image, {
         ...(args.name ? { name: args.name } : {}),
         accel,
         memoryMiB: args.memory,
         ...(args.bridge && args.address ? { network: { bridge: args.bridge, ...parseAddress(args.address), gateway: args.gateway ?? '' } } : {}),
-        hostTscKhz: accel === 'tcg' ? await hostTscKhz() : undefined,
+        hostTscKhz: accel === 'tcg' && !xen ? await hostTscKhz() : undefined,
         ...(args['console-file'] ? { consoleFile: args['console-file'] } : {}),
+        ...(args['xen-guest'] ? { xenGuest: args['xen-guest'] } : {}),
       });
-      const hidden = await hiddenFromOthers([image.kernels.vmlinuz!, image.rootfs]);
+      // libxl runs as root in dom0: only the QEMU driver's libvirt-qemu is kept out of closed directories.
+      const hidden = image.facts.backend === 'qemu' ? await hiddenFromOthers([image.kernels.vmlinuz!, image.rootfs]) : undefined;
       if (hidden) {
         out.note(`tinyx: warning: libvirt's QEMU runs as libvirt-qemu and cannot reach ${hidden.path} (mode ${hidden.mode.toString(8).padStart(4, '0')}): virsh create would fail with "Permission denied". Put the image under /var/lib/libvirt/images, or let others into that directory (chmod o+x).`);
       }
-      await emit(out, args.out, LIBVIRT_FILE, domainXml, `virsh create ${args.out}`, { format: 'libvirt', accel, xml: domainXml });
+      await emit(out, args.out, LIBVIRT_FILE, domainXml, `virsh create ${args.out}`, { format: 'libvirt', driver: xen ? 'libxl' : 'qemu', accel: xen ? null : accel, xml: domainXml });
       process.exitCode = 0;
     } catch (error) {
       process.exitCode = reportError(error, out);

@@ -1,10 +1,10 @@
-import { TinyxError, type BootableImage, type GuestNetwork } from '@tinyx/image';
+import { TinyxError, kernelCmdline, kernelFor, type BootableImage, type GuestNetwork } from '@tinyx/image';
 import type { Accelerator } from '../accel.js';
 import { MAC_PREFIX } from '../bridge.js';
 import { qemuCmdline } from '../qemu/argv.js';
 
 /**
- * An image as a libvirt domain (the QEMU driver): direct kernel boot of the
+ * An image as a libvirt domain. A kvm image, for the QEMU driver: direct kernel boot of the
  * bzImage on q35, the initramfs as the initrd or the erofs root as a
  * read-only virtio disk, the console on the first serial port, a reboot
  * that destroys the domain (as tinyx's /init ends the VM), and the image's
@@ -14,6 +14,14 @@ import { qemuCmdline } from '../qemu/argv.js';
  * The network: a virtio NIC on a host bridge, and the guest's address on the
  * command line, where /init reads it (the image has no DHCP client). None
  * without `network`: the console only.
+ *
+ * A Xen image (xen-pvh, xen-pv), for the libxl driver: what its
+ * `<name>.xl.cfg` says in libvirt's words. A PVH guest (`xenpvh`) entered at
+ * the ELF vmlinux's PVH note, or a PV guest (`xenpv`), the kernel as xl
+ * loads it; the initramfs as the ramdisk, or the erofs root as a read-only
+ * xvda through the phy backend (a loop device in dom0, as tinyx's own Xen
+ * backend attaches it: no QEMU in dom0); a netfront card on a dom0 bridge;
+ * the console on hvc0, a pty (`virsh console`).
  */
 export interface LibvirtOptions {
   /** The domain's name (default: the image's). */
@@ -26,8 +34,10 @@ export interface LibvirtOptions {
   network?: { bridge: string } & GuestNetwork;
   /** Under TCG, the host's TSC rate, as `tinyx run` passes it (the guest keeps the TSC as its clock). */
   hostTscKhz?: number | undefined;
-  /** Where QEMU writes the serial console (default: a pty, `virsh console`). */
+  /** Where QEMU writes the serial console (default: a pty, `virsh console`). The QEMU driver only. */
   consoleFile?: string;
+  /** A Xen image's guest type (default: the platform's first, pvh for xen-pvh). */
+  xenGuest?: string;
 }
 
 /** How an exported domain begins: `--out` replaces only a file that begins so. */
@@ -36,17 +46,13 @@ export const LIBVIRT_HEADER = '<!-- written by tinyx export libvirt -->\n';
 const xml = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
 
 /** QEMU's prefix and the address's last three bytes: the same guest address, the same MAC. */
-function macOf(address: string): string {
-  return [MAC_PREFIX.qemu, ...address.split('.').slice(1).map((n) => Number(n).toString(16).padStart(2, '0'))].join(':');
+function macOf(address: string, prefix: string = MAC_PREFIX.qemu): string {
+  return [prefix, ...address.split('.').slice(1).map((n) => Number(n).toString(16).padStart(2, '0'))].join(':');
 }
 
 export function libvirtDomainXml(image: BootableImage, options: LibvirtOptions): string {
-  if (image.facts.backend !== 'qemu') {
-    throw new TinyxError('E_PLATFORM', `${image.dir} is built for ${image.platform}; tinyx exports a libvirt domain for the QEMU driver, which boots kvm images`, {
-      kind: 'user',
-      hint: `build it for QEMU: tinyx build ${image.name} --platform kvm`,
-    });
-  }
+  if (image.facts.backend === 'xen') return xenDomainXml(image, options);
+  if (options.xenGuest) throw new TinyxError('E_USAGE', `--xen-guest ${options.xenGuest}: ${image.dir} is a ${image.platform} image, not a Xen one`, { kind: 'user', hint: 'leave --xen-guest out' });
   const kernel = image.kernels.vmlinuz;
   if (!kernel) throw new TinyxError('E_KERNEL_MISSING', `${image.dir} has no bzImage (vmlinuz), which libvirt's q35 boots`, { kind: 'user', hint: `build the image again: tinyx build ${image.name}` });
   const name = options.name ?? image.name;
@@ -109,6 +115,61 @@ export function libvirtDomainXml(image: BootableImage, options: LibvirtOptions):
     ...nic,
     ...serial,
     "    <memballoon model='none'/>",
+    '  </devices>',
+    '</domain>',
+    '',
+  ].join('\n');
+}
+
+/** The libxl driver's domain of a Xen image (see the top of the file). */
+function xenDomainXml(image: BootableImage, options: LibvirtOptions): string {
+  const guests = Object.keys(image.facts.guests);
+  const guest = options.xenGuest ?? guests[0]!;
+  if (!guests.includes(guest)) {
+    throw new TinyxError('E_USAGE', `--xen-guest ${guest}: a ${image.platform} image boots as ${guests.join(' or ')}`, { kind: 'user', hint: `--xen-guest ${guests.join(' or --xen-guest ')}` });
+  }
+  if (options.consoleFile) throw new TinyxError('E_USAGE', "--console-file: libvirt's Xen console is a pty (virsh console), not a file", { kind: 'user', hint: 'leave --console-file out' });
+  const name = options.name ?? image.name;
+  const network = options.network;
+  const cmdline = kernelCmdline({ console: image.facts.console, image: image.cmdline, network });
+  const os = guest === 'pvh' ? "    <type arch='x86_64' machine='xenpvh'>xenpvh</type>" : "    <type arch='x86_64' machine='xenpv'>linux</type>";
+  const initrd = image.rootAs === 'initrd' ? [`    <initrd>${xml(image.rootfs)}</initrd>`] : [];
+  const disk =
+    image.rootAs === 'disk'
+      ? [
+          "    <disk type='file' device='disk'>",
+          "      <driver name='phy'/>",
+          `      <source file='${xml(image.rootfs)}'/>`,
+          `      <target dev='${image.facts.disk}' bus='xen'/>`,
+          '      <readonly/>',
+          '    </disk>',
+        ]
+      : [];
+  const nic = network
+    ? ["    <interface type='bridge'>", `      <mac address='${macOf(network.address, MAC_PREFIX.xen)}'/>`, `      <source bridge='${xml(network.bridge)}'/>`, '    </interface>']
+    : [];
+  return [
+    LIBVIRT_HEADER.trimEnd(),
+    "<domain type='xen'>",
+    `  <name>${xml(name)}</name>`,
+    `  <description>tinyx image ${xml(image.name)} (${xml(image.dir)}), exported by tinyx export libvirt</description>`,
+    `  <memory unit='MiB'>${options.memoryMiB}</memory>`,
+    `  <vcpu>${options.vcpus ?? 1}</vcpu>`,
+    '  <os>',
+    os,
+    `    <kernel>${xml(kernelFor(image, guest))}</kernel>`,
+    ...initrd,
+    `    <cmdline>${xml(cmdline)}</cmdline>`,
+    '  </os>',
+    '  <on_poweroff>destroy</on_poweroff>',
+    '  <on_reboot>destroy</on_reboot>',
+    '  <on_crash>destroy</on_crash>',
+    '  <devices>',
+    ...disk,
+    ...nic,
+    "    <console type='pty'>",
+    "      <target type='xen' port='0'/>",
+    '    </console>',
     '  </devices>',
     '</domain>',
     '',
