@@ -1,7 +1,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
@@ -10,7 +10,7 @@ import { Cache, defaultCacheDir, removeTree, SharedCache } from '@tinyx/builder/
 import { parse } from 'yaml';
 import { integrationTest } from '../helpers/capabilities.js';
 import { virtualMachineValidator } from '../helpers/kubevirt-schema.js';
-import { REPO_ROOT, runCli, TINYX_BIN } from '../helpers/cli.js';
+import { REPO_ROOT, runCli, startCli, TINYX_BIN } from '../helpers/cli.js';
 
 // tinyx push and pull against a real registry: Debian's docker-registry (the
 // reference distribution server) on 127.0.0.1, read back by an independent
@@ -396,4 +396,45 @@ test.serial('a shared cache entry that is not what its tag says, or a registry t
   const tagged = await runCli(['build', 'nginx', '--cache-from', `${address}/shared:latest`]);
   t.is(tagged.code, 2);
   t.regex(tagged.stderr, /--cache-from .*\/shared:latest: name a repository without a tag or digest/);
+});
+
+test.serial('Ctrl-C during a pull: exit 130, nothing left of the staging directory, the earlier image as it was', async (t) => {
+  const pushed = JSON.parse((await runCli(['push', nginxDir, `${address}/tinyx/nginx:slow`, '--json'])).stdout) as { digest: string };
+  // A slow link: a proxy in front of the registry that hands out blobs 64 KiB at a time, 40 ms apart (the initramfs: some 3 s).
+  const [registryHost, registryPort] = address.split(':');
+  const proxy = createHttpServer((req, res) => {
+    const upstream = httpRequest({ host: registryHost, port: Number(registryPort), method: req.method, path: req.url, headers: req.headers }, async (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      const slow = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '');
+      for await (const chunk of answer as AsyncIterable<Buffer>) {
+        for (let at = 0; at < chunk.length; at += 65536) {
+          if (res.destroyed) return;
+          res.write(chunk.subarray(at, at + 65536));
+          if (slow) await new Promise((r) => setTimeout(r, 40));
+        }
+      }
+      res.end();
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+  const through = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+
+  // The earlier image, pulled whole (through the same proxy), then a second pull into it interrupted.
+  const parent = join(work, 'interrupted');
+  const out = join(parent, 'nginx');
+  const first = await runCli(['pull', `${through}/tinyx/nginx@${pushed.digest}`, '--out', out]);
+  t.is(first.code, 0, first.stderr);
+  const before = await filesOf(out);
+  const cli = startCli(['pull', `${through}/tinyx/nginx@${pushed.digest}`, '--out', out]);
+  // After the first file and before the last: in the middle of the blobs.
+  await cli.waitForLine(/fetched /, 60_000);
+  cli.child.kill('SIGINT');
+  const ended = await cli.done;
+  t.is(ended.code, 130, ended.stderr);
+  t.notRegex(ended.stderr, /fetched initrd/, 'interrupted before the last blob');
+  t.deepEqual(await readdir(parent), ['nginx'], 'no staging directory left beside it');
+  t.deepEqual(await filesOf(out), before, 'the earlier image as it was');
 });
