@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { REPO_ROOT, runCli, startCli, TINYX_BIN } from '../helpers/cli.js';
 // tinyx push and pull against a real registry: Debian's docker-registry (the
 // reference distribution server) on 127.0.0.1, read back by an independent
 // client (skopeo), and the pulled image booted under QEMU.
-const test = integrationTest({ kernel: true, tools: ['docker-registry', 'skopeo', 'qemu-system-x86_64', 'tar', 'htpasswd', 'bash'] });
+const test = integrationTest({ kernel: true, tools: ['docker-registry', 'skopeo', 'qemu-system-x86_64', 'tar', 'htpasswd', 'bash', 'openssl'] });
 const work = await mkdtemp(join(tmpdir(), 'tinyx-it-registry-'));
 const nginxDir = join(work, 'nginx');
 const registries: ChildProcess[] = [];
@@ -30,11 +30,11 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts Debian's docker-registry on 127.0.0.1 with its data under work/NAME; with a user, it asks for that user's password (htpasswd, bcrypt). */
-async function startRegistry(name: string, user?: { name: string; password: string }): Promise<string> {
+async function startRegistry(name: string, user?: { name: string; password: string }, tokenAuth?: string): Promise<string> {
   const at = `127.0.0.1:${await freePort()}`;
   const dir = join(work, `registry-${name}`);
   await mkdir(dir);
-  let auth = '';
+  let auth = tokenAuth ?? '';
   if (user) {
     execFileSync('htpasswd', ['-B', '-b', '-c', join(dir, 'htpasswd'), user.name, user.password], { stdio: 'ignore' });
     auth = `auth:\n  htpasswd:\n    realm: tinyx-test\n    path: ${join(dir, 'htpasswd')}\n`;
@@ -437,4 +437,57 @@ test.serial('Ctrl-C during a pull: exit 130, nothing left of the staging directo
   t.notRegex(ended.stderr, /fetched initrd/, 'interrupted before the last blob');
   t.deepEqual(await readdir(parent), ['nginx'], 'no staging directory left beside it');
   t.deepEqual(await filesOf(out), before, 'the earlier image as it was');
+});
+
+test.serial("Bearer: through a registry whose token service signs each scope, push asks for pull,push and pull for pull, with the stored credentials; a wrong password is refused", async (t) => {
+  // A token service as GHCR's or Docker Hub's: a JWT signed with a key whose certificate the registry trusts (x5c), for the scope asked.
+  const dir = join(work, 'token');
+  await mkdir(dir);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=tinyx-test-token'], { stdio: 'ignore' });
+  const key = createPrivateKey(await readFile(join(dir, 'key.pem')));
+  const certDer = Buffer.from((await readFile(join(dir, 'cert.pem'), 'utf8')).replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  const user = { name: 'ci', password: 'token-pass' };
+  const asked: { scope: string; user: string | undefined }[] = [];
+  const b64url = (value: Buffer | string): string => Buffer.from(value).toString('base64url');
+  const tokens = createHttpServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const basic = req.headers.authorization?.startsWith('Basic ') ? Buffer.from(req.headers.authorization.slice(6), 'base64').toString() : undefined;
+    const scope = url.searchParams.get('scope') ?? '';
+    asked.push({ scope, user: basic?.split(':')[0] });
+    if (basic !== `${user.name}:${user.password}`) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}');
+      return;
+    }
+    const [type, name, actions] = scope.split(':');
+    const now = Math.floor(Date.now() / 1000);
+    const header = b64url(JSON.stringify({ alg: 'RS256', typ: 'JWT', x5c: [certDer.toString('base64')] }));
+    const claims = b64url(JSON.stringify({ iss: 'tinyx-test-issuer', sub: user.name, aud: url.searchParams.get('service'), exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access: [{ type, name, actions: (actions ?? '').split(',') }] }));
+    const signature = b64url(sign('sha256', Buffer.from(`${header}.${claims}`), key));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${header}.${claims}.${signature}` }));
+  });
+  await new Promise<void>((resolve) => tokens.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => tokens.close(() => resolve())));
+  const realm = `http://127.0.0.1:${(tokens.address() as { port: number }).port}/token`;
+  const at = await startRegistry('bearer', undefined, `auth:\n  token:\n    realm: ${realm}\n    service: tinyx-test-registry\n    issuer: tinyx-test-issuer\n    rootcertbundle: ${join(dir, 'cert.pem')}\n`);
+  const dockerConfig = async (password: string): Promise<string> => {
+    const config = join(dir, `docker-${password}`);
+    await mkdir(config);
+    await writeFile(join(config, 'config.json'), JSON.stringify({ auths: { [at]: { auth: Buffer.from(`${user.name}:${password}`).toString('base64') } } }));
+    return config;
+  };
+  const login = await dockerConfig(user.password);
+
+  const pushed = await runCli(['push', nginxDir, `${at}/tinyx/nginx:1`, '--json'], { env: { DOCKER_CONFIG: login } });
+  t.is(pushed.code, 0, pushed.stderr);
+  t.deepEqual(asked, [{ scope: 'repository:tinyx/nginx:pull,push', user: 'ci' }], 'one token for the push, asked with the stored credentials');
+  asked.length = 0;
+  const out = join(dir, 'pulled');
+  const pulled = await runCli(['pull', `${at}/tinyx/nginx:1`, '--out', out], { env: { DOCKER_CONFIG: login } });
+  t.is(pulled.code, 0, pulled.stderr);
+  t.deepEqual(asked, [{ scope: 'repository:tinyx/nginx:pull', user: 'ci' }]);
+  t.deepEqual(await filesOf(out), await filesOf(nginxDir));
+
+  const wrong = await runCli(['pull', `${at}/tinyx/nginx:1`, '--out', join(dir, 'no')], { env: { DOCKER_CONFIG: await dockerConfig('wrong') } });
+  t.is(wrong.code, 2);
+  t.regex(wrong.stderr, /the stored credentials for 127\.0\.0\.1:\d+ were refused/);
 });

@@ -126,6 +126,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: 'xmllint', debianPackage: 'libxml2-utils', purpose: 'virt-xml-validate runs it', neededFor: 'tests', tiers: ['integration'] },
   { command: 'skopeo', debianPackage: 'skopeo', purpose: 'an independent client that reads back what tinyx push wrote (inspect, copy to an OCI layout)', neededFor: 'tests', tiers: ['integration'] },
   { command: 'htpasswd', debianPackage: 'apache2-utils', purpose: "writes the bcrypt password file of the test registry that asks for a password (docker-registry's htpasswd auth)", neededFor: 'tests', tiers: ['integration'] },
+  { command: 'openssl', debianPackage: 'openssl', purpose: "makes the certificate the test registry's token service signs its tokens with (Bearer auth)", neededFor: 'tests', tiers: ['integration'] },
 ];
 
 /** The keyring debootstrap verifies the mirror with when the host's apt source names none. */

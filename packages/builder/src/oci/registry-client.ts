@@ -209,7 +209,11 @@ export class RegistryClient {
     if (challenge?.scheme !== 'bearer' || !challenge.params.realm) throw this.protocolError(`answered 401 with a challenge tinyx does not read: ${header ?? '(none)'}`);
     const realm = new URL(challenge.params.realm);
     if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
-    realm.searchParams.set('scope', challenge.params.scope ?? `repository:${this.ref.repository}:${this.options.push ? 'pull,push' : 'pull'}`);
+    // The scope the challenge names, widened to pull,push for a push to this repository: one token for the whole push,
+    // not one for the first HEAD (pull) and another for the upload (as Docker asks).
+    const ours = `repository:${this.ref.repository}:${this.options.push ? 'pull,push' : 'pull'}`;
+    const named = challenge.params.scope;
+    realm.searchParams.set('scope', !named || named.startsWith(`repository:${this.ref.repository}:`) ? ours : named);
     let res: Response;
     try {
       res = await fetch(realm, { headers: basic ? { authorization: basic } : {}, signal: this.options.signal });
