@@ -50,75 +50,88 @@ function macOf(address: string, prefix: string = MAC_PREFIX.qemu): string {
   return [prefix, ...address.split('.').slice(1).map((n) => Number(n).toString(16).padStart(2, '0'))].join(':');
 }
 
-export function libvirtDomainXml(image: BootableImage, options: LibvirtOptions): string {
-  if (image.facts.backend === 'xen') return xenDomainXml(image, options);
-  if (options.xenGuest) throw new TinyxError('E_USAGE', `--xen-guest ${options.xenGuest}: ${image.dir} is a ${image.platform} image, not a Xen one`, { kind: 'user', hint: 'leave --xen-guest out' });
-  const kernel = image.kernels.vmlinuz;
-  if (!kernel) throw new TinyxError('E_KERNEL_MISSING', `${image.dir} has no bzImage (vmlinuz), which libvirt's q35 boots`, { kind: 'user', hint: `build the image again: tinyx build ${image.name}` });
-  const name = options.name ?? image.name;
+/** What differs between the drivers' domains; `domainXml` writes the rest around it. */
+interface DomainParts {
+  type: 'kvm' | 'qemu' | 'xen';
+  /** The <type> line of <os>. */
+  osType: string;
+  kernel: string;
+  cmdline: string;
+  /** Lines between </os> and the on_* lines (cpu, features, clock). */
+  machine: string[];
+  /** The disk's driver and target, for an erofs root. */
+  disk: { driver: string; target: string; bus: string; shareable: boolean };
+  /** The NIC's MAC prefix and its lines after <source> (the model). */
+  nic: { macPrefix: string; extra: string[] };
+  /** The console's lines, and the last devices. */
+  console: string[];
+  tail: string[];
+}
+
+function domainXml(image: BootableImage, options: LibvirtOptions, parts: DomainParts): string {
   const network = options.network;
-  // Without a network the guest gets no address on its command line; /init then brings up lo only.
-  const cmdline = qemuCmdline(image, network, { accel: options.accel, hostTscKhz: options.hostTscKhz });
-  const root =
-    image.rootAs === 'initrd'
-      ? [`    <initrd>${xml(image.rootfs)}</initrd>`]
-      : [];
-  const disk =
-    image.rootAs === 'disk'
-      ? [
-          "    <disk type='file' device='disk'>",
-          "      <driver name='qemu' type='raw'/>",
-          `      <source file='${xml(image.rootfs)}'/>`,
-          "      <target dev='vda' bus='virtio'/>",
-          '      <readonly/>',
-          "      <shareable/>",
-          '    </disk>',
-        ]
-      : [];
-  const nic = network
-    ? [
-        "    <interface type='bridge'>",
-        `      <mac address='${macOf(network.address)}'/>`,
-        `      <source bridge='${xml(network.bridge)}'/>`,
-        "      <model type='virtio'/>",
-        "      <rom enabled='no'/>",
-        '    </interface>',
-      ]
-    : [];
-  const serial = options.consoleFile
-    ? ["    <serial type='file'>", `      <source path='${xml(options.consoleFile)}'/>`, "      <target port='0'/>", '    </serial>']
-    : ["    <serial type='pty'>", "      <target port='0'/>", '    </serial>'];
+  const disk = parts.disk;
   return [
     LIBVIRT_HEADER.trimEnd(),
-    `<domain type='${options.accel === 'kvm' ? 'kvm' : 'qemu'}'>`,
-    `  <name>${xml(name)}</name>`,
+    `<domain type='${parts.type}'>`,
+    `  <name>${xml(options.name ?? image.name)}</name>`,
     `  <description>tinyx image ${xml(image.name)} (${xml(image.dir)}), exported by tinyx export libvirt</description>`,
     `  <memory unit='MiB'>${options.memoryMiB}</memory>`,
     `  <vcpu>${options.vcpus ?? 1}</vcpu>`,
     '  <os>',
-    "    <type arch='x86_64' machine='q35'>hvm</type>",
-    `    <kernel>${xml(kernel)}</kernel>`,
-    ...root,
-    `    <cmdline>${xml(cmdline)}</cmdline>`,
+    `    ${parts.osType}`,
+    `    <kernel>${xml(parts.kernel)}</kernel>`,
+    ...(image.rootAs === 'initrd' ? [`    <initrd>${xml(image.rootfs)}</initrd>`] : []),
+    `    <cmdline>${xml(parts.cmdline)}</cmdline>`,
     '  </os>',
-    ...(options.accel === 'kvm' ? ["  <cpu mode='host-passthrough'/>"] : []),
-    '  <features>',
-    '    <acpi/>',
-    '  </features>',
-    "  <clock offset='utc'/>",
+    ...parts.machine,
     // The guest's reboot is how /init ends the VM (the app exited): the domain goes, as with tinyx run.
     '  <on_poweroff>destroy</on_poweroff>',
     '  <on_reboot>destroy</on_reboot>',
     '  <on_crash>destroy</on_crash>',
     '  <devices>',
-    ...disk,
-    ...nic,
-    ...serial,
-    "    <memballoon model='none'/>",
+    ...(image.rootAs === 'disk'
+      ? [
+          "    <disk type='file' device='disk'>",
+          `      <driver ${disk.driver}/>`,
+          `      <source file='${xml(image.rootfs)}'/>`,
+          `      <target dev='${disk.target}' bus='${disk.bus}'/>`,
+          '      <readonly/>',
+          ...(disk.shareable ? ['      <shareable/>'] : []),
+          '    </disk>',
+        ]
+      : []),
+    ...(network
+      ? ["    <interface type='bridge'>", `      <mac address='${macOf(network.address, parts.nic.macPrefix)}'/>`, `      <source bridge='${xml(network.bridge)}'/>`, ...parts.nic.extra, '    </interface>']
+      : []),
+    ...parts.console,
+    ...parts.tail,
     '  </devices>',
     '</domain>',
     '',
   ].join('\n');
+}
+
+export function libvirtDomainXml(image: BootableImage, options: LibvirtOptions): string {
+  if (image.facts.backend === 'xen') return xenDomainXml(image, options);
+  if (options.xenGuest) throw new TinyxError('E_USAGE', `--xen-guest ${options.xenGuest}: ${image.dir} is a ${image.platform} image, not a Xen one`, { kind: 'user', hint: 'leave --xen-guest out' });
+  const kernel = image.kernels.vmlinuz;
+  if (!kernel) throw new TinyxError('E_KERNEL_MISSING', `${image.dir} has no bzImage (vmlinuz), which libvirt's q35 boots`, { kind: 'user', hint: `build the image again: tinyx build ${image.name}` });
+  const kvm = options.accel === 'kvm';
+  return domainXml(image, options, {
+    type: kvm ? 'kvm' : 'qemu',
+    osType: "<type arch='x86_64' machine='q35'>hvm</type>",
+    kernel,
+    // Without a network the guest gets no address on its command line; /init then brings up lo only.
+    cmdline: qemuCmdline(image, options.network, { accel: options.accel, hostTscKhz: options.hostTscKhz }),
+    machine: [...(kvm ? ["  <cpu mode='host-passthrough'/>"] : []), '  <features>', '    <acpi/>', '  </features>', "  <clock offset='utc'/>"],
+    disk: { driver: "name='qemu' type='raw'", target: 'vda', bus: 'virtio', shareable: true },
+    nic: { macPrefix: MAC_PREFIX.qemu, extra: ["      <model type='virtio'/>", "      <rom enabled='no'/>"] },
+    console: options.consoleFile
+      ? ["    <serial type='file'>", `      <source path='${xml(options.consoleFile)}'/>`, "      <target port='0'/>", '    </serial>']
+      : ["    <serial type='pty'>", "      <target port='0'/>", '    </serial>'],
+    tail: ["    <memballoon model='none'/>"],
+  });
 }
 
 /** The libxl driver's domain of a Xen image (see the top of the file). */
@@ -129,49 +142,15 @@ function xenDomainXml(image: BootableImage, options: LibvirtOptions): string {
     throw new TinyxError('E_USAGE', `--xen-guest ${guest}: a ${image.platform} image boots as ${guests.join(' or ')}`, { kind: 'user', hint: `--xen-guest ${guests.join(' or --xen-guest ')}` });
   }
   if (options.consoleFile) throw new TinyxError('E_USAGE', "--console-file: libvirt's Xen console is a pty (virsh console), not a file", { kind: 'user', hint: 'leave --console-file out' });
-  const name = options.name ?? image.name;
-  const network = options.network;
-  const cmdline = kernelCmdline({ console: image.facts.console, image: image.cmdline, network });
-  const os = guest === 'pvh' ? "    <type arch='x86_64' machine='xenpvh'>xenpvh</type>" : "    <type arch='x86_64' machine='xenpv'>linux</type>";
-  const initrd = image.rootAs === 'initrd' ? [`    <initrd>${xml(image.rootfs)}</initrd>`] : [];
-  const disk =
-    image.rootAs === 'disk'
-      ? [
-          "    <disk type='file' device='disk'>",
-          "      <driver name='phy'/>",
-          `      <source file='${xml(image.rootfs)}'/>`,
-          `      <target dev='${image.facts.disk}' bus='xen'/>`,
-          '      <readonly/>',
-          '    </disk>',
-        ]
-      : [];
-  const nic = network
-    ? ["    <interface type='bridge'>", `      <mac address='${macOf(network.address, MAC_PREFIX.xen)}'/>`, `      <source bridge='${xml(network.bridge)}'/>`, '    </interface>']
-    : [];
-  return [
-    LIBVIRT_HEADER.trimEnd(),
-    "<domain type='xen'>",
-    `  <name>${xml(name)}</name>`,
-    `  <description>tinyx image ${xml(image.name)} (${xml(image.dir)}), exported by tinyx export libvirt</description>`,
-    `  <memory unit='MiB'>${options.memoryMiB}</memory>`,
-    `  <vcpu>${options.vcpus ?? 1}</vcpu>`,
-    '  <os>',
-    os,
-    `    <kernel>${xml(kernelFor(image, guest))}</kernel>`,
-    ...initrd,
-    `    <cmdline>${xml(cmdline)}</cmdline>`,
-    '  </os>',
-    '  <on_poweroff>destroy</on_poweroff>',
-    '  <on_reboot>destroy</on_reboot>',
-    '  <on_crash>destroy</on_crash>',
-    '  <devices>',
-    ...disk,
-    ...nic,
-    "    <console type='pty'>",
-    "      <target type='xen' port='0'/>",
-    '    </console>',
-    '  </devices>',
-    '</domain>',
-    '',
-  ].join('\n');
+  return domainXml(image, options, {
+    type: 'xen',
+    osType: guest === 'pvh' ? "<type arch='x86_64' machine='xenpvh'>xenpvh</type>" : "<type arch='x86_64' machine='xenpv'>linux</type>",
+    kernel: kernelFor(image, guest),
+    cmdline: kernelCmdline({ console: image.facts.console, image: image.cmdline, network: options.network }),
+    machine: [],
+    disk: { driver: "name='phy'", target: image.facts.disk, bus: 'xen', shareable: false },
+    nic: { macPrefix: MAC_PREFIX.xen, extra: [] },
+    console: ["    <console type='pty'>", "      <target type='xen' port='0'/>", '    </console>'],
+    tail: [],
+  });
 }
