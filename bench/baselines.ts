@@ -244,6 +244,27 @@ async function makeExt4(root: string, image: string, rootBytes: number): Promise
 
 /** Where the extra archive puts its script and modules: new top-level names, so nothing of the image is replaced. */
 const BASELINE_INIT = '/tinyx-baseline-init';
+const BASELINE_INSMOD = '/tinyx-baseline-insmod';
+
+/**
+ * The module loader the baseline /init runs: finit_module(2) for each file
+ * named, static, built with the host's gcc. Its own, since the image's BusyBox
+ * has /init's applets only (no insmod) since 2026-12-02.
+ */
+const INSMOD_SOURCE = `#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  int failed = 0;
+  for (int i = 1; i < argc; i++) {
+    int fd = open(argv[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) { perror(argv[i]); failed = 1; }
+    if (fd >= 0) close(fd);
+  }
+  return failed;
+}
+`;
 const BASELINE_MODULES = '/tinyx-baseline-modules';
 
 /**
@@ -269,7 +290,7 @@ export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }: { cach
   await checkHasBusybox(imageInitrd);
   const script = baselineInit(cloud.modules);
   const key = createHash('sha256')
-    .update(JSON.stringify({ kernel: cloud.version, initrd: await fileSha256(imageInitrd), script }))
+    .update(JSON.stringify({ kernel: cloud.version, initrd: await fileSha256(imageInitrd), script, insmod: INSMOD_SOURCE }))
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheDir, `baseline-stock-${key}`);
@@ -281,8 +302,11 @@ export async function prepareStockKernelTinyxRoot({ cacheDir, imageDir }: { cach
     const built = join(temp, 'out');
     await mkdir(built);
     const extra = join(temp, 'baseline.cpio.gz');
+    await writeFile(join(temp, 'insmod.c'), INSMOD_SOURCE);
+    await run('gcc', ['-static', '-Os', '-s', '-o', join(temp, 'insmod'), join(temp, 'insmod.c')]);
     await writeGzipCpio(extra, [
       { type: 'file', path: BASELINE_INIT, mode: 0o755, source: { content: Buffer.from(script) } },
+      { type: 'file', path: BASELINE_INSMOD, mode: 0o755, source: { path: join(temp, 'insmod') } },
       ...cloud.modules.map((m): ImageEntry => ({ type: 'file', path: `${BASELINE_MODULES}/${m}.ko`, mode: 0o644, source: { path: join(cloud.dir, 'modules', `${m}.ko`) } })),
     ]);
     await concatenate([imageInitrd, extra], join(built, 'initrd.cpio.gz'));
@@ -306,15 +330,16 @@ export function stockKernelQemuArgs({ kernel, initrd, append, memoryMiB, hostPor
 }
 
 /**
- * The script the stock kernel runs first: loads the modules (given in
- * dependency order) with the image's BusyBox, then hands over to the image's
- * own /init, which finds eth0 as it would under the tinyx kernel.
+ * The script the stock kernel runs first (with the image's BusyBox shell):
+ * loads the modules, in dependency order, with its own loader, then hands
+ * over to the image's own /init, which finds eth0 as it would under the
+ * tinyx kernel.
  */
 function baselineInit(modules: readonly string[]): string {
   return [
     '#!/bin/busybox sh',
     '# tinyx bench: Debian\'s stock kernel builds these drivers as modules; load them, then run the image.',
-    ...modules.map((m) => `/bin/busybox insmod ${BASELINE_MODULES}/${m}.ko || echo "tinyx-baseline: insmod ${m} failed"`),
+    ...modules.map((m) => `${BASELINE_INSMOD} ${BASELINE_MODULES}/${m}.ko || echo "tinyx-baseline: loading ${m} failed"`),
     'exec /init',
     '',
   ].join('\n');
