@@ -12,7 +12,7 @@ import { run } from '@tinyx/image';
 import { checkConfig, findDependencies, mergeFragments, parseKconfig, renderKconfig, type ConfigCheck, type RequestedOption } from './kconfig.js';
 import { kernelFragments, type KernelRequest } from './fragments.js';
 import type { KernelSource, KernelSourceRef } from './kernel-source.js';
-import type { SharedCache } from '../oci/shared-cache.js';
+import { lookupShared, type SharedCache } from '../oci/shared-cache.js';
 
 /** A kernel configuration, as olddefconfig made it from the fragments, and what became of each request. */
 export interface KernelConfig {
@@ -132,14 +132,11 @@ export async function configureKernel(
   const fragments = await kernelFragments(request);
   const requested = mergeFragments(fragments);
   const key = kernelConfigKey(source.id, requested);
-  const local = await cache.lookup('kernel-configs', key);
-  const fetched = local ? undefined : await options.shared?.fetch(cache, 'kernel-configs', key);
-  const hit = local ?? fetched?.dir;
+  const hit = await lookupShared(cache, 'kernel-configs', key, options.shared);
   if (hit) {
-    await options.shared?.offer(cache, 'kernel-configs', key);
-    const meta = await cache.readMeta<{ stuckOn: ConfigCheck['stuckOn'] }>(hit);
-    const text = await readFile(join(hit, 'config'), 'utf8');
-    return { text, sha256: sha256(text), requested, stuckOn: meta.stuckOn, enabled: countEnabled(text), cached: true, fetchedFrom: fetched?.from };
+    const meta = await cache.readMeta<{ stuckOn: ConfigCheck['stuckOn'] }>(hit.dir);
+    const text = await readFile(join(hit.dir, 'config'), 'utf8');
+    return { text, sha256: sha256(text), requested, stuckOn: meta.stuckOn, enabled: countEnabled(text), cached: true, fetchedFrom: hit.from };
   }
   const tree = await source.open();
   const temp = await cache.makeTemp('kconfig');
@@ -213,14 +210,12 @@ export async function buildKernel(
   },
 ): Promise<BuiltKernel> {
   const key = kernelBuildKey(source.id, config.text);
-  const local = await cache.lookup('kernels', key);
-  const fetched = local ? undefined : await options.shared?.fetch(cache, 'kernels', key);
-  const hit = local ?? fetched?.dir;
+  const hit = await lookupShared(cache, 'kernels', key, options.shared);
   if (hit) {
-    await options.shared?.offer(cache, 'kernels', key);
-    const meta = await cache.readMeta<{ seconds: number; version?: string }>(hit);
+    const { dir } = hit;
+    const meta = await cache.readMeta<{ seconds: number; version?: string }>(dir);
     const version = meta.version ?? (await source.open()).version;
-    return { bzImage: join(hit, 'bzImage'), vmlinux: join(hit, 'vmlinux'), systemMap: join(hit, 'System.map'), config, version, cached: true, fetchedFrom: fetched?.from, buildSeconds: meta.seconds };
+    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), systemMap: join(dir, 'System.map'), config, version, cached: true, fetchedFrom: hit.from, buildSeconds: meta.seconds };
   }
   const tree = await source.open();
   const temp = await cache.makeTemp('kernel');

@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cache } from '../cache.js';
@@ -112,16 +110,19 @@ export class SharedCache {
     if (!repo) return;
     const tag = tagOf(kind, key);
     if (await repo.client.hasManifest(tag)) return;
+    // Looked up again: checked against the digests its meta.json recorded, which the layers then name.
     const dir = await cache.lookup(kind, key);
     if (!dir) throw new TinyxError('E_INTERNAL', `the ${kind} entry ${key} is not in the local cache to be sent`);
     const metaBytes = await readFile(join(dir, 'meta.json'));
+    const recorded = (JSON.parse(metaBytes.toString('utf8')) as { contents?: { sha256?: Record<string, string> } }).contents?.sha256 ?? {};
     const config: Descriptor = { mediaType: META_MEDIA_TYPE, digest: sha256Digest(metaBytes), size: metaBytes.length };
     await repo.client.pushBlob(config, { bytes: metaBytes });
     const layers: Descriptor[] = [];
     for (const name of SHARED_FILES[kind]) {
       throwIfAborted(this.options.signal);
       const path = join(dir, name);
-      const layer: Descriptor = { mediaType: FILE_MEDIA_TYPE, digest: await fileDigest(path), size: (await stat(path)).size, annotations: { [TITLE]: name } };
+      if (!recorded[name]) throw new TinyxError('E_INTERNAL', `the ${kind} entry ${key} records no digest for ${name}`);
+      const layer: Descriptor = { mediaType: FILE_MEDIA_TYPE, digest: `sha256:${recorded[name]}`, size: (await stat(path)).size, annotations: { [TITLE]: name } };
       await repo.client.pushBlob(layer, { path });
       layers.push(layer);
     }
@@ -162,6 +163,16 @@ export class SharedCache {
   }
 }
 
+/**
+ * A cache entry from the local cache, else from the shared one's registries
+ * (then `from` names the registry); offered to its --cache-to either way.
+ */
+export async function lookupShared(cache: Cache, kind: SharedKind, key: string, shared: SharedCache | undefined): Promise<{ dir: string; from?: string | undefined } | undefined> {
+  const found = (await cache.lookup(kind, key).then((dir) => (dir ? { dir } : undefined))) ?? (await shared?.fetch(cache, kind, key));
+  if (found) await shared?.offer(cache, kind, key);
+  return found;
+}
+
 /** The tag of an entry in the shared repository. */
 export function tagOf(kind: SharedKind, key: string): string {
   return `${kind}-${key}`;
@@ -171,8 +182,3 @@ function describe(kind: SharedKind): string {
   return kind === 'kernels' ? 'the kernel' : "the kernel's configuration";
 }
 
-async function fileDigest(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) hash.update(chunk);
-  return `sha256:${hash.digest('hex')}`;
-}
