@@ -1,7 +1,7 @@
 // The boot benchmark: tinyx images under QEMU, measured the way the LightVM
 // paper measured them (boot time, memory, pause/unpause, save/restore), with
 // the same probes the tests use. Every figure is a median of RUNS runs.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -270,6 +270,9 @@ export async function pauseAndSave(app: string, imageDir: string, stateDir: stri
   return { pauseMs: stats(pause, 2), unpauseMs: stats(unpause, 2), saveMs: stats(save), restoreToAnswerMs: stats(restore), stateBytes };
 }
 
+/** The QEMUs rawBootTimes runs, which a SIGTERM to the bench must kill too (they are its own children, not the toolstack's VMs). */
+export const rawQemus = new Set<ChildProcess>();
+
 /**
  * Boot time of a VM that is not a tinyx image (the baselines): QEMU started
  * here with `args`, timed to the first answer on the forwarded `hostPort`,
@@ -279,6 +282,8 @@ export async function rawBootTimes(app: string, args: readonly string[], hostPor
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    rawQemus.add(child);
+    child.once('exit', () => rawQemus.delete(child));
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));

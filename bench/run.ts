@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { build, defaultCacheDir, type Compression, type OutputFormat } from '@tinyx/builder';
 import { run } from '@tinyx/image';
 import { detectAccel, freePort, getBackend } from '@tinyx/toolstack';
-import { bootTimes, imageSizes, interleavedBootTimes, pauseAndSave, rawBootTimes, round, smallestMemory } from './boot.js';
+import { bootTimes, imageSizes, interleavedBootTimes, pauseAndSave, rawBootTimes, rawQemus, round, smallestMemory } from './boot.js';
 import { kernelFigures, rootFigures } from './build.js';
 import { density, restoreKsm } from './density.js';
 import { corpus, renderCorpus } from './corpus.js';
@@ -76,12 +76,13 @@ async function image(app: string, compression?: Compression, format: OutputForma
   return images[name];
 }
 
-// Ctrl-C or SIGTERM: the VMs this run started are destroyed (they run detached from it), the host's KSM settings
+// Ctrl-C or SIGTERM: the VMs this run started are destroyed (they run detached from it), the baselines' QEMUs killed, the host's KSM settings
 // put back if a density run changed them, then exit 130.
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     console.error(`\nbench: ${sig}, destroying this run's VMs`);
     const qemu = getBackend('qemu');
+    for (const child of rawQemus) child.kill('SIGKILL');
     void Promise.allSettled([...qemu.started().map((vm) => vm.destroy()), restoreKsm()]).then(() => process.exit(130));
   });
 }
