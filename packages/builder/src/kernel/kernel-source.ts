@@ -83,11 +83,6 @@ export async function kernelSource(cache: Cache, given: string | undefined, sign
   return extractable(cache, tarball, `debian:${pkg} ${version}`, await kernelPatches(), signal);
 }
 
-/** The kernel source unpacked: kernelSource, opened. */
-export async function prepareKernelSource(cache: Cache, given: string | undefined, signal?: AbortSignal): Promise<KernelSource> {
-  return (await kernelSource(cache, given, signal)).open();
-}
-
 /** A tarball's source: its id now, its tree when first opened (the same promise for every caller). */
 function extractable(cache: Cache, tarball: string, tarballId: string, patches: readonly KernelPatch[], signal?: AbortSignal): KernelSourceRef {
   let opened: Promise<KernelSource> | undefined;

@@ -73,9 +73,9 @@ export class RegistryClient {
     return res.status === 200;
   }
 
-  /** A manifest as getManifest gives it, or undefined when the repository has none under this tag or digest. */
+  /** A manifest as getManifest gives it, or undefined when the repository has none under this tag or digest (one GET). */
   async findManifest(reference: string): Promise<{ bytes: Buffer; mediaType: string; digest: string } | undefined> {
-    return (await this.hasManifest(reference)) ? this.getManifest(reference) : undefined;
+    return this.manifest(reference, [200, 404]);
   }
 
   async putManifest(reference: string, mediaType: string, bytes: Uint8Array): Promise<void> {
@@ -84,7 +84,16 @@ export class RegistryClient {
 
   /** A manifest or index by tag or digest: its bytes, media type and digest (checked against a digest reference). */
   async getManifest(reference: string): Promise<{ bytes: Buffer; mediaType: string; digest: string }> {
-    const res = await this.request('GET', `/manifests/${reference}`, { ok: [200], headers: { accept: [MEDIA_TYPES.index, MEDIA_TYPES.manifest].join(', ') } });
+    return (await this.manifest(reference, [200]))!;
+  }
+
+  /** GET of a manifest; undefined on a 404 when `ok` allows one. */
+  private async manifest(reference: string, ok: number[]): Promise<{ bytes: Buffer; mediaType: string; digest: string } | undefined> {
+    const res = await this.request('GET', `/manifests/${reference}`, { ok, headers: { accept: [MEDIA_TYPES.index, MEDIA_TYPES.manifest].join(', ') } });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
     const bytes = Buffer.from(await res.arrayBuffer());
     const digest = sha256Digest(bytes);
     if (reference.startsWith('sha256:') && digest !== reference) throw new TinyxError('E_DIGEST', `${this.where()}: the manifest asked for as ${reference} has the digest ${digest}`, { kind: 'failure' });
