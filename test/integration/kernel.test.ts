@@ -88,7 +88,7 @@ async function longestRun(elf: string, section: string, byte: number): Promise<{
 }
 
 test.serial("tinyx's first kernel patch is in: no 2 MiB of int3 padding around the entry text; the manifest's source names the patch", async (t) => {
-  t.regex(nginx.kernel!.source, /^debian:linux-source-6\.1 \S+ \+ 0001-x86-no-pmd-padding-without-pti-or-sme\.patch, 0002-x86-apic-lapic-timer-hz-parameter\.patch, 0003-x86-mm-poison-freed-init-memory-by-words\.patch \([0-9a-f]{12}\)$/);
+  t.regex(nginx.kernel!.source, /^debian:linux-source-6\.1 \S+ \+ 0001-x86-no-pmd-padding-without-pti-or-sme\.patch, 0002-x86-apic-lapic-timer-hz-parameter\.patch, 0003-x86-mm-poison-freed-init-memory-by-words\.patch, 0004-x86-tsc-known-tsc-rate-is-the-cpu-rate\.patch \([0-9a-f]{12}\)$/);
   // Unpatched, .text was 6 MiB with two runs of int3 (0xcc) of almost 2 MiB each, loaded into the guest and never freed.
   const text = await longestRun(join(work, 'nginx', 'vmlinux'), '.text', 0xcc);
   t.true(text.run < 64 * 1024, `the longest int3 run in .text is ${text.run} bytes`);
