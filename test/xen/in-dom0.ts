@@ -81,14 +81,14 @@ async function main(configFile: string): Promise<number> {
   for (const test of tests.filter((t) => !config.only || t.name === 'xen' || config.only.includes(t.name))) {
     const started = performance.now();
     let result = await attempt(test);
-    // Xen under QEMU's TCG (the only Xen this host has) now and then
-    // triple-faults a guest in its first instructions (the kernel's PIT
-    // calibration, quick_pit_calibrate's port reads, before its console
-    // works; fixture xen-console-triple-fault.txt): an artifact of the
-    // emulated SVM, not of tinyx. The test runs again then, up to twice, and
-    // says so; any other failure stands. Twice: on 2026-12-03 three of some
-    // ten PVH boots faulted so, and the pool test, which boots several
-    // guests, faulted in two attempts running.
+    // Xen under QEMU's TCG (the only Xen this host has) triple-faulted PVH
+    // guests in their first instructions, about one boot in three: always in
+    // the kernel's PIT calibration (quick_pit_calibrate's port reads, before
+    // its console works; fixture xen-console-triple-fault.txt), an artifact
+    // of the emulated SVM, not of tinyx. tinyx's kernels no longer calibrate
+    // against the PIT under Xen (kernel patch 0004; no fault in the first
+    // full run with it, 2026-12-03). Should a guest still fault so, the test
+    // runs again, up to twice, and says so; any other failure stands.
     const faults: string[] = [];
     while (!result.ok && /Triple fault/.test(result.error ?? '') && faults.length < 2) {
       faults.push(result.error!);
