@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { build, createBuild, defaultCacheDir, loadRecipeFile, setRecipeKernelDisable, type KernelResult, type Manifest } from '@tinyx/builder';
 import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
+import { hostTscKhz } from '@tinyx/toolstack';
 import { TCG_APIC_TIMER_HZ } from '@tinyx/toolstack/internals';
 import { integrationTest } from '../helpers/capabilities.js';
 import { runCli, startCli } from '../helpers/cli.js';
@@ -126,6 +127,20 @@ test.serial("tinyx's second kernel patch: given lapic_timer_hz (as tinyx run giv
   // HZ is 250: 10^9 / 250 APIC counts per tick. Unpatched, the parameter is unknown and the kernel calibrates.
   t.regex(boot.output, /lapic timer already calibrated 4000000\b/);
   t.notRegex(boot.output, /calibrating APIC timer|APIC timer disabled/);
+});
+
+test.serial("tinyx's fourth kernel patch: a TSC rate stated on the command line (as tinyx run gives TCG guests) is the CPU's rate too, not measured against the PIT", async (t) => {
+  const host = await hostTscKhz();
+  t.truthy(host, "the host states its TSC rate (/proc/cpuinfo), the rate at which a TCG guest's TSC runs");
+  // 5 % above the real rate. Unpatched, the kernel measures the CPU against the PIT (the real rate) and,
+  // within 10 % of the stated TSC rate, keeps its measure: "Detected <real> MHz processor", then "Detected <stated> MHz TSC".
+  const stated = Math.round(host! * 1.05);
+  const marker = `tinyx-marker-${process.pid}`;
+  const boot = bootQemu(join(work, 'nginx', 'vmlinux'), await markerInitramfs(marker), 'microvm', [`tsc_early_khz=${stated}`]);
+  t.is(boot.status, 0, boot.output.slice(-2000));
+  t.regex(boot.output, new RegExp(`^${marker}\\r?$`, 'm'));
+  t.regex(boot.output, new RegExp(`tsc: Detected ${Math.floor(stated / 1000)}\\.${String(stated % 1000).padStart(3, '0')} MHz processor`));
+  t.notRegex(boot.output, /MHz TSC/, 'one rate: the CPU was not measured apart from the TSC');
 });
 
 test.serial("the base's BusyBox runs /init's commands in its own process (a standalone shell): no exec, no dynamic loading per command", async (t) => {
