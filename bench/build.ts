@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readdir, readFile, stat, symlink } from 'node:fs/promis
 import { dirname, join } from 'node:path';
 import { build, createBuild, formatBytes, type KernelFeature, type KernelResult, type Platform } from '@tinyx/builder';
 import { removeTree } from '@tinyx/builder/internals';
+import { interrupt } from './interrupt.js';
 import { median, round } from './boot.js';
 
 const WARM_RUNS = 5;
@@ -75,15 +76,15 @@ export async function rootFigures(apps: readonly string[]): Promise<Record<strin
     const cache = await mkdtemp('/var/tmp/tinyx-bench-cache-');
     const out = await mkdtemp('/var/tmp/tinyx-bench-out-');
     try {
-      const cold = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'cold'), kernel: false }));
+      const cold = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'cold'), kernel: false, signal: interrupt.signal }));
       const warm: number[] = [];
       let manifest = cold.value;
       for (let i = 0; i < WARM_RUNS; i++) {
-        const run = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'warm'), kernel: false }));
+        const run = await seconds(() => build({ recipe: app, cacheDir: cache, outDir: join(out, 'warm'), kernel: false, signal: interrupt.signal }));
         warm.push(run.s);
         manifest = run.value;
       }
-      const xz = await build({ recipe: app, cacheDir: cache, outDir: join(out, 'xz'), kernel: false, compression: 'xz' });
+      const xz = await build({ recipe: app, cacheDir: cache, outDir: join(out, 'xz'), kernel: false, compression: 'xz', signal: interrupt.signal });
       // The full Debian root the image was cut from: the base plus the app layer (the only ones in this cache).
       const base = await onlyEntry(join(cache, 'bases'));
       const layer = await onlyEntry(join(cache, 'layers'));
@@ -119,7 +120,7 @@ export async function rootFigures(apps: readonly string[]): Promise<Record<strin
 export async function kernelFigures(shared: string): Promise<Record<string, KernelFigures>> {
   const kernels: Record<string, KernelFigures> = {};
   const rootOut = await mkdtemp('/var/tmp/tinyx-bench-out-');
-  await build({ recipe: 'nginx', cacheDir: shared, outDir: rootOut, kernel: false });
+  await build({ recipe: 'nginx', cacheDir: shared, outDir: rootOut, kernel: false, signal: interrupt.signal });
   await removeTree(rootOut);
   for (const platform of PLATFORMS) {
     const cache = await mkdtemp('/var/tmp/tinyx-bench-kcache-');
@@ -136,6 +137,7 @@ export async function kernelFigures(shared: string): Promise<Record<string, Kern
           goal: 'kernel',
           platform,
           kernelFeatures,
+          signal: interrupt.signal,
           onEvent: (e) => {
             if (e.type === 'step-end' && e.step === 'kernel') stepSeconds = e.seconds;
           },

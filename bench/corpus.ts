@@ -11,6 +11,7 @@ import type { Readiness } from '@tinyx/image';
 import { freePort, getBackend } from '@tinyx/toolstack';
 import { imageSizes, type ImageSizes } from './boot.js';
 import { errorCode, errorMessage } from './error-text.js';
+import { interrupt } from './interrupt.js';
 import type { SectionTimes } from './results.js';
 
 /** What a client sends, and what the answer must look like, per protocol. */
@@ -149,7 +150,7 @@ export async function corpus(work: string, only?: readonly string[], format?: Ou
     const t0 = performance.now();
     let manifest: Manifest;
     try {
-      manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET, ...(format ? { format } : {}) });
+      manifest = await build({ recipe: { fromUnit: { package: entry.pkg } }, outDir, kernelFeatures: SUPERSET, ...(format ? { format } : {}), signal: interrupt.signal });
       row.built = true;
       formats.add(manifest.format);
       row.buildSeconds = Math.round((performance.now() - t0) / 100) / 10;

@@ -38,6 +38,7 @@ import { corpus, renderCorpus } from './corpus.js';
 import { isSectionName, readResults, SECTION_NAMES, type AppBaselines, type AppBoot, type BenchResults, type SectionFigures, type SectionName, type StoredSection, type StoredSections } from './results.js';
 import { renderXen, xenFigures } from './xen.js';
 import { formatFigures, renderLightness } from './lightness.js';
+import { interrupt } from './interrupt.js';
 import { bootPhases, renderPhases } from './phases.js';
 
 /** The repository: this file runs as bench/dist/run.js. */
@@ -70,20 +71,31 @@ async function image(app: string, compression?: Compression, format: OutputForma
   const name = [app, compression, format === 'initramfs' ? undefined : format].filter(Boolean).join('-');
   images[name] ??= (async () => {
     const outDir = join(work, 'images', name);
-    await build({ recipe: app, outDir, format, ...(compression ? { compression } : {}) });
+    await build({ recipe: app, outDir, format, ...(compression ? { compression } : {}), signal: interrupt.signal });
     return outDir;
   })();
   return images[name];
 }
 
-// Ctrl-C or SIGTERM: the VMs this run started are destroyed (they run detached from it), the baselines' QEMUs killed, the host's KSM settings
-// put back if a density run changed them, then exit 130.
+/** The section running now: a Ctrl-C or SIGTERM lets it unwind before the bench exits. */
+let running: Promise<unknown> | undefined;
+
+// Ctrl-C or SIGTERM: the running section's builds are stopped (they clean up: unmount their root, remove their
+// temporary trees, and the section's own finally blocks run), the VMs this run started are destroyed (they run
+// detached from it), the baselines' QEMUs killed, the host's KSM settings put back if a density run changed
+// them, then exit 130, with no section's figures stored. A section that does not unwind in two minutes is not
+// waited for longer.
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
-    console.error(`\nbench: ${sig}, destroying this run's VMs`);
+    console.error(`\nbench: ${sig}, stopping this run's builds and destroying its VMs`);
+    interrupt.abort(`interrupted by ${sig}`);
     const qemu = getBackend('qemu');
     for (const child of rawQemus) child.kill('SIGKILL');
-    void Promise.allSettled([...qemu.started().map((vm) => vm.destroy()), restoreKsm()]).then(() => process.exit(130));
+    const unwound = new Promise((resolve) => {
+      void (running ?? Promise.resolve()).then(resolve);
+      setTimeout(resolve, 120_000);
+    });
+    void Promise.allSettled([...qemu.started().map((vm) => vm.destroy()), restoreKsm(), unwound]).then(() => process.exit(130));
   });
 }
 
@@ -91,10 +103,21 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 const thisRun = { run: new Date().toISOString(), commit: (await run('git', ['describe', '--always', '--dirty'], { cwd: repo, allowFailure: true })).stdout.trim() || 'unknown' };
 
 async function section<K extends SectionName>(name: K, fn: () => Promise<SectionFigures[K]>): Promise<void> {
-  if (!sections.includes(name)) return;
+  if (!sections.includes(name) || interrupt.signal.aborted) return;
   console.log(`== ${name}`);
   const t0 = performance.now();
-  const figures = await fn();
+  const work = fn();
+  running = work.catch(() => undefined);
+  // Interrupted: nothing of this section is stored and nothing after it runs; the signal's handler exits.
+  const interrupted = (): Promise<never> => new Promise<never>(() => undefined);
+  let figures: SectionFigures[K];
+  try {
+    figures = await work;
+  } catch (error) {
+    if (!interrupt.signal.aborted) throw error;
+    return interrupted();
+  }
+  if (interrupt.signal.aborted) return interrupted();
   // Seen as the one section K (a write through StoredSections[K] would have to fit every section at once).
   const all: StoredSections = results;
   const stored: { [S in K]?: StoredSection<S> } = all;
@@ -193,9 +216,9 @@ await section('corpus', async () => {
 
 await section('xen', async () => {
   const dirs = { 'xen-pvh': join(work, 'images', 'nginx-xen-pvh'), 'xen-pv': join(work, 'images', 'nginx-xen-pv') };
-  for (const platform of ['xen-pvh', 'xen-pv'] as const) await build({ recipe: 'nginx', platform, format: 'initramfs', outDir: dirs[platform] });
+  for (const platform of ['xen-pvh', 'xen-pv'] as const) await build({ recipe: 'nginx', platform, format: 'initramfs', outDir: dirs[platform], signal: interrupt.signal });
   const erofs = join(work, 'images', 'nginx-xen-pvh-erofs');
-  await build({ recipe: 'nginx', platform: 'xen-pvh', format: 'erofs', outDir: erofs });
+  await build({ recipe: 'nginx', platform: 'xen-pvh', format: 'erofs', outDir: erofs, signal: interrupt.signal });
   // TINYX_BENCH_XEN_ONLY=bench-boot runs that part again (the others' latest results are kept);
   // TINYX_BENCH_XEN_FROM_CONSOLE=1 summarises the earlier runs' console logs again instead of running Xen.
   const env = process.env;
