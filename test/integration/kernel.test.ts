@@ -89,7 +89,7 @@ async function longestRun(elf: string, section: string, byte: number): Promise<{
 }
 
 test.serial("tinyx's first kernel patch is in: no 2 MiB of int3 padding around the entry text; the manifest's source names the patch", async (t) => {
-  t.regex(nginx.kernel!.source, /^debian:linux-source-6\.1 \S+ \+ 0001-x86-no-pmd-padding-without-pti-or-sme\.patch, 0002-x86-apic-lapic-timer-hz-parameter\.patch, 0003-x86-mm-poison-freed-init-memory-by-words\.patch, 0004-x86-tsc-known-tsc-rate-is-the-cpu-rate\.patch \([0-9a-f]{12}\)$/);
+  t.regex(nginx.kernel!.source, /^debian:linux-source-6\.1 \S+ \+ 0001-x86-no-pmd-padding-without-pti-or-sme\.patch, 0002-x86-apic-lapic-timer-hz-parameter\.patch, 0003-x86-mm-poison-freed-init-memory-by-words\.patch, 0004-x86-tsc-known-tsc-rate-is-the-cpu-rate\.patch, 0005-kbuild-empty-commands-spawn-no-shell\.patch \([0-9a-f]{12}\)$/);
   // Unpatched, .text was 6 MiB with two runs of int3 (0xcc) of almost 2 MiB each, loaded into the guest and never freed.
   const text = await longestRun(join(work, 'nginx', 'vmlinux'), '.text', 0xcc);
   t.true(text.run < 64 * 1024, `the longest int3 run in .text is ${text.run} bytes`);
@@ -172,6 +172,34 @@ test.serial('a damaged cached kernel (a truncated vmlinux) is detected, removed 
   t.is(sha(join(out, 'vmlinux')), good.vmlinux, 'the image has the right kernel');
   t.is(sha(join(out, 'vmlinuz')), good.bzImage);
   t.is(sha(join(kernels, entry!, 'vmlinux')), good.vmlinux, 'and so has the cache again');
+});
+
+test.serial("tinyx's fifth kernel patch: Kbuild's `cmd` runs no shell for a command that expands to nothing; and the kernel build tells nm the object format", async (t) => {
+  const tree = (JSON.parse((await runCli(['kernel', 'config', 'nginx', '--json'])).stdout) as { sourceDir: string }).sourceDir;
+  // The tree's own Kbuild.include, under a make whose every shell says what it runs.
+  const dir = join(work, 'kbuild-cmd');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'sh'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${join(dir, 'shells')}\nexec /bin/sh "$@"\n`, { mode: 0o755 });
+  await writeFile(
+    join(dir, 'Makefile'),
+    [`include ${tree}/scripts/Kbuild.include`, 'cmd_nothing =', 'cmd_touch = touch $@', 'out:', '\t$(call cmd,nothing)', '\t$(call cmd,touch)', ''].join('\n'),
+  );
+  execFileSync('make', ['-s', '-C', dir, `SHELL=${join(dir, 'sh')}`, 'out'], { encoding: 'utf8' });
+  await stat(join(dir, 'out'));
+  const shells = (await readFile(join(dir, 'shells'), 'utf8')).trim().split('\n');
+  // Unpatched, a second shell ran `set -e;` and nothing else: one per empty command of every object's rule.
+  t.is(shells.length, 1, shells.join('\n'));
+  t.regex(shells[0]!, /touch out/);
+
+  // The test before this one rebuilt nginx's kernel in the kept tree, whose .cmd files record its commands: zoffset.h is made from nm's output.
+  const trees = join(defaultCacheDir(), 'kernel-trees');
+  let recorded: string | undefined;
+  for (const slot of await readdir(trees)) {
+    const config = await readFile(join(trees, slot, 'tree', '.config'), 'utf8').catch(() => '');
+    if (createHash('sha256').update(config).digest('hex') === nginx.kernel!.configSha256) recorded = await readFile(join(trees, slot, 'tree', 'arch/x86/boot/.zoffset.h.cmd'), 'utf8');
+  }
+  t.truthy(recorded, "a kept tree last built nginx's kernel");
+  t.regex(recorded!, /:= nm --target=elf64-x86-64 /, 'nm is told the format: it loads no bfd plugin (LLVMgold) per object');
 });
 
 test.serial("the build split: a kernel that differs from nginx's only in leaf options (signalfd, POSIX message queues) compiles a few files in nginx's kept build tree; from an empty tree, ccache answers nearly every compile; both give the same bytes", async (t) => {
