@@ -4,7 +4,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, realpath, stat, symlink, t
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { build, createBuild, defaultCacheDir, loadRecipeFile, setRecipeKernelDisable, type KernelResult, type Manifest } from '@tinyx/builder';
-import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, mount, packImage, parseKconfig, removeTree, unmountBelow } from '@tinyx/builder/internals';
+import { BUSYBOX_PATH, Cache, createBase, hostBaseSpec, mount, packImage, parseKconfig, removeTree, tinyConfigKey, unmountBelow } from '@tinyx/builder/internals';
 import { hostTscKhz } from '@tinyx/toolstack';
 import { TCG_APIC_TIMER_HZ } from '@tinyx/toolstack/internals';
 import { integrationTest } from '../helpers/capabilities.js';
@@ -141,6 +141,23 @@ test.serial("tinyx's fourth kernel patch: a TSC rate stated on the command line 
   t.regex(boot.output, new RegExp(`^${marker}\\r?$`, 'm'));
   t.regex(boot.output, new RegExp(`tsc: Detected ${Math.floor(stated / 1000)}\\.${String(stated % 1000).padStart(3, '0')} MHz processor`));
   t.notRegex(boot.output, /MHz TSC/, 'one rate: the CPU was not measured apart from the TSC');
+});
+
+test.serial("every configuration starts from the source's tinyconfig, made once and kept in the cache: byte for byte what `make tinyconfig` makes", async (t) => {
+  // A configuration of its own (the others may be cache hits, made before the tinyconfig was kept): it is made from the tinyconfig.
+  const recipe = join(work, 'nginx-own-config.yaml');
+  await copyFile('recipes/nginx.yaml', recipe);
+  await setRecipeKernelDisable(recipe, [...(await loadRecipeFile(recipe)).kernel.disable, 'MEMBARRIER']);
+  const made = await runCli(['kernel', 'config', recipe, '--json']);
+  t.is(made.code, 0, made.stderr);
+  const tree = (JSON.parse(made.stdout) as { sourceDir: string }).sourceDir;
+  const kept = join(defaultCacheDir(), 'kernel-configs', tinyConfigKey(nginx.kernel!.source), 'config');
+  const dir = join(work, 'tinyconfig');
+  await mkdir(dir, { recursive: true });
+  execFileSync('make', ['-s', '-C', tree, `O=${dir}`, 'tinyconfig'], { encoding: 'utf8' });
+  const tiny = await readFile(join(dir, '.config'), 'utf8');
+  t.regex(tiny, /^CONFIG_CC_OPTIMIZE_FOR_SIZE=y$/m, "tiny.config's options");
+  t.is(await readFile(kept, 'utf8'), tiny);
 });
 
 test.serial("the base's BusyBox runs /init's commands in its own process (a standalone shell): no exec, no dynamic loading per command", async (t) => {

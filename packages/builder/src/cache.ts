@@ -19,7 +19,7 @@ const CACHE_FORMAT = 1;
  *   layers/<key>/      an install step's OverlayFS upper directory
  *   busybox/<key>/     the image's BusyBox (/init's applets, static), by source version, applets and compiler
  *   kernel-src/<key>/  an extracted kernel source tree
- *   kernel-configs/<key>/  a final .config, by source and fragments
+ *   kernel-configs/<key>/  a final .config, by source and fragments; and the source's tinyconfig, which each starts from
  *   kernels/<key>/     a built kernel (bzImage, vmlinux, .config, System.map), by source and final .config
  *   packed/<key>/      a compressed archive, by the hash of the raw archive and the compression
  *   xen-dom0/<key>/    the Xen test harness's hypervisor, dom0 kernel and dom0 root (test/xen)
