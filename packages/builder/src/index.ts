@@ -3,7 +3,7 @@
  * the TinyX way (LightVM, SOSP 2017).
  */
 export { build, createBuild, Build, formatBytes } from './build.js';
-export { compilerCacheSummary, readKconfigFiles } from './kernel/build-kernel.js';
+export { compilerCacheSummary, readKconfigFiles, tinyConfigText } from './kernel/build-kernel.js';
 export { findDependencies, parseKconfig } from './kernel/kconfig.js';
 export { holds, kconfigSymbols, minimizeCandidates, minimizeOptions } from './kernel/minimize.js';
 export { kernelFragments } from './kernel/fragments.js';

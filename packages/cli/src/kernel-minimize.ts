@@ -13,6 +13,7 @@ import {
   kconfigSymbols,
   kernelFragments,
   readKconfigFiles,
+  tinyConfigText,
   type BuildOptions,
   type KernelResult,
   type Manifest,
@@ -21,7 +22,7 @@ import {
   type ProtectedOption,
   type TrialOutcome,
 } from '@tinyx/builder';
-import { PLATFORM_NAMES, ROOT_FORMATS, SYSTEM_MAP, probeSeesApp, run, type RootFormat } from '@tinyx/image';
+import { PLATFORM_NAMES, ROOT_FORMATS, SYSTEM_MAP, probeSeesApp, type RootFormat } from '@tinyx/image';
 import { getBackend, type Vm } from '@tinyx/toolstack';
 
 /** The options every kernel keeps whatever the minimizer finds: the console tinyx reads the guest's errors from. */
@@ -225,22 +226,8 @@ export async function minimizeKernel(options: MinimizeOptions): Promise<Minimize
 }
 
 /** The candidates of the app's kernel: beyond tinyconfig, settable, and outside what every kernel keeps (its fragments, the console). */
-async function candidatesOf(kernel: KernelResult, tinyconfigs: string, options: MinimizeOptions): Promise<{ candidates: string[]; protected: ProtectedOption[] }> {
-  await mkdir(tinyconfigs, { recursive: true });
-  const tinyFile = join(tinyconfigs, `tinyconfig-${shortHash(kernel.source.id)}`);
-  let tiny = await readFile(tinyFile, 'utf8').catch(() => undefined);
-  if (tiny === undefined) {
-    const temp = join(tinyconfigs, `tinyconfig.tmp-${process.pid}`);
-    await rm(temp, { recursive: true, force: true });
-    try {
-      await run('make', ['-C', (await kernel.source.open()).dir, `O=${temp}`, 'tinyconfig'], { signal: options.signal });
-      tiny = await readFile(join(temp, '.config'), 'utf8');
-      await writeFile(`${tinyFile}.new-${process.pid}`, tiny);
-      await rename(`${tinyFile}.new-${process.pid}`, tinyFile);
-    } finally {
-      await rm(temp, { recursive: true, force: true });
-    }
-  }
+async function candidatesOf(kernel: KernelResult, cacheDir: string, options: MinimizeOptions): Promise<{ candidates: string[]; protected: ProtectedOption[] }> {
+  const tiny = await tinyConfigText(cacheDir, kernel.source, options.signal);
   // What every kernel of some platform and root format has: any fragment but the features' and the disable lists (a feature may ask
   // again for a shared option). Of every platform and format, because kernel.disable applies to all of the recipe's builds.
   const protect = new Map<string, string>([['64BIT', 'the architecture'], ...CONSOLE.map((s): [string, string] => [s, "the console, where tinyx reads the guest's errors"])]);
@@ -290,7 +277,7 @@ export async function listCandidates(options: MinimizeOptions): Promise<{ candid
   } finally {
     await b.cleanup();
   }
-  return candidatesOf(b.kernelOutcome, join(cacheDir, 'minimize', 'tinyconfigs'), options);
+  return candidatesOf(b.kernelOutcome, cacheDir, options);
 }
 
 function stepLine(step: MinimizeStep, progress: { off: number; needed: number; pending: number }): string {

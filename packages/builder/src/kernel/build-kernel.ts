@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { appendFile, copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, relative } from 'node:path';
-import { cacheKey, processExists, type Cache } from '../cache.js';
+import { Cache, cacheKey, processExists } from '../cache.js';
 import { CommandFailedError, TinyxError } from '../errors.js';
 import { findOnPath } from '@tinyx/image';
 import { removeTree } from '../mounts.js';
@@ -150,7 +150,7 @@ export async function configureKernel(
     return { text, sha256: sha256(text), requested, stuckOn: meta.stuckOn, enabled: countEnabled(text), cached: true, fetchedFrom: hit.from };
   }
   const tree = await source.open();
-  const base = await tinyConfig(cache, source.id, tree, options.signal);
+  const base = await sourceTinyConfig(cache, source, options.signal);
   const temp = await cache.makeTemp('kconfig');
   try {
     await copyFile(base, join(temp, '.config'));
@@ -179,28 +179,35 @@ export function tinyConfigKey(sourceId: string): string {
 }
 
 /**
- * `make tinyconfig`'s .config for a source, made once and kept with the
- * configurations (`kernel-configs/`, local only). It runs Kconfig three times
+ * The path of `make tinyconfig`'s .config for a source, made once and kept
+ * with the configurations (`kernel-configs/`, local only); the minimizer's
+ * candidates are the options beyond it. It runs Kconfig three times
  * (allnoconfig, the merge of kernel/configs/tiny.config and the arch's, then
  * olddefconfig): about 19 s on two cores, for a result that depends on the
  * source alone (and the compiler, as the configurations' keys already
  * assume). Every configuration starts from a copy, as it would have started
  * from `make tinyconfig` in its own directory.
  */
-async function tinyConfig(cache: Cache, sourceId: string, tree: KernelSource, signal: AbortSignal | undefined): Promise<string> {
-  const key = tinyConfigKey(sourceId);
+export async function sourceTinyConfig(cache: Cache, source: KernelSourceRef, signal: AbortSignal | undefined): Promise<string> {
+  const key = tinyConfigKey(source.id);
   const hit = await cache.lookup('kernel-configs', key);
   if (hit) return join(hit, 'config');
+  const tree = await source.open();
   const temp = await cache.makeTemp('tinyconfig');
   try {
     await mkdir(join(temp, 'build'));
     await mkdir(join(temp, 'entry'));
     await run('make', ['-C', tree.dir, `O=${join(temp, 'build')}`, 'tinyconfig'], { signal });
     await copyFile(join(temp, 'build', '.config'), join(temp, 'entry', 'config'));
-    return join(await cache.publish('kernel-configs', key, join(temp, 'entry'), { source: sourceId, tinyconfig: true }), 'config');
+    return join(await cache.publish('kernel-configs', key, join(temp, 'entry'), { source: source.id, tinyconfig: true }), 'config');
   } finally {
     await removeTree(temp);
   }
+}
+
+/** The text of a source's tinyconfig (sourceTinyConfig) in a cache directory: the options `tinyx kernel minimize` leaves alone. */
+export async function tinyConfigText(cacheDir: string, source: KernelSourceRef, signal?: AbortSignal): Promise<string> {
+  return readFile(await sourceTinyConfig(new Cache(cacheDir), source, signal), 'utf8');
 }
 
 async function droppedOptionsError(tree: KernelSource, dropped: ConfigCheck['dropped']): Promise<TinyxError> {
